@@ -1,0 +1,89 @@
+//! Keystores: where stored key values live (§6). A keystore stores opaque values (the §6.1 bytes)
+//! under key names; it never parses or logs them.
+//!
+//! * [`fs`]: one file per key in a directory (the Go server's layout).
+//! * [`mem`]: in memory, for `kes server --dev`.
+//! * [`vault`]: HashiCorp Vault / OpenBao K/V (v1, v2), optionally wrapped with transit.
+
+pub mod fs;
+pub mod mem;
+
+use std::time::Duration;
+use zeroize::Zeroizing;
+
+/// The most names one `list` call returns (§2.3: page size ≤ 1024).
+pub const LIST_PAGE: usize = 1024;
+
+/// The largest stored value a keystore accepts or returns (§6.2).
+pub const MAX_VALUE_SIZE: usize = 1 << 20;
+
+/// A keystore error. Lower layers describe what happened; the API layer chooses the HTTP reply.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Error {
+    /// The key does not exist.
+    NotFound,
+    /// A key with that name exists already; nothing was written.
+    Exists,
+    /// The keystore cannot be reached (network, timeout, sealed Vault). Text for the error log.
+    Unreachable(String),
+    /// The keystore answered but failed the operation. Text for the error log.
+    Failed(String),
+}
+
+impl std::fmt::Display for Error {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Error::NotFound => f.write_str("key does not exist"),
+            Error::Exists => f.write_str("key already exists"),
+            Error::Unreachable(why) => write!(f, "key store is not reachable: {why}"),
+            Error::Failed(why) => write!(f, "key store failed: {why}"),
+        }
+    }
+}
+
+impl std::error::Error for Error {}
+
+/// The health of a keystore as `/v1/status` and `/v1/ready` report it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Status {
+    /// Round-trip time of the health check.
+    pub latency: Duration,
+}
+
+/// A page of key names.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Page {
+    /// Sorted names starting with the prefix.
+    pub names: Vec<String>,
+    /// The first name not returned; empty when the listing is complete.
+    pub continue_at: String,
+}
+
+/// The contract every keystore fulfils (§6.2). Implementations are shared between worker threads.
+pub trait Keystore: Send + Sync {
+    /// Stores `value` under `name` if no key of that name exists; never overwrites (→ `Exists`).
+    fn create(&self, name: &str, value: &[u8]) -> Result<(), Error>;
+    /// Returns the stored value (→ `NotFound`).
+    fn get(&self, name: &str) -> Result<Zeroizing<Vec<u8>>, Error>;
+    /// Deletes the key (→ `NotFound` where the keystore can tell).
+    fn delete(&self, name: &str) -> Result<(), Error>;
+    /// Lists names starting with `prefix`, sorted, at most `limit` of them.
+    fn list(&self, prefix: &str, limit: usize) -> Result<Page, Error>;
+    /// Checks that the keystore is reachable and usable.
+    fn status(&self) -> Result<Status, Error>;
+}
+
+/// Builds a page from an unsorted list of all names (for keystores that list everything at once).
+pub fn page_of(mut names: Vec<String>, prefix: &str, limit: usize) -> Page {
+    names.retain(|n| n.starts_with(prefix));
+    names.sort_unstable();
+    names.dedup();
+    let limit = limit.max(1);
+    if names.len() > limit {
+        let continue_at = names[limit].clone();
+        names.truncate(limit);
+        Page { names, continue_at }
+    } else {
+        Page { names, continue_at: String::new() }
+    }
+}

@@ -1,0 +1,31 @@
+//! # kes: a KES key server in Rust
+//!
+//! KES sits between MinIO (or any KES client) and a root KMS such as HashiCorp Vault. Clients
+//! authenticate with TLS client certificates (mutual TLS); a policy says which API paths an identity
+//! may call; master keys live in a keystore, and KES uses them to generate, encrypt and decrypt data
+//! keys. This crate is wire-compatible with the Go server (minio/kes): same API, same error texts,
+//! same configuration file, same stored key format, same ciphertexts.
+//!
+//! Goals, in order:
+//! * **Never lose or expose a key.** Keys are created exclusively, never overwritten; key material is
+//!   zeroized on drop and never appears in logs, errors or `Debug` output.
+//! * **Compatibility.** A MinIO node cannot tell this server from the Go one.
+//! * **Simple, blocking, few dependencies.** A fixed-size pool of threads with blocking I/O and
+//!   explicit timeouts on every socket; rustls for TLS; no async runtime.
+//! * **No `unsafe`** outside [`sys`], which holds the few system calls (mlockall, core dumps).
+//!
+//! A request travels: [`server`] (accept, TLS, HTTP framing) → [`api`] (route table, policy check via
+//! [`auth`], handler) → [`cache`] → [`keystore`], with [`crypto`] doing the key work.
+
+#![deny(unsafe_code)]
+
+pub mod api;
+pub mod auth;
+pub mod certs;
+pub mod cache;
+pub mod cli;
+pub mod config;
+pub mod crypto;
+pub mod keystore;
+pub mod server;
+pub mod sys;
