@@ -15,7 +15,10 @@ pub fn load_certificates(path: &Path) -> Result<Vec<CertificateDer<'static>>, St
 
 /// Reads the private key of a PEM file (PKCS#8, PKCS#1, SEC1), decrypting a legacy
 /// `Proc-Type: 4,ENCRYPTED` key with `password`.
-pub fn load_private_key(path: &Path, password: Option<&str>) -> Result<PrivateKeyDer<'static>, String> {
+pub fn load_private_key(
+    path: &Path,
+    password: Option<&str>,
+) -> Result<PrivateKeyDer<'static>, String> {
     let _ = (path, password);
     todo!()
 }
@@ -45,7 +48,9 @@ pub fn self_signed_ed25519(req: &CertificateRequest) -> Result<(String, String),
 }
 
 /// A new ECDSA P-256 key pair and self-signed certificate, as DER (for `kes server --dev`).
-pub fn self_signed_ecdsa(req: &CertificateRequest) -> Result<(CertificateDer<'static>, PrivateKeyDer<'static>), String> {
+pub fn self_signed_ecdsa(
+    req: &CertificateRequest,
+) -> Result<(CertificateDer<'static>, PrivateKeyDer<'static>), String> {
     let _ = req;
     todo!()
 }

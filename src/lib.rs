@@ -21,11 +21,14 @@
 
 pub mod api;
 pub mod auth;
-pub mod certs;
 pub mod cache;
+pub mod certs;
+
 pub mod cli;
 pub mod config;
 pub mod crypto;
 pub mod keystore;
+pub mod logstream;
+pub mod metrics;
 pub mod server;
 pub mod sys;

@@ -26,7 +26,9 @@ impl ApiKey {
         todo!()
     }
     /// The self-signed client certificate that KES clients derive from the key (§1.2).
-    pub fn client_certificate(&self) -> Result<(CertificateDer<'static>, PrivateKeyDer<'static>), String> {
+    pub fn client_certificate(
+        &self,
+    ) -> Result<(CertificateDer<'static>, PrivateKeyDer<'static>), String> {
         todo!()
     }
 }

@@ -13,7 +13,8 @@ pub struct GoDuration(pub Duration);
 /// durations are rejected (no KES setting accepts them).
 pub fn parse(text: &str) -> Result<Duration, String> {
     let orig = text;
-    let bad = || format!("invalid duration '{orig}': expected a value like 300ms, 30s, 5m0s or 1h30m");
+    let bad =
+        || format!("invalid duration '{orig}': expected a value like 300ms, 30s, 5m0s or 1h30m");
     let mut s = text.trim();
     if let Some(rest) = s.strip_prefix('+') {
         s = rest;
@@ -54,10 +55,18 @@ pub fn parse(text: &str) -> Result<Duration, String> {
             "s" => 1_000_000_000,
             "m" => 60_000_000_000,
             "h" => 3_600_000_000_000,
-            "" => return Err(format!("invalid duration '{orig}': missing unit (ns, us, ms, s, m, h)")),
+            "" => {
+                return Err(format!(
+                    "invalid duration '{orig}': missing unit (ns, us, ms, s, m, h)"
+                ));
+            }
             _ => return Err(format!("invalid duration '{orig}': unknown unit '{unit}'")),
         };
-        let int: u128 = if int_part.is_empty() { 0 } else { int_part.parse().map_err(|_| bad())? };
+        let int: u128 = if int_part.is_empty() {
+            0
+        } else {
+            int_part.parse().map_err(|_| bad())?
+        };
         let mut value = int.checked_mul(scale).ok_or_else(bad)?;
         if !frac_part.is_empty() {
             // Only as many fraction digits as can matter at nanosecond precision.
@@ -156,7 +165,18 @@ mod tests {
 
     #[test]
     fn rejects_bad_durations() {
-        for text in ["", "5", "s", "-1s", "1x", "1.s.", "5 m", "1e3s", "99999999999999999999h", "."] {
+        for text in [
+            "",
+            "5",
+            "s",
+            "-1s",
+            "1x",
+            "1.s.",
+            "5 m",
+            "1e3s",
+            "99999999999999999999h",
+            ".",
+        ] {
             assert!(parse(text).is_err(), "{text} should be rejected");
         }
     }

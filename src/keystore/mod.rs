@@ -84,6 +84,9 @@ pub fn page_of(mut names: Vec<String>, prefix: &str, limit: usize) -> Page {
         names.truncate(limit);
         Page { names, continue_at }
     } else {
-        Page { names, continue_at: String::new() }
+        Page {
+            names,
+            continue_at: String::new(),
+        }
     }
 }

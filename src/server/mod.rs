@@ -1,1 +1,384 @@
-//! Work in progress.
+//! The network side of the server: the listener, the worker pool, the TLS handshake, and the
+//! HTTP/1.1 keep-alive loop that hands each request to a [`Handler`] (the API layer).
+//!
+//! Threads: one acceptor thread, and one worker thread per open connection up to
+//! `limits.max_connections`. Workers are created on demand and kept for reuse (the pool grows to
+//! the high-water mark and never beyond the cap). A connection over the cap is closed at once, so
+//! overload is refused quickly instead of queued without bound. Every socket read and write has a
+//! deadline (handshake, header, body, idle), so stalled clients release their worker.
+//!
+//! This module never decides what a request means: routes, policies and replies are the API's.
+
+pub mod http;
+pub mod tls;
+
+use crate::auth::Identity;
+use crate::config::Limits;
+use http::{Body, ChunkedWriter, Conn, Head, ReadError, Response, Transport};
+use std::io;
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, Instant};
+
+/// Stack size of worker threads: requests need little stack, and many workers may exist.
+const WORKER_STACK: usize = 256 * 1024;
+
+/// Who is on the other end of a connection, as far as the TLS handshake tells (§1.1).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ClientIdentity {
+    Known(Identity),
+    /// No client certificate (possible only when some route skips auth).
+    Missing,
+    /// More than one non-CA certificate.
+    TooMany,
+}
+
+/// Per-connection facts a handler may use.
+#[derive(Debug, Clone)]
+pub struct ConnInfo {
+    pub peer: SocketAddr,
+    pub identity: ClientIdentity,
+}
+
+/// What the server needs to know about a request's route before reading its body.
+#[derive(Debug, Clone, Copy)]
+pub struct Route {
+    /// Index into the handler's route table.
+    pub id: usize,
+    pub max_body: usize,
+    /// Deadline for reading the body and writing the reply; `None` for streams.
+    pub timeout: Option<Duration>,
+}
+
+/// The API layer, as seen by the server.
+pub trait Handler: Send + Sync {
+    /// Finds the route of a request, or answers it at once (404, 405, …).
+    fn prepare(&self, head: &Head, conn: &ConnInfo) -> Result<Route, Response>;
+    /// Answers a request whose body has been read.
+    fn handle(&self, route: &Route, head: &Head, body: Vec<u8>, conn: &ConnInfo) -> Response;
+    /// Called for requests refused before reaching `handle` (malformed framing, oversized body).
+    fn refused(&self, _status: u16, _head: Option<&Head>, _conn: &ConnInfo) {}
+}
+
+/// Counters of the network layer, for metrics.
+#[derive(Debug, Default)]
+pub struct Stats {
+    /// Connections being served now.
+    pub open_connections: AtomicUsize,
+    /// Requests being processed now.
+    pub busy: AtomicUsize,
+    /// Worker threads that exist (busy or idle).
+    pub workers: AtomicUsize,
+    pub accepted: AtomicU64,
+    /// Connections closed at once because `max_connections` was reached.
+    pub rejected: AtomicU64,
+    pub handshake_failures: AtomicU64,
+}
+
+/// The listening server.
+pub struct Server {
+    listener: TcpListener,
+    limits: Limits,
+    tls: RwLock<Arc<rustls::ServerConfig>>,
+    handler: Arc<dyn Handler>,
+    shutting_down: AtomicBool,
+    pub stats: Arc<Stats>,
+    jobs: Mutex<Option<SyncSender<TcpStream>>>,
+    queue: Arc<Mutex<Receiver<TcpStream>>>,
+    spawn_lock: Mutex<()>,
+}
+
+impl Server {
+    /// Binds the listen address.
+    pub fn bind(
+        addr: SocketAddr,
+        limits: Limits,
+        tls: Arc<rustls::ServerConfig>,
+        handler: Arc<dyn Handler>,
+        stats: Arc<Stats>,
+    ) -> io::Result<Arc<Server>> {
+        let listener = TcpListener::bind(addr)?;
+        let (tx, rx) = sync_channel(limits.max_connections.max(1));
+        Ok(Arc::new(Server {
+            listener,
+            limits,
+            tls: RwLock::new(tls),
+            handler,
+            shutting_down: AtomicBool::new(false),
+            stats,
+            jobs: Mutex::new(Some(tx)),
+            queue: Arc::new(Mutex::new(rx)),
+            spawn_lock: Mutex::new(()),
+        }))
+    }
+
+    pub fn local_addr(&self) -> io::Result<SocketAddr> {
+        self.listener.local_addr()
+    }
+
+    /// Installs a new TLS configuration for connections accepted from now on.
+    pub fn set_tls(&self, tls: Arc<rustls::ServerConfig>) {
+        *self.tls.write().unwrap_or_else(|e| e.into_inner()) = tls;
+    }
+
+    /// Accepts connections until [`Server::shutdown`] is called.
+    pub fn run(self: &Arc<Self>) {
+        for stream in self.listener.incoming() {
+            if self.shutting_down.load(Ordering::Acquire) {
+                break;
+            }
+            match stream {
+                Ok(stream) => self.dispatch(stream),
+                Err(e) => {
+                    // EMFILE and friends: back off briefly instead of spinning.
+                    log::warn!("accept failed: {e}");
+                    std::thread::sleep(Duration::from_millis(50));
+                }
+            }
+        }
+    }
+
+    fn dispatch(self: &Arc<Self>, stream: TcpStream) {
+        let open = self.stats.open_connections.fetch_add(1, Ordering::AcqRel) + 1;
+        if open > self.limits.max_connections {
+            self.stats.open_connections.fetch_sub(1, Ordering::AcqRel);
+            self.stats.rejected.fetch_add(1, Ordering::Relaxed);
+            log::debug!(
+                "connection refused: {} connections open (server.max_connections)",
+                open - 1
+            );
+            let _ = stream.shutdown(std::net::Shutdown::Both);
+            return;
+        }
+        self.stats.accepted.fetch_add(1, Ordering::Relaxed);
+        // Every queued connection has a worker: workers >= open connections.
+        {
+            let _guard = self.spawn_lock.lock().unwrap_or_else(|e| e.into_inner());
+            if self.stats.workers.load(Ordering::Acquire) < open && self.spawn_worker().is_err() {
+                self.stats.open_connections.fetch_sub(1, Ordering::AcqRel);
+                self.stats.rejected.fetch_add(1, Ordering::Relaxed);
+                log::warn!("connection refused: cannot start a worker thread");
+                return;
+            }
+        }
+        let tx = self.jobs.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        match tx {
+            Some(tx) => {
+                if tx.send(stream).is_err() {
+                    self.stats.open_connections.fetch_sub(1, Ordering::AcqRel);
+                }
+            }
+            None => {
+                self.stats.open_connections.fetch_sub(1, Ordering::AcqRel);
+            }
+        }
+    }
+
+    fn spawn_worker(self: &Arc<Self>) -> io::Result<()> {
+        let server = self.clone();
+        let n = self.stats.workers.fetch_add(1, Ordering::AcqRel);
+        let spawned = std::thread::Builder::new()
+            .name(format!("kes-worker-{n}"))
+            .stack_size(WORKER_STACK)
+            .spawn(move || {
+                loop {
+                    let job = {
+                        let rx = server.queue.lock().unwrap_or_else(|e| e.into_inner());
+                        rx.recv()
+                    };
+                    let Ok(stream) = job else { break };
+                    // A panic while serving one connection must not take the worker (or the server) down.
+                    let s = server.clone();
+                    let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(move || {
+                        s.serve(stream)
+                    }));
+                    server.stats.open_connections.fetch_sub(1, Ordering::AcqRel);
+                }
+                server.stats.workers.fetch_sub(1, Ordering::AcqRel);
+            });
+        if let Err(e) = spawned {
+            self.stats.workers.fetch_sub(1, Ordering::AcqRel);
+            return Err(e);
+        }
+        Ok(())
+    }
+
+    /// Stops accepting; returns once no request is in progress or `timeout` has passed.
+    pub fn shutdown(&self, timeout: Duration) -> bool {
+        self.shutting_down.store(true, Ordering::Release);
+        // Wake the acceptor with a connection of our own.
+        if let Ok(mut addr) = self.listener.local_addr() {
+            if addr.ip().is_unspecified() {
+                addr.set_ip(if addr.is_ipv4() {
+                    [127, 0, 0, 1].into()
+                } else {
+                    std::net::Ipv6Addr::LOCALHOST.into()
+                });
+            }
+            let _ = TcpStream::connect_timeout(&addr, Duration::from_millis(200));
+        }
+        let deadline = Instant::now() + timeout;
+        while self.stats.busy.load(Ordering::Acquire) > 0 {
+            if Instant::now() >= deadline {
+                return false;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        true
+    }
+
+    pub fn is_shutting_down(&self) -> bool {
+        self.shutting_down.load(Ordering::Acquire)
+    }
+
+    /// Serves one connection: handshake, then requests until close, error or idle timeout.
+    fn serve(&self, tcp: TcpStream) {
+        let Ok(peer) = tcp.peer_addr() else { return };
+        let _ = tcp.set_nodelay(true);
+        let tls_config = self.tls.read().unwrap_or_else(|e| e.into_inner()).clone();
+        let Ok(conn) = rustls::ServerConnection::new(tls_config) else {
+            return;
+        };
+        let mut stream = rustls::StreamOwned::new(conn, tcp);
+
+        // The handshake, bounded as a whole.
+        let deadline = Instant::now() + self.limits.handshake_timeout;
+        while stream.conn.is_handshaking() {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero()
+                || stream.sock.set_read_timeout(Some(left)).is_err()
+                || stream.sock.set_write_timeout(Some(left)).is_err()
+            {
+                self.stats
+                    .handshake_failures
+                    .fetch_add(1, Ordering::Relaxed);
+                return;
+            }
+            if let Err(e) = stream.conn.complete_io(&mut stream.sock) {
+                self.stats
+                    .handshake_failures
+                    .fetch_add(1, Ordering::Relaxed);
+                log::debug!("TLS handshake with {peer} failed: {e}");
+                // Send the alert (if any) before closing.
+                let _ = stream.conn.write_tls(&mut stream.sock);
+                return;
+            }
+        }
+        let identity = match tls::peer_certificate(stream.conn.peer_certificates()) {
+            tls::PeerCertificate::One(cert) => match Identity::of_certificate(cert.as_ref()) {
+                Ok(id) => ClientIdentity::Known(id),
+                Err(_) => ClientIdentity::Missing,
+            },
+            tls::PeerCertificate::None => ClientIdentity::Missing,
+            tls::PeerCertificate::TooMany => ClientIdentity::TooMany,
+        };
+        let info = ConnInfo { peer, identity };
+        let _ = stream.sock.set_write_timeout(Some(Duration::from_secs(15)));
+        self.serve_requests(Conn::new(stream), &info);
+    }
+
+    fn serve_requests<T: Transport>(&self, mut conn: Conn<T>, info: &ConnInfo) {
+        loop {
+            if self.is_shutting_down() {
+                return;
+            }
+            let head = match conn.read_head(self.limits.idle_timeout, self.limits.header_timeout) {
+                Ok(head) => head,
+                Err(ReadError::Closed) | Err(ReadError::Io(_)) => return,
+                Err(ReadError::Bad(status, msg)) => {
+                    self.handler.refused(status, None, info);
+                    let _ = conn.write_all(&error_bytes(status, msg, false));
+                    return;
+                }
+            };
+            self.stats.busy.fetch_add(1, Ordering::AcqRel);
+            let keep_alive = self.serve_one(&mut conn, &head, info);
+            self.stats.busy.fetch_sub(1, Ordering::AcqRel);
+            if !keep_alive {
+                return;
+            }
+            conn.compact();
+        }
+    }
+
+    /// Serves one request; returns whether the connection may be reused.
+    fn serve_one<T: Transport>(&self, conn: &mut Conn<T>, head: &Head, info: &ConnInfo) -> bool {
+        let route = match self.handler.prepare(head, info) {
+            Ok(route) => route,
+            Err(response) => {
+                // The request's body (if any) was not read: only a bodiless request keeps the
+                // connection usable.
+                let keep = head.keep_alive && !head.has_body() && !self.is_shutting_down();
+                return write_response(conn, response, keep) && keep;
+            }
+        };
+        let timeout = route.timeout.unwrap_or(Duration::from_secs(15));
+        let deadline = Instant::now() + self.limits.body_timeout.min(timeout);
+        if head.expect_continue
+            && head.has_body()
+            && head
+                .content_length
+                .is_none_or(|n| n <= route.max_body as u64)
+            && conn.write_all(b"HTTP/1.1 100 Continue\r\n\r\n").is_err()
+        {
+            return false;
+        }
+        // Routes without a body may still receive a small one; read it to keep the framing.
+        let max = if route.max_body == 0 {
+            64 * 1024
+        } else {
+            route.max_body
+        };
+        let body = match conn.read_body(head, max, deadline) {
+            Ok(body) => body,
+            Err(ReadError::Bad(status, msg)) => {
+                self.handler.refused(status, Some(head), info);
+                let _ = conn.write_all(&error_bytes(status, msg, false));
+                return false;
+            }
+            Err(_) => return false,
+        };
+        let response = self.handler.handle(&route, head, body, info);
+        let keep = head.keep_alive && !self.is_shutting_down();
+        if let Some(t) = route.timeout {
+            let _ = conn.stream.set_write_timeout(Some(t));
+        }
+        write_response(conn, response, keep) && keep
+    }
+}
+
+/// Writes a response; returns false when the connection failed.
+fn write_response<T: Transport>(conn: &mut Conn<T>, response: Response, keep_alive: bool) -> bool {
+    let mut out = zeroize::Zeroizing::new(response.head_bytes(keep_alive));
+    match response.body {
+        Body::Empty => conn.write_all(&out).is_ok(),
+        Body::Bytes { data, .. } => {
+            out.extend_from_slice(&data);
+            conn.write_all(&out).is_ok()
+        }
+        Body::Stream { writer, .. } => {
+            if conn.write_all(&out).is_err() {
+                return false;
+            }
+            // Streams run until the client goes away; no write deadline beyond TCP's own.
+            let _ = conn.stream.set_write_timeout(None);
+            let mut chunked = ChunkedWriter {
+                inner: &mut conn.stream,
+            };
+            writer(&mut chunked);
+            let _ = conn.stream.write_all(b"0\r\n\r\n");
+            let _ = conn.stream.flush();
+            false
+        }
+    }
+}
+
+/// A complete JSON error response for framing errors, before any route is known.
+fn error_bytes(status: u16, message: &str, keep_alive: bool) -> Vec<u8> {
+    let body = crate::api::error_body(message);
+    let mut out = Response::bytes(status, "application/json", body.clone()).head_bytes(keep_alive);
+    out.extend_from_slice(&body);
+    out
+}

@@ -1,0 +1,171 @@
+//! The one place where errors become (status, message) pairs of the protocol (§3). MinIO compares
+//! these byte for byte, so every text here is exact.
+
+use crate::{cache, keystore};
+use std::borrow::Cow;
+
+/// An error reply.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ApiError {
+    pub status: u16,
+    pub message: Cow<'static, str>,
+}
+
+impl ApiError {
+    pub const fn new(status: u16, message: &'static str) -> ApiError {
+        ApiError {
+            status,
+            message: Cow::Borrowed(message),
+        }
+    }
+
+    pub fn owned(status: u16, message: String) -> ApiError {
+        ApiError {
+            status,
+            message: Cow::Owned(message),
+        }
+    }
+}
+
+pub const NOT_AUTHORIZED: ApiError = ApiError::new(403, "not authorized: insufficient permissions");
+pub const KEY_NOT_FOUND: ApiError = ApiError::new(404, "key does not exist");
+pub const KEY_EXISTS: ApiError = ApiError::new(400, "key already exists");
+pub const NOT_AUTHENTIC: ApiError =
+    ApiError::new(400, "decryption failed: ciphertext is not authentic");
+pub const POLICY_NOT_FOUND: ApiError = ApiError::new(404, "policy does not exist");
+pub const IDENTITY_NOT_FOUND: ApiError = ApiError::new(404, "identity does not exist");
+pub const CERT_REQUIRED: ApiError = ApiError::new(400, "tls: client certificate is required");
+pub const TOO_MANY_CERTS: ApiError =
+    ApiError::new(400, "tls: received more than one client certificate");
+pub const INVALID_BODY: ApiError = ApiError::new(400, "invalid request body");
+pub const INVALID_IMPORT_BODY: ApiError = ApiError::new(400, "invalid import key request body");
+pub const GENERATE_FAILED: ApiError = ApiError::new(500, "failed to generate encryption key");
+pub const ENCRYPT_FAILED: ApiError = ApiError::new(500, "failed to encrypt plaintext");
+pub const NO_HMAC: ApiError = ApiError::new(409, "key does not support HMAC");
+pub const TOO_MANY_CIPHERTEXTS: ApiError = ApiError::new(400, "too many ciphertexts");
+pub const KEYSTORE_UNREACHABLE: ApiError = ApiError::new(504, "key store is not reachable");
+pub const KEYSTORE_UNAVAILABLE: ApiError = ApiError::new(502, "key store is unavailable");
+
+pub fn invalid_key_name(name: &str) -> ApiError {
+    ApiError::owned(
+        400,
+        format!("key name '{name}' is empty, too long or contains invalid characters"),
+    )
+}
+
+pub fn invalid_policy_name(name: &str) -> ApiError {
+    ApiError::owned(
+        400,
+        format!("policy name '{name}' is empty, too long or contains invalid characters"),
+    )
+}
+
+pub fn invalid_identity(id: &str) -> ApiError {
+    ApiError::owned(
+        400,
+        format!("identity '{id}' is empty, too long or contains invalid characters"),
+    )
+}
+
+pub fn invalid_pattern(pattern: &str) -> ApiError {
+    ApiError::owned(
+        400,
+        format!("listing pattern '{pattern}' is empty, too long or is invalid"),
+    )
+}
+
+pub fn method_not_allowed(got: &str, expected: &str) -> ApiError {
+    ApiError::owned(
+        405,
+        format!("received method '{got}' expected '{expected}'"),
+    )
+}
+
+/// Reading a key (describe, generate, encrypt, decrypt, hmac) failed.
+pub fn read_key(name: &str, e: &cache::Error) -> ApiError {
+    match e {
+        cache::Error::Store(keystore::Error::NotFound) => KEY_NOT_FOUND,
+        other => {
+            log::error!("failed to read key '{name}': {other}");
+            ApiError::new(502, "failed to read key")
+        }
+    }
+}
+
+pub fn create_key(name: &str, e: &keystore::Error) -> ApiError {
+    match e {
+        keystore::Error::Exists => KEY_EXISTS,
+        other => {
+            log::error!("failed to create key '{name}': {other}");
+            ApiError::new(502, "failed to create key")
+        }
+    }
+}
+
+pub fn delete_key(name: &str, e: &keystore::Error) -> ApiError {
+    match e {
+        keystore::Error::NotFound => KEY_NOT_FOUND,
+        other => {
+            log::error!("failed to delete key '{name}': {other}");
+            ApiError::new(502, "failed to delete key")
+        }
+    }
+}
+
+pub fn list_keys(e: &keystore::Error) -> ApiError {
+    log::error!("failed to list keys: {e}");
+    ApiError::new(502, "failed to list keys")
+}
+
+/// The error body: `{"message":"…"` + `\n` + `}`, as the Go server writes it (its JSON encoder
+/// adds the newline after the string). The text is escaped like Go's encoder, HTML characters too.
+pub fn error_body(message: &str) -> Vec<u8> {
+    let mut out = Vec::with_capacity(message.len() + 16);
+    out.extend_from_slice(b"{\"message\":");
+    go_json_string(message, &mut out);
+    out.extend_from_slice(b"\n}");
+    out
+}
+
+/// Writes a JSON string escaped the way Go's `encoding/json` does by default (`<`, `>`, `&`,
+/// U+2028 and U+2029 as `\uXXXX`).
+pub fn go_json_string(s: &str, out: &mut Vec<u8>) {
+    out.push(b'"');
+    for c in s.chars() {
+        match c {
+            '"' => out.extend_from_slice(b"\\\""),
+            '\\' => out.extend_from_slice(b"\\\\"),
+            '\n' => out.extend_from_slice(b"\\n"),
+            '\r' => out.extend_from_slice(b"\\r"),
+            '\t' => out.extend_from_slice(b"\\t"),
+            '<' | '>' | '&' | '\u{2028}' | '\u{2029}' => {
+                out.extend_from_slice(format!("\\u{:04x}", c as u32).as_bytes())
+            }
+            c if (c as u32) < 0x20 => {
+                out.extend_from_slice(format!("\\u{:04x}", c as u32).as_bytes())
+            }
+            c => {
+                let mut buf = [0u8; 4];
+                out.extend_from_slice(c.encode_utf8(&mut buf).as_bytes());
+            }
+        }
+    }
+    out.push(b'"');
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn error_body_is_byte_exact() {
+        assert_eq!(
+            error_body("key does not exist"),
+            b"{\"message\":\"key does not exist\"\n}"
+        );
+        assert_eq!(
+            error_body("a<b>&\"c\"\n"),
+            b"{\"message\":\"a\\u003cb\\u003e\\u0026\\\"c\\\"\\n\"\n}"
+        );
+    }
+}

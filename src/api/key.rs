@@ -1,0 +1,273 @@
+//! Key handlers (§2.3): create, import, describe, list, delete, generate, encrypt, decrypt, hmac,
+//! and the legacy bulk decrypt (§2.4).
+
+use super::error::{self, ApiError};
+use super::json::{self, bytes_field, string_field};
+use super::{Ctx, valid_name, valid_pattern};
+use crate::crypto::{Algorithm, HmacKey, KeyVersion, SecretKey};
+use crate::keystore::LIST_PAGE;
+use crate::server::http::Response;
+use serde::Serialize;
+use time::OffsetDateTime;
+
+fn ok_json<T: Serialize>(value: &T) -> Result<Response, ApiError> {
+    Ok(Response::bytes(200, "application/json", json::reply(value)))
+}
+
+fn key_name<'a>(ctx: &Ctx<'a>) -> Result<&'a str, ApiError> {
+    if valid_name(ctx.resource) {
+        Ok(ctx.resource)
+    } else {
+        Err(error::invalid_key_name(ctx.resource))
+    }
+}
+
+/// Stores a new key version for `name` made from `key`.
+fn store_new_key(ctx: &Ctx<'_>, name: &str, key: SecretKey) -> Result<Response, ApiError> {
+    let hmac_key = HmacKey::generate().map_err(|_| error::GENERATE_FAILED)?;
+    let version = KeyVersion {
+        key,
+        hmac_key: Some(hmac_key),
+        created_at: Some(OffsetDateTime::now_utc()),
+        created_by: ctx.identity.as_str().to_owned(),
+        algorithm_explicit: true,
+    };
+    let value = zeroize::Zeroizing::new(version.encode());
+    ctx.api
+        .cache
+        .create(name, &value)
+        .map_err(|e| error::create_key(name, &e))?;
+    log::info!("secret key '{name}' created by {}", display_identity(ctx));
+    Ok(Response::empty(200))
+}
+
+fn display_identity<'a>(ctx: &Ctx<'a>) -> &'a str {
+    if ctx.identity.is_empty() {
+        "<unknown>"
+    } else {
+        ctx.identity.as_str()
+    }
+}
+
+pub fn create(ctx: &Ctx<'_>) -> Result<Response, ApiError> {
+    let name = key_name(ctx)?;
+    let key = SecretKey::generate(Algorithm::default_for_this_cpu())
+        .map_err(|_| error::GENERATE_FAILED)?;
+    store_new_key(ctx, name, key)
+}
+
+pub fn import(ctx: &Ctx<'_>) -> Result<Response, ApiError> {
+    let name = key_name(ctx)?;
+    let obj = json::object(ctx.body).ok_or(error::INVALID_IMPORT_BODY)?;
+    // Current body {"key","cipher"}; older bodies {"bytes","algorithm"} and {"bytes"} (§2.3).
+    let (bytes, cipher) =
+        if json::field(&obj, "key").is_some() || json::field(&obj, "cipher").is_some() {
+            (bytes_field(&obj, "key"), string_field(&obj, "cipher"))
+        } else {
+            let algorithm =
+                string_field(&obj, "algorithm").map(|a| if a.is_empty() { "AES256" } else { a });
+            (bytes_field(&obj, "bytes"), algorithm)
+        };
+    let (Some(bytes), Some(cipher)) = (bytes, cipher) else {
+        return Err(error::INVALID_IMPORT_BODY);
+    };
+    let algorithm = Algorithm::from_name(cipher)
+        .ok_or_else(|| ApiError::owned(406, format!("algorithm '{cipher}' is not supported")))?;
+    let key: [u8; 32] = bytes[..]
+        .try_into()
+        .map_err(|_| ApiError::owned(406, format!("invalid key size for '{cipher}'")))?;
+    let key = SecretKey::new(algorithm, key);
+    store_new_key(ctx, name, key)
+}
+
+#[derive(Serialize)]
+struct DescribeReply<'a> {
+    name: &'a str,
+    algorithm: &'static str,
+    created_at: String,
+    #[serde(skip_serializing_if = "str::is_empty")]
+    created_by: &'a str,
+}
+
+pub fn describe(ctx: &Ctx<'_>) -> Result<Response, ApiError> {
+    let name = key_name(ctx)?;
+    let key = ctx
+        .api
+        .cache
+        .get(name)
+        .map_err(|e| error::read_key(name, &e))?;
+    ok_json(&DescribeReply {
+        name,
+        algorithm: key.key.algorithm().as_str(),
+        created_at: json::go_time(key.created_at),
+        created_by: &key.created_by,
+    })
+}
+
+#[derive(Serialize)]
+struct ListReply {
+    names: Vec<String>,
+    #[serde(skip_serializing_if = "String::is_empty")]
+    continue_at: String,
+}
+
+pub fn list(ctx: &Ctx<'_>) -> Result<Response, ApiError> {
+    let pattern = ctx.resource;
+    if !valid_pattern(pattern) {
+        return Err(error::invalid_pattern(pattern));
+    }
+    let prefix = super::pattern_prefix(pattern);
+    let page = ctx
+        .api
+        .cache
+        .list(prefix, LIST_PAGE)
+        .map_err(|e| error::list_keys(&e))?;
+    ok_json(&ListReply {
+        names: page.names,
+        continue_at: page.continue_at,
+    })
+}
+
+pub fn delete(ctx: &Ctx<'_>) -> Result<Response, ApiError> {
+    let name = key_name(ctx)?;
+    ctx.api
+        .cache
+        .delete(name)
+        .map_err(|e| error::delete_key(name, &e))?;
+    log::info!("secret key '{name}' deleted by {}", display_identity(ctx));
+    Ok(Response::empty(200))
+}
+
+pub fn generate(ctx: &Ctx<'_>) -> Result<Response, ApiError> {
+    let name = key_name(ctx)?;
+    let obj = json::object(ctx.body).ok_or(error::INVALID_BODY)?;
+    let context = bytes_field(&obj, "context").ok_or(error::INVALID_BODY)?;
+    let key = ctx
+        .api
+        .cache
+        .get(name)
+        .map_err(|e| error::read_key(name, &e))?;
+    let mut dek = zeroize::Zeroizing::new([0u8; 32]);
+    crate::crypto::key::random(&mut dek[..]).map_err(|_| error::GENERATE_FAILED)?;
+    let ciphertext = key
+        .key
+        .encrypt(&dek[..], &context)
+        .map_err(|_| error::GENERATE_FAILED)?;
+    // The reply holds the plaintext data key: build it in a buffer that is zeroized on drop.
+    let plaintext = zeroize::Zeroizing::new(json::encode_base64(&dek[..]));
+    let ciphertext = json::encode_base64(&ciphertext);
+    let mut body = Vec::with_capacity(plaintext.len() + ciphertext.len() + 32);
+    body.extend_from_slice(b"{\"plaintext\":\"");
+    body.extend_from_slice(plaintext.as_bytes());
+    body.extend_from_slice(b"\",\"ciphertext\":\"");
+    body.extend_from_slice(ciphertext.as_bytes());
+    body.extend_from_slice(b"\"}\n");
+    Ok(Response::bytes(200, "application/json", body))
+}
+
+#[derive(Serialize)]
+struct EncryptReply {
+    ciphertext: String,
+}
+
+pub fn encrypt(ctx: &Ctx<'_>) -> Result<Response, ApiError> {
+    let name = key_name(ctx)?;
+    let obj = json::object(ctx.body).ok_or(error::INVALID_BODY)?;
+    let plaintext = bytes_field(&obj, "plaintext").ok_or(error::INVALID_BODY)?;
+    let context = bytes_field(&obj, "context").ok_or(error::INVALID_BODY)?;
+    let key = ctx
+        .api
+        .cache
+        .get(name)
+        .map_err(|e| error::read_key(name, &e))?;
+    let ciphertext = key
+        .key
+        .encrypt(&plaintext, &context)
+        .map_err(|_| error::ENCRYPT_FAILED)?;
+    ok_json(&EncryptReply {
+        ciphertext: json::encode_base64(&ciphertext),
+    })
+}
+
+#[derive(Serialize)]
+struct DecryptReply {
+    plaintext: String,
+}
+
+fn open(
+    key: &KeyVersion,
+    ciphertext: &[u8],
+    context: &[u8],
+) -> Result<zeroize::Zeroizing<Vec<u8>>, ApiError> {
+    key.key
+        .decrypt(ciphertext, context, !key.algorithm_explicit)
+        .map_err(|e| match e {
+            crate::crypto::Error::NotAuthentic => error::NOT_AUTHENTIC,
+            _ => ApiError::new(500, "failed to decrypt ciphertext"),
+        })
+}
+
+pub fn decrypt(ctx: &Ctx<'_>) -> Result<Response, ApiError> {
+    let name = key_name(ctx)?;
+    let obj = json::object(ctx.body).ok_or(error::INVALID_BODY)?;
+    let ciphertext = bytes_field(&obj, "ciphertext").ok_or(error::INVALID_BODY)?;
+    let context = bytes_field(&obj, "context").ok_or(error::INVALID_BODY)?;
+    let key = ctx
+        .api
+        .cache
+        .get(name)
+        .map_err(|e| error::read_key(name, &e))?;
+    let plaintext = open(&key, &ciphertext, &context)?;
+    let body = json::reply(&DecryptReply {
+        plaintext: json::encode_base64(&plaintext),
+    });
+    Ok(Response::bytes(200, "application/json", body))
+}
+
+/// Legacy `/v1/key/bulk/decrypt/<name>` (v0.19 … 2023-10): a JSON array of
+/// `{"ciphertext","context"}`, at most 1000, answered in order; the first failure fails the call.
+pub fn bulk_decrypt(ctx: &Ctx<'_>) -> Result<Response, ApiError> {
+    let name = key_name(ctx)?;
+    let items = json::array(ctx.body).ok_or(error::INVALID_BODY)?;
+    if items.len() > 1000 {
+        return Err(error::TOO_MANY_CIPHERTEXTS);
+    }
+    let key = ctx
+        .api
+        .cache
+        .get(name)
+        .map_err(|e| error::read_key(name, &e))?;
+    let mut replies = Vec::with_capacity(items.len());
+    for item in &items {
+        let serde_json::Value::Object(obj) = item else {
+            return Err(error::INVALID_BODY);
+        };
+        let ciphertext = bytes_field(obj, "ciphertext").ok_or(error::INVALID_BODY)?;
+        let context = bytes_field(obj, "context").ok_or(error::INVALID_BODY)?;
+        let plaintext = open(&key, &ciphertext, &context)?;
+        replies.push(DecryptReply {
+            plaintext: json::encode_base64(&plaintext),
+        });
+    }
+    ok_json(&replies)
+}
+
+#[derive(Serialize)]
+struct HmacReply {
+    hmac: String,
+}
+
+pub fn hmac(ctx: &Ctx<'_>) -> Result<Response, ApiError> {
+    let name = key_name(ctx)?;
+    let obj = json::object(ctx.body).ok_or(error::INVALID_BODY)?;
+    let message = bytes_field(&obj, "message").ok_or(error::INVALID_BODY)?;
+    let key = ctx
+        .api
+        .cache
+        .get(name)
+        .map_err(|e| error::read_key(name, &e))?;
+    let hmac_key = key.hmac_key.as_ref().ok_or(error::NO_HMAC)?;
+    ok_json(&HmacReply {
+        hmac: json::encode_base64(&hmac_key.sign(&message)),
+    })
+}
