@@ -1,0 +1,264 @@
+//! A TLS client for tests that writes raw HTTP/1.1 and parses replies, so that tests control every
+//! byte (chunked bodies, pipelining, malformed requests, slow writes).
+
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::sync::Arc;
+use std::time::Duration;
+
+use super::pki::Cert;
+
+/// A reply.
+#[derive(Debug, Clone)]
+pub struct Reply {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+}
+
+impl Reply {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.iter().find(|(n, _)| n.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
+    }
+
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_slice(&self.body).unwrap_or_else(|e| panic!("reply is not JSON ({e}): {}", self.text()))
+    }
+
+    /// The `message` of a JSON error body.
+    pub fn message(&self) -> String {
+        self.json()["message"].as_str().unwrap_or_default().to_string()
+    }
+
+    /// Asserts a (status, message) error pair.
+    #[track_caller]
+    pub fn assert_error(&self, status: u16, message: &str) {
+        assert_eq!((self.status, self.message().as_str()), (status, message), "body: {}", self.text());
+        assert_eq!(self.header("content-type"), Some("application/json"));
+        // Byte-exact form of the Go server.
+        let mut expected = b"{\"message\":".to_vec();
+        expected.extend_from_slice(serde_json::to_string(message).unwrap().as_bytes());
+        expected.extend_from_slice(b"\n}");
+        if !message.contains(['<', '>', '&']) {
+            assert_eq!(self.body, expected);
+        }
+    }
+}
+
+/// TLS settings of a client.
+#[derive(Clone)]
+pub struct Client {
+    pub addr: SocketAddr,
+    config: Arc<rustls::ClientConfig>,
+}
+
+impl Client {
+    /// A client that trusts `server_ca` and presents `cert` (or no certificate).
+    pub fn new(addr: SocketAddr, server_ca: &CertificateDer<'static>, cert: Option<&Cert>) -> Client {
+        Self::with_chain(addr, server_ca, cert.map(|c| (vec![c.der.clone()], c.key())))
+    }
+
+    pub fn with_chain(addr: SocketAddr, server_ca: &CertificateDer<'static>, identity: Option<(Vec<CertificateDer<'static>>, PrivateKeyDer<'static>)>) -> Client {
+        Self::with_versions(addr, server_ca, identity, &[&rustls::version::TLS13, &rustls::version::TLS12])
+    }
+
+    pub fn with_versions(
+        addr: SocketAddr,
+        server_ca: &CertificateDer<'static>,
+        identity: Option<(Vec<CertificateDer<'static>>, PrivateKeyDer<'static>)>,
+        versions: &[&'static rustls::SupportedProtocolVersion],
+    ) -> Client {
+        let mut roots = rustls::RootCertStore::empty();
+        roots.add(server_ca.clone()).unwrap();
+        let builder = rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+            .with_protocol_versions(versions)
+            .unwrap()
+            .with_root_certificates(roots);
+        let config = match identity {
+            Some((chain, key)) => builder.with_client_auth_cert(chain, key).unwrap(),
+            None => builder.with_no_client_auth(),
+        };
+        Client { addr, config: Arc::new(config) }
+    }
+
+    /// Opens a TLS connection (the handshake completes on first use).
+    pub fn connect(&self) -> Conn {
+        let tcp = TcpStream::connect_timeout(&self.addr, Duration::from_secs(5)).expect("connect");
+        tcp.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+        tcp.set_nodelay(true).unwrap();
+        let conn = rustls::ClientConnection::new(self.config.clone(), ServerName::try_from("localhost").unwrap()).unwrap();
+        Conn { stream: rustls::StreamOwned::new(conn, tcp), buf: Vec::new() }
+    }
+
+    /// One request on a new connection.
+    pub fn request(&self, method: &str, path: &str, body: Option<&str>) -> Reply {
+        self.connect().request(method, path, body).expect("request failed")
+    }
+
+    pub fn get(&self, path: &str) -> Reply {
+        self.request("GET", path, None)
+    }
+
+    pub fn put(&self, path: &str, body: &str) -> Reply {
+        self.request("PUT", path, Some(body))
+    }
+
+    pub fn post(&self, path: &str, body: &str) -> Reply {
+        self.request("POST", path, Some(body))
+    }
+}
+
+/// One client connection (keep-alive).
+pub struct Conn {
+    pub stream: rustls::StreamOwned<rustls::ClientConnection, TcpStream>,
+    buf: Vec<u8>,
+}
+
+impl Conn {
+    /// Completes the handshake; returns the error if it fails.
+    pub fn handshake(&mut self) -> std::io::Result<()> {
+        while self.stream.conn.is_handshaking() {
+            self.stream.conn.complete_io(&mut self.stream.sock)?;
+        }
+        // TLS 1.3: the server may reject the client certificate after the client's Finished; a
+        // read surfaces that alert.
+        Ok(())
+    }
+
+    pub fn send_raw(&mut self, bytes: &[u8]) -> std::io::Result<()> {
+        self.stream.write_all(bytes)?;
+        self.stream.flush()
+    }
+
+    /// Sends a request with Content-Length (when a body is given) and reads the reply.
+    pub fn request(&mut self, method: &str, path: &str, body: Option<&str>) -> std::io::Result<Reply> {
+        let mut req = format!("{method} {path} HTTP/1.1\r\nHost: localhost\r\n");
+        if let Some(b) = body {
+            req.push_str(&format!("Content-Length: {}\r\nContent-Type: application/json\r\n", b.len()));
+        }
+        req.push_str("\r\n");
+        if let Some(b) = body {
+            req.push_str(b);
+        }
+        self.send_raw(req.as_bytes())?;
+        self.read_reply()
+    }
+
+    /// Sends a request with a chunked body (as MinIO does) and reads the reply.
+    pub fn request_chunked(&mut self, method: &str, path: &str, chunks: &[&str]) -> std::io::Result<Reply> {
+        let mut req = format!("{method} {path} HTTP/1.1\r\nHost: localhost\r\nTransfer-Encoding: chunked\r\n\r\n");
+        for c in chunks {
+            req.push_str(&format!("{:x}\r\n{c}\r\n", c.len()));
+        }
+        req.push_str("0\r\n\r\n");
+        self.send_raw(req.as_bytes())?;
+        self.read_reply()
+    }
+
+    fn fill(&mut self) -> std::io::Result<usize> {
+        let mut chunk = [0u8; 16 * 1024];
+        let n = self.stream.read(&mut chunk)?;
+        self.buf.extend_from_slice(&chunk[..n]);
+        Ok(n)
+    }
+
+    /// Reads one reply (Content-Length or chunked body).
+    pub fn read_reply(&mut self) -> std::io::Result<Reply> {
+        loop {
+            let mut headers = [httparse::EMPTY_HEADER; 64];
+            let mut resp = httparse::Response::new(&mut headers);
+            match resp.parse(&self.buf) {
+                Ok(httparse::Status::Complete(n)) => {
+                    let status = resp.code.unwrap_or(0);
+                    let headers: Vec<(String, String)> = resp
+                        .headers
+                        .iter()
+                        .map(|h| (h.name.to_ascii_lowercase(), String::from_utf8_lossy(h.value).into_owned()))
+                        .collect();
+                    self.buf.drain(..n);
+                    let reply_headers = headers.clone();
+                    let find = |name: &str| headers.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone());
+                    if status == 100 {
+                        continue;
+                    }
+                    let body = if find("transfer-encoding").as_deref() == Some("chunked") {
+                        self.read_chunked()?
+                    } else {
+                        let len: usize = find("content-length").and_then(|v| v.parse().ok()).unwrap_or(0);
+                        while self.buf.len() < len {
+                            if self.fill()? == 0 {
+                                return Err(std::io::ErrorKind::UnexpectedEof.into());
+                            }
+                        }
+                        self.buf.drain(..len).collect()
+                    };
+                    return Ok(Reply { status, headers: reply_headers, body });
+                }
+                Ok(httparse::Status::Partial) => {
+                    if self.fill()? == 0 {
+                        return Err(std::io::ErrorKind::UnexpectedEof.into());
+                    }
+                }
+                Err(e) => return Err(std::io::Error::other(format!("bad reply: {e}"))),
+            }
+        }
+    }
+
+    fn read_line(&mut self) -> std::io::Result<String> {
+        loop {
+            if let Some(pos) = self.buf.windows(2).position(|w| w == b"\r\n") {
+                let line = String::from_utf8_lossy(&self.buf[..pos]).into_owned();
+                self.buf.drain(..pos + 2);
+                return Ok(line);
+            }
+            if self.fill()? == 0 {
+                return Err(std::io::ErrorKind::UnexpectedEof.into());
+            }
+        }
+    }
+
+    fn read_chunked(&mut self) -> std::io::Result<Vec<u8>> {
+        let mut body = Vec::new();
+        loop {
+            let size = usize::from_str_radix(self.read_line()?.trim(), 16).map_err(std::io::Error::other)?;
+            if size == 0 {
+                self.read_line()?;
+                return Ok(body);
+            }
+            while self.buf.len() < size + 2 {
+                if self.fill()? == 0 {
+                    return Err(std::io::ErrorKind::UnexpectedEof.into());
+                }
+            }
+            body.extend(self.buf.drain(..size));
+            self.buf.drain(..2);
+        }
+    }
+
+    /// Reads one line of a streamed (chunked) body: the chunk header, then data up to `\n`.
+    pub fn read_stream_line(&mut self) -> std::io::Result<String> {
+        let size = usize::from_str_radix(self.read_line()?.trim(), 16).map_err(std::io::Error::other)?;
+        while self.buf.len() < size + 2 {
+            if self.fill()? == 0 {
+                return Err(std::io::ErrorKind::UnexpectedEof.into());
+            }
+        }
+        let data: Vec<u8> = self.buf.drain(..size).collect();
+        self.buf.drain(..2);
+        Ok(String::from_utf8_lossy(&data).into_owned())
+    }
+
+    /// True when the server closed the connection (EOF or reset) within the read timeout.
+    pub fn is_closed(&mut self) -> bool {
+        match self.fill() {
+            Ok(0) => true,
+            Ok(_) => false,
+            Err(e) => e.kind() != std::io::ErrorKind::WouldBlock && e.kind() != std::io::ErrorKind::TimedOut,
+        }
+    }
+}

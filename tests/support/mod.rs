@@ -1,0 +1,184 @@
+//! Test support: a certificate factory, a launcher for the real `kes` binary, and a TLS client
+//! that speaks raw HTTP/1.1 (so tests control framing byte by byte).
+#![allow(dead_code)]
+
+pub mod client;
+pub mod pki;
+
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// A fresh directory under cargo's temporary directory for integration tests, removed on drop.
+pub struct TempDir(pub PathBuf);
+
+impl TempDir {
+    pub fn new(tag: &str) -> TempDir {
+        static N: AtomicU64 = AtomicU64::new(0);
+        let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!(
+            "{tag}-{}-{}",
+            std::process::id(),
+            N.fetch_add(1, Ordering::Relaxed)
+        ));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).expect("create temp dir");
+        TempDir(dir)
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.0
+    }
+
+    pub fn join(&self, p: &str) -> PathBuf {
+        self.0.join(p)
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// A running `kes` server process; killed on drop.
+pub struct Kes {
+    pub child: Child,
+    pub addr: SocketAddr,
+    /// Everything the server printed on stdout and stderr so far.
+    pub output: Arc<Mutex<String>>,
+    /// The admin API key printed by `--dev`.
+    pub dev_api_key: Option<String>,
+}
+
+impl Kes {
+    /// Starts `kes server --config <path> --addr 127.0.0.1:0` and waits until it listens.
+    pub fn start(config: &Path) -> Kes {
+        Self::start_with(&["server", "--config", config.to_str().unwrap(), "--addr", "127.0.0.1:0"], &[])
+            .unwrap_or_else(|out| panic!("kes did not start:\n{out}"))
+    }
+
+    /// Starts `kes` with arguments and environment; on failure returns what it printed.
+    pub fn start_with(args: &[&str], env: &[(&str, &str)]) -> Result<Kes, String> {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_kes"));
+        cmd.args(args).stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
+        cmd.env_remove("RUST_LOG");
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let mut child = cmd.spawn().expect("spawn kes");
+        let output = Arc::new(Mutex::new(String::new()));
+        let (tx, rx) = std::sync::mpsc::channel::<String>();
+        for stream in [Box::new(child.stdout.take().unwrap()) as Box<dyn std::io::Read + Send>, Box::new(child.stderr.take().unwrap())] {
+            let output = output.clone();
+            let tx = tx.clone();
+            std::thread::spawn(move || {
+                for line in BufReader::new(stream).lines() {
+                    let Ok(line) = line else { break };
+                    output.lock().unwrap().push_str(&format!("{line}\n"));
+                    let _ = tx.send(line);
+                }
+            });
+        }
+        drop(tx);
+        let deadline = Instant::now() + Duration::from_secs(20);
+        let mut addr = None;
+        let mut api_key = None;
+        while Instant::now() < deadline {
+            match rx.recv_timeout(Duration::from_millis(100)) {
+                Ok(line) => {
+                    if let Some(rest) = line.strip_prefix("Endpoint    https://") {
+                        addr = rest.trim().parse().ok();
+                    }
+                    if let Some(key) = line.trim().strip_prefix("kes:v1:") {
+                        api_key = Some(format!("kes:v1:{key}"));
+                    }
+                    if line.starts_with("MLock") && addr.is_some() {
+                        // The banner is complete once the dev key (if any) follows; give it a moment.
+                        let until = Instant::now() + Duration::from_millis(200);
+                        while Instant::now() < until {
+                            if let Ok(line) = rx.recv_timeout(Duration::from_millis(20)) {
+                                if let Some(key) = line.trim().strip_prefix("kes:v1:") {
+                                    api_key = Some(format!("kes:v1:{key}"));
+                                }
+                            }
+                        }
+                        break;
+                    }
+                }
+                Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {
+                    if let Ok(Some(_)) = child.try_wait() {
+                        break;
+                    }
+                }
+                Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => break,
+            }
+        }
+        let Some(addr) = addr else {
+            let _ = child.kill();
+            let _ = child.wait();
+            std::thread::sleep(Duration::from_millis(100));
+            return Err(output.lock().unwrap().clone());
+        };
+        Ok(Kes { child, addr, output, dev_api_key: api_key })
+    }
+
+    pub fn output(&self) -> String {
+        self.output.lock().unwrap().clone()
+    }
+
+    /// Sends a signal to the server.
+    pub fn signal(&self, sig: &str) {
+        let status = Command::new("kill").args([&format!("-{sig}"), &self.child.id().to_string()]).status().unwrap();
+        assert!(status.success());
+    }
+
+    /// Waits for the process to exit; returns its exit code.
+    pub fn wait_exit(&mut self, timeout: Duration) -> Option<i32> {
+        let deadline = Instant::now() + timeout;
+        while Instant::now() < deadline {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return status.code();
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        None
+    }
+
+    /// Waits until the output contains `text`.
+    pub fn wait_for_output(&self, text: &str, timeout: Duration) -> bool {
+        let deadline = Instant::now() + timeout;
+        while Instant::now() < deadline {
+            if self.output().contains(text) {
+                return true;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        false
+    }
+}
+
+impl Drop for Kes {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Runs the `kes` binary to completion; returns (exit code, stdout, stderr).
+pub fn kes_cmd(args: &[&str], env: &[(&str, &str)]) -> (i32, String, String) {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_kes"));
+    cmd.args(args).stdin(Stdio::null());
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let out = cmd.output().expect("run kes");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
