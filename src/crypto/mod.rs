@@ -1,16 +1,32 @@
 //! Cryptography of the KES protocol (§5 and §6.1 of the protocol reference).
 //!
-//! * [`SecretKey`]: a 256-bit AES256 or ChaCha20 master key and the per-message key derivation.
-//! * [`ciphertext`]: the current raw ciphertext layout and the two legacy ones (msgpack, JSON).
-//! * [`stored`]: the value a keystore holds for a key (protobuf `KeyVersion`, legacy JSON).
+//! * [`key`]: [`SecretKey`] (a 256-bit AES256 or ChaCha20 master key, the per-message key
+//!   derivation, seal and open), [`HmacKey`], and the system RNG ([`random`]).
+//! * [`ciphertext`]: splitting the current raw ciphertext layout and the two legacy ones
+//!   (MessagePack, JSON) into iv, nonce and AEAD output.
+//! * [`stored`]: the value a keystore holds for a key ([`KeyVersion`]: base64 protobuf, or legacy
+//!   JSON).
+//! * `gojson` and `protobuf` (private): the small readers and writers those formats need, written
+//!   to behave like the Go decoders that produced and consumed the same bytes.
 //!
-//! Nothing in this module logs, and no error or `Debug` output contains key material.
+//! Rules for everything below: nothing logs; no error message, panic message or `Debug` output
+//! contains key material, derived keys or plaintext; key material lives in zeroizing buffers;
+//! secrets are compared in constant time; and no input a client, a keystore or a file controls
+//! can make this code panic (the parsers are exercised by a fuzz-like test in `vector_tests`
+//! and are public so that fuzz targets can call them).
+//!
+//! Test vectors (tests/vectors/vectors.json) come from tests/vectors/gen_vectors.py, an
+//! independent Python implementation of the same formats.
 
 pub mod ciphertext;
+mod gojson;
 pub mod key;
+mod protobuf;
 pub mod stored;
+#[cfg(test)]
+mod vector_tests;
 
-pub use key::{Algorithm, HmacKey, SecretKey};
+pub use key::{Algorithm, HmacKey, SecretKey, random};
 pub use stored::KeyVersion;
 
 /// Errors of the crypto layer. Messages never contain secret material.
