@@ -1,56 +1,1056 @@
 //! Loading and making certificates and private keys: PEM files, directories of CA certificates,
-//! legacy-encrypted PEM keys (`tls.password`), and self-signed certificates for `--dev` and
-//! `kes identity new`. INTERFACE STUB: owned by the identity helper.
+//! legacy-encrypted PEM keys (`tls.password`), and self-signed certificates for `--dev`,
+//! `kes identity new` and API-key clients.
+//!
+//! PEM is parsed by `rustls-pki-types`, except for the one thing it does not understand: the old
+//! OpenSSL encryption of a private key block with `Proc-Type: 4,ENCRYPTED` / `DEK-Info` headers,
+//! which is what the Go server's `tls.password` decrypts. That format (RFC 1421 headers, key =
+//! OpenSSL's `EVP_BytesToKey` with MD5 and one iteration, CBC with PKCS#7 padding) is decoded in
+//! [`legacy`] below. PKCS#8 `ENCRYPTED PRIVATE KEY` files are refused with a clear message, as
+//! the Go server does not read them either.
+//!
+//! Error messages name the file but never contain key material, not even part of a malformed key.
 
-use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use crate::auth::identity;
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD;
+use ring::rand::SecureRandom as _;
+use rustls::pki_types::pem::PemObject as _;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
+use std::io::Read as _;
 use std::net::IpAddr;
 use std::path::Path;
 use std::time::Duration;
+use zeroize::Zeroizing;
+
+/// Larger files are refused: no certificate bundle or key comes near this, and reading
+/// `/dev/zero` by mistake must not exhaust memory.
+const MAX_FILE_SIZE: u64 = 16 << 20;
 
 /// Reads every certificate of a PEM file (→ error naming the file when there is none).
 pub fn load_certificates(path: &Path) -> Result<Vec<CertificateDer<'static>>, String> {
-    let _ = path;
-    todo!()
+    let pem = read_file(path, "certificate")?;
+    let certs = parse_certificates(&pem, path)?;
+    if certs.is_empty() {
+        return Err(format!("no certificate found in '{}'", path.display()));
+    }
+    Ok(certs)
 }
 
 /// Reads the private key of a PEM file (PKCS#8, PKCS#1, SEC1), decrypting a legacy
-/// `Proc-Type: 4,ENCRYPTED` key with `password`.
+/// `Proc-Type: 4,ENCRYPTED` key with `password`. An empty password counts as none. A password
+/// given for a key that is not encrypted is ignored.
 pub fn load_private_key(
     path: &Path,
     password: Option<&str>,
 ) -> Result<PrivateKeyDer<'static>, String> {
-    let _ = (path, password);
-    todo!()
+    let pem = read_file(path, "private key")?;
+    let blocks = legacy::header_blocks(&pem);
+    if let Some(block) = blocks.iter().find(|b| b.is_encrypted_private_key()) {
+        let password = password.filter(|p| !p.is_empty()).ok_or_else(|| {
+            format!(
+                "the private key in '{}' is encrypted, but no password was given",
+                path.display()
+            )
+        })?;
+        return block.decrypt_private_key(password.as_bytes()).map_err(|e| {
+            format!(
+                "failed to decrypt the private key in '{}': {e}",
+                path.display()
+            )
+        });
+    }
+    let pem = legacy::without_header_blocks(&pem, &blocks);
+    match PrivateKeyDer::from_pem_slice(&pem) {
+        Ok(key) => Ok(key),
+        Err(rustls::pki_types::pem::Error::NoItemsFound) => {
+            if contains(&pem, b"-----BEGIN ENCRYPTED PRIVATE KEY-----") {
+                Err(format!(
+                    "the private key in '{}' is an encrypted PKCS#8 key, which is not supported: \
+                     decrypt it with 'openssl pkey', or re-encrypt it in the traditional format \
+                     with 'openssl pkey -traditional -aes256'",
+                    path.display()
+                ))
+            } else {
+                Err(format!("no private key found in '{}'", path.display()))
+            }
+        }
+        // The PEM error may quote a line of the key: say only that it is malformed.
+        Err(_) => Err(format!(
+            "the private key in '{}' is not valid PEM",
+            path.display()
+        )),
+    }
+}
+
+/// True when the PEM file holds a legacy-encrypted private key (so that a client can ask for a
+/// password before calling [`load_private_key`]).
+pub fn is_encrypted_private_key(path: &Path) -> Result<bool, String> {
+    let pem = read_file(path, "private key")?;
+    Ok(legacy::header_blocks(&pem)
+        .iter()
+        .any(|b| b.is_encrypted_private_key()))
 }
 
 /// Reads CA certificates from a PEM file or from every file of a directory (not recursive).
+/// In a directory, files without certificates are skipped, but at least one certificate must be
+/// found; subdirectories are ignored; symbolic links are followed.
 pub fn load_ca_certificates(path: &Path) -> Result<Vec<CertificateDer<'static>>, String> {
-    let _ = path;
-    todo!()
+    let meta = std::fs::metadata(path)
+        .map_err(|e| format!("failed to read CA certificates '{}': {e}", path.display()))?;
+    if !meta.is_dir() {
+        return load_certificates(path);
+    }
+    let entries = std::fs::read_dir(path)
+        .map_err(|e| format!("failed to read CA directory '{}': {e}", path.display()))?;
+    let mut files = Vec::new();
+    for entry in entries {
+        let entry =
+            entry.map_err(|e| format!("failed to read CA directory '{}': {e}", path.display()))?;
+        files.push(entry.path());
+    }
+    files.sort();
+    let mut certs = Vec::new();
+    for file in files {
+        let meta = std::fs::metadata(&file)
+            .map_err(|e| format!("failed to read CA certificate '{}': {e}", file.display()))?;
+        if !meta.is_file() {
+            continue;
+        }
+        let pem = read_file(&file, "CA certificate")?;
+        certs.extend(parse_certificates(&pem, &file)?);
+    }
+    if certs.is_empty() {
+        return Err(format!(
+            "no CA certificates found in directory '{}'",
+            path.display()
+        ));
+    }
+    Ok(certs)
+}
+
+/// The DER SubjectPublicKeyInfo of a private key's public key (RSA, ECDSA P-256/P-384, Ed25519).
+pub fn spki_of_private_key(key: &PrivateKeyDer<'_>) -> Result<Vec<u8>, String> {
+    let signer = rustls::crypto::ring::sign::any_supported_type(key).map_err(|_| {
+        "unsupported or malformed private key (expected RSA, ECDSA P-256/P-384 or Ed25519)"
+            .to_string()
+    })?;
+    signer
+        .public_key()
+        .map(|spki| spki.as_ref().to_vec())
+        .ok_or_else(|| "cannot determine the public key of the private key".to_string())
+}
+
+/// Checks that `key` is the private key of `cert` (same public key). Certificates of any X.509
+/// version are accepted.
+pub fn check_key_pair(cert: &CertificateDer<'_>, key: &PrivateKeyDer<'_>) -> Result<(), String> {
+    let cert_spki = identity::spki_of_certificate(cert)?;
+    let key_spki = spki_of_private_key(key)?;
+    if cert_spki == key_spki.as_slice() {
+        Ok(())
+    } else {
+        Err("the private key does not belong to the certificate".into())
+    }
 }
 
 /// What a new self-signed certificate is for.
 #[derive(Debug, Clone, Default)]
 pub struct CertificateRequest {
-    /// Subject common name.
+    /// Subject common name (no CN when empty).
     pub common_name: String,
     pub dns_names: Vec<String>,
     pub ip_addresses: Vec<IpAddr>,
+    /// From now; must not be zero.
     pub validity: Duration,
     pub server_auth: bool,
     pub client_auth: bool,
 }
 
 /// A new Ed25519 key pair and self-signed certificate, as PEM (certificate, PKCS#8 key).
+///
+/// The certificate is X.509 v3 with a random 128-bit serial, key usage digitalSignature, the
+/// requested extended key usages and SANs, and basicConstraints CA=false. The key is PKCS#8 v1,
+/// the form Go's `x509.MarshalPKCS8PrivateKey` writes.
 pub fn self_signed_ed25519(req: &CertificateRequest) -> Result<(String, String), String> {
-    let _ = req;
-    todo!()
+    let mut seed = Zeroizing::new([0u8; 32]);
+    fill_random(seed.as_mut())?;
+    let (cert, key) = self_signed_ed25519_from_seed(&seed, req)?;
+    Ok((
+        pem_encode("CERTIFICATE", cert.as_ref()),
+        pem_encode("PRIVATE KEY", key.secret_pkcs8_der()),
+    ))
 }
 
 /// A new ECDSA P-256 key pair and self-signed certificate, as DER (for `kes server --dev`).
+/// The common name defaults to `localhost`; the key is PKCS#8.
 pub fn self_signed_ecdsa(
     req: &CertificateRequest,
 ) -> Result<(CertificateDer<'static>, PrivateKeyDer<'static>), String> {
-    let _ = req;
-    todo!()
+    let key_pair = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256)
+        .map_err(|e| format!("failed to generate ECDSA key: {e}"))?;
+    let mut req = req.clone();
+    if req.common_name.is_empty() {
+        req.common_name = "localhost".into();
+    }
+    let cert = certificate_params(&req)?
+        .self_signed(&key_pair)
+        .map_err(|e| format!("failed to create certificate: {e}"))?;
+    let key = PrivatePkcs8KeyDer::from(key_pair.serialize_der());
+    Ok((cert.der().clone(), PrivateKeyDer::Pkcs8(key)))
+}
+
+/// The self-signed certificate of the Ed25519 key with this seed, and the key as PKCS#8 v1.
+pub(crate) fn self_signed_ed25519_from_seed(
+    seed: &[u8; 32],
+    req: &CertificateRequest,
+) -> Result<(CertificateDer<'static>, PrivatePkcs8KeyDer<'static>), String> {
+    let pkcs8 = ed25519_pkcs8_v1(seed);
+    let key_pair = rcgen::KeyPair::from_pkcs8_der_and_sign_algo(
+        &PrivatePkcs8KeyDer::from(pkcs8.as_slice()),
+        &rcgen::PKCS_ED25519,
+    )
+    .map_err(|e| format!("failed to load Ed25519 key: {e}"))?;
+    let cert = certificate_params(req)?
+        .self_signed(&key_pair)
+        .map_err(|e| format!("failed to create certificate: {e}"))?;
+    Ok((cert.der().clone(), PrivatePkcs8KeyDer::from(pkcs8.to_vec())))
+}
+
+/// PKCS#8 v1 `PrivateKeyInfo` of an Ed25519 seed (RFC 8410): version 0, algorithm 1.3.101.112,
+/// and the seed wrapped in an OCTET STRING inside the privateKey OCTET STRING.
+fn ed25519_pkcs8_v1(seed: &[u8; 32]) -> Zeroizing<Vec<u8>> {
+    const PREFIX: [u8; 16] = [
+        0x30, 0x2e, 0x02, 0x01, 0x00, 0x30, 0x05, 0x06, 0x03, 0x2b, 0x65, 0x70, 0x04, 0x22, 0x04,
+        0x20,
+    ];
+    let mut der = Zeroizing::new(Vec::with_capacity(48));
+    der.extend_from_slice(&PREFIX);
+    der.extend_from_slice(seed);
+    der
+}
+
+fn certificate_params(req: &CertificateRequest) -> Result<rcgen::CertificateParams, String> {
+    use rcgen::{
+        DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa, KeyUsagePurpose, SanType,
+        SerialNumber,
+    };
+
+    if req.validity.is_zero() {
+        return Err("certificate validity must be longer than zero".into());
+    }
+    let now = time::OffsetDateTime::now_utc()
+        .replace_nanosecond(0)
+        .map_err(|_| "failed to read the clock".to_string())?;
+    let not_after = time::Duration::try_from(req.validity)
+        .ok()
+        .and_then(|d| now.checked_add(d))
+        .filter(|t| t.year() <= 9999)
+        .ok_or_else(|| "certificate validity is too long (ends after the year 9999)".to_string())?;
+
+    let mut params = rcgen::CertificateParams::default();
+    params.not_before = now;
+    params.not_after = not_after;
+
+    let mut serial = [0u8; 16];
+    fill_random(&mut serial)?;
+    params.serial_number = Some(SerialNumber::from_slice(&serial));
+
+    params.distinguished_name = DistinguishedName::new();
+    if !req.common_name.is_empty() {
+        params
+            .distinguished_name
+            .push(DnType::CommonName, req.common_name.as_str());
+    }
+    for name in &req.dns_names {
+        let ia5 = name
+            .as_str()
+            .try_into()
+            .map_err(|_| format!("invalid DNS name '{name}': must be ASCII"))?;
+        params.subject_alt_names.push(SanType::DnsName(ia5));
+    }
+    for ip in &req.ip_addresses {
+        params.subject_alt_names.push(SanType::IpAddress(*ip));
+    }
+    params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
+    if req.server_auth {
+        params
+            .extended_key_usages
+            .push(ExtendedKeyUsagePurpose::ServerAuth);
+    }
+    if req.client_auth {
+        params
+            .extended_key_usages
+            .push(ExtendedKeyUsagePurpose::ClientAuth);
+    }
+    params.is_ca = IsCa::ExplicitNoCa;
+    Ok(params)
+}
+
+fn fill_random(buf: &mut [u8]) -> Result<(), String> {
+    ring::rand::SystemRandom::new()
+        .fill(buf)
+        .map_err(|_| "no randomness available from the operating system".to_string())
+}
+
+/// PEM text of one DER object, with 64-character lines.
+fn pem_encode(label: &str, der: &[u8]) -> String {
+    let b64 = Zeroizing::new(STANDARD.encode(der));
+    let mut out = String::with_capacity(b64.len() + b64.len() / 64 + 2 * label.len() + 40);
+    out.push_str("-----BEGIN ");
+    out.push_str(label);
+    out.push_str("-----\n");
+    for line in b64.as_bytes().chunks(64) {
+        // base64 output is ASCII, so every chunk is valid UTF-8.
+        out.push_str(std::str::from_utf8(line).unwrap_or_default());
+        out.push('\n');
+    }
+    out.push_str("-----END ");
+    out.push_str(label);
+    out.push_str("-----\n");
+    out
+}
+
+/// Reads a whole file of at most [`MAX_FILE_SIZE`] bytes. The buffer is zeroized on drop (it
+/// may hold a private key).
+fn read_file(path: &Path, what: &str) -> Result<Zeroizing<Vec<u8>>, String> {
+    let fail = |e: std::io::Error| format!("failed to read {what} '{}': {e}", path.display());
+    let file = std::fs::File::open(path).map_err(fail)?;
+    let mut buf = Zeroizing::new(Vec::new());
+    file.take(MAX_FILE_SIZE + 1)
+        .read_to_end(&mut buf)
+        .map_err(fail)?;
+    if buf.len() as u64 > MAX_FILE_SIZE {
+        return Err(format!(
+            "failed to read {what} '{}': larger than {} MiB",
+            path.display(),
+            MAX_FILE_SIZE >> 20
+        ));
+    }
+    Ok(buf)
+}
+
+/// Every certificate in PEM text, each checked to be a DER X.509 certificate.
+fn parse_certificates(pem: &[u8], path: &Path) -> Result<Vec<CertificateDer<'static>>, String> {
+    // Legacy-encrypted key blocks have headers the PEM parser rejects; a combined
+    // certificate-and-key file must still yield its certificates.
+    let pem = legacy::without_header_blocks(pem, &legacy::header_blocks(pem));
+    let mut certs = Vec::new();
+    for (n, cert) in CertificateDer::pem_slice_iter(&pem).enumerate() {
+        let cert = cert.map_err(|e| format!("invalid PEM in '{}': {e}", path.display()))?;
+        identity::spki_of_certificate(&cert)
+            .map_err(|e| format!("certificate {} in '{}': {e}", n + 1, path.display()))?;
+        certs.push(cert);
+    }
+    Ok(certs)
+}
+
+fn contains(haystack: &[u8], needle: &[u8]) -> bool {
+    haystack.windows(needle.len()).any(|w| w == needle)
+}
+
+/// The OpenSSL "traditional" encrypted PEM format:
+///
+/// ```text
+/// -----BEGIN RSA PRIVATE KEY-----
+/// Proc-Type: 4,ENCRYPTED
+/// DEK-Info: AES-256-CBC,<hex IV>
+///
+/// <base64 ciphertext>
+/// -----END RSA PRIVATE KEY-----
+/// ```
+///
+/// key = EVP_BytesToKey(MD5, password, salt = first 8 bytes of the IV, 1 iteration); the
+/// plaintext is the DER key of the block's type with PKCS#7 padding. There is no MAC, so a wrong
+/// password is detected by the padding and then by the DER structure of the result.
+mod legacy {
+    use super::{PrivateKeyDer, STANDARD};
+    use base64::Engine as _;
+    use cbc::cipher::{Array, BlockModeDecrypt, KeyIvInit};
+    use md5::{Digest as _, Md5};
+    use std::ops::Range;
+    use zeroize::Zeroizing;
+
+    /// A PEM block that has RFC 1421 headers.
+    pub(super) struct HeaderBlock {
+        label: String,
+        headers: Vec<(String, String)>,
+        /// Base64 body with line breaks removed.
+        body: Zeroizing<String>,
+        /// Bytes of the input from the BEGIN line to the end of the END line.
+        range: Range<usize>,
+    }
+
+    /// All PEM blocks with headers in `pem`.
+    pub(super) fn header_blocks(pem: &[u8]) -> Vec<HeaderBlock> {
+        let mut blocks = Vec::new();
+        let mut lines = Lines { input: pem, pos: 0 };
+        while let Some((start, line)) = lines.next_line() {
+            let Some(label) = line
+                .strip_prefix(b"-----BEGIN ")
+                .and_then(|l| l.strip_suffix(b"-----"))
+            else {
+                continue;
+            };
+            let label = String::from_utf8_lossy(label).into_owned();
+            let mut headers = Vec::new();
+            let mut body = Zeroizing::new(String::new());
+            let mut in_headers = true;
+            let mut end = None;
+            while let Some((_, line)) = lines.next_line() {
+                if line.starts_with(b"-----END ") {
+                    end = Some(lines.pos);
+                    break;
+                }
+                if in_headers {
+                    if line.is_empty() {
+                        in_headers = false;
+                        continue;
+                    }
+                    if let Some(colon) = line.iter().position(|&b| b == b':') {
+                        let (name, value) = line.split_at(colon);
+                        headers.push((
+                            String::from_utf8_lossy(name).trim().to_string(),
+                            String::from_utf8_lossy(&value[1..]).trim().to_string(),
+                        ));
+                        continue;
+                    }
+                    in_headers = false;
+                }
+                body.push_str(&String::from_utf8_lossy(line));
+            }
+            if let Some(end) = end
+                && !headers.is_empty()
+            {
+                blocks.push(HeaderBlock {
+                    label,
+                    headers,
+                    body,
+                    range: start..end,
+                });
+            }
+        }
+        blocks
+    }
+
+    /// `pem` with the given blocks cut out.
+    pub(super) fn without_header_blocks(pem: &[u8], blocks: &[HeaderBlock]) -> Zeroizing<Vec<u8>> {
+        let mut out = Zeroizing::new(Vec::with_capacity(pem.len()));
+        let mut pos = 0;
+        for block in blocks {
+            out.extend_from_slice(pem.get(pos..block.range.start).unwrap_or_default());
+            pos = block.range.end;
+        }
+        out.extend_from_slice(pem.get(pos..).unwrap_or_default());
+        out
+    }
+
+    /// Splits input into lines (LF or CRLF), trimming trailing whitespace.
+    struct Lines<'a> {
+        input: &'a [u8],
+        pos: usize,
+    }
+
+    impl<'a> Lines<'a> {
+        /// The next line and the offset where it starts.
+        fn next_line(&mut self) -> Option<(usize, &'a [u8])> {
+            let rest = self.input.get(self.pos..).filter(|r| !r.is_empty())?;
+            let start = self.pos;
+            let (line, advance) = match rest.iter().position(|&b| b == b'\n') {
+                Some(i) => (&rest[..i], i + 1),
+                None => (rest, rest.len()),
+            };
+            self.pos += advance;
+            Some((start, line.trim_ascii()))
+        }
+    }
+
+    impl HeaderBlock {
+        fn header(&self, name: &str) -> Option<&str> {
+            self.headers
+                .iter()
+                .find(|(n, _)| n.eq_ignore_ascii_case(name))
+                .map(|(_, v)| v.as_str())
+        }
+
+        pub(super) fn is_encrypted_private_key(&self) -> bool {
+            self.label.ends_with("PRIVATE KEY")
+                && self
+                    .header("Proc-Type")
+                    .is_some_and(|v| v.replace(' ', "") == "4,ENCRYPTED")
+        }
+
+        pub(super) fn decrypt_private_key(
+            &self,
+            password: &[u8],
+        ) -> Result<PrivateKeyDer<'static>, String> {
+            let dek_info = self
+                .header("DEK-Info")
+                .ok_or("the key has no DEK-Info header")?;
+            let (algorithm, iv_hex) = dek_info
+                .split_once(',')
+                .ok_or("malformed DEK-Info header")?;
+            let algorithm = algorithm.trim();
+            let cipher = Cipher::from_name(algorithm)
+                .ok_or_else(|| format!("unsupported encryption '{algorithm}'"))?;
+            let iv = decode_hex(iv_hex.trim())
+                .filter(|iv| iv.len() == cipher.block_size())
+                .ok_or("malformed IV in the DEK-Info header")?;
+            let mut data = Zeroizing::new(
+                STANDARD
+                    .decode(self.body.as_bytes())
+                    .map_err(|_| "the encrypted key is not valid base64".to_string())?,
+            );
+            if data.is_empty() || data.len() % cipher.block_size() != 0 {
+                return Err("the encrypted key has an invalid length".into());
+            }
+            let key = evp_bytes_to_key(password, &iv[..8], cipher.key_size());
+            cipher.decrypt(&key, &iv, &mut data)?;
+
+            const WRONG: &str = "wrong password, or the key is corrupted";
+            let pad = usize::from(*data.last().ok_or(WRONG)?);
+            if pad == 0 || pad > cipher.block_size() || pad > data.len() {
+                return Err(WRONG.into());
+            }
+            let plain_len = data.len() - pad;
+            if data[plain_len..].iter().any(|&b| usize::from(b) != pad) {
+                return Err(WRONG.into());
+            }
+            data.truncate(plain_len);
+            if !crate::auth::identity::is_single_der_sequence(&data) {
+                return Err(WRONG.into());
+            }
+            let der = std::mem::take(&mut *data);
+            match self.label.as_str() {
+                "RSA PRIVATE KEY" => Ok(PrivateKeyDer::Pkcs1(der.into())),
+                "EC PRIVATE KEY" => Ok(PrivateKeyDer::Sec1(der.into())),
+                "PRIVATE KEY" => Ok(PrivateKeyDer::Pkcs8(der.into())),
+                other => Err(format!("unsupported key type '{other}'")),
+            }
+        }
+    }
+
+    #[derive(Clone, Copy)]
+    enum Cipher {
+        Aes128,
+        Aes192,
+        Aes256,
+        DesEde3,
+        Des,
+    }
+
+    impl Cipher {
+        fn from_name(name: &str) -> Option<Cipher> {
+            Some(match name.to_ascii_uppercase().as_str() {
+                "AES-128-CBC" => Cipher::Aes128,
+                "AES-192-CBC" => Cipher::Aes192,
+                "AES-256-CBC" => Cipher::Aes256,
+                "DES-EDE3-CBC" => Cipher::DesEde3,
+                "DES-CBC" => Cipher::Des,
+                _ => return None,
+            })
+        }
+
+        fn key_size(self) -> usize {
+            match self {
+                Cipher::Aes128 => 16,
+                Cipher::Aes192 | Cipher::DesEde3 => 24,
+                Cipher::Aes256 => 32,
+                Cipher::Des => 8,
+            }
+        }
+
+        fn block_size(self) -> usize {
+            match self {
+                Cipher::Aes128 | Cipher::Aes192 | Cipher::Aes256 => 16,
+                Cipher::DesEde3 | Cipher::Des => 8,
+            }
+        }
+
+        fn decrypt(self, key: &[u8], iv: &[u8], data: &mut [u8]) -> Result<(), String> {
+            match self {
+                Cipher::Aes128 => cbc_decrypt::<cbc::Decryptor<aes::Aes128>>(key, iv, data),
+                Cipher::Aes192 => cbc_decrypt::<cbc::Decryptor<aes::Aes192>>(key, iv, data),
+                Cipher::Aes256 => cbc_decrypt::<cbc::Decryptor<aes::Aes256>>(key, iv, data),
+                Cipher::DesEde3 => cbc_decrypt::<cbc::Decryptor<des::TdesEde3>>(key, iv, data),
+                Cipher::Des => cbc_decrypt::<cbc::Decryptor<des::Des>>(key, iv, data),
+            }
+        }
+    }
+
+    /// CBC-decrypts whole blocks in place (no padding removal).
+    fn cbc_decrypt<D: KeyIvInit + BlockModeDecrypt>(
+        key: &[u8],
+        iv: &[u8],
+        data: &mut [u8],
+    ) -> Result<(), String> {
+        let mut decryptor = D::new_from_slices(key, iv)
+            .map_err(|_| "internal error: wrong key or IV size".to_string())?;
+        let (blocks, rest) = Array::slice_as_chunks_mut(data);
+        if !rest.is_empty() {
+            return Err("the encrypted key has an invalid length".into());
+        }
+        decryptor.decrypt_blocks(blocks);
+        Ok(())
+    }
+
+    /// OpenSSL's `EVP_BytesToKey` with MD5 and one iteration:
+    /// D_1 = MD5(password ‖ salt), D_i = MD5(D_{i-1} ‖ password ‖ salt), key = D_1 ‖ D_2 ‖ …
+    fn evp_bytes_to_key(password: &[u8], salt: &[u8], len: usize) -> Zeroizing<Vec<u8>> {
+        let mut key = Zeroizing::new(Vec::with_capacity(len + 16));
+        let mut previous = Zeroizing::new([0u8; 16]);
+        let mut first = true;
+        while key.len() < len {
+            let mut md5 = Md5::new();
+            if !first {
+                md5.update(previous.as_ref());
+            }
+            md5.update(password);
+            md5.update(salt);
+            previous.copy_from_slice(md5.finalize().as_slice());
+            key.extend_from_slice(previous.as_ref());
+            first = false;
+        }
+        key.truncate(len);
+        key
+    }
+
+    fn decode_hex(text: &str) -> Option<Vec<u8>> {
+        let digit = |b: u8| {
+            char::from(b)
+                .to_digit(16)
+                .and_then(|d| u8::try_from(d).ok())
+        };
+        let bytes = text.as_bytes();
+        if !bytes.len().is_multiple_of(2) {
+            return None;
+        }
+        bytes
+            .chunks_exact(2)
+            .map(|pair| Some(digit(pair[0])? << 4 | digit(pair[1])?))
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::auth::Identity;
+    use crate::auth::identity::test_support::{TempDir, cert_der, openssl_identity, ossl};
+
+    fn write(dir: &TempDir, name: &str, contents: impl AsRef<[u8]>) -> std::path::PathBuf {
+        let path = dir.join(name);
+        std::fs::write(&path, contents).unwrap();
+        path
+    }
+
+    fn key_der(key: &PrivateKeyDer<'_>) -> Vec<u8> {
+        key.secret_der().to_vec()
+    }
+
+    /// An RSA and an EC key with self-signed certificates, plain and encrypted in every way
+    /// openssl 3 still writes the traditional format.
+    struct Keys {
+        dir: TempDir,
+    }
+
+    impl Keys {
+        fn new() -> Keys {
+            let dir = TempDir::new("certs");
+            let d = dir.path();
+            ossl(
+                d,
+                "genpkey -algorithm RSA -pkeyopt rsa_keygen_bits:2048 -out rsa.pkcs8",
+            );
+            ossl(d, "rsa -in rsa.pkcs8 -traditional -out rsa.pkcs1");
+            ossl(d, "ecparam -name prime256v1 -genkey -noout -out ec.sec1");
+            ossl(d, "pkey -in ec.sec1 -out ec.pkcs8");
+            ossl(d, "genpkey -algorithm ed25519 -out ed.pkcs8");
+            for (key, cert) in [("rsa.pkcs8", "rsa"), ("ec.sec1", "ec"), ("ed.pkcs8", "ed")] {
+                ossl(
+                    d,
+                    &format!("req -new -x509 -key {key} -subj /CN=k -days 1 -out {cert}.pem"),
+                );
+            }
+            std::fs::write(d.join("password"), "correct horse").unwrap();
+            for cipher in ["aes128", "aes192", "aes256", "des3"] {
+                let pass = "-passout file:password";
+                ossl(
+                    d,
+                    &format!(
+                        "rsa -in rsa.pkcs8 -traditional -{cipher} {pass} -out rsa-{cipher}.pem"
+                    ),
+                );
+                ossl(
+                    d,
+                    &format!("ec -in ec.sec1 -{cipher} {pass} -out ec-{cipher}.pem"),
+                );
+            }
+            ossl(
+                d,
+                "pkcs8 -topk8 -in ec.sec1 -v2 aes-256-cbc -passout pass:pw -out ec.enc-pkcs8",
+            );
+            Keys { dir }
+        }
+
+        fn path(&self, name: &str) -> std::path::PathBuf {
+            self.dir.join(name)
+        }
+
+        fn cert(&self, name: &str) -> CertificateDer<'static> {
+            CertificateDer::from(cert_der(self.dir.path(), name))
+        }
+    }
+
+    #[test]
+    fn plain_private_keys_of_every_format() {
+        let keys = Keys::new();
+        for (file, cert, kind) in [
+            ("rsa.pkcs8", "rsa.pem", "pkcs8"),
+            ("rsa.pkcs1", "rsa.pem", "pkcs1"),
+            ("ec.sec1", "ec.pem", "sec1"),
+            ("ec.pkcs8", "ec.pem", "pkcs8"),
+            ("ed.pkcs8", "ed.pem", "pkcs8"),
+        ] {
+            let key = load_private_key(&keys.path(file), None).unwrap();
+            let got = match key {
+                PrivateKeyDer::Pkcs1(_) => "pkcs1",
+                PrivateKeyDer::Sec1(_) => "sec1",
+                PrivateKeyDer::Pkcs8(_) => "pkcs8",
+                _ => "other",
+            };
+            assert_eq!(got, kind, "{file}");
+            check_key_pair(&keys.cert(cert), &key).unwrap_or_else(|e| panic!("{file}: {e}"));
+            // A password for a plain key is ignored.
+            load_private_key(&keys.path(file), Some("unused")).unwrap();
+        }
+        let rsa = load_private_key(&keys.path("rsa.pkcs8"), None).unwrap();
+        assert!(check_key_pair(&keys.cert("ec.pem"), &rsa).is_err());
+    }
+
+    #[test]
+    fn legacy_encrypted_private_keys() {
+        let keys = Keys::new();
+        let rsa_plain = key_der(&load_private_key(&keys.path("rsa.pkcs1"), None).unwrap());
+        let ec_plain = key_der(&load_private_key(&keys.path("ec.sec1"), None).unwrap());
+        for cipher in ["aes128", "aes192", "aes256", "des3"] {
+            for (prefix, plain) in [("rsa", &rsa_plain), ("ec", &ec_plain)] {
+                let path = keys.path(&format!("{prefix}-{cipher}.pem"));
+                assert!(is_encrypted_private_key(&path).unwrap());
+                let key = load_private_key(&path, Some("correct horse"))
+                    .unwrap_or_else(|e| panic!("{prefix}{cipher}: {e}"));
+                assert_eq!(&key_der(&key), plain, "{prefix}{cipher}");
+                assert_eq!(
+                    matches!(key, PrivateKeyDer::Pkcs1(_)),
+                    prefix == "rsa",
+                    "{prefix}{cipher}"
+                );
+
+                for password in [None, Some("")] {
+                    let err = load_private_key(&path, password).unwrap_err();
+                    assert!(
+                        err.contains("encrypted") && err.contains("no password"),
+                        "{err}"
+                    );
+                    assert!(err.contains(path.to_str().unwrap()), "{err}");
+                }
+                for wrong in ["correct hors", "Correct horse", "x"] {
+                    let err = load_private_key(&path, Some(wrong)).unwrap_err();
+                    assert!(err.contains("wrong password"), "{prefix}{cipher}: {err}");
+                }
+            }
+        }
+        assert!(!is_encrypted_private_key(&keys.path("rsa.pkcs1")).unwrap());
+    }
+
+    #[test]
+    fn legacy_single_des_if_openssl_still_writes_it() {
+        let keys = Keys::new();
+        let d = keys.dir.path();
+        let status = std::process::Command::new("openssl")
+            .args([
+                "rsa",
+                "-in",
+                "rsa.pkcs8",
+                "-traditional",
+                "-des",
+                "-passout",
+                "pass:secret",
+            ])
+            .args([
+                "-provider",
+                "legacy",
+                "-provider",
+                "default",
+                "-out",
+                "rsa-des.pem",
+            ])
+            .current_dir(d)
+            .output()
+            .unwrap();
+        if !status.status.success() {
+            eprintln!("openssl has no legacy provider: single DES not tested");
+            return;
+        }
+        let plain = key_der(&load_private_key(&keys.path("rsa.pkcs1"), None).unwrap());
+        let key = load_private_key(&keys.path("rsa-des.pem"), Some("secret")).unwrap();
+        assert_eq!(key_der(&key), plain);
+    }
+
+    #[test]
+    fn encrypted_key_next_to_its_certificate() {
+        let keys = Keys::new();
+        let cert_pem = std::fs::read(keys.path("rsa.pem")).unwrap();
+        let key_pem = std::fs::read(keys.path("rsa-aes256.pem")).unwrap();
+        let both = write(
+            &keys.dir,
+            "both.pem",
+            [key_pem.as_slice(), &cert_pem].concat(),
+        );
+        let certs = load_certificates(&both).unwrap();
+        assert_eq!(certs, vec![keys.cert("rsa.pem")]);
+        let key = load_private_key(&both, Some("correct horse")).unwrap();
+        check_key_pair(&certs[0], &key).unwrap();
+    }
+
+    #[test]
+    fn pkcs8_encrypted_and_bad_keys_are_refused_clearly() {
+        let keys = Keys::new();
+        let err = load_private_key(&keys.path("ec.enc-pkcs8"), Some("pw")).unwrap_err();
+        assert!(err.contains("encrypted PKCS#8"), "{err}");
+
+        let err = load_private_key(&keys.path("rsa.pem"), None).unwrap_err();
+        assert!(err.starts_with("no private key found in"), "{err}");
+        let err = load_private_key(&keys.path("missing.pem"), None).unwrap_err();
+        assert!(err.contains("missing.pem"), "{err}");
+
+        // A malformed key: the error must not quote it.
+        let secret_line = "c2VjcmV0IGtleSBtYXRlcmlhbCBzZWNyZXQga2V5IG1hdGVyaWFs!!";
+        let bad = write(
+            &keys.dir,
+            "bad.key",
+            format!("-----BEGIN PRIVATE KEY-----\n{secret_line}\n-----END PRIVATE KEY-----\n"),
+        );
+        let err = load_private_key(&bad, None).unwrap_err();
+        assert!(!err.contains("c2VjcmV0"), "{err}");
+
+        // Broken DEK-Info headers fail cleanly.
+        let original = std::fs::read_to_string(keys.path("ec-aes256.pem")).unwrap();
+        let dek = original
+            .lines()
+            .find(|l| l.starts_with("DEK-Info"))
+            .unwrap();
+        for replacement in [
+            "DEK-Info: AES-256-CBC,00",
+            "DEK-Info: AES-256-CBC",
+            "DEK-Info: AES-256-GCM,00000000000000000000000000000000",
+            "DEK-Info: AES-256-CBC,+0000000000000000000000000000000",
+            "DEK-Info: DES-EDE3-CBC,0000000000000000",
+            "X-Nothing: here",
+        ] {
+            let path = write(&keys.dir, "broken.pem", original.replace(dek, replacement));
+            assert!(
+                load_private_key(&path, Some("correct horse")).is_err(),
+                "{replacement}"
+            );
+        }
+    }
+
+    #[test]
+    fn certificates_and_ca_directories() {
+        let keys = Keys::new();
+        let dir = &keys.dir;
+        let rsa = std::fs::read(keys.path("rsa.pem")).unwrap();
+        let ec = std::fs::read(keys.path("ec.pem")).unwrap();
+        let chain = write(dir, "chain.pem", [rsa.as_slice(), b"\n", &ec].concat());
+        assert_eq!(
+            load_certificates(&chain).unwrap(),
+            vec![keys.cert("rsa.pem"), keys.cert("ec.pem")]
+        );
+        let err = load_certificates(&keys.path("rsa.pkcs8")).unwrap_err();
+        assert!(
+            err.contains("no certificate found") && err.contains("rsa.pkcs8"),
+            "{err}"
+        );
+        let err = load_certificates(&keys.path("nope.pem")).unwrap_err();
+        assert!(err.contains("nope.pem"), "{err}");
+        let garbage = write(
+            dir,
+            "garbage.pem",
+            "-----BEGIN CERTIFICATE-----\nMAA=\n-----END CERTIFICATE-----\n",
+        );
+        let err = load_certificates(&garbage).unwrap_err();
+        assert!(err.contains("garbage.pem"), "{err}");
+
+        // A directory: certificates from every file, other files and subdirectories skipped.
+        let cas = TempDir::new("cas");
+        write(&cas, "a.pem", &rsa);
+        write(&cas, "b.crt", [ec.as_slice(), &rsa].concat());
+        write(&cas, "README", "not a certificate\n");
+        std::fs::create_dir(cas.join("sub")).unwrap();
+        write(&cas, "sub/c.pem", &ec);
+        let certs = load_ca_certificates(cas.path()).unwrap();
+        assert_eq!(certs.len(), 3);
+        assert_eq!(load_ca_certificates(&chain).unwrap().len(), 2);
+
+        let empty = TempDir::new("cas-empty");
+        let err = load_ca_certificates(empty.path()).unwrap_err();
+        assert!(err.contains("no CA certificates"), "{err}");
+        write(&empty, "README", "nothing here\n");
+        assert!(load_ca_certificates(empty.path()).is_err());
+        assert!(load_ca_certificates(&empty.join("missing")).is_err());
+    }
+
+    fn openssl_text(dir: &TempDir, pem: &str) -> String {
+        String::from_utf8(ossl(dir.path(), &format!("x509 -in {pem} -noout -text"))).unwrap()
+    }
+
+    #[test]
+    fn self_signed_ed25519_certificate() {
+        let dir = TempDir::new("selfsigned");
+        let req = CertificateRequest {
+            common_name: "kes.example.net".into(),
+            dns_names: vec!["localhost".into(), "kes.example.net".into()],
+            ip_addresses: vec!["127.0.0.1".parse().unwrap(), "::1".parse().unwrap()],
+            validity: Duration::from_secs(720 * 3600),
+            server_auth: true,
+            client_auth: true,
+        };
+        let (cert_pem, key_pem) = self_signed_ed25519(&req).unwrap();
+        let cert_path = write(&dir, "c.pem", &cert_pem);
+        let key_path = write(&dir, "k.pem", &key_pem);
+
+        let text = openssl_text(&dir, "c.pem");
+        for want in [
+            "Version: 3 (0x2)",
+            "ED25519",
+            "Subject: CN = kes.example.net",
+            "Issuer: CN = kes.example.net",
+            "DNS:localhost, DNS:kes.example.net, IP Address:127.0.0.1, IP Address:0:0:0:0:0:0:0:1",
+            "TLS Web Server Authentication, TLS Web Client Authentication",
+            "Digital Signature",
+            "CA:FALSE",
+        ] {
+            assert!(text.contains(want), "missing {want:?} in\n{text}");
+        }
+        let days = ossl(dir.path(), "x509 -in c.pem -noout -checkend 2590000");
+        assert!(String::from_utf8_lossy(&days).contains("will not expire"));
+        assert!(openssl_check_fails(&dir, "c.pem", "2593000"));
+
+        let certs = load_certificates(&cert_path).unwrap();
+        let key = load_private_key(&key_path, None).unwrap();
+        check_key_pair(&certs[0], &key).unwrap();
+        assert_eq!(key.secret_der().len(), 48, "PKCS#8 v1");
+        assert_eq!(
+            Identity::of_certificate(&certs[0]).unwrap().as_str(),
+            openssl_identity(dir.path(), "c.pem")
+        );
+        // openssl reads the key, and the key matches the certificate.
+        let from_key = ossl(dir.path(), "pkey -in k.pem -pubout");
+        let from_cert = ossl(dir.path(), "x509 -in c.pem -noout -pubkey");
+        assert_eq!(from_key, from_cert);
+
+        // No CN, no SANs, client only.
+        let (cert_pem, _) = self_signed_ed25519(&CertificateRequest {
+            validity: Duration::from_secs(60),
+            client_auth: true,
+            ..Default::default()
+        })
+        .unwrap();
+        write(&dir, "bare.pem", &cert_pem);
+        let text = openssl_text(&dir, "bare.pem");
+        assert!(!text.contains("CN ="), "{text}");
+        assert!(!text.contains("Subject Alternative Name"), "{text}");
+        assert!(!text.contains("Server Authentication"), "{text}");
+    }
+
+    fn openssl_check_fails(dir: &TempDir, pem: &str, seconds: &str) -> bool {
+        let out = std::process::Command::new("openssl")
+            .args(["x509", "-in", pem, "-noout", "-checkend", seconds])
+            .current_dir(dir.path())
+            .output()
+            .unwrap();
+        !out.status.success()
+    }
+
+    #[test]
+    fn self_signed_ecdsa_certificate() {
+        let dir = TempDir::new("dev");
+        let (cert, key) = self_signed_ecdsa(&CertificateRequest {
+            ip_addresses: vec!["127.0.0.1".parse().unwrap()],
+            dns_names: vec!["localhost".into()],
+            validity: Duration::from_secs(90 * 24 * 3600),
+            server_auth: true,
+            ..Default::default()
+        })
+        .unwrap();
+        check_key_pair(&cert, &key).unwrap();
+        assert!(matches!(key, PrivateKeyDer::Pkcs8(_)));
+        write(&dir, "c.der", &cert);
+        let text =
+            String::from_utf8(ossl(dir.path(), "x509 -inform DER -in c.der -noout -text")).unwrap();
+        for want in [
+            "ecdsa-with-SHA256",
+            "prime256v1",
+            "Subject: CN = localhost",
+            "DNS:localhost, IP Address:127.0.0.1",
+            "TLS Web Server Authentication",
+        ] {
+            assert!(text.contains(want), "missing {want:?} in\n{text}");
+        }
+        // rustls accepts the pair as a server identity.
+        let signer = rustls::crypto::ring::sign::any_supported_type(&key).unwrap();
+        rustls::sign::CertifiedKey::new(vec![cert], signer)
+            .keys_match()
+            .unwrap();
+    }
+
+    #[test]
+    fn invalid_requests() {
+        let zero = CertificateRequest::default();
+        assert!(self_signed_ed25519(&zero).is_err());
+        assert!(self_signed_ecdsa(&zero).is_err());
+        let forever = CertificateRequest {
+            validity: Duration::from_secs(u64::MAX),
+            ..Default::default()
+        };
+        assert!(self_signed_ed25519(&forever).is_err());
+        let ten_thousand_years = CertificateRequest {
+            validity: Duration::from_secs(10_000 * 366 * 24 * 3600),
+            ..Default::default()
+        };
+        assert!(self_signed_ed25519(&ten_thousand_years).is_err());
+        let non_ascii = CertificateRequest {
+            validity: Duration::from_secs(60),
+            dns_names: vec!["bücher.example".into()],
+            ..Default::default()
+        };
+        assert!(self_signed_ed25519(&non_ascii).is_err());
+    }
+
+    #[test]
+    fn legacy_parser_never_panics() {
+        use crate::auth::identity::test_support::Prng;
+        let keys = Keys::new();
+        let original = std::fs::read(keys.path("rsa-des3.pem")).unwrap();
+        let mut rng = Prng(42);
+        for _ in 0..3_000 {
+            let mut pem = original.clone();
+            for _ in 0..1 + rng.below(3) {
+                let at = rng.below(pem.len());
+                match rng.below(3) {
+                    0 => pem[at] = rng.next_u64() as u8,
+                    1 => pem.insert(at, b"\n:-, "[rng.below(5)]),
+                    _ => {
+                        pem.truncate(at);
+                    }
+                }
+                if pem.is_empty() {
+                    break;
+                }
+            }
+            let path = write(&keys.dir, "fuzz.pem", &pem);
+            let _ = load_private_key(&path, Some("correct horse"));
+            let _ = load_certificates(&path);
+        }
+    }
 }

@@ -396,6 +396,7 @@ impl Api {
         let identity = match &conn.identity {
             ClientIdentity::Known(id) => Some(id),
             ClientIdentity::TooMany => return Err(error::TOO_MANY_CERTS),
+            ClientIdentity::Invalid(why) => return Err(ApiError::owned(400, why.clone())),
             ClientIdentity::Missing => None,
         };
         if skip || r.auth == Auth::Identity {

@@ -1,48 +1,831 @@
-//! Identities (§1): SHA-256 of a certificate's SubjectPublicKeyInfo, and `kes:v1:` API keys.
-//! INTERFACE STUB: owned by the identity helper.
+//! Identities (§1.1): who a client is.
+//!
+//! A KES identity is the lower-case hex SHA-256 of the DER SubjectPublicKeyInfo (SPKI) of the
+//! client's certificate. Only the public key counts: subject, issuer, validity and signature are
+//! ignored, so the same key in a renewed certificate keeps its identity.
+//!
+//! To find the SPKI we walk the certificate's DER ourselves instead of using an X.509 library:
+//! the walk is short, accepts X.509 v1 certificates (which webpki rejects and the Go server
+//! accepts), and pulls in no dependencies. It must never panic or read out of bounds on bytes a
+//! client sent: every length is checked, indefinite lengths and non-minimal lengths are rejected,
+//! and each structure we step through must be exactly filled by its elements.
+
+use rustls::pki_types::CertificateDer;
+use std::fmt;
+use std::sync::Arc;
+use subtle::ConstantTimeEq;
 
 /// The identity of a client: 64 lower-case hex characters, or empty when unknown.
+///
+/// A configured identity (`admin.identity`, `policy.*.identities`) may be any string (e.g.
+/// `disabled`); such an identity simply never matches a certificate. Cloning is cheap (a
+/// reference count).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct Identity(String);
+pub struct Identity(Arc<str>);
 
 impl Identity {
+    /// An identity from any string, as written in a configuration file. No check is made: an
+    /// identity that is not 64 lower-case hex characters is valid but matches no certificate.
+    pub fn new(text: impl Into<Arc<str>>) -> Identity {
+        Identity(text.into())
+    }
+
+    /// An identity from exactly 64 lower-case hex characters (the form the server computes).
+    pub fn from_hex(text: &str) -> Result<Identity, String> {
+        if is_identity_hex(text) {
+            Ok(Identity::new(text))
+        } else {
+            Err(format!(
+                "invalid identity '{text}': expected 64 lower-case hex characters"
+            ))
+        }
+    }
+
     pub fn as_str(&self) -> &str {
         &self.0
     }
+
     pub fn is_empty(&self) -> bool {
         self.0.is_empty()
     }
+
+    /// True when this is 64 lower-case hex characters, i.e. something a certificate can have.
+    pub fn is_hex(&self) -> bool {
+        is_identity_hex(&self.0)
+    }
+
     /// The identity of a DER SubjectPublicKeyInfo.
     pub fn of_spki(spki: &[u8]) -> Identity {
-        let _ = spki;
-        todo!()
+        let digest = ring::digest::digest(&ring::digest::SHA256, spki);
+        Identity::new(hex_lower(digest.as_ref()))
     }
+
     /// The identity of a DER certificate (→ error when the DER cannot be walked to its SPKI).
     pub fn of_certificate(der: &[u8]) -> Result<Identity, String> {
-        let _ = der;
-        todo!()
+        spki_of_certificate(der).map(Identity::of_spki)
     }
-    /// Constant-time comparison with a configured identity string.
+
+    /// The identity of a TLS peer from the certificate list it presented (§1.1).
+    ///
+    /// Certificates whose basicConstraints say CA=true are dropped and exactly one must remain.
+    /// Unlike the Go server we also require that one to be the **first** certificate: TLS proves
+    /// possession of the first certificate's key only, so a peer that sent `[its own CA
+    /// certificate, someone else's leaf]` must not get the leaf's identity. Well-behaved clients
+    /// always send their own certificate first.
+    pub fn of_peer(certificates: &[CertificateDer<'_>]) -> Result<Identity, PeerIdentityError> {
+        let mut leaf = None;
+        for (index, cert) in certificates.iter().enumerate() {
+            let parsed = parse_certificate(cert.as_ref())
+                .map_err(|e| PeerIdentityError::Malformed(e.to_string()))?;
+            let is_ca = parsed
+                .basic_constraints_ca()
+                .map_err(|e| PeerIdentityError::Malformed(e.to_string()))?;
+            if is_ca {
+                continue;
+            }
+            if leaf.is_some() {
+                return Err(PeerIdentityError::MoreThanOne);
+            }
+            leaf = Some((index, parsed.spki));
+        }
+        match leaf {
+            None => Err(PeerIdentityError::Missing),
+            Some((0, spki)) => Ok(Identity::of_spki(spki)),
+            Some(_) => Err(PeerIdentityError::NotFirst),
+        }
+    }
+
+    /// Constant-time comparison with a configured identity string. An empty (unknown) identity
+    /// matches nothing, not even an empty string.
     pub fn matches(&self, configured: &str) -> bool {
-        let _ = configured;
-        todo!()
+        !self.is_empty() && bool::from(self.0.as_bytes().ct_eq(configured.as_bytes()))
     }
 }
 
-impl std::fmt::Display for Identity {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+impl fmt::Display for Identity {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.0)
     }
 }
 
-/// The DER SubjectPublicKeyInfo inside a DER X.509 certificate (any version, v1 included).
-pub fn spki_of_certificate(der: &[u8]) -> Result<&[u8], String> {
-    let _ = der;
-    todo!()
+impl serde::Serialize for Identity {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(&self.0)
+    }
 }
 
-/// True when the certificate's basicConstraints extension says CA=true.
+impl<'de> serde::Deserialize<'de> for Identity {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        String::deserialize(deserializer).map(Identity::new)
+    }
+}
+
+/// Why a TLS peer has no identity. `Display` gives the messages of the Go server (§1.1); the API
+/// layer decides the status code.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PeerIdentityError {
+    /// No certificate, or only CA certificates.
+    Missing,
+    /// More than one non-CA certificate.
+    MoreThanOne,
+    /// The only non-CA certificate is not the first one, whose key the handshake proved.
+    NotFirst,
+    /// A certificate could not be parsed (the handshake should already have failed).
+    Malformed(String),
+}
+
+impl fmt::Display for PeerIdentityError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            PeerIdentityError::Missing => f.write_str("tls: client certificate is required"),
+            PeerIdentityError::MoreThanOne => {
+                f.write_str("tls: received more than one client certificate")
+            }
+            PeerIdentityError::NotFirst => {
+                f.write_str("tls: the client certificate must be the first certificate sent")
+            }
+            PeerIdentityError::Malformed(why) => {
+                write!(f, "tls: invalid client certificate: {why}")
+            }
+        }
+    }
+}
+
+impl std::error::Error for PeerIdentityError {}
+
+/// The DER SubjectPublicKeyInfo inside a DER X.509 certificate (any version, v1 included),
+/// including its tag and length.
+pub fn spki_of_certificate(der: &[u8]) -> Result<&[u8], String> {
+    parse_certificate(der)
+        .map(|c| c.spki)
+        .map_err(|e| format!("invalid certificate: {e}"))
+}
+
+/// True when the certificate's basicConstraints extension says CA=true. False for certificates
+/// without the extension (e.g. X.509 v1) and for certificates that cannot be parsed.
 pub fn is_ca_certificate(der: &[u8]) -> bool {
-    let _ = der;
-    todo!()
+    parse_certificate(der)
+        .and_then(|c| c.basic_constraints_ca())
+        .unwrap_or(false)
+}
+
+fn is_identity_hex(text: &str) -> bool {
+    text.len() == 64
+        && text
+            .bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+}
+
+/// True when `der` is exactly one well-formed DER SEQUENCE header whose length covers the rest.
+/// Used to tell a decrypted private key from the garbage a wrong password produces.
+pub(crate) fn is_single_der_sequence(der: &[u8]) -> bool {
+    let mut r = Reader::new(der);
+    r.expect(TAG_SEQUENCE, "").is_ok() && r.finish("").is_ok()
+}
+
+/// Lower-case hex of `bytes`.
+pub(crate) fn hex_lower(bytes: &[u8]) -> String {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let mut out = String::with_capacity(bytes.len() * 2);
+    for b in bytes {
+        out.push(char::from(DIGITS[usize::from(b >> 4)]));
+        out.push(char::from(DIGITS[usize::from(b & 0x0f)]));
+    }
+    out
+}
+
+// ---- A minimal DER reader -------------------------------------------------------------------
+
+const TAG_BOOLEAN: u8 = 0x01;
+const TAG_INTEGER: u8 = 0x02;
+const TAG_BIT_STRING: u8 = 0x03;
+const TAG_OCTET_STRING: u8 = 0x04;
+const TAG_OID: u8 = 0x06;
+const TAG_SEQUENCE: u8 = 0x30;
+/// `[0] EXPLICIT Version` of tbsCertificate.
+const TAG_VERSION: u8 = 0xa0;
+/// `[1] IMPLICIT UniqueIdentifier` (issuerUniqueID).
+const TAG_ISSUER_UID: u8 = 0x81;
+/// `[2] IMPLICIT UniqueIdentifier` (subjectUniqueID).
+const TAG_SUBJECT_UID: u8 = 0x82;
+/// `[3] EXPLICIT Extensions`.
+const TAG_EXTENSIONS: u8 = 0xa3;
+/// DER contents of the OID 2.5.29.19 (id-ce-basicConstraints).
+const OID_BASIC_CONSTRAINTS: &[u8] = &[0x55, 0x1d, 0x13];
+
+/// What is wrong with some DER. Static texts only: they never echo input bytes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct DerError(&'static str);
+
+impl fmt::Display for DerError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.0)
+    }
+}
+
+/// One DER element.
+#[derive(Debug, Clone, Copy)]
+struct Element<'a> {
+    /// The contents octets.
+    contents: &'a [u8],
+    /// The whole encoding: tag, length and contents.
+    encoded: &'a [u8],
+}
+
+/// Reads consecutive DER elements from a slice.
+struct Reader<'a> {
+    rest: &'a [u8],
+}
+
+impl<'a> Reader<'a> {
+    fn new(input: &'a [u8]) -> Self {
+        Reader { rest: input }
+    }
+
+    fn peek_tag(&self) -> Option<u8> {
+        self.rest.first().copied()
+    }
+
+    fn read(&mut self) -> Result<Element<'a>, DerError> {
+        let input = self.rest;
+        let (&tag, after_tag) = input.split_first().ok_or(DerError("truncated element"))?;
+        if tag & 0x1f == 0x1f {
+            return Err(DerError("multi-byte tags are not supported"));
+        }
+        let (&first, after_len) = after_tag
+            .split_first()
+            .ok_or(DerError("truncated length"))?;
+        let (len, len_octets) = match first {
+            0x00..=0x7f => (usize::from(first), 0usize),
+            0x80 => return Err(DerError("indefinite length is not allowed in DER")),
+            0x81..=0x84 => {
+                let n = usize::from(first & 0x7f);
+                let octets = after_len.get(..n).ok_or(DerError("truncated length"))?;
+                if octets.first() == Some(&0) {
+                    return Err(DerError("non-minimal length encoding"));
+                }
+                let len = octets
+                    .iter()
+                    .fold(0usize, |acc, &b| (acc << 8) | usize::from(b));
+                if len < 0x80 {
+                    return Err(DerError("non-minimal length encoding"));
+                }
+                (len, n)
+            }
+            _ => return Err(DerError("length too large")),
+        };
+        let header = 2 + len_octets;
+        let total = header
+            .checked_add(len)
+            .ok_or(DerError("length too large"))?;
+        let encoded = input
+            .get(..total)
+            .ok_or(DerError("element longer than its container"))?;
+        let contents = encoded.get(header..).ok_or(DerError("truncated element"))?;
+        self.rest = input.get(total..).unwrap_or_default();
+        Ok(Element { contents, encoded })
+    }
+
+    /// Reads an element that must have `tag`.
+    fn expect(&mut self, tag: u8, what: &'static str) -> Result<Element<'a>, DerError> {
+        match self.peek_tag() {
+            Some(t) if t == tag => self.read(),
+            _ => Err(DerError(what)),
+        }
+    }
+
+    /// Reads an element if the next one has `tag`.
+    fn optional(&mut self, tag: u8) -> Result<Option<Element<'a>>, DerError> {
+        if self.peek_tag() == Some(tag) {
+            self.read().map(Some)
+        } else {
+            Ok(None)
+        }
+    }
+
+    /// Requires that nothing is left.
+    fn finish(&self, what: &'static str) -> Result<(), DerError> {
+        if self.rest.is_empty() {
+            Ok(())
+        } else {
+            Err(DerError(what))
+        }
+    }
+}
+
+/// The parts of a certificate we need.
+struct ParsedCertificate<'a> {
+    spki: &'a [u8],
+    /// Contents of the `[3]` element, if present.
+    extensions: Option<&'a [u8]>,
+}
+
+/// Walks `Certificate ::= SEQUENCE { tbsCertificate, signatureAlgorithm, signatureValue }`.
+fn parse_certificate(der: &[u8]) -> Result<ParsedCertificate<'_>, DerError> {
+    let mut outer = Reader::new(der);
+    let cert = outer.expect(TAG_SEQUENCE, "not a DER certificate (expected a SEQUENCE)")?;
+    outer.finish("trailing data after the certificate")?;
+
+    let mut c = Reader::new(cert.contents);
+    let tbs = c.expect(TAG_SEQUENCE, "missing tbsCertificate")?;
+    c.expect(TAG_SEQUENCE, "missing signatureAlgorithm")?;
+    c.expect(TAG_BIT_STRING, "missing signatureValue")?;
+    c.finish("trailing data inside the certificate")?;
+
+    let mut t = Reader::new(tbs.contents);
+    if let Some(version) = t.optional(TAG_VERSION)? {
+        let mut v = Reader::new(version.contents);
+        v.expect(TAG_INTEGER, "malformed version")?;
+        v.finish("malformed version")?;
+    }
+    t.expect(TAG_INTEGER, "missing serialNumber")?;
+    t.expect(TAG_SEQUENCE, "missing signature algorithm")?;
+    t.expect(TAG_SEQUENCE, "missing issuer")?;
+    t.expect(TAG_SEQUENCE, "missing validity")?;
+    t.expect(TAG_SEQUENCE, "missing subject")?;
+    let spki = t.expect(TAG_SEQUENCE, "missing subjectPublicKeyInfo")?;
+    t.optional(TAG_ISSUER_UID)?;
+    t.optional(TAG_SUBJECT_UID)?;
+    let extensions = t.optional(TAG_EXTENSIONS)?.map(|e| e.contents);
+    t.finish("trailing data inside tbsCertificate")?;
+
+    // SubjectPublicKeyInfo ::= SEQUENCE { algorithm AlgorithmIdentifier, subjectPublicKey BIT STRING }
+    let mut s = Reader::new(spki.contents);
+    s.expect(TAG_SEQUENCE, "malformed subjectPublicKeyInfo")?;
+    s.expect(TAG_BIT_STRING, "malformed subjectPublicKeyInfo")?;
+    s.finish("malformed subjectPublicKeyInfo")?;
+
+    Ok(ParsedCertificate {
+        spki: spki.encoded,
+        extensions,
+    })
+}
+
+impl ParsedCertificate<'_> {
+    /// The cA flag of the basicConstraints extension (false when absent). A certificate with the
+    /// extension twice is malformed (RFC 5280 §4.2; Go rejects it too).
+    fn basic_constraints_ca(&self) -> Result<bool, DerError> {
+        let Some(extensions) = self.extensions else {
+            return Ok(false);
+        };
+        // [3] EXPLICIT Extensions ::= SEQUENCE SIZE (1..MAX) OF Extension
+        let mut wrapper = Reader::new(extensions);
+        let list = wrapper.expect(TAG_SEQUENCE, "malformed extensions")?;
+        wrapper.finish("malformed extensions")?;
+
+        let mut found = None;
+        let mut exts = Reader::new(list.contents);
+        while exts.peek_tag().is_some() {
+            // Extension ::= SEQUENCE { extnID OID, critical BOOLEAN DEFAULT FALSE, extnValue OCTET STRING }
+            let ext = exts.expect(TAG_SEQUENCE, "malformed extension")?;
+            let mut e = Reader::new(ext.contents);
+            let oid = e.expect(TAG_OID, "malformed extension")?;
+            if let Some(critical) = e.optional(TAG_BOOLEAN)? {
+                parse_boolean(critical)?;
+            }
+            let value = e.expect(TAG_OCTET_STRING, "malformed extension")?;
+            e.finish("malformed extension")?;
+            if oid.contents == OID_BASIC_CONSTRAINTS {
+                if found.is_some() {
+                    return Err(DerError("duplicate basicConstraints extension"));
+                }
+                found = Some(parse_basic_constraints(value.contents)?);
+            }
+        }
+        Ok(found.unwrap_or(false))
+    }
+}
+
+/// `BasicConstraints ::= SEQUENCE { cA BOOLEAN DEFAULT FALSE, pathLenConstraint INTEGER OPTIONAL }`
+fn parse_basic_constraints(value: &[u8]) -> Result<bool, DerError> {
+    let mut outer = Reader::new(value);
+    let seq = outer.expect(TAG_SEQUENCE, "malformed basicConstraints")?;
+    outer.finish("malformed basicConstraints")?;
+    let mut r = Reader::new(seq.contents);
+    let ca = match r.optional(TAG_BOOLEAN)? {
+        Some(b) => parse_boolean(b)?,
+        None => false,
+    };
+    r.optional(TAG_INTEGER)?;
+    r.finish("malformed basicConstraints")?;
+    Ok(ca)
+}
+
+/// A DER BOOLEAN is one octet, 0x00 or 0xff.
+fn parse_boolean(e: Element<'_>) -> Result<bool, DerError> {
+    match e.contents {
+        [0x00] => Ok(false),
+        [0xff] => Ok(true),
+        _ => Err(DerError("malformed BOOLEAN")),
+    }
+}
+
+/// Helpers for tests that compare with the `openssl` command-line tool.
+#[cfg(test)]
+pub(crate) mod test_support {
+    use std::path::{Path, PathBuf};
+    use std::process::Command;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    /// A directory under the system temp dir, removed on drop.
+    pub(crate) struct TempDir(PathBuf);
+
+    impl TempDir {
+        pub(crate) fn new(name: &str) -> TempDir {
+            static COUNTER: AtomicUsize = AtomicUsize::new(0);
+            let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+            let dir = std::env::temp_dir().join(format!(
+                "kes-test-{}-{}-{}",
+                std::process::id(),
+                n,
+                name
+            ));
+            let _ = std::fs::remove_dir_all(&dir);
+            std::fs::create_dir_all(&dir).expect("create temp dir");
+            TempDir(dir)
+        }
+
+        pub(crate) fn path(&self) -> &Path {
+            &self.0
+        }
+
+        pub(crate) fn join(&self, name: &str) -> PathBuf {
+            self.0.join(name)
+        }
+    }
+
+    impl Drop for TempDir {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+
+    /// Runs `openssl args…` in `dir`; panics with its stderr when it fails. Returns stdout.
+    pub(crate) fn openssl(dir: &Path, args: &[&str]) -> Vec<u8> {
+        let out = Command::new("openssl")
+            .args(args)
+            .current_dir(dir)
+            .output()
+            .expect("these tests need the openssl command-line tool");
+        assert!(
+            out.status.success(),
+            "openssl {args:?} failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        out.stdout
+    }
+
+    /// Runs openssl with a command line split at whitespace (for arguments without spaces).
+    pub(crate) fn ossl(dir: &Path, command_line: &str) -> Vec<u8> {
+        let args: Vec<&str> = command_line.split_whitespace().collect();
+        openssl(dir, &args)
+    }
+
+    /// The DER of a PEM certificate file in `dir`.
+    pub(crate) fn cert_der(dir: &Path, pem: &str) -> Vec<u8> {
+        openssl(dir, &["x509", "-in", pem, "-outform", "DER"])
+    }
+
+    /// The DER SubjectPublicKeyInfo of a certificate, as openssl extracts it.
+    pub(crate) fn openssl_spki(dir: &Path, pem: &str) -> Vec<u8> {
+        let pubkey = dir.join(format!("{pem}.pub"));
+        let pubkey = pubkey.to_str().expect("utf-8 temp path");
+        openssl(
+            dir,
+            &["x509", "-in", pem, "-noout", "-pubkey", "-out", pubkey],
+        );
+        openssl(dir, &["pkey", "-pubin", "-in", pubkey, "-outform", "DER"])
+    }
+
+    /// The identity of a certificate, computed by openssl alone (SPKI → SHA-256).
+    pub(crate) fn openssl_identity(dir: &Path, pem: &str) -> String {
+        let spki = openssl_spki(dir, pem);
+        let der = dir.join(format!("{pem}.spki"));
+        std::fs::write(&der, spki).expect("write spki");
+        let der = der.to_str().expect("utf-8 temp path");
+        let out = openssl(dir, &["dgst", "-sha256", "-r", der]);
+        let text = String::from_utf8(out).expect("hex output");
+        text.split_whitespace()
+            .next()
+            .expect("digest")
+            .to_ascii_lowercase()
+    }
+
+    /// A tiny deterministic PRNG (xorshift64*) for garbage-input loops.
+    pub(crate) struct Prng(pub(crate) u64);
+
+    impl Prng {
+        pub(crate) fn next_u64(&mut self) -> u64 {
+            let mut x = self.0;
+            x ^= x >> 12;
+            x ^= x << 25;
+            x ^= x >> 27;
+            self.0 = x;
+            x.wrapping_mul(0x2545_f491_4f6c_dd1d)
+        }
+
+        pub(crate) fn below(&mut self, n: usize) -> usize {
+            (self.next_u64() % n as u64) as usize
+        }
+
+        pub(crate) fn bytes(&mut self, len: usize) -> Vec<u8> {
+            (0..len).map(|_| self.next_u64() as u8).collect()
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::test_support::{Prng, TempDir, cert_der, openssl_identity, openssl_spki, ossl};
+    use super::*;
+
+    const EXAMPLE_SPKI: &str =
+        "302a300506032b6570032100bce7ef7e567e6487fe084ab3ee223d6ce264c9967625abfecaafa9e5be5b04b1";
+    const EXAMPLE_IDENTITY: &str =
+        "3ecfcdf38fcbe141ae26a1030f81e96b753365a46760ae6b578698a97c59fd22";
+
+    fn unhex(s: &str) -> Vec<u8> {
+        (0..s.len())
+            .step_by(2)
+            .map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap())
+            .collect()
+    }
+
+    /// Certificates of every kind the brief lists, made by openssl in a temp dir.
+    struct Fixtures {
+        dir: TempDir,
+    }
+
+    impl Fixtures {
+        fn new() -> Fixtures {
+            let dir = TempDir::new("identity");
+            let d = dir.path();
+            let leaf_ext = "basicConstraints=critical,CA:FALSE";
+            for (name, newkey) in [
+                ("ec", "ec -pkeyopt ec_paramgen_curve:P-256"),
+                ("rsa", "rsa:2048"),
+                ("ed25519", "ed25519"),
+            ] {
+                ossl(
+                    d,
+                    &format!(
+                        "req -x509 -nodes -days 1 -newkey {newkey} -keyout {name}.key -out {name}.pem \
+                     -subj /CN={name} -addext {leaf_ext}"
+                    ),
+                );
+            }
+
+            // X.509 v1 (openssl x509 -req without extensions) and an expired one.
+            ossl(d, "genpkey -algorithm ed25519 -out v1.key");
+            ossl(d, "req -new -key v1.key -subj /CN=v1 -out v1.csr");
+            ossl(d, "x509 -req -in v1.csr -key v1.key -days 1 -out v1.pem");
+            ossl(
+                d,
+                "x509 -req -in v1.csr -key v1.key -days -1 -out expired.pem",
+            );
+
+            // A CA and a leaf it signed.
+            ossl(
+                d,
+                "req -x509 -nodes -days 1 -newkey ec -pkeyopt ec_paramgen_curve:P-384 \
+                     -keyout ca.key -out ca.pem -subj /CN=ca \
+                     -addext basicConstraints=critical,CA:TRUE,pathlen:1",
+            );
+            let ext = format!("{leaf_ext}\nextendedKeyUsage=clientAuth\n");
+            std::fs::write(d.join("leaf.ext"), ext).unwrap();
+            ossl(
+                d,
+                "genpkey -algorithm RSA -pkeyopt rsa_keygen_bits:2048 -out leaf.key",
+            );
+            ossl(d, "req -new -key leaf.key -subj /CN=leaf -out leaf.csr");
+            ossl(
+                d,
+                "x509 -req -in leaf.csr -CA ca.pem -CAkey ca.key -CAcreateserial -days 1 \
+                     -extfile leaf.ext -out leaf.pem",
+            );
+            Fixtures { dir }
+        }
+
+        fn der(&self, name: &str) -> Vec<u8> {
+            cert_der(self.dir.path(), &format!("{name}.pem"))
+        }
+    }
+
+    const ALL: &[&str] = &["ec", "rsa", "ed25519", "v1", "expired", "ca", "leaf"];
+
+    #[test]
+    fn worked_example_spki() {
+        let spki = unhex(EXAMPLE_SPKI);
+        assert_eq!(Identity::of_spki(&spki).as_str(), EXAMPLE_IDENTITY);
+    }
+
+    #[test]
+    fn matches_openssl_for_every_kind_of_certificate() {
+        let fx = Fixtures::new();
+        let d = fx.dir.path();
+        for name in ALL {
+            let pem = format!("{name}.pem");
+            let der = fx.der(name);
+            let spki = spki_of_certificate(&der).unwrap_or_else(|e| panic!("{name}: {e}"));
+            assert_eq!(spki, openssl_spki(d, &pem).as_slice(), "{name}: SPKI");
+            let id = Identity::of_certificate(&der).unwrap();
+            assert_eq!(id.as_str(), openssl_identity(d, &pem), "{name}: identity");
+            assert!(id.is_hex());
+        }
+    }
+
+    #[test]
+    fn basic_constraints() {
+        let fx = Fixtures::new();
+        for (name, want) in [
+            ("ec", false),
+            ("rsa", false),
+            ("ed25519", false),
+            ("v1", false),
+            ("expired", false),
+            ("leaf", false),
+            ("ca", true),
+        ] {
+            assert_eq!(is_ca_certificate(&fx.der(name)), want, "{name}");
+        }
+        // openssl's default `req -x509` certificate is a CA.
+        let d = fx.dir.path();
+        ossl(
+            d,
+            "req -x509 -nodes -days 1 -newkey ed25519 -keyout d.key -out d.pem -subj /CN=d",
+        );
+        assert!(is_ca_certificate(&cert_der(d, "d.pem")));
+        assert!(!is_ca_certificate(b"garbage"));
+    }
+
+    #[test]
+    fn peer_identity() {
+        let fx = Fixtures::new();
+        let leaf = CertificateDer::from(fx.der("leaf"));
+        let ca = CertificateDer::from(fx.der("ca"));
+        let ec = CertificateDer::from(fx.der("ec"));
+        let leaf_id = Identity::of_certificate(&leaf).unwrap();
+
+        assert_eq!(
+            Identity::of_peer(std::slice::from_ref(&leaf)),
+            Ok(leaf_id.clone())
+        );
+        assert_eq!(Identity::of_peer(&[leaf.clone(), ca.clone()]), Ok(leaf_id));
+        assert_eq!(Identity::of_peer(&[]), Err(PeerIdentityError::Missing));
+        assert_eq!(
+            Identity::of_peer(std::slice::from_ref(&ca)),
+            Err(PeerIdentityError::Missing)
+        );
+        assert_eq!(
+            Identity::of_peer(&[leaf.clone(), ec.clone()]),
+            Err(PeerIdentityError::MoreThanOne)
+        );
+        // The handshake proves the key of the first certificate only.
+        assert_eq!(
+            Identity::of_peer(&[ca.clone(), leaf.clone()]),
+            Err(PeerIdentityError::NotFirst)
+        );
+        let garbage = CertificateDer::from(vec![0x30, 0x00]);
+        assert!(matches!(
+            Identity::of_peer(&[leaf, garbage]),
+            Err(PeerIdentityError::Malformed(_))
+        ));
+        assert_eq!(
+            PeerIdentityError::Missing.to_string(),
+            "tls: client certificate is required"
+        );
+        assert_eq!(
+            PeerIdentityError::MoreThanOne.to_string(),
+            "tls: received more than one client certificate"
+        );
+    }
+
+    #[test]
+    fn constant_time_match() {
+        let id = Identity::of_spki(&unhex(EXAMPLE_SPKI));
+        assert!(id.matches(EXAMPLE_IDENTITY));
+        assert!(!id.matches(&EXAMPLE_IDENTITY.to_ascii_uppercase()));
+        assert!(!id.matches(&EXAMPLE_IDENTITY[..63]));
+        assert!(!id.matches(""));
+        assert!(!id.matches("disabled"));
+        assert!(!Identity::default().matches(""));
+        assert!(Identity::new("disabled").matches("disabled"));
+    }
+
+    #[test]
+    fn constructors() {
+        assert!(Identity::from_hex(EXAMPLE_IDENTITY).is_ok());
+        assert!(Identity::from_hex(&EXAMPLE_IDENTITY.to_ascii_uppercase()).is_err());
+        assert!(Identity::from_hex("disabled").is_err());
+        assert!(!Identity::new("disabled").is_hex());
+        let id = Identity::new(EXAMPLE_IDENTITY);
+        assert_eq!(id.to_string(), EXAMPLE_IDENTITY);
+        assert_eq!(id.clone(), id);
+        let json = serde_json::to_string(&id).unwrap();
+        assert_eq!(json, format!("\"{EXAMPLE_IDENTITY}\""));
+        let back: Identity = serde_json::from_str(&json).unwrap();
+        assert_eq!(back, id);
+    }
+
+    #[test]
+    fn rejects_malformed_der() {
+        // A minimal well-formed certificate skeleton (contents are meaningless, structure is valid).
+        let spki = unhex(EXAMPLE_SPKI);
+        let tbs_body: Vec<u8> = [
+            &[0x02, 0x01, 0x01][..], // serial
+            &[0x30, 0x00],           // signature alg
+            &[0x30, 0x00],           // issuer
+            &[0x30, 0x00],           // validity
+            &[0x30, 0x00],           // subject
+            &spki,
+        ]
+        .concat();
+        let wrap = |tag: u8, body: &[u8]| -> Vec<u8> {
+            assert!(body.len() < 0x80);
+            [&[tag, body.len() as u8][..], body].concat()
+        };
+        let tbs = wrap(0x30, &tbs_body);
+        let cert_body = [&tbs[..], &[0x30, 0x00], &[0x03, 0x01, 0x00]].concat();
+        let cert = wrap(0x30, &cert_body);
+        assert_eq!(spki_of_certificate(&cert).unwrap(), spki.as_slice());
+
+        // Trailing data after the certificate, or inside it.
+        let mut trailing = cert.clone();
+        trailing.push(0);
+        assert!(spki_of_certificate(&trailing).is_err());
+        let inner = wrap(0x30, &[&cert_body[..], &[0x05, 0x00]].concat());
+        assert!(spki_of_certificate(&inner).is_err());
+        let tbs_trailing = wrap(0x30, &[&tbs_body[..], &[0x05, 0x00]].concat());
+        let c = wrap(
+            0x30,
+            &[&tbs_trailing[..], &[0x30, 0x00], &[0x03, 0x01, 0x00]].concat(),
+        );
+        assert!(spki_of_certificate(&c).is_err());
+
+        // Indefinite length, non-minimal lengths, absurd lengths.
+        let mut indefinite = cert.clone();
+        indefinite[1] = 0x80;
+        assert!(spki_of_certificate(&indefinite).is_err());
+        let long_form = [&[0x30, 0x81, cert_body.len() as u8][..], &cert_body].concat();
+        assert!(spki_of_certificate(&long_form).is_err());
+        let zero_padded = [&[0x30, 0x82, 0x00, cert_body.len() as u8][..], &cert_body].concat();
+        assert!(spki_of_certificate(&zero_padded).is_err());
+        for header in [
+            &[0x30, 0x84, 0xff, 0xff, 0xff, 0xff][..],
+            &[0x30, 0x88, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff],
+            &[0x30, 0xff],
+            &[0x30],
+            &[0x1f, 0x01, 0x00],
+            &[],
+        ] {
+            let bytes = [header, &cert_body].concat();
+            assert!(spki_of_certificate(&bytes).is_err());
+            assert!(spki_of_certificate(header).is_err());
+        }
+
+        // Every truncation of a real certificate fails cleanly.
+        let fx = Fixtures::new();
+        let real = fx.der("rsa");
+        for len in 0..real.len() {
+            assert!(
+                spki_of_certificate(&real[..len]).is_err(),
+                "truncated to {len}"
+            );
+            assert!(!is_ca_certificate(&real[..len]));
+        }
+    }
+
+    #[test]
+    fn garbage_never_panics() {
+        let fx = Fixtures::new();
+        let seeds: Vec<Vec<u8>> = ALL.iter().map(|n| fx.der(n)).collect();
+        let mut rng = Prng(0x9e37_79b9_7f4a_7c15);
+        // Random bytes, with and without a plausible SEQUENCE header.
+        for i in 0..20_000 {
+            let len = rng.below(300);
+            let mut bytes = rng.bytes(len);
+            if i % 2 == 0 && bytes.len() > 2 {
+                bytes[0] = 0x30;
+            }
+            let _ = spki_of_certificate(&bytes);
+            let _ = is_ca_certificate(&bytes);
+        }
+        // Mutations of real certificates: flipped bytes, inserted and deleted bytes.
+        for round in 0..20_000 {
+            let mut der = seeds[round % seeds.len()].clone();
+            for _ in 0..1 + rng.below(4) {
+                let at = rng.below(der.len());
+                match rng.below(3) {
+                    0 => der[at] = rng.next_u64() as u8,
+                    1 => der.insert(at, rng.next_u64() as u8),
+                    _ => {
+                        der.remove(at);
+                    }
+                }
+            }
+            let _ = spki_of_certificate(&der);
+            let _ = is_ca_certificate(&der);
+            let _ = Identity::of_peer(&[CertificateDer::from(der)]);
+        }
+    }
 }

@@ -13,6 +13,7 @@ pub mod http;
 pub mod tls;
 
 use crate::auth::Identity;
+use crate::auth::identity::PeerIdentityError;
 use crate::config::Limits;
 use http::{Body, ChunkedWriter, Conn, Head, ReadError, Response, Transport};
 use std::io;
@@ -33,6 +34,8 @@ pub enum ClientIdentity {
     Missing,
     /// More than one non-CA certificate.
     TooMany,
+    /// The certificates cannot identify the client (e.g. the leaf is not the first certificate).
+    Invalid(String),
 }
 
 /// Per-connection facts a handler may use.
@@ -266,13 +269,14 @@ impl Server {
                 return;
             }
         }
-        let identity = match tls::peer_certificate(stream.conn.peer_certificates()) {
-            tls::PeerCertificate::One(cert) => match Identity::of_certificate(cert.as_ref()) {
+        let identity = match stream.conn.peer_certificates() {
+            None => ClientIdentity::Missing,
+            Some(certs) => match Identity::of_peer(certs) {
                 Ok(id) => ClientIdentity::Known(id),
-                Err(_) => ClientIdentity::Missing,
+                Err(PeerIdentityError::Missing) => ClientIdentity::Missing,
+                Err(PeerIdentityError::MoreThanOne) => ClientIdentity::TooMany,
+                Err(e) => ClientIdentity::Invalid(e.to_string()),
             },
-            tls::PeerCertificate::None => ClientIdentity::Missing,
-            tls::PeerCertificate::TooMany => ClientIdentity::TooMany,
         };
         let info = ConnInfo { peer, identity };
         let _ = stream.sock.set_write_timeout(Some(Duration::from_secs(15)));

@@ -6,7 +6,7 @@
 //! the certificate's public key, so a client must hold the private key of the identity it claims.
 //! With `tls.auth: on`, chains are verified against `tls.ca`.
 
-use crate::auth::identity::{is_ca_certificate, spki_of_certificate};
+use crate::auth::identity::spki_of_certificate;
 use rustls::client::danger::HandshakeSignatureValid;
 use rustls::crypto::{CryptoProvider, WebPkiSupportedAlgorithms};
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, SubjectPublicKeyInfoDer, UnixTime};
@@ -207,26 +207,4 @@ pub fn server_config(
     config.alpn_protocols = vec![b"http/1.1".to_vec()];
     config.ignore_client_order = true;
     Ok(config)
-}
-
-/// The identity-relevant outcome of a handshake (§1.1).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum PeerCertificate {
-    /// Exactly one non-CA certificate: its DER.
-    One(CertificateDer<'static>),
-    None,
-    TooMany,
-}
-
-/// Drops CA certificates from the presented list; exactly one must remain.
-pub fn peer_certificate(presented: Option<&[CertificateDer<'_>]>) -> PeerCertificate {
-    let Some(certs) = presented else {
-        return PeerCertificate::None;
-    };
-    let mut leaf = certs.iter().filter(|c| !is_ca_certificate(c.as_ref()));
-    match (leaf.next(), leaf.next()) {
-        (None, _) => PeerCertificate::None,
-        (Some(c), None) => PeerCertificate::One(c.clone().into_owned()),
-        (Some(_), Some(_)) => PeerCertificate::TooMany,
-    }
 }

