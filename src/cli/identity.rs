@@ -120,11 +120,42 @@ pub enum IdentityCommand {
         #[arg(value_name = "SUBJECT", requires = "key")]
         subject: Option<String>,
     },
+
+    /// Write the client certificate and private key of an API key, for curl and other TLS clients.
+    #[command(
+        long_about = "Write the client certificate and private key that belong to an API key.\n\n\
+KES clients turn a kes:v1: API key into an Ed25519 client certificate in memory. Tools that \
+need files (curl, openssl s_client) can use the two files this command writes instead; the \
+certificate has the API key's identity and is valid for 90 days. The key file is written with \
+mode 0600.",
+        after_help = "Examples:\n  kes identity cert --key client.key --cert client.crt kes:v1:AD9E7FSYWrMD+VjhI6q545cYT9YOyFxZb7UnjEepYDRc\n  \
+echo \"$KES_API_KEY\" | kes identity cert --key client.key --cert client.crt -\n  \
+curl --cert client.crt --key client.key -k https://127.0.0.1:7373/v1/key/list/"
+    )]
+    Cert {
+        /// Write the private key to FILE (mode 0600).
+        #[arg(long, value_name = "FILE")]
+        key: PathBuf,
+
+        /// Write the certificate to FILE.
+        #[arg(long, value_name = "FILE")]
+        cert: PathBuf,
+
+        /// Overwrite the --key and --cert files if they exist.
+        #[arg(short, long)]
+        force: bool,
+
+        /// The API key, or '-' to read it from standard input (keeps it out of shell history).
+        /// Defaults to $KES_API_KEY.
+        #[arg(value_name = "API_KEY", env = "KES_API_KEY", hide_env_values = true)]
+        api_key: String,
+    },
 }
 
 /// Runs a `kes identity` command and returns the process exit code.
 pub fn run(cmd: IdentityCommand) -> ExitCode {
     let result = match cmd {
+        IdentityCommand::Cert { key, cert, force, api_key } => api_key_certificate(&key, &cert, &api_key, force),
         IdentityCommand::Of { input } => identity_of(&input),
         IdentityCommand::New {
             key: None,
@@ -259,6 +290,48 @@ fn identity_of_file(path: &Path) -> Result<Identity, String> {
             "{cert_error}; it holds no private key either (expected a PEM certificate or key)"
         )),
     }
+}
+
+/// Reads an API key given as an argument or, for `-`, from standard input.
+fn read_api_key(input: &str) -> Result<ApiKey, Failure> {
+    if input == "-" {
+        let mut text = zeroize::Zeroizing::new(String::new());
+        std::io::stdin()
+            .take(64 * 1024)
+            .read_to_string(&mut text)
+            .map_err(|e| format!("failed to read an API key from standard input: {e}"))?;
+        return Ok(ApiKey::parse(text.trim())?);
+    }
+    Ok(ApiKey::parse(input)?)
+}
+
+fn api_key_certificate(key_path: &Path, cert_path: &Path, api_key: &str, force: bool) -> Result<(), Failure> {
+    if same_file(key_path, cert_path) {
+        return Err(Failure::Usage("--key and --cert must name two different files".into()));
+    }
+    let api_key = read_api_key(api_key)?;
+    let (cert, key) = api_key.client_certificate()?;
+    let cert_pem = pem_block("CERTIFICATE", cert.as_ref());
+    let key_pem = zeroize::Zeroizing::new(pem_block("PRIVATE KEY", key.secret_der()));
+    write_new_file(key_path, key_pem.as_bytes(), 0o600, force)?;
+    if let Err(e) = write_new_file(cert_path, cert_pem.as_bytes(), 0o644, force) {
+        let _ = std::fs::remove_file(key_path);
+        return Err(e.into());
+    }
+    write_stdout(&format!("{}\n", api_key.identity()))
+}
+
+/// PEM-encodes one DER block.
+fn pem_block(label: &str, der: &[u8]) -> String {
+    use base64::Engine as _;
+    let b64 = zeroize::Zeroizing::new(base64::engine::general_purpose::STANDARD.encode(der));
+    let mut out = format!("-----BEGIN {label}-----\n");
+    for line in b64.as_bytes().chunks(64) {
+        out.push_str(std::str::from_utf8(line).unwrap_or_default());
+        out.push('\n');
+    }
+    out.push_str(&format!("-----END {label}-----\n"));
+    out
 }
 
 fn new_api_key() -> Result<(), Failure> {
