@@ -6,8 +6,8 @@
 //! The types below are what the rest of the server uses; [`load`] and [`parse`] produce them.
 //!
 //! How a file is read:
-//! 1. `${NAME}` substitution on the text ([`env`]), so that line numbers stay right.
-//! 2. Strict decoding ([`schema`]): unknown fields are errors (the Go server ignores them, which
+//! 1. `${NAME}` substitution on the text (module `env`), so that line numbers stay right.
+//! 2. Strict decoding (module `schema`): unknown fields are errors (the Go server ignores them, which
 //!    silently turns a typo or an older-schema field into a default). Checks of single values and
 //!    sections run during decoding, so their errors carry a line.
 //! 3. The checks that span sections (admin identity, required sections) and the defaults.
@@ -73,7 +73,7 @@ pub(crate) fn parse_with(
         let unreplaced = err.line().is_some_and(|n| {
             original
                 .lines()
-                .nth(n - 1)
+                .nth(n.saturating_sub(1))
                 .is_some_and(|l| l.contains("${"))
                 && !subs.iter().any(|s| s.line == n)
         });

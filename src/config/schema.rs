@@ -328,14 +328,14 @@ pub(crate) fn parse_level(text: &str) -> Result<Option<Option<i32>>, String> {
         Some(i) => (&t[..i], t[i..].parse::<i32>().map_err(|_| bad())?),
         None => (t, 0),
     };
-    let base = match name.to_ascii_uppercase().as_str() {
+    let base: i32 = match name.to_ascii_uppercase().as_str() {
         "DEBUG" => -4,
         "INFO" => 0,
         "WARN" => 4,
         "ERROR" => 8,
         _ => return Err(bad()),
     };
-    Ok(Some(Some(base + offset)))
+    Ok(Some(Some(base.saturating_add(offset))))
 }
 
 /// The error-log filter for a Go `slog` level: records at or above the level are logged, and the

@@ -651,6 +651,8 @@ fn log_levels() {
         ("4", Some(Warn), false),
         ("8", Some(Err), false),
         ("9", None, false),
+        ("ERROR+2147483647", None, false),
+        ("DEBUG-2147483648", Some(Debug), true),
         ("true", Some(Info), true),
         ("false", None, false),
     ];
@@ -1441,4 +1443,44 @@ fn error_accessors_and_display() {
 fn a_byte_order_mark_is_ignored() {
     let c = ok(&format!("\u{feff}{}", with_fs("")));
     assert_eq!(c.admin, "admin-id");
+}
+
+/// Damaged files give errors, never panics: every truncation, every deleted line and every
+/// deleted or doubled character of the example.
+#[test]
+fn damaged_files_never_panic() {
+    let text = include_str!("../../kes.yaml.example");
+    let vars = [
+        ("KES_ADMIN_IDENTITY", ADMIN),
+        ("MINIO_IDENTITY", MINIO),
+        ("VAULT_APPROLE_ID", "role-id"),
+        ("VAULT_APPROLE_SECRET", "secret-id"),
+    ];
+    let lookup = env_of(&vars);
+    let lines: Vec<&str> = text.lines().collect();
+    for i in 0..lines.len() {
+        let _ = parse_with(&lines[..i].join("\n"), None, &lookup);
+        let without: Vec<&str> = lines
+            .iter()
+            .enumerate()
+            .filter(|(j, _)| *j != i)
+            .map(|(_, l)| *l)
+            .collect();
+        let _ = parse_with(&without.join("\n"), None, &lookup);
+    }
+    // Only the part with content (comments make most of the file), without the address, whose
+    // mutations would be host names to resolve.
+    let body: String = lines
+        .iter()
+        .filter(|l| !l.trim_start().starts_with('#') && !l.starts_with("address:"))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    for (i, c) in body.char_indices() {
+        let mut cut = body.clone();
+        cut.remove(i);
+        let _ = parse_with(&cut, None, &lookup);
+        let mut doubled = body.clone();
+        doubled.insert(i, c);
+        let _ = parse_with(&doubled, None, &lookup);
+    }
 }
