@@ -1,18 +1,91 @@
 //! The server configuration file (§7): the current YAML schema and the older one (`root:`,
 //! `policy.<name>.paths`), `${VAR}` substitution, Go durations, defaults and validation.
 //!
-//! Loading turns the file into a validated [`Config`]; every error names what is wrong and where.
-//! INTERFACE: the types below are what the rest of the server uses; `load`/`parse` are owned by the
-//! config helper.
+//! Loading turns the file into a validated [`Config`]; every error names what is wrong and where
+//! (file, line, YAML path), and never shows a secret or the value of an environment variable.
+//! The types below are what the rest of the server uses; [`load`] and [`parse`] produce them.
+//!
+//! How a file is read:
+//! 1. `${NAME}` substitution on the text (module `env`), so that line numbers stay right.
+//! 2. Strict decoding (module `schema`): unknown fields are errors (the Go server ignores them, which
+//!    silently turns a typo or an older-schema field into a default). Checks of single values and
+//!    sections run during decoding, so their errors carry a line.
+//! 3. The checks that span sections (admin identity, required sections) and the defaults.
+//!
+//! Both layouts the Go server has used are read: the current one (`admin.identity`,
+//! `policy.<name>.allow`, `keystore:`) and the older one (`root:`, `policy.<name>.paths`, and in
+//! v0.13 the keystore under `keys:`).
+//!
+//! Where this loader deliberately differs from the Go server (§12 of the protocol notes):
+//! * a configured `cache.expiry.any` is never overwritten, and `0` disables an expiry;
+//! * `log.audit` defaults to off (as the Go sample config documents; the Go code defaults to on);
+//! * unknown fields are errors, and `tls.proxy` is parsed but warned about (it is ignored);
+//! * `keys:` entries are always created (the Go server ignored them 2023-10-24 … 2025-05-27);
+//! * `keystore.vault.status.ping` defaults to 10 s (the Go sample config; Go code: 15 s).
+//!
+//! Relative paths (`tls.key`, `tls.cert`, `tls.ca`, `keystore.fs.path`, Vault `tls.*`, a JWT
+//! file) are relative to the working directory of the server, as with the Go server, not to the
+//! directory of the config file.
 
 pub mod duration;
+mod env;
+mod error;
+mod schema;
+#[cfg(test)]
+mod tests;
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 pub use duration::GoDuration;
+pub use error::Error;
+
+/// Reads and validates the config file at `path`. `${NAME}` references are replaced by the
+/// values of environment variables.
+pub fn load(path: &Path) -> Result<Config, Error> {
+    let text = std::fs::read_to_string(path).map_err(|err| Error::io(path, err))?;
+    parse_with(&text, Some(path), |name| std::env::var(name))
+}
+
+/// Validates a configuration given as YAML text (errors say `config: line N: …`). `${NAME}`
+/// references are replaced by the values of environment variables.
+pub fn parse(text: &str) -> Result<Config, Error> {
+    parse_with(text, None, |name| std::env::var(name))
+}
+
+/// [`parse`] with the environment given as a function (tests, and callers that keep their own).
+pub(crate) fn parse_with(
+    text: &str,
+    file: Option<&Path>,
+    lookup: impl Fn(&str) -> Result<String, std::env::VarError>,
+) -> Result<Config, Error> {
+    // A byte-order mark is not part of the YAML text.
+    let text = text.strip_prefix('\u{feff}').unwrap_or(text);
+    let original = text;
+    let (text, subs) = env::substitute(text, lookup)
+        .map_err(|e| Error::at_line(e.line, e.message).in_file(file))?;
+    let raw: schema::RawFile = yaml_serde::from_str(&text).map_err(|e| {
+        let err = Error::from_yaml(e, &subs);
+        // A `${NAME}` that was not replaced (inside `[ ]`/`{ }`, or part of a longer value) is
+        // the likely cause of an error on its line.
+        let unreplaced = err.line().is_some_and(|n| {
+            original
+                .lines()
+                .nth(n.saturating_sub(1))
+                .is_some_and(|l| l.contains("${"))
+                && !subs.iter().any(|s| s.line == n)
+        });
+        if unreplaced {
+            err.with_hint(env::NOT_REPLACED_HINT)
+        } else {
+            err
+        }
+        .in_file(file)
+    })?;
+    schema::build(raw).map_err(|e| e.in_file(file))
+}
 
 /// The default listen address.
 pub const DEFAULT_ADDRESS: &str = "0.0.0.0:7373";
@@ -39,7 +112,7 @@ pub struct Config {
     pub limits: Limits,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct TlsConfig {
     pub key: PathBuf,
     pub cert: PathBuf,
@@ -51,6 +124,18 @@ pub struct TlsConfig {
     pub ca: Option<PathBuf>,
 }
 
+impl std::fmt::Debug for TlsConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TlsConfig")
+            .field("key", &self.key)
+            .field("cert", &self.cert)
+            .field("password", &self.password.as_ref().map(|_| "<redacted>"))
+            .field("verify_client_certs", &self.verify_client_certs)
+            .field("ca", &self.ca)
+            .finish()
+    }
+}
+
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct PolicyConfig {
     pub allow: Vec<String>,
@@ -58,7 +143,9 @@ pub struct PolicyConfig {
     pub identities: Vec<String>,
 }
 
-/// Cache expiry (§6.6). `None` disables the corresponding expiry.
+/// Cache expiry (§6.6). `None` disables the corresponding expiry: an absent field takes the
+/// default, `0` (or `0s`) in the file disables it. A configured `any` is kept as written (the Go
+/// server overwrites it with 30 s when `unused` is not set).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct CacheConfig {
     /// Drop every entry this long after it was loaded. Default 5 m.
@@ -88,9 +175,12 @@ pub struct ApiConfig {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct LogConfig {
-    /// Level of the error log; `None` = off.
+    /// Level of the error log; `None` = off. Default: INFO. Go `slog` levels map to the lowest
+    /// level they let through: <= -4 DEBUG, -3..=0 INFO, 1..=4 WARN, 5..=8 ERROR, above 8 off.
     pub error: Option<log::LevelFilter>,
-    /// Whether audit events go to stdout (`log.audit`).
+    /// Whether audit events go to stdout (`log.audit`). Audit events are INFO records, so a
+    /// level above INFO (`WARN`, `ERROR`) turns them off like `off` does. Default: off, as the
+    /// Go server's sample config documents (the Go code defaults to on).
     pub audit: bool,
 }
 
@@ -116,7 +206,8 @@ pub enum KeystoreConfig {
 /// `keystore.vault` (§6.3, §7.1).
 #[derive(Debug, Clone, Default)]
 pub struct VaultConfig {
-    /// One or more Vault nodes (`endpoint` may be a string or a list).
+    /// One or more Vault nodes (`endpoint` may be a string or a list, an extension): each an
+    /// `http://` or `https://` URL without trailing `/`; never empty.
     pub endpoints: Vec<String>,
     /// K/V mount, default `kv`.
     pub engine: String,

@@ -1,0 +1,432 @@
+//! `${VAR}` substitution on the text of the config file, before YAML decoding.
+//!
+//! A scalar whose trimmed text is exactly `${NAME}` is replaced by the value of the environment
+//! variable `NAME` (the name is trimmed too). Working on the text, line by line, keeps every line
+//! where it was, so YAML errors still point at the right line. Recognised positions:
+//!
+//! * the value after `key:` (`key: ${NAME}`), also after list markers (`- key: ${NAME}`);
+//! * a list item (`- ${NAME}`, `- - ${NAME}`);
+//!
+//! each optionally quoted (`"${NAME}"`, `'${NAME}'`) and optionally followed by a ` # comment`.
+//! The value is inserted as a YAML double-quoted string, so any text (a `#`, a `:`, quotes,
+//! newlines) comes through unchanged and is always a string to the schema.
+//!
+//! Not substituted: partial interpolation (`prefix-${NAME}`), flow collections (`[${A}, ${B}]`,
+//! `{id: ${A}}`), block scalars (`|`, `>`), mapping keys, and comments.
+//!
+//! This module must never put a variable's value into an error message: values are often secrets
+//! (an AppRole secret ID). [`Substitution`] records where values went so that later errors can be
+//! scrubbed of them.
+
+use std::fmt;
+
+/// Added to a decoding error on a line with a `${` that was not replaced.
+pub(crate) const NOT_REPLACED_HINT: &str = " (note: ${NAME} is replaced only when it is the whole value after 'key:' \
+     or '- ', not inside [ ] or { }; write such lists one item per line)";
+
+/// One substitution that was made: which line, which variable, what value.
+#[derive(Clone)]
+pub(crate) struct Substitution {
+    pub line: usize,
+    pub var: String,
+    pub value: String,
+}
+
+impl fmt::Debug for Substitution {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Substitution")
+            .field("line", &self.line)
+            .field("var", &self.var)
+            .field("value", &"<redacted>")
+            .finish()
+    }
+}
+
+/// A substitution failure: the 1-based line and a message (never containing a value).
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) struct EnvError {
+    pub line: usize,
+    pub message: String,
+}
+
+/// Replaces every `${NAME}` scalar in `text` using `lookup` (normally [`std::env::var`]).
+pub(crate) fn substitute(
+    text: &str,
+    lookup: impl Fn(&str) -> Result<String, std::env::VarError>,
+) -> Result<(String, Vec<Substitution>), EnvError> {
+    let mut out = String::with_capacity(text.len());
+    let mut subs = Vec::new();
+    // Indentation of the line that opened a block scalar (`key: |`); lines indented deeper are
+    // its content and are left alone.
+    let mut block_scalar_indent: Option<usize> = None;
+
+    for (index, raw_line) in text.split_inclusive('\n').enumerate() {
+        let line_no = index + 1;
+        let (line, ending) = split_line_ending(raw_line);
+        let indent = line.len() - line.trim_start_matches([' ', '\t']).len();
+
+        if let Some(block_indent) = block_scalar_indent {
+            if line.trim().is_empty() || indent > block_indent {
+                out.push_str(raw_line);
+                continue;
+            }
+            block_scalar_indent = None;
+        }
+
+        let Some(slot) = find_value(line) else {
+            out.push_str(raw_line);
+            continue;
+        };
+        let value_text = &line[slot.start..];
+        if starts_block_scalar(value_text) {
+            block_scalar_indent = Some(indent);
+            out.push_str(raw_line);
+            continue;
+        }
+        let Some(reference) = parse_reference(value_text) else {
+            out.push_str(raw_line);
+            continue;
+        };
+        let value = match lookup(reference.name) {
+            Ok(value) => value,
+            Err(std::env::VarError::NotPresent) => {
+                return Err(EnvError {
+                    line: line_no,
+                    message: format!("environment variable '{}' is not set", reference.name),
+                });
+            }
+            Err(std::env::VarError::NotUnicode(_)) => {
+                return Err(EnvError {
+                    line: line_no,
+                    message: format!(
+                        "environment variable '{}' is not valid UTF-8",
+                        reference.name
+                    ),
+                });
+            }
+        };
+        out.push_str(&line[..slot.start]);
+        push_double_quoted(&mut out, &value);
+        out.push_str(reference.rest);
+        out.push_str(ending);
+        subs.push(Substitution {
+            line: line_no,
+            var: reference.name.to_owned(),
+            value,
+        });
+    }
+    Ok((out, subs))
+}
+
+fn split_line_ending(line: &str) -> (&str, &str) {
+    if let Some(l) = line.strip_suffix("\r\n") {
+        (l, "\r\n")
+    } else if let Some(l) = line.strip_suffix('\n') {
+        (l, "\n")
+    } else {
+        (line, "")
+    }
+}
+
+/// Where the value of a block-style line starts.
+struct Slot {
+    start: usize,
+}
+
+/// Finds the start of the value on a line: after any `- ` list markers, and after a `key:`
+/// separator if there is one. `None` for blank lines, comments, directives and lines without a
+/// value position.
+fn find_value(line: &str) -> Option<Slot> {
+    let bytes = line.as_bytes();
+    let mut pos = skip_blanks(bytes, 0);
+    if pos >= bytes.len()
+        || bytes[pos] == b'#'
+        || line[pos..].starts_with("---")
+        || bytes[pos] == b'%'
+    {
+        return None;
+    }
+    // List markers: `-` followed by a blank or the end of the line.
+    while pos < bytes.len()
+        && bytes[pos] == b'-'
+        && bytes.get(pos + 1).is_none_or(|b| *b == b' ' || *b == b'\t')
+    {
+        pos = skip_blanks(bytes, pos + 1);
+    }
+    if pos >= bytes.len() {
+        return None;
+    }
+    // A whole-item reference (`- ${X}`, `- "${X}"`) is a value, not a key.
+    if parse_reference(&line[pos..]).is_some() {
+        return Some(Slot { start: pos });
+    }
+    let sep = find_key_separator(line, pos)?;
+    let start = skip_blanks(bytes, sep + 1);
+    Some(Slot { start })
+}
+
+fn skip_blanks(bytes: &[u8], mut pos: usize) -> usize {
+    while pos < bytes.len() && (bytes[pos] == b' ' || bytes[pos] == b'\t') {
+        pos += 1;
+    }
+    pos
+}
+
+/// Index of the `:` that ends a mapping key starting at `pos` (the `:` must be followed by a blank
+/// or the end of the line, as YAML requires in block style).
+fn find_key_separator(line: &str, pos: usize) -> Option<usize> {
+    let bytes = line.as_bytes();
+    let mut i = pos;
+    match bytes.get(pos) {
+        Some(b'"') => {
+            i += 1;
+            while i < bytes.len() && bytes[i] != b'"' {
+                if bytes[i] == b'\\' {
+                    i += 1;
+                }
+                i += 1;
+            }
+            i = skip_blanks(bytes, i + 1);
+            return (bytes.get(i) == Some(&b':') && is_blank_or_end(bytes, i + 1)).then_some(i);
+        }
+        Some(b'\'') => {
+            i += 1;
+            loop {
+                match bytes.get(i) {
+                    None => return None,
+                    Some(b'\'') if bytes.get(i + 1) == Some(&b'\'') => i += 2,
+                    Some(b'\'') => break,
+                    Some(_) => i += 1,
+                }
+            }
+            i = skip_blanks(bytes, i + 1);
+            return (bytes.get(i) == Some(&b':') && is_blank_or_end(bytes, i + 1)).then_some(i);
+        }
+        Some(b'[' | b'{') => return None, // flow collections are not handled
+        _ => {}
+    }
+    while i < bytes.len() {
+        match bytes[i] {
+            b':' if is_blank_or_end(bytes, i + 1) => return Some(i),
+            // ` #` starts a comment: no key separator after it.
+            b'#' if i > pos && matches!(bytes[i - 1], b' ' | b'\t') => return None,
+            _ => i += 1,
+        }
+    }
+    None
+}
+
+fn is_blank_or_end(bytes: &[u8], i: usize) -> bool {
+    bytes.get(i).is_none_or(|b| *b == b' ' || *b == b'\t')
+}
+
+fn starts_block_scalar(value: &str) -> bool {
+    let v = value.split(" #").next().unwrap_or("").trim_end();
+    let mut chars = v.chars();
+    matches!(chars.next(), Some('|' | '>')) && chars.all(|c| matches!(c, '+' | '-' | '0'..='9'))
+}
+
+/// A `${NAME}` reference that makes up a whole scalar.
+struct Reference<'a> {
+    /// The trimmed variable name.
+    name: &'a str,
+    /// What follows the scalar on the line (blanks and a comment), kept verbatim.
+    rest: &'a str,
+}
+
+/// Parses `value` (the text from the value position to the end of the line) as a plain, single-
+/// or double-quoted scalar whose trimmed text is exactly `${NAME}`.
+fn parse_reference(value: &str) -> Option<Reference<'_>> {
+    let (scalar, rest) = match value.as_bytes().first()? {
+        b'"' => {
+            let close = value[1..].find('"')? + 1;
+            let inner = &value[1..close];
+            if inner.contains('\\') {
+                return None; // escapes are not worth interpreting here
+            }
+            (inner, &value[close + 1..])
+        }
+        b'\'' => {
+            let close = value[1..].find('\'')? + 1;
+            (&value[1..close], &value[close + 1..])
+        }
+        _ => {
+            // A plain scalar ends at ` #` (a comment) or at the end of the line.
+            let end = value
+                .find(" #")
+                .or_else(|| value.find("\t#"))
+                .unwrap_or(value.len());
+            (&value[..end], &value[end..])
+        }
+    };
+    let trimmed_rest = rest.trim_start_matches([' ', '\t']);
+    if !(trimmed_rest.is_empty() || trimmed_rest.starts_with('#')) {
+        return None;
+    }
+    let inner = scalar.trim().strip_prefix("${")?.strip_suffix('}')?;
+    let name = inner.trim();
+    if name.is_empty() || name.contains(['$', '{', '}', '=', '\0']) {
+        return None;
+    }
+    Some(Reference { name, rest })
+}
+
+/// Appends `value` as a YAML double-quoted scalar.
+fn push_double_quoted(out: &mut String, value: &str) {
+    out.push('"');
+    for c in value.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            '\0' => out.push_str("\\0"),
+            // Other control characters, DEL, the C1 controls and the Unicode line/paragraph
+            // separators are not allowed (or change line numbering) inside a YAML scalar.
+            c if c.is_control() || c == '\u{2028}' || c == '\u{2029}' || c == '\u{feff}' => {
+                let n = c as u32;
+                if n <= 0xff {
+                    out.push_str(&format!("\\x{n:02x}"));
+                } else {
+                    out.push_str(&format!("\\u{n:04x}"));
+                }
+            }
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::env::VarError;
+
+    fn env(vars: &[(&str, &str)]) -> impl Fn(&str) -> Result<String, VarError> {
+        let vars: Vec<(String, String)> = vars
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        move |name| {
+            vars.iter()
+                .find(|(k, _)| k == name)
+                .map(|(_, v)| v.clone())
+                .ok_or(VarError::NotPresent)
+        }
+    }
+
+    fn subst(text: &str, vars: &[(&str, &str)]) -> String {
+        substitute(text, env(vars))
+            .map(|(t, _)| t)
+            .unwrap_or_else(|e| panic!("{e:?}"))
+    }
+
+    #[test]
+    fn substitutes_values_after_keys() {
+        let vars = [("A", "alpha")];
+        assert_eq!(subst("key: ${A}\n", &vars), "key: \"alpha\"\n");
+        assert_eq!(subst("  key:   ${A}  \n", &vars), "  key:   \"alpha\"\n");
+        assert_eq!(subst("key: ${ A }\n", &vars), "key: \"alpha\"\n");
+        assert_eq!(subst("key: \"${A}\"\n", &vars), "key: \"alpha\"\n");
+        assert_eq!(subst("key: ' ${A} '\n", &vars), "key: \"alpha\"\n");
+        assert_eq!(
+            subst("key: ${A} # the comment\n", &vars),
+            "key: \"alpha\" # the comment\n"
+        );
+        assert_eq!(subst("key: '${A}' # c\n", &vars), "key: \"alpha\" # c\n");
+        assert_eq!(subst("/v1/ready: ${A}\n", &vars), "/v1/ready: \"alpha\"\n");
+        assert_eq!(
+            subst("\"quoted key\": ${A}\n", &vars),
+            "\"quoted key\": \"alpha\"\n"
+        );
+        assert_eq!(subst("'it''s': ${A}\n", &vars), "'it''s': \"alpha\"\n");
+        assert_eq!(
+            subst("key: ${A}\r\nnext: 1\r\n", &vars),
+            "key: \"alpha\"\r\nnext: 1\r\n"
+        );
+        assert_eq!(subst("key: ${A}", &vars), "key: \"alpha\"");
+    }
+
+    #[test]
+    fn substitutes_list_items() {
+        let vars = [("A", "alpha"), ("B", "beta")];
+        assert_eq!(
+            subst("list:\n- ${A}\n  - \"${B}\" # c\n", &vars),
+            "list:\n- \"alpha\"\n  - \"beta\" # c\n"
+        );
+        assert_eq!(subst("- - ${A}\n", &vars), "- - \"alpha\"\n");
+        assert_eq!(
+            subst("keys:\n  - name: ${A}\n", &vars),
+            "keys:\n  - name: \"alpha\"\n"
+        );
+    }
+
+    #[test]
+    fn leaves_other_text_alone() {
+        let vars = [("A", "alpha")];
+        for text in [
+            "key: foo${A}\n",
+            "key: ${A}bar\n",
+            "key: ${A}${A}\n",
+            "key: $A\n",
+            "key: ${}\n",
+            "key: [${A}]\n",
+            "key: {x: ${A}}\n",
+            "- [${A}]\n",
+            "# key: ${A}\n",
+            "   # - ${A}\n",
+            "${A}: value\n",
+            "key:${A}\n",
+            "key: \"\\${A}\"\n",
+            "key: '${A}' trailing\n",
+            "url: http://x:${A}\n",
+        ] {
+            assert_eq!(subst(text, &vars), text, "{text}");
+        }
+    }
+
+    #[test]
+    fn leaves_block_scalars_alone() {
+        let vars = [("A", "alpha")];
+        let text = "pem: |\n  key: ${A}\n  - ${A}\n\nnext: ${A}\n";
+        assert_eq!(
+            subst(text, &vars),
+            "pem: |\n  key: ${A}\n  - ${A}\n\nnext: \"alpha\"\n"
+        );
+    }
+
+    #[test]
+    fn escapes_values() {
+        let vars = [("A", "a\"b\\c\nd\te # f: g\u{7}\u{2028}é")];
+        assert_eq!(
+            subst("key: ${A}\n", &vars),
+            "key: \"a\\\"b\\\\c\\nd\\te # f: g\\x07\\u2028é\"\n"
+        );
+        // The escaped value decodes back to the original.
+        let decoded: std::collections::BTreeMap<String, String> =
+            yaml_serde::from_str(&subst("key: ${A}\n", &vars)).unwrap();
+        assert_eq!(decoded["key"], vars[0].1);
+    }
+
+    #[test]
+    fn unset_variable_names_variable_and_line() {
+        let err = substitute("a: 1\n\nb:\n  - ${SECRET_ID}\n", env(&[])).unwrap_err();
+        assert_eq!(
+            err,
+            EnvError {
+                line: 4,
+                message: "environment variable 'SECRET_ID' is not set".into()
+            }
+        );
+    }
+
+    #[test]
+    fn records_substitutions() {
+        let (_, subs) = substitute("a: ${A}\nb: 2\nc: ${A}\n", env(&[("A", "hunter2")])).unwrap();
+        let lines: Vec<(usize, &str)> = subs.iter().map(|s| (s.line, s.var.as_str())).collect();
+        assert_eq!(lines, [(1, "A"), (3, "A")]);
+        assert!(subs.iter().all(|s| s.value == "hunter2"));
+        assert!(!format!("{subs:?}").contains("hunter2"));
+    }
+}
