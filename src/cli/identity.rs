@@ -155,7 +155,12 @@ curl --cert client.crt --key client.key -k https://127.0.0.1:7373/v1/key/list/"
 /// Runs a `kes identity` command and returns the process exit code.
 pub fn run(cmd: IdentityCommand) -> ExitCode {
     let result = match cmd {
-        IdentityCommand::Cert { key, cert, force, api_key } => api_key_certificate(&key, &cert, &api_key, force),
+        IdentityCommand::Cert {
+            key,
+            cert,
+            force,
+            api_key,
+        } => api_key_certificate(&key, &cert, &api_key, force),
         IdentityCommand::Of { input } => identity_of(&input),
         IdentityCommand::New {
             key: None,
@@ -305,9 +310,16 @@ fn read_api_key(input: &str) -> Result<ApiKey, Failure> {
     Ok(ApiKey::parse(input)?)
 }
 
-fn api_key_certificate(key_path: &Path, cert_path: &Path, api_key: &str, force: bool) -> Result<(), Failure> {
+fn api_key_certificate(
+    key_path: &Path,
+    cert_path: &Path,
+    api_key: &str,
+    force: bool,
+) -> Result<(), Failure> {
     if same_file(key_path, cert_path) {
-        return Err(Failure::Usage("--key and --cert must name two different files".into()));
+        return Err(Failure::Usage(
+            "--key and --cert must name two different files".into(),
+        ));
     }
     let api_key = read_api_key(api_key)?;
     let (cert, key) = api_key.client_certificate()?;

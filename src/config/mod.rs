@@ -318,8 +318,3 @@ impl Default for Limits {
         }
     }
 }
-
-/// TEMPORARY (replaced by the config loader): loads a config file.
-pub fn load(path: &std::path::Path) -> Result<Config, String> {
-    Err(format!("config loader not merged yet: {}", path.display()))
-}
