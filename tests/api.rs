@@ -6,10 +6,10 @@ mod support;
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as B64;
 use serde_json::{Value, json};
-use support::client::{Client, Reply};
+use std::time::{Duration, Instant};
+use support::client::Client;
 use support::pki::{self, Ca, Cert, KeyKind};
 use support::{Kes, TempDir};
-use std::time::{Duration, Instant};
 
 /// A running server with its certificates and a few clients.
 struct Env {
@@ -69,7 +69,14 @@ keystore:
         );
         std::fs::write(dir.join("config.yaml"), config).unwrap();
         let kes = Kes::start(&dir.join("config.yaml"));
-        Env { dir, kes, ca, admin, app, stranger }
+        Env {
+            dir,
+            kes,
+            ca,
+            admin,
+            app,
+            stranger,
+        }
     }
 
     fn client(&self, cert: &Cert) -> Client {
@@ -85,7 +92,10 @@ keystore:
             .unwrap()
             .map(|e| {
                 let e = e.unwrap();
-                (e.file_name().to_string_lossy().into_owned(), std::fs::read(e.path()).unwrap())
+                (
+                    e.file_name().to_string_lossy().into_owned(),
+                    std::fs::read(e.path()).unwrap(),
+                )
             })
             .collect();
         out.sort();
@@ -98,7 +108,8 @@ fn b64(data: &[u8]) -> String {
 }
 
 fn unb64(v: &Value) -> Vec<u8> {
-    B64.decode(v.as_str().expect("base64 string")).expect("valid base64")
+    B64.decode(v.as_str().expect("base64 string"))
+        .expect("valid base64")
 }
 
 #[test]
@@ -109,7 +120,9 @@ fn key_lifecycle_and_crypto_round_trips() {
     // create (PUT and POST), describe, list
     assert_eq!(admin.put("/v1/key/create/my-key", "").status, 200);
     assert_eq!(admin.post("/v1/key/create/my-key-2", "").status, 200);
-    admin.put("/v1/key/create/my-key", "").assert_error(400, "key already exists");
+    admin
+        .put("/v1/key/create/my-key", "")
+        .assert_error(400, "key already exists");
     let d = admin.get("/v1/key/describe/my-key");
     assert_eq!(d.status, 200);
     let d = d.json();
@@ -118,7 +131,13 @@ fn key_lifecycle_and_crypto_round_trips() {
     assert_eq!(d["created_by"], ADMIN_IDENTITY);
     assert!(d["created_at"].as_str().unwrap().ends_with('Z'));
 
-    for path in ["/v1/key/list/", "/v1/key/list", "/v1/key/list/*", "/v1/key/list/my*", "/v1/key/list/my-key"] {
+    for path in [
+        "/v1/key/list/",
+        "/v1/key/list",
+        "/v1/key/list/*",
+        "/v1/key/list/my*",
+        "/v1/key/list/my-key",
+    ] {
         let l = admin.get(path);
         assert_eq!(l.status, 200, "{path}");
         assert_eq!(l.json()["names"], json!(["my-key", "my-key-2"]), "{path}");
@@ -127,7 +146,11 @@ fn key_lifecycle_and_crypto_round_trips() {
     assert_eq!(admin.get("/v1/key/list/zzz").json()["names"], json!([]));
 
     // generate → decrypt, with and without context
-    for ctx in [None, Some(b"{}".as_slice()), Some(br#"{"MinIO admin API":"ServerInfoHandler"}"#.as_slice())] {
+    for ctx in [
+        None,
+        Some(b"{}".as_slice()),
+        Some(br#"{"MinIO admin API":"ServerInfoHandler"}"#.as_slice()),
+    ] {
         let body = match ctx {
             Some(c) => json!({ "context": b64(c) }).to_string(),
             None => String::new(),
@@ -138,7 +161,11 @@ fn key_lifecycle_and_crypto_round_trips() {
         let plaintext = unb64(&g["plaintext"]);
         let ciphertext = unb64(&g["ciphertext"]);
         assert_eq!(plaintext.len(), 32);
-        assert_eq!(ciphertext.len(), 76, "current ciphertext layout: 32 + 16 tag + 16 iv + 12 nonce");
+        assert_eq!(
+            ciphertext.len(),
+            76,
+            "current ciphertext layout: 32 + 16 tag + 16 iv + 12 nonce"
+        );
         let mut req = json!({ "ciphertext": b64(&ciphertext) });
         if let Some(c) = ctx {
             req["context"] = json!(b64(c));
@@ -148,37 +175,76 @@ fn key_lifecycle_and_crypto_round_trips() {
         assert_eq!(unb64(&p.json()["plaintext"]), plaintext);
         // wrong context
         let req = json!({ "ciphertext": b64(&ciphertext), "context": b64(b"other") });
-        admin.post("/v1/key/decrypt/my-key", &req.to_string()).assert_error(400, "decryption failed: ciphertext is not authentic");
+        admin
+            .post("/v1/key/decrypt/my-key", &req.to_string())
+            .assert_error(400, "decryption failed: ciphertext is not authentic");
         // wrong key
         let req = json!({ "ciphertext": b64(&ciphertext), "context": ctx.map(b64) });
-        admin.post("/v1/key/decrypt/my-key-2", &req.to_string()).assert_error(400, "decryption failed: ciphertext is not authentic");
+        admin
+            .post("/v1/key/decrypt/my-key-2", &req.to_string())
+            .assert_error(400, "decryption failed: ciphertext is not authentic");
     }
 
     // encrypt → decrypt of arbitrary plaintext sizes
     for size in [0usize, 1, 31, 32, 1000, 100_000] {
         let msg: Vec<u8> = (0..size).map(|i| (i * 7 % 251) as u8).collect();
-        let e = admin.put("/v1/key/encrypt/my-key", &json!({ "plaintext": b64(&msg), "context": b64(b"ctx") }).to_string());
+        let e = admin.put(
+            "/v1/key/encrypt/my-key",
+            &json!({ "plaintext": b64(&msg), "context": b64(b"ctx") }).to_string(),
+        );
         assert_eq!(e.status, 200);
         let ct = unb64(&e.json()["ciphertext"]);
         assert_eq!(ct.len(), size + 44);
-        let d = admin.put("/v1/key/decrypt/my-key", &json!({ "ciphertext": b64(&ct), "context": b64(b"ctx") }).to_string());
+        let d = admin.put(
+            "/v1/key/decrypt/my-key",
+            &json!({ "ciphertext": b64(&ct), "context": b64(b"ctx") }).to_string(),
+        );
         assert_eq!(unb64(&d.json()["plaintext"]), msg);
     }
 
     // hmac: deterministic per key, different across keys
-    let h1 = admin.put("/v1/key/hmac/my-key", &json!({ "message": b64(b"hello") }).to_string()).json();
-    let h2 = admin.put("/v1/key/hmac/my-key", &json!({ "message": b64(b"hello") }).to_string()).json();
-    let h3 = admin.put("/v1/key/hmac/my-key-2", &json!({ "message": b64(b"hello") }).to_string()).json();
+    let h1 = admin
+        .put(
+            "/v1/key/hmac/my-key",
+            &json!({ "message": b64(b"hello") }).to_string(),
+        )
+        .json();
+    let h2 = admin
+        .put(
+            "/v1/key/hmac/my-key",
+            &json!({ "message": b64(b"hello") }).to_string(),
+        )
+        .json();
+    let h3 = admin
+        .put(
+            "/v1/key/hmac/my-key-2",
+            &json!({ "message": b64(b"hello") }).to_string(),
+        )
+        .json();
     assert_eq!(unb64(&h1["hmac"]).len(), 32);
     assert_eq!(h1, h2);
     assert_ne!(h1, h3);
 
     // delete
-    assert_eq!(admin.request("DELETE", "/v1/key/delete/my-key", None).status, 200);
-    admin.request("DELETE", "/v1/key/delete/my-key", None).assert_error(404, "key does not exist");
-    admin.get("/v1/key/describe/my-key").assert_error(404, "key does not exist");
-    admin.post("/v1/key/generate/my-key", "").assert_error(404, "key does not exist");
-    assert_eq!(admin.get("/v1/key/list/").json()["names"], json!(["my-key-2"]));
+    assert_eq!(
+        admin
+            .request("DELETE", "/v1/key/delete/my-key", None)
+            .status,
+        200
+    );
+    admin
+        .request("DELETE", "/v1/key/delete/my-key", None)
+        .assert_error(404, "key does not exist");
+    admin
+        .get("/v1/key/describe/my-key")
+        .assert_error(404, "key does not exist");
+    admin
+        .post("/v1/key/generate/my-key", "")
+        .assert_error(404, "key does not exist");
+    assert_eq!(
+        admin.get("/v1/key/list/").json()["names"],
+        json!(["my-key-2"])
+    );
 }
 
 #[test]
@@ -187,28 +253,86 @@ fn import_accepts_every_body_shape() {
     let admin = env.admin();
     let key = [7u8; 32];
     for (name, body, alg) in [
-        ("imp-aes", json!({"key": b64(&key), "cipher": "AES256"}), "AES256"),
-        ("imp-aes-alias", json!({"key": b64(&key), "cipher": "AES256-GCM_SHA256"}), "AES256"),
-        ("imp-chacha", json!({"key": b64(&key), "cipher": "ChaCha20"}), "ChaCha20"),
-        ("imp-chacha-alias", json!({"key": b64(&key), "cipher": "XCHACHA20-POLY1305"}), "ChaCha20"),
-        ("imp-legacy", json!({"bytes": b64(&key), "algorithm": "AES256-GCM_SHA256"}), "AES256"),
-        ("imp-legacy-empty-alg", json!({"bytes": b64(&key), "algorithm": ""}), "AES256"),
+        (
+            "imp-aes",
+            json!({"key": b64(&key), "cipher": "AES256"}),
+            "AES256",
+        ),
+        (
+            "imp-aes-alias",
+            json!({"key": b64(&key), "cipher": "AES256-GCM_SHA256"}),
+            "AES256",
+        ),
+        (
+            "imp-chacha",
+            json!({"key": b64(&key), "cipher": "ChaCha20"}),
+            "ChaCha20",
+        ),
+        (
+            "imp-chacha-alias",
+            json!({"key": b64(&key), "cipher": "XCHACHA20-POLY1305"}),
+            "ChaCha20",
+        ),
+        (
+            "imp-legacy",
+            json!({"bytes": b64(&key), "algorithm": "AES256-GCM_SHA256"}),
+            "AES256",
+        ),
+        (
+            "imp-legacy-empty-alg",
+            json!({"bytes": b64(&key), "algorithm": ""}),
+            "AES256",
+        ),
         ("imp-oldest", json!({"bytes": b64(&key)}), "AES256"),
     ] {
         let r = admin.put(&format!("/v1/key/import/{name}"), &body.to_string());
         assert_eq!(r.status, 200, "{name}: {}", r.text());
-        assert_eq!(admin.get(&format!("/v1/key/describe/{name}")).json()["algorithm"], alg, "{name}");
+        assert_eq!(
+            admin.get(&format!("/v1/key/describe/{name}")).json()["algorithm"],
+            alg,
+            "{name}"
+        );
     }
     // Same key material and algorithm → ciphertexts decrypt under either import.
-    let ct = admin.put("/v1/key/encrypt/imp-aes", &json!({"plaintext": b64(b"x")}).to_string()).json();
-    let pt = admin.put("/v1/key/decrypt/imp-legacy", &json!({"ciphertext": ct["ciphertext"]}).to_string());
+    let ct = admin
+        .put(
+            "/v1/key/encrypt/imp-aes",
+            &json!({"plaintext": b64(b"x")}).to_string(),
+        )
+        .json();
+    let pt = admin.put(
+        "/v1/key/decrypt/imp-legacy",
+        &json!({"ciphertext": ct["ciphertext"]}).to_string(),
+    );
     assert_eq!(unb64(&pt.json()["plaintext"]), b"x");
 
-    admin.put("/v1/key/import/imp-aes", &json!({"key": b64(&key), "cipher": "AES256"}).to_string()).assert_error(400, "key already exists");
-    admin.put("/v1/key/import/x1", &json!({"key": b64(&key), "cipher": "DES"}).to_string()).assert_error(406, "algorithm 'DES' is not supported");
-    admin.put("/v1/key/import/x2", &json!({"key": b64(&[1u8; 16]), "cipher": "AES256"}).to_string()).assert_error(406, "invalid key size for 'AES256'");
-    admin.put("/v1/key/import/x3", "{not json").assert_error(400, "invalid import key request body");
-    admin.put("/v1/key/import/x4", &json!({"key": "!!!", "cipher": "AES256"}).to_string()).assert_error(400, "invalid import key request body");
+    admin
+        .put(
+            "/v1/key/import/imp-aes",
+            &json!({"key": b64(&key), "cipher": "AES256"}).to_string(),
+        )
+        .assert_error(400, "key already exists");
+    admin
+        .put(
+            "/v1/key/import/x1",
+            &json!({"key": b64(&key), "cipher": "DES"}).to_string(),
+        )
+        .assert_error(406, "algorithm 'DES' is not supported");
+    admin
+        .put(
+            "/v1/key/import/x2",
+            &json!({"key": b64(&[1u8; 16]), "cipher": "AES256"}).to_string(),
+        )
+        .assert_error(406, "invalid key size for 'AES256'");
+    admin
+        .put("/v1/key/import/x3", "{not json")
+        .assert_error(400, "invalid import key request body");
+    admin
+        .put(
+            "/v1/key/import/x4",
+            &json!({"key": "!!!", "cipher": "AES256"}).to_string(),
+        )
+        .assert_error(400, "invalid import key request body");
     assert!(env.keys_on_disk().iter().all(|(n, _)| !n.starts_with('x')));
 }
 
@@ -216,10 +340,23 @@ fn import_accepts_every_body_shape() {
 fn every_client_key_type_is_accepted_over_tls12_and_tls13() {
     let env = Env::start("keytypes", "");
     assert_eq!(env.admin().put("/v1/key/create/app-k", "").status, 200);
-    for kind in [KeyKind::EcdsaP256, KeyKind::EcdsaP384, KeyKind::Rsa2048, KeyKind::Ed25519] {
+    for kind in [
+        KeyKind::EcdsaP256,
+        KeyKind::EcdsaP384,
+        KeyKind::Rsa2048,
+        KeyKind::Ed25519,
+    ] {
         let cert = pki::self_signed_client(kind, "client");
-        for versions in [&[&rustls::version::TLS13][..], &[&rustls::version::TLS12][..]] {
-            let c = Client::with_versions(env.kes.addr, &env.ca.cert.der, Some((vec![cert.der.clone()], cert.key())), versions);
+        for versions in [
+            &[&rustls::version::TLS13][..],
+            &[&rustls::version::TLS12][..],
+        ] {
+            let c = Client::with_versions(
+                env.kes.addr,
+                &env.ca.cert.der,
+                Some((vec![cert.der.clone()], cert.key())),
+                versions,
+            );
             let r = c.get("/v1/identity/self/describe");
             // Not in a policy: the identity is recognised, but it has no policy.
             r.assert_error(404, "identity does not exist");
@@ -228,12 +365,25 @@ fn every_client_key_type_is_accepted_over_tls12_and_tls13() {
         }
     }
     // The admin's API-key certificate over both versions, and the app policy's ECDSA certificate.
-    for versions in [&[&rustls::version::TLS13][..], &[&rustls::version::TLS12][..]] {
-        let c = Client::with_versions(env.kes.addr, &env.ca.cert.der, Some((vec![env.admin.der.clone()], env.admin.key())), versions);
+    for versions in [
+        &[&rustls::version::TLS13][..],
+        &[&rustls::version::TLS12][..],
+    ] {
+        let c = Client::with_versions(
+            env.kes.addr,
+            &env.ca.cert.der,
+            Some((vec![env.admin.der.clone()], env.admin.key())),
+            versions,
+        );
         let r = c.get("/v1/identity/self/describe").json();
         assert_eq!(r["identity"], ADMIN_IDENTITY);
         assert_eq!(r["admin"], true);
-        let c = Client::with_versions(env.kes.addr, &env.ca.cert.der, Some((vec![env.app.der.clone()], env.app.key())), versions);
+        let c = Client::with_versions(
+            env.kes.addr,
+            &env.ca.cert.der,
+            Some((vec![env.app.der.clone()], env.app.key())),
+            versions,
+        );
         assert_eq!(c.post("/v1/key/generate/app-k", "").status, 200);
         let me = c.get("/v1/identity/self/describe").json();
         assert_eq!(me["identity"], env.app.identity);
@@ -248,42 +398,74 @@ fn policies_allow_deny_and_segment_wildcards() {
     let app = env.client(&env.app);
     let stranger = env.client(&env.stranger);
     assert_eq!(app.put("/v1/key/create/app-1", "").status, 200);
-    assert_eq!(app.put("/v1/key/create/app-x-internal", "").status, 403 /* denied by /v1/key/*/app-*-internal */);
-    app.put("/v1/key/create/app-x-internal", "").assert_error(403, "not authorized: insufficient permissions");
-    app.put("/v1/key/create/other", "").assert_error(403, "not authorized: insufficient permissions");
-    app.request("DELETE", "/v1/key/delete/app-1", None).assert_error(403, "not authorized: insufficient permissions");
-    stranger.put("/v1/key/create/app-2", "").assert_error(403, "not authorized: insufficient permissions");
-    stranger.get("/v1/key/list/").assert_error(403, "not authorized: insufficient permissions");
+    // Denied by the segment wildcard of `/v1/key/*/app-*-internal`.
+    app.put("/v1/key/create/app-x-internal", "")
+        .assert_error(403, "not authorized: insufficient permissions");
+    app.put("/v1/key/create/other", "")
+        .assert_error(403, "not authorized: insufficient permissions");
+    app.request("DELETE", "/v1/key/delete/app-1", None)
+        .assert_error(403, "not authorized: insufficient permissions");
+    stranger
+        .put("/v1/key/create/app-2", "")
+        .assert_error(403, "not authorized: insufficient permissions");
+    stranger
+        .get("/v1/key/list/")
+        .assert_error(403, "not authorized: insufficient permissions");
     let g = app.post("/v1/key/generate/app-1", "").json();
-    let d = app.post("/v1/key/decrypt/app-1", &json!({"ciphertext": g["ciphertext"]}).to_string());
+    let d = app.post(
+        "/v1/key/decrypt/app-1",
+        &json!({"ciphertext": g["ciphertext"]}).to_string(),
+    );
     assert_eq!(d.json()["plaintext"], g["plaintext"]);
     // The admin creates the internal key; the app may still not use it.
     assert_eq!(admin.put("/v1/key/create/app-x-internal", "").status, 200);
-    app.post("/v1/key/generate/app-x-internal", "").assert_error(403, "not authorized: insufficient permissions");
+    app.post("/v1/key/generate/app-x-internal", "")
+        .assert_error(403, "not authorized: insufficient permissions");
 
     // policy and identity APIs
     let p = app.get("/v1/policy/read/app").json();
     assert_eq!(p["name"], "app");
-    assert!(p["allow"].as_object().unwrap().contains_key("/v1/key/create/app-*"));
+    assert!(
+        p["allow"]
+            .as_object()
+            .unwrap()
+            .contains_key("/v1/key/create/app-*")
+    );
     assert_eq!(p["deny"], json!({"/v1/key/*/app-*-internal": {}}));
     assert_eq!(p["created_by"], ADMIN_IDENTITY);
     let p = app.get("/v1/policy/describe/app").json();
     assert_eq!(p["name"], "app");
-    assert_eq!(app.get("/v1/policy/list/").json(), json!({"names": ["app"], "continue_at": ""}));
+    assert_eq!(
+        app.get("/v1/policy/list/").json(),
+        json!({"names": ["app"], "continue_at": ""})
+    );
     assert_eq!(app.get("/v1/policy/list/*").json()["names"], json!(["app"]));
     assert_eq!(app.get("/v1/policy/list/x*").json()["names"], json!([]));
-    app.get("/v1/policy/read/nope").assert_error(404, "policy does not exist");
-    app.get("/v1/policy/describe/nope").assert_error(404, "policy does not exist");
-    let i = admin.get(&format!("/v1/identity/describe/{}", env.app.identity)).json();
+    app.get("/v1/policy/read/nope")
+        .assert_error(404, "policy does not exist");
+    app.get("/v1/policy/describe/nope")
+        .assert_error(404, "policy does not exist");
+    let i = admin
+        .get(&format!("/v1/identity/describe/{}", env.app.identity))
+        .json();
     assert_eq!(i["policy"], "app");
     assert_eq!(i["created_by"], ADMIN_IDENTITY);
-    let i = admin.get(&format!("/v1/identity/describe/{ADMIN_IDENTITY}")).json();
+    let i = admin
+        .get(&format!("/v1/identity/describe/{ADMIN_IDENTITY}"))
+        .json();
     assert_eq!(i["admin"], true);
-    admin.get(&format!("/v1/identity/describe/{}", env.stranger.identity)).assert_error(404, "identity does not exist");
+    admin
+        .get(&format!("/v1/identity/describe/{}", env.stranger.identity))
+        .assert_error(404, "identity does not exist");
     let mut ids = vec![ADMIN_IDENTITY.to_string(), env.app.identity.clone()];
     ids.sort();
-    assert_eq!(admin.get("/v1/identity/list/").json()["identities"], json!(ids));
-    stranger.get("/v1/identity/self/describe").assert_error(404, "identity does not exist");
+    assert_eq!(
+        admin.get("/v1/identity/list/").json()["identities"],
+        json!(ids)
+    );
+    stranger
+        .get("/v1/identity/self/describe")
+        .assert_error(404, "identity does not exist");
 }
 
 #[test]
@@ -296,33 +478,71 @@ fn error_pairs_and_bad_input_change_nothing() {
     // names
     let long = "a".repeat(81);
     for bad in ["..%2Fx", "-a", "a.b", "_", long.as_str(), "a%20b"] {
-        let shown = support::client::Reply { status: 0, headers: vec![], body: vec![] };
-        drop(shown);
         let decoded = bad.replace("%2F", "/").replace("%20", " ");
-        admin.put(&format!("/v1/key/create/{bad}"), "").assert_error(400, &format!("key name '{decoded}' is empty, too long or contains invalid characters"));
+        admin
+            .put(&format!("/v1/key/create/{bad}"), "")
+            .assert_error(
+                400,
+                &format!("key name '{decoded}' is empty, too long or contains invalid characters"),
+            );
     }
-    admin.put("/v1/key/create/", "").assert_error(400, "key name '' is empty, too long or contains invalid characters");
-    admin.get("/v1/key/list/a*b").assert_error(400, "listing pattern 'a*b' is empty, too long or is invalid");
+    admin.put("/v1/key/create/", "").assert_error(
+        400,
+        "key name '' is empty, too long or contains invalid characters",
+    );
+    admin.get("/v1/key/list/a*b").assert_error(
+        400,
+        "listing pattern 'a*b' is empty, too long or is invalid",
+    );
 
     // bodies
-    admin.post("/v1/key/generate/k", "{").assert_error(400, "invalid request body");
-    admin.post("/v1/key/generate/k", r#"{"context":"***"}"#).assert_error(400, "invalid request body");
-    admin.post("/v1/key/decrypt/k", r#"{"ciphertext":5}"#).assert_error(400, "invalid request body");
-    admin.post("/v1/key/encrypt/k", "[]").assert_error(400, "invalid request body");
+    admin
+        .post("/v1/key/generate/k", "{")
+        .assert_error(400, "invalid request body");
+    admin
+        .post("/v1/key/generate/k", r#"{"context":"***"}"#)
+        .assert_error(400, "invalid request body");
+    admin
+        .post("/v1/key/decrypt/k", r#"{"ciphertext":5}"#)
+        .assert_error(400, "invalid request body");
+    admin
+        .post("/v1/key/encrypt/k", "[]")
+        .assert_error(400, "invalid request body");
     for n in 0..=28usize {
         let ct = vec![0x42u8; n];
-        admin.post("/v1/key/decrypt/k", &json!({"ciphertext": b64(&ct)}).to_string()).assert_error(400, "decryption failed: ciphertext is not authentic");
+        admin
+            .post(
+                "/v1/key/decrypt/k",
+                &json!({"ciphertext": b64(&ct)}).to_string(),
+            )
+            .assert_error(400, "decryption failed: ciphertext is not authentic");
     }
-    admin.post("/v1/key/decrypt/k", &json!({"ciphertext": b64(&[0x95; 80])}).to_string()).assert_error(400, "decryption failed: ciphertext is not authentic");
-    admin.post("/v1/key/decrypt/k", &json!({"ciphertext": b64(b"{\"aead\":\"x\"}")}).to_string()).assert_error(400, "decryption failed: ciphertext is not authentic");
-    admin.post("/v1/key/generate/missing", "").assert_error(404, "key does not exist");
-    admin.post("/v1/key/hmac/missing", &json!({"message": ""}).to_string()).assert_error(404, "key does not exist");
+    admin
+        .post(
+            "/v1/key/decrypt/k",
+            &json!({"ciphertext": b64(&[0x95; 80])}).to_string(),
+        )
+        .assert_error(400, "decryption failed: ciphertext is not authentic");
+    admin
+        .post(
+            "/v1/key/decrypt/k",
+            &json!({"ciphertext": b64(b"{\"aead\":\"x\"}")}).to_string(),
+        )
+        .assert_error(400, "decryption failed: ciphertext is not authentic");
+    admin
+        .post("/v1/key/generate/missing", "")
+        .assert_error(404, "key does not exist");
+    admin
+        .post("/v1/key/hmac/missing", &json!({"message": ""}).to_string())
+        .assert_error(404, "key does not exist");
 
     // methods and unknown paths
     let r = admin.get("/v1/key/create/k2");
     r.assert_error(405, "received method 'GET' expected 'PUT'");
     assert_eq!(r.header("accept"), Some("PUT"));
-    admin.put("/v1/key/describe/k", "").assert_error(405, "received method 'PUT' expected 'GET'");
+    admin
+        .put("/v1/key/describe/k", "")
+        .assert_error(405, "received method 'PUT' expected 'GET'");
     let r = admin.get("/v1/nope");
     assert_eq!((r.status, r.text().as_str()), (404, "404 page not found\n"));
 
@@ -333,9 +553,15 @@ fn error_pairs_and_bad_input_change_nothing() {
     assert_eq!(r.message(), "request body too large");
 
     // unauthorized
-    env.client(&env.stranger).post("/v1/key/generate/k", "").assert_error(403, "not authorized: insufficient permissions");
+    env.client(&env.stranger)
+        .post("/v1/key/generate/k", "")
+        .assert_error(403, "not authorized: insufficient permissions");
 
-    assert_eq!(env.keys_on_disk(), before, "bad requests must not change the keystore");
+    assert_eq!(
+        env.keys_on_disk(),
+        before,
+        "bad requests must not change the keystore"
+    );
     // /version needs no policy
     let v = env.client(&env.stranger).get("/version").json();
     assert!(v["version"].is_string() && v["commit"].is_string());
@@ -346,15 +572,29 @@ fn hmac_on_a_legacy_key_and_legacy_stored_keys() {
     let env = Env::start("legacy", "");
     // A key file in the oldest Go layout: {"bytes":…} (no algorithm, no HMAC key).
     let key = [3u8; 32];
-    std::fs::write(env.dir.join("keys/old-key"), json!({"bytes": b64(&key)}).to_string()).unwrap();
+    std::fs::write(
+        env.dir.join("keys/old-key"),
+        json!({"bytes": b64(&key)}).to_string(),
+    )
+    .unwrap();
     let admin = env.admin();
     let d = admin.get("/v1/key/describe/old-key").json();
     assert_eq!(d["algorithm"], "AES256");
     assert_eq!(d["created_at"], "0001-01-01T00:00:00Z");
     assert!(d.get("created_by").is_none());
-    admin.put("/v1/key/hmac/old-key", &json!({"message": b64(b"m")}).to_string()).assert_error(409, "key does not support HMAC");
+    admin
+        .put(
+            "/v1/key/hmac/old-key",
+            &json!({"message": b64(b"m")}).to_string(),
+        )
+        .assert_error(409, "key does not support HMAC");
     let g = admin.post("/v1/key/generate/old-key", "").json();
-    let p = admin.post("/v1/key/decrypt/old-key", &json!({"ciphertext": g["ciphertext"]}).to_string()).json();
+    let p = admin
+        .post(
+            "/v1/key/decrypt/old-key",
+            &json!({"ciphertext": g["ciphertext"]}).to_string(),
+        )
+        .json();
     assert_eq!(p["plaintext"], g["plaintext"]);
 }
 
@@ -364,26 +604,57 @@ fn minio_startup_and_hot_path_with_chunked_bodies() {
     let mut conn = env.admin().connect();
     let ctx = b64(br#"{"MinIO admin API":"ServerInfoHandler"}"#);
     // 1. generate on the default key → exactly 404 key does not exist
-    let r = conn.request_chunked("POST", "/v1/key/generate/minio-default-key", &[&format!("{{\"context\":\"{ctx}\"}}")]).unwrap();
+    let r = conn
+        .request_chunked(
+            "POST",
+            "/v1/key/generate/minio-default-key",
+            &[&format!("{{\"context\":\"{ctx}\"}}")],
+        )
+        .unwrap();
     r.assert_error(404, "key does not exist");
     // 2. create
-    let r = conn.request_chunked("POST", "/v1/key/create/minio-default-key", &[]).unwrap();
+    let r = conn
+        .request_chunked("POST", "/v1/key/create/minio-default-key", &[])
+        .unwrap();
     assert_eq!(r.status, 200);
     // 3. generate with context {} (split over several chunks, on the same keep-alive connection)
-    let r = conn.request_chunked("POST", "/v1/key/generate/minio-default-key", &["{\"cont", "ext\":\"e30=\"", "}"]).unwrap();
+    let r = conn
+        .request_chunked(
+            "POST",
+            "/v1/key/generate/minio-default-key",
+            &["{\"cont", "ext\":\"e30=\"", "}"],
+        )
+        .unwrap();
     assert_eq!(r.status, 200, "{}", r.text());
     let g = r.json();
     // 4. decrypt
     let body = json!({"ciphertext": g["ciphertext"], "context": "e30="}).to_string();
-    let r = conn.request_chunked("POST", "/v1/key/decrypt/minio-default-key", &[&body[..10], &body[10..]]).unwrap();
+    let r = conn
+        .request_chunked(
+            "POST",
+            "/v1/key/decrypt/minio-default-key",
+            &[&body[..10], &body[10..]],
+        )
+        .unwrap();
     assert_eq!(r.status, 200);
     assert_eq!(r.json()["plaintext"], g["plaintext"]);
     // 5. a second create is tolerated by MinIO as "key already exists"
-    conn.request_chunked("POST", "/v1/key/create/minio-default-key", &[]).unwrap().assert_error(400, "key already exists");
+    conn.request_chunked("POST", "/v1/key/create/minio-default-key", &[])
+        .unwrap()
+        .assert_error(400, "key already exists");
     // legacy bulk decrypt (kes-go v0.1.x)
     let items = json!([{"ciphertext": g["ciphertext"], "context": "e30="}, {"ciphertext": g["ciphertext"], "context": "e30="}]).to_string();
-    let r = conn.request("POST", "/v1/key/bulk/decrypt/minio-default-key", Some(&items)).unwrap();
-    assert_eq!(r.json(), json!([{"plaintext": g["plaintext"]}, {"plaintext": g["plaintext"]}]));
+    let r = conn
+        .request(
+            "POST",
+            "/v1/key/bulk/decrypt/minio-default-key",
+            Some(&items),
+        )
+        .unwrap();
+    assert_eq!(
+        r.json(),
+        json!([{"plaintext": g["plaintext"]}, {"plaintext": g["plaintext"]}])
+    );
 }
 
 #[test]
@@ -400,7 +671,10 @@ fn framing_attacks_and_garbage_are_refused() {
         c.send_raw(req.as_bytes()).unwrap();
         let r = c.read_reply().unwrap();
         assert_eq!(r.status, 400, "{req:?}");
-        assert!(c.is_closed(), "connection must be closed after a framing error");
+        assert!(
+            c.is_closed(),
+            "connection must be closed after a framing error"
+        );
     }
     // Random bytes on the TLS port: the server drops the connection and keeps serving.
     for seed in 0..20u64 {
@@ -425,14 +699,20 @@ fn framing_attacks_and_garbage_are_refused() {
                 Ok(_) => {}
             }
         }
-        assert!(start.elapsed() < Duration::from_secs(5), "garbage connection must be closed quickly");
+        assert!(
+            start.elapsed() < Duration::from_secs(5),
+            "garbage connection must be closed quickly"
+        );
     }
     assert_eq!(admin.post("/v1/key/generate/k", "").status, 200);
 }
 
 #[test]
 fn slow_clients_do_not_starve_others() {
-    let env = Env::start("slow", "server:\n  header_timeout: 2s\n  handshake_timeout: 2s\n");
+    let env = Env::start(
+        "slow",
+        "server:\n  header_timeout: 2s\n  handshake_timeout: 2s\n",
+    );
     let admin = env.admin();
     assert_eq!(admin.put("/v1/key/create/k", "").status, 200);
     // A client that sends its headers one byte a second.
@@ -452,18 +732,25 @@ fn slow_clients_do_not_starve_others() {
         })
     };
     // 50 stalled TCP connections that never finish a handshake.
-    let stalled: Vec<_> = (0..50).map(|_| std::net::TcpStream::connect(env.kes.addr).unwrap()).collect();
+    let stalled: Vec<_> = (0..50)
+        .map(|_| std::net::TcpStream::connect(env.kes.addr).unwrap())
+        .collect();
     let start = Instant::now();
     for _ in 0..20 {
         assert_eq!(admin.post("/v1/key/generate/k", "").status, 200);
     }
     let served = start.elapsed();
-    println!("20 requests served in {served:?} while 50 connections stalled and one client trickled bytes");
+    println!(
+        "20 requests served in {served:?} while 50 connections stalled and one client trickled bytes"
+    );
     assert!(served < Duration::from_secs(5));
     let (elapsed, closed) = slow.join().unwrap();
     println!("slow client cut off after {elapsed:?}");
     assert!(closed, "the trickling client must be disconnected");
-    assert!(elapsed < Duration::from_secs(10), "header timeout (2s) must end the slow request, took {elapsed:?}");
+    assert!(
+        elapsed < Duration::from_secs(10),
+        "header timeout (2s) must end the slow request, took {elapsed:?}"
+    );
     drop(stalled);
 }
 
@@ -474,11 +761,22 @@ fn skip_auth_makes_certificates_optional() {
     let s = anon.get("/v1/status");
     assert_eq!(s.status, 200, "{}", s.text());
     let s = s.json();
-    for field in ["version", "os", "arch", "uptime", "num_cpu", "num_cpu_used", "mem_heap_used", "mem_stack_used"] {
+    for field in [
+        "version",
+        "os",
+        "arch",
+        "uptime",
+        "num_cpu",
+        "num_cpu_used",
+        "mem_heap_used",
+        "mem_stack_used",
+    ] {
         assert!(s.get(field).is_some(), "missing {field}: {s}");
     }
-    anon.get("/v1/key/list/").assert_error(400, "tls: client certificate is required");
-    anon.post("/v1/key/generate/x", "").assert_error(400, "tls: client certificate is required");
+    anon.get("/v1/key/list/")
+        .assert_error(400, "tls: client certificate is required");
+    anon.post("/v1/key/generate/x", "")
+        .assert_error(400, "tls: client certificate is required");
     assert_eq!(env.admin().get("/v1/key/list/").status, 200);
 }
 
@@ -488,7 +786,10 @@ fn client_certificate_is_required_by_default() {
     let anon = Client::new(env.kes.addr, &env.ca.cert.der, None);
     let mut conn = anon.connect();
     let failed = conn.handshake().is_err() || conn.request("GET", "/version", None).is_err();
-    assert!(failed, "a client without certificate must be refused at the TLS layer");
+    assert!(
+        failed,
+        "a client without certificate must be refused at the TLS layer"
+    );
 }
 
 #[test]
@@ -496,12 +797,22 @@ fn too_many_client_certificates() {
     let env = Env::start("toomany", "");
     let a = pki::self_signed_client(KeyKind::EcdsaP256, "a");
     let b = pki::self_signed_client(KeyKind::EcdsaP256, "b");
-    let c = Client::with_chain(env.kes.addr, &env.ca.cert.der, Some((vec![a.der.clone(), b.der.clone()], a.key())));
-    c.get("/v1/key/list/").assert_error(400, "tls: received more than one client certificate");
+    let c = Client::with_chain(
+        env.kes.addr,
+        &env.ca.cert.der,
+        Some((vec![a.der.clone(), b.der.clone()], a.key())),
+    );
+    c.get("/v1/key/list/")
+        .assert_error(400, "tls: received more than one client certificate");
     // A CA certificate in the chain is not counted.
     let leaf = env.ca.client(KeyKind::EcdsaP256, "leaf");
-    let c = Client::with_chain(env.kes.addr, &env.ca.cert.der, Some((vec![leaf.der.clone(), env.ca.cert.der.clone()], leaf.key())));
-    c.get("/v1/identity/self/describe").assert_error(404, "identity does not exist");
+    let c = Client::with_chain(
+        env.kes.addr,
+        &env.ca.cert.der,
+        Some((vec![leaf.der.clone(), env.ca.cert.der.clone()], leaf.key())),
+    );
+    c.get("/v1/identity/self/describe")
+        .assert_error(404, "identity does not exist");
 }
 
 #[test]
@@ -510,10 +821,6 @@ fn tls_auth_on_verifies_client_chains() {
     // Written before start: Env writes its own CA; the client CA here is a separate one.
     let client_ca = Ca::new("client CA");
     std::fs::write(dir_ca.join("client-ca.pem"), &client_ca.cert.cert_pem).unwrap();
-    let env = Env::start("tlsauth", &format!("\n# verify client chains\n"));
-    drop(env);
-    let env = Env::start("tlsauth", &format!(""));
-    let _ = env;
     // tls.auth needs tls.ca: build a config by hand.
     let dir = TempDir::new("tlsauth2");
     let server_ca = Ca::new("server CA");
@@ -537,7 +844,10 @@ fn tls_auth_on_verifies_client_chains() {
 
 #[test]
 fn predefined_keys_are_created_at_startup() {
-    let env = Env::start("keys", "keys:\n- name: startup-key-1\n- name: startup-key-2\n");
+    let env = Env::start(
+        "keys",
+        "keys:\n- name: startup-key-1\n- name: startup-key-2\n",
+    );
     let names = env.admin().get("/v1/key/list/startup").json();
     assert_eq!(names["names"], json!(["startup-key-1", "startup-key-2"]));
     let d = env.admin().get("/v1/key/describe/startup-key-1").json();
@@ -549,10 +859,13 @@ fn api_table_version_and_sigterm() {
     let mut env = Env::start("apitable", "api:\n  /v1/key/generate:\n    timeout: 30s\n");
     let routes = env.admin().get("/v1/api").json();
     let routes = routes.as_array().unwrap();
-    let gen = routes.iter().find(|r| r["path"] == "/v1/key/generate/").unwrap();
-    assert_eq!(gen["method"], "PUT");
-    assert_eq!(gen["max_body"], 1_000_000);
-    assert_eq!(gen["timeout"], 30);
+    let generate = routes
+        .iter()
+        .find(|r| r["path"] == "/v1/key/generate/")
+        .unwrap();
+    assert_eq!(generate["method"], "PUT");
+    assert_eq!(generate["max_body"], 1_000_000);
+    assert_eq!(generate["timeout"], 30);
     assert!(routes.iter().any(|r| r["path"] == "/version"));
     env.kes.signal("TERM");
     assert_eq!(env.kes.wait_exit(Duration::from_secs(10)), Some(0));
@@ -560,7 +873,8 @@ fn api_table_version_and_sigterm() {
 
 #[test]
 fn dev_mode_serves_with_a_fresh_admin_api_key() {
-    let kes = Kes::start_with(&["server", "--dev", "--addr", "127.0.0.1:0"], &[]).expect("dev server starts");
+    let kes = Kes::start_with(&["server", "--dev", "--addr", "127.0.0.1:0"], &[])
+        .expect("dev server starts");
     let api_key = kes.dev_api_key.clone().expect("--dev prints an API key");
     let admin = pki::api_key_client(&api_key);
     // The dev certificate is self-signed and fresh: trust it by fetching it first.
@@ -572,38 +886,67 @@ fn dev_mode_serves_with_a_fresh_admin_api_key() {
 }
 
 /// Reads the server's leaf certificate with a verifier that accepts anything (for `--dev`).
-fn fetch_server_certificate(addr: std::net::SocketAddr) -> rustls::pki_types::CertificateDer<'static> {
+fn fetch_server_certificate(
+    addr: std::net::SocketAddr,
+) -> rustls::pki_types::CertificateDer<'static> {
     use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
     #[derive(Debug)]
     struct Any;
     impl ServerCertVerifier for Any {
-        fn verify_server_cert(&self, _: &rustls::pki_types::CertificateDer<'_>, _: &[rustls::pki_types::CertificateDer<'_>], _: &rustls::pki_types::ServerName<'_>, _: &[u8], _: rustls::pki_types::UnixTime) -> Result<ServerCertVerified, rustls::Error> {
+        fn verify_server_cert(
+            &self,
+            _: &rustls::pki_types::CertificateDer<'_>,
+            _: &[rustls::pki_types::CertificateDer<'_>],
+            _: &rustls::pki_types::ServerName<'_>,
+            _: &[u8],
+            _: rustls::pki_types::UnixTime,
+        ) -> Result<ServerCertVerified, rustls::Error> {
             Ok(ServerCertVerified::assertion())
         }
-        fn verify_tls12_signature(&self, _: &[u8], _: &rustls::pki_types::CertificateDer<'_>, _: &rustls::DigitallySignedStruct) -> Result<HandshakeSignatureValid, rustls::Error> {
+        fn verify_tls12_signature(
+            &self,
+            _: &[u8],
+            _: &rustls::pki_types::CertificateDer<'_>,
+            _: &rustls::DigitallySignedStruct,
+        ) -> Result<HandshakeSignatureValid, rustls::Error> {
             Ok(HandshakeSignatureValid::assertion())
         }
-        fn verify_tls13_signature(&self, _: &[u8], _: &rustls::pki_types::CertificateDer<'_>, _: &rustls::DigitallySignedStruct) -> Result<HandshakeSignatureValid, rustls::Error> {
+        fn verify_tls13_signature(
+            &self,
+            _: &[u8],
+            _: &rustls::pki_types::CertificateDer<'_>,
+            _: &rustls::DigitallySignedStruct,
+        ) -> Result<HandshakeSignatureValid, rustls::Error> {
             Ok(HandshakeSignatureValid::assertion())
         }
         fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
-            rustls::crypto::ring::default_provider().signature_verification_algorithms.supported_schemes()
+            rustls::crypto::ring::default_provider()
+                .signature_verification_algorithms
+                .supported_schemes()
         }
     }
-    let config = rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(rustls::crypto::ring::default_provider()))
-        .with_safe_default_protocol_versions()
-        .unwrap()
-        .dangerous()
-        .with_custom_certificate_verifier(std::sync::Arc::new(Any))
-        .with_no_client_auth();
-    let mut conn = rustls::ClientConnection::new(std::sync::Arc::new(config), rustls::pki_types::ServerName::try_from("localhost").unwrap()).unwrap();
+    let config = rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .dangerous()
+    .with_custom_certificate_verifier(std::sync::Arc::new(Any))
+    .with_no_client_auth();
+    let mut conn = rustls::ClientConnection::new(
+        std::sync::Arc::new(config),
+        rustls::pki_types::ServerName::try_from("localhost").unwrap(),
+    )
+    .unwrap();
     let mut tcp = std::net::TcpStream::connect(addr).unwrap();
     while conn.is_handshaking() {
         if conn.complete_io(&mut tcp).is_err() {
             break;
         }
     }
-    conn.peer_certificates().expect("server certificate")[0].clone().into_owned()
+    conn.peer_certificates().expect("server certificate")[0]
+        .clone()
+        .into_owned()
 }
 
 #[test]
@@ -611,19 +954,43 @@ fn config_errors_are_reported_with_context() {
     let dir = TempDir::new("badconfig");
     let ca = Ca::new("ca");
     ca.server().write(dir.path(), "server");
-    let base = format!("admin:\n  identity: {ADMIN_IDENTITY}\ntls:\n  key: {d}/server.key\n  cert: {d}/server.crt\n", d = dir.path().display());
+    let base = format!(
+        "admin:\n  identity: {ADMIN_IDENTITY}\ntls:\n  key: {d}/server.key\n  cert: {d}/server.crt\n",
+        d = dir.path().display()
+    );
     for (name, extra, expect) in [
-        ("unknown", "keystore:\n  fs:\n    path: /tmp/x\nadress: 1.2.3.4:1\n", "adress"),
-        ("aws", "keystore:\n  aws:\n    secretsmanager:\n      endpoint: x\n", "not supported"),
-        ("envvar", "keystore:\n  fs:\n    path: ${KES_TEST_UNSET_VARIABLE_X}\n", "KES_TEST_UNSET_VARIABLE_X"),
+        (
+            "unknown",
+            "keystore:\n  fs:\n    path: /tmp/x\nadress: 1.2.3.4:1\n",
+            "adress",
+        ),
+        (
+            "aws",
+            "keystore:\n  aws:\n    secretsmanager:\n      endpoint: x\n",
+            "not supported",
+        ),
+        (
+            "envvar",
+            "keystore:\n  fs:\n    path: ${KES_TEST_UNSET_VARIABLE_X}\n",
+            "KES_TEST_UNSET_VARIABLE_X",
+        ),
     ] {
         let path = dir.join(&format!("{name}.yaml"));
         std::fs::write(&path, format!("{base}{extra}")).unwrap();
-        let (code, _out, err) = support::kes_cmd(&["server", "--config", path.to_str().unwrap(), "--addr", "127.0.0.1:0"], &[]);
+        let (code, _out, err) = support::kes_cmd(
+            &[
+                "server",
+                "--config",
+                path.to_str().unwrap(),
+                "--addr",
+                "127.0.0.1:0",
+            ],
+            &[],
+        );
         assert_ne!(code, 0, "{name} must fail");
-        assert!(err.contains(expect), "{name}: stderr should mention {expect:?}: {err}");
+        assert!(
+            err.contains(expect),
+            "{name}: stderr should mention {expect:?}: {err}"
+        );
     }
 }
-
-#[allow(dead_code)]
-fn unused(_: Reply) {}

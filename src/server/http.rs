@@ -19,6 +19,8 @@ pub const MAX_HEADERS: usize = 64;
 pub trait Transport: Read + Write {
     fn set_read_timeout(&mut self, timeout: Option<Duration>) -> io::Result<()>;
     fn set_write_timeout(&mut self, timeout: Option<Duration>) -> io::Result<()>;
+    /// Ends the sending direction (TLS close_notify, then TCP FIN) but keeps reading possible.
+    fn close_write(&mut self) -> io::Result<()>;
 }
 
 impl Transport for std::net::TcpStream {
@@ -28,6 +30,9 @@ impl Transport for std::net::TcpStream {
     fn set_write_timeout(&mut self, t: Option<Duration>) -> io::Result<()> {
         std::net::TcpStream::set_write_timeout(self, t)
     }
+    fn close_write(&mut self) -> io::Result<()> {
+        self.shutdown(std::net::Shutdown::Write)
+    }
 }
 
 impl Transport for rustls::StreamOwned<rustls::ServerConnection, std::net::TcpStream> {
@@ -36,6 +41,13 @@ impl Transport for rustls::StreamOwned<rustls::ServerConnection, std::net::TcpSt
     }
     fn set_write_timeout(&mut self, t: Option<Duration>) -> io::Result<()> {
         self.sock.set_write_timeout(t)
+    }
+    fn close_write(&mut self) -> io::Result<()> {
+        self.conn.send_close_notify();
+        while self.conn.wants_write() {
+            self.conn.write_tls(&mut self.sock)?;
+        }
+        self.sock.shutdown(std::net::Shutdown::Write)
     }
 }
 
@@ -285,6 +297,26 @@ impl<T: Transport> Conn<T> {
     pub fn write_all(&mut self, bytes: &[u8]) -> io::Result<()> {
         self.stream.write_all(bytes)?;
         self.stream.flush()
+    }
+
+    /// Sends a final reply and closes without losing it: when a client is still sending (e.g. a
+    /// body that is too large), closing at once would make TCP reset the connection and the client
+    /// might never read the reply. So: reply, end our direction, then discard what the client
+    /// still sends for a short while (bounded in time and bytes).
+    pub fn reply_and_close(&mut self, reply: &[u8], linger: Duration) {
+        if self.write_all(reply).is_err() || self.stream.close_write().is_err() {
+            return;
+        }
+        let deadline = Instant::now() + linger;
+        let mut total = 0usize;
+        loop {
+            self.start = 0;
+            self.end = 0;
+            match self.fill(deadline) {
+                Ok(n) if n > 0 && total < 64 * 1024 * 1024 => total += n,
+                _ => return,
+            }
+        }
     }
 
     /// Shrinks the read buffer after a large request, so idle connections stay small.
@@ -589,6 +621,9 @@ mod tests {
             Ok(())
         }
         fn set_write_timeout(&mut self, _: Option<Duration>) -> io::Result<()> {
+            Ok(())
+        }
+        fn close_write(&mut self) -> io::Result<()> {
             Ok(())
         }
     }

@@ -23,6 +23,9 @@ use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
+/// How long a connection closed after an error reply keeps draining what the client still sends.
+const LINGER: Duration = Duration::from_secs(2);
+
 /// Stack size of worker threads: requests need little stack, and many workers may exist.
 const WORKER_STACK: usize = 256 * 1024;
 
@@ -293,7 +296,7 @@ impl Server {
                 Err(ReadError::Closed) | Err(ReadError::Io(_)) => return,
                 Err(ReadError::Bad(status, msg)) => {
                     self.handler.refused(status, None, info);
-                    let _ = conn.write_all(&error_bytes(status, msg, false));
+                    conn.reply_and_close(&error_bytes(status, msg, false), LINGER);
                     return;
                 }
             };
@@ -314,7 +317,13 @@ impl Server {
             Err(response) => {
                 // The request's body (if any) was not read: only a bodiless request keeps the
                 // connection usable.
-                let keep = head.keep_alive && !head.has_body() && !self.is_shutting_down();
+                if head.has_body() {
+                    if let Some(bytes) = serialize(response, false) {
+                        conn.reply_and_close(&bytes, LINGER);
+                    }
+                    return false;
+                }
+                let keep = head.keep_alive && !self.is_shutting_down();
                 return write_response(conn, response, keep) && keep;
             }
         };
@@ -339,7 +348,7 @@ impl Server {
             Ok(body) => body,
             Err(ReadError::Bad(status, msg)) => {
                 self.handler.refused(status, Some(head), info);
-                let _ = conn.write_all(&error_bytes(status, msg, false));
+                conn.reply_and_close(&error_bytes(status, msg, false), LINGER);
                 return false;
             }
             Err(_) => return false,
@@ -350,6 +359,19 @@ impl Server {
             let _ = conn.stream.set_write_timeout(Some(t));
         }
         write_response(conn, response, keep) && keep
+    }
+}
+
+/// The bytes of a non-stream response.
+fn serialize(response: Response, keep_alive: bool) -> Option<zeroize::Zeroizing<Vec<u8>>> {
+    let mut out = zeroize::Zeroizing::new(response.head_bytes(keep_alive));
+    match response.body {
+        Body::Empty => Some(out),
+        Body::Bytes { data, .. } => {
+            out.extend_from_slice(&data);
+            Some(out)
+        }
+        Body::Stream { .. } => None,
     }
 }
 

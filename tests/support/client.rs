@@ -19,7 +19,10 @@ pub struct Reply {
 
 impl Reply {
     pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers.iter().find(|(n, _)| n.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
+        self.headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
     }
 
     pub fn text(&self) -> String {
@@ -27,18 +30,27 @@ impl Reply {
     }
 
     pub fn json(&self) -> serde_json::Value {
-        serde_json::from_slice(&self.body).unwrap_or_else(|e| panic!("reply is not JSON ({e}): {}", self.text()))
+        serde_json::from_slice(&self.body)
+            .unwrap_or_else(|e| panic!("reply is not JSON ({e}): {}", self.text()))
     }
 
     /// The `message` of a JSON error body.
     pub fn message(&self) -> String {
-        self.json()["message"].as_str().unwrap_or_default().to_string()
+        self.json()["message"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string()
     }
 
     /// Asserts a (status, message) error pair.
     #[track_caller]
     pub fn assert_error(&self, status: u16, message: &str) {
-        assert_eq!((self.status, self.message().as_str()), (status, message), "body: {}", self.text());
+        assert_eq!(
+            (self.status, self.message().as_str()),
+            (status, message),
+            "body: {}",
+            self.text()
+        );
         assert_eq!(self.header("content-type"), Some("application/json"));
         // Byte-exact form of the Go server.
         let mut expected = b"{\"message\":".to_vec();
@@ -59,12 +71,29 @@ pub struct Client {
 
 impl Client {
     /// A client that trusts `server_ca` and presents `cert` (or no certificate).
-    pub fn new(addr: SocketAddr, server_ca: &CertificateDer<'static>, cert: Option<&Cert>) -> Client {
-        Self::with_chain(addr, server_ca, cert.map(|c| (vec![c.der.clone()], c.key())))
+    pub fn new(
+        addr: SocketAddr,
+        server_ca: &CertificateDer<'static>,
+        cert: Option<&Cert>,
+    ) -> Client {
+        Self::with_chain(
+            addr,
+            server_ca,
+            cert.map(|c| (vec![c.der.clone()], c.key())),
+        )
     }
 
-    pub fn with_chain(addr: SocketAddr, server_ca: &CertificateDer<'static>, identity: Option<(Vec<CertificateDer<'static>>, PrivateKeyDer<'static>)>) -> Client {
-        Self::with_versions(addr, server_ca, identity, &[&rustls::version::TLS13, &rustls::version::TLS12])
+    pub fn with_chain(
+        addr: SocketAddr,
+        server_ca: &CertificateDer<'static>,
+        identity: Option<(Vec<CertificateDer<'static>>, PrivateKeyDer<'static>)>,
+    ) -> Client {
+        Self::with_versions(
+            addr,
+            server_ca,
+            identity,
+            &[&rustls::version::TLS13, &rustls::version::TLS12],
+        )
     }
 
     pub fn with_versions(
@@ -75,15 +104,20 @@ impl Client {
     ) -> Client {
         let mut roots = rustls::RootCertStore::empty();
         roots.add(server_ca.clone()).unwrap();
-        let builder = rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
-            .with_protocol_versions(versions)
-            .unwrap()
-            .with_root_certificates(roots);
+        let builder = rustls::ClientConfig::builder_with_provider(Arc::new(
+            rustls::crypto::ring::default_provider(),
+        ))
+        .with_protocol_versions(versions)
+        .unwrap()
+        .with_root_certificates(roots);
         let config = match identity {
             Some((chain, key)) => builder.with_client_auth_cert(chain, key).unwrap(),
             None => builder.with_no_client_auth(),
         };
-        Client { addr, config: Arc::new(config) }
+        Client {
+            addr,
+            config: Arc::new(config),
+        }
     }
 
     /// Opens a TLS connection (the handshake completes on first use).
@@ -91,13 +125,22 @@ impl Client {
         let tcp = TcpStream::connect_timeout(&self.addr, Duration::from_secs(5)).expect("connect");
         tcp.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
         tcp.set_nodelay(true).unwrap();
-        let conn = rustls::ClientConnection::new(self.config.clone(), ServerName::try_from("localhost").unwrap()).unwrap();
-        Conn { stream: rustls::StreamOwned::new(conn, tcp), buf: Vec::new() }
+        let conn = rustls::ClientConnection::new(
+            self.config.clone(),
+            ServerName::try_from("localhost").unwrap(),
+        )
+        .unwrap();
+        Conn {
+            stream: rustls::StreamOwned::new(conn, tcp),
+            buf: Vec::new(),
+        }
     }
 
     /// One request on a new connection.
     pub fn request(&self, method: &str, path: &str, body: Option<&str>) -> Reply {
-        self.connect().request(method, path, body).expect("request failed")
+        self.connect()
+            .request(method, path, body)
+            .expect("request failed")
     }
 
     pub fn get(&self, path: &str) -> Reply {
@@ -136,22 +179,42 @@ impl Conn {
     }
 
     /// Sends a request with Content-Length (when a body is given) and reads the reply.
-    pub fn request(&mut self, method: &str, path: &str, body: Option<&str>) -> std::io::Result<Reply> {
+    pub fn request(
+        &mut self,
+        method: &str,
+        path: &str,
+        body: Option<&str>,
+    ) -> std::io::Result<Reply> {
         let mut req = format!("{method} {path} HTTP/1.1\r\nHost: localhost\r\n");
         if let Some(b) = body {
-            req.push_str(&format!("Content-Length: {}\r\nContent-Type: application/json\r\n", b.len()));
+            req.push_str(&format!(
+                "Content-Length: {}\r\nContent-Type: application/json\r\n",
+                b.len()
+            ));
         }
         req.push_str("\r\n");
         if let Some(b) = body {
             req.push_str(b);
         }
-        self.send_raw(req.as_bytes())?;
-        self.read_reply()
+        // A server may reply and stop reading before the whole request is sent (e.g. 413): the
+        // reply is what counts.
+        let sent = self.send_raw(req.as_bytes());
+        match self.read_reply() {
+            Ok(reply) => Ok(reply),
+            Err(e) => sent.and(Err(e)),
+        }
     }
 
     /// Sends a request with a chunked body (as MinIO does) and reads the reply.
-    pub fn request_chunked(&mut self, method: &str, path: &str, chunks: &[&str]) -> std::io::Result<Reply> {
-        let mut req = format!("{method} {path} HTTP/1.1\r\nHost: localhost\r\nTransfer-Encoding: chunked\r\n\r\n");
+    pub fn request_chunked(
+        &mut self,
+        method: &str,
+        path: &str,
+        chunks: &[&str],
+    ) -> std::io::Result<Reply> {
+        let mut req = format!(
+            "{method} {path} HTTP/1.1\r\nHost: localhost\r\nTransfer-Encoding: chunked\r\n\r\n"
+        );
         for c in chunks {
             req.push_str(&format!("{:x}\r\n{c}\r\n", c.len()));
         }
@@ -178,18 +241,30 @@ impl Conn {
                     let headers: Vec<(String, String)> = resp
                         .headers
                         .iter()
-                        .map(|h| (h.name.to_ascii_lowercase(), String::from_utf8_lossy(h.value).into_owned()))
+                        .map(|h| {
+                            (
+                                h.name.to_ascii_lowercase(),
+                                String::from_utf8_lossy(h.value).into_owned(),
+                            )
+                        })
                         .collect();
                     self.buf.drain(..n);
                     let reply_headers = headers.clone();
-                    let find = |name: &str| headers.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone());
+                    let find = |name: &str| {
+                        headers
+                            .iter()
+                            .find(|(k, _)| k == name)
+                            .map(|(_, v)| v.clone())
+                    };
                     if status == 100 {
                         continue;
                     }
                     let body = if find("transfer-encoding").as_deref() == Some("chunked") {
                         self.read_chunked()?
                     } else {
-                        let len: usize = find("content-length").and_then(|v| v.parse().ok()).unwrap_or(0);
+                        let len: usize = find("content-length")
+                            .and_then(|v| v.parse().ok())
+                            .unwrap_or(0);
                         while self.buf.len() < len {
                             if self.fill()? == 0 {
                                 return Err(std::io::ErrorKind::UnexpectedEof.into());
@@ -197,7 +272,11 @@ impl Conn {
                         }
                         self.buf.drain(..len).collect()
                     };
-                    return Ok(Reply { status, headers: reply_headers, body });
+                    return Ok(Reply {
+                        status,
+                        headers: reply_headers,
+                        body,
+                    });
                 }
                 Ok(httparse::Status::Partial) => {
                     if self.fill()? == 0 {
@@ -225,7 +304,8 @@ impl Conn {
     fn read_chunked(&mut self) -> std::io::Result<Vec<u8>> {
         let mut body = Vec::new();
         loop {
-            let size = usize::from_str_radix(self.read_line()?.trim(), 16).map_err(std::io::Error::other)?;
+            let size = usize::from_str_radix(self.read_line()?.trim(), 16)
+                .map_err(std::io::Error::other)?;
             if size == 0 {
                 self.read_line()?;
                 return Ok(body);
@@ -242,7 +322,8 @@ impl Conn {
 
     /// Reads one line of a streamed (chunked) body: the chunk header, then data up to `\n`.
     pub fn read_stream_line(&mut self) -> std::io::Result<String> {
-        let size = usize::from_str_radix(self.read_line()?.trim(), 16).map_err(std::io::Error::other)?;
+        let size =
+            usize::from_str_radix(self.read_line()?.trim(), 16).map_err(std::io::Error::other)?;
         while self.buf.len() < size + 2 {
             if self.fill()? == 0 {
                 return Err(std::io::ErrorKind::UnexpectedEof.into());
@@ -258,7 +339,10 @@ impl Conn {
         match self.fill() {
             Ok(0) => true,
             Ok(_) => false,
-            Err(e) => e.kind() != std::io::ErrorKind::WouldBlock && e.kind() != std::io::ErrorKind::TimedOut,
+            Err(e) => {
+                e.kind() != std::io::ErrorKind::WouldBlock
+                    && e.kind() != std::io::ErrorKind::TimedOut
+            }
         }
     }
 }

@@ -57,14 +57,26 @@ pub struct Kes {
 impl Kes {
     /// Starts `kes server --config <path> --addr 127.0.0.1:0` and waits until it listens.
     pub fn start(config: &Path) -> Kes {
-        Self::start_with(&["server", "--config", config.to_str().unwrap(), "--addr", "127.0.0.1:0"], &[])
-            .unwrap_or_else(|out| panic!("kes did not start:\n{out}"))
+        Self::start_with(
+            &[
+                "server",
+                "--config",
+                config.to_str().unwrap(),
+                "--addr",
+                "127.0.0.1:0",
+            ],
+            &[],
+        )
+        .unwrap_or_else(|out| panic!("kes did not start:\n{out}"))
     }
 
     /// Starts `kes` with arguments and environment; on failure returns what it printed.
     pub fn start_with(args: &[&str], env: &[(&str, &str)]) -> Result<Kes, String> {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_kes"));
-        cmd.args(args).stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
+        cmd.args(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
         cmd.env_remove("RUST_LOG");
         for (k, v) in env {
             cmd.env(k, v);
@@ -72,7 +84,10 @@ impl Kes {
         let mut child = cmd.spawn().expect("spawn kes");
         let output = Arc::new(Mutex::new(String::new()));
         let (tx, rx) = std::sync::mpsc::channel::<String>();
-        for stream in [Box::new(child.stdout.take().unwrap()) as Box<dyn std::io::Read + Send>, Box::new(child.stderr.take().unwrap())] {
+        for stream in [
+            Box::new(child.stdout.take().unwrap()) as Box<dyn std::io::Read + Send>,
+            Box::new(child.stderr.take().unwrap()),
+        ] {
             let output = output.clone();
             let tx = tx.clone();
             std::thread::spawn(move || {
@@ -100,10 +115,10 @@ impl Kes {
                         // The banner is complete once the dev key (if any) follows; give it a moment.
                         let until = Instant::now() + Duration::from_millis(200);
                         while Instant::now() < until {
-                            if let Ok(line) = rx.recv_timeout(Duration::from_millis(20)) {
-                                if let Some(key) = line.trim().strip_prefix("kes:v1:") {
-                                    api_key = Some(format!("kes:v1:{key}"));
-                                }
+                            if let Ok(line) = rx.recv_timeout(Duration::from_millis(20))
+                                && let Some(key) = line.trim().strip_prefix("kes:v1:")
+                            {
+                                api_key = Some(format!("kes:v1:{key}"));
                             }
                         }
                         break;
@@ -123,7 +138,12 @@ impl Kes {
             std::thread::sleep(Duration::from_millis(100));
             return Err(output.lock().unwrap().clone());
         };
-        Ok(Kes { child, addr, output, dev_api_key: api_key })
+        Ok(Kes {
+            child,
+            addr,
+            output,
+            dev_api_key: api_key,
+        })
     }
 
     pub fn output(&self) -> String {
@@ -132,7 +152,10 @@ impl Kes {
 
     /// Sends a signal to the server.
     pub fn signal(&self, sig: &str) {
-        let status = Command::new("kill").args([&format!("-{sig}"), &self.child.id().to_string()]).status().unwrap();
+        let status = Command::new("kill")
+            .args([&format!("-{sig}"), &self.child.id().to_string()])
+            .status()
+            .unwrap();
         assert!(status.success());
     }
 

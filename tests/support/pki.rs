@@ -4,7 +4,10 @@
 //! lower-case hex SHA-256 of the DER SubjectPublicKeyInfo.
 
 use base64::Engine;
-use rcgen::{BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair, PublicKeyData};
+use rcgen::{
+    BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair,
+    PublicKeyData,
+};
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
 use std::path::Path;
 
@@ -42,7 +45,11 @@ impl Cert {
 }
 
 pub fn sha256_hex(data: &[u8]) -> String {
-    ring::digest::digest(&ring::digest::SHA256, data).as_ref().iter().map(|b| format!("{b:02x}")).collect()
+    ring::digest::digest(&ring::digest::SHA256, data)
+        .as_ref()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
 }
 
 fn key_pair(kind: KeyKind) -> KeyPair {
@@ -53,7 +60,13 @@ fn key_pair(kind: KeyKind) -> KeyPair {
         KeyKind::Rsa2048 => {
             // ring cannot generate RSA keys: let openssl do it.
             let out = std::process::Command::new("openssl")
-                .args(["genpkey", "-algorithm", "RSA", "-pkeyopt", "rsa_keygen_bits:2048"])
+                .args([
+                    "genpkey",
+                    "-algorithm",
+                    "RSA",
+                    "-pkeyopt",
+                    "rsa_keygen_bits:2048",
+                ])
                 .output()
                 .expect("openssl genpkey");
             assert!(out.status.success(), "openssl genpkey failed");
@@ -95,8 +108,11 @@ impl Ca {
     /// A server certificate for localhost / 127.0.0.1 signed by this CA.
     pub fn server(&self) -> Cert {
         let key = key_pair(KeyKind::EcdsaP256);
-        let mut params = CertificateParams::new(vec!["localhost".to_string(), "127.0.0.1".to_string()]).unwrap();
-        params.distinguished_name.push(DnType::CommonName, "localhost");
+        let mut params =
+            CertificateParams::new(vec!["localhost".to_string(), "127.0.0.1".to_string()]).unwrap();
+        params
+            .distinguished_name
+            .push(DnType::CommonName, "localhost");
         params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
         let issuer = Issuer::from_params(&self.params, &self.key);
         let cert = params.signed_by(&key, &issuer).unwrap();
@@ -129,12 +145,18 @@ pub fn self_signed_client(kind: KeyKind, cn: &str) -> Cert {
 /// key's 32-byte seed, self-signed.
 pub fn api_key_client(api_key: &str) -> Cert {
     let b64 = api_key.strip_prefix("kes:v1:").unwrap_or(api_key);
-    let raw = base64::engine::general_purpose::STANDARD.decode(b64).unwrap();
+    let raw = base64::engine::general_purpose::STANDARD
+        .decode(b64)
+        .unwrap();
     assert_eq!(raw.len(), 33);
     assert_eq!(raw[0], 0);
     let mut pkcs8 = hex("302e020100300506032b657004220420");
     pkcs8.extend_from_slice(&raw[1..]);
-    let key = KeyPair::from_pkcs8_der_and_sign_algo(&PrivatePkcs8KeyDer::from(pkcs8), &rcgen::PKCS_ED25519).unwrap();
+    let key = KeyPair::from_pkcs8_der_and_sign_algo(
+        &PrivatePkcs8KeyDer::from(pkcs8),
+        &rcgen::PKCS_ED25519,
+    )
+    .unwrap();
     let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
     let identity = sha256_hex(&key.subject_public_key_info());
     params.distinguished_name.push(DnType::CommonName, identity);
@@ -144,5 +166,8 @@ pub fn api_key_client(api_key: &str) -> Cert {
 }
 
 pub fn hex(s: &str) -> Vec<u8> {
-    (0..s.len()).step_by(2).map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap()).collect()
+    (0..s.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap())
+        .collect()
 }
