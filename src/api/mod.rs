@@ -464,7 +464,7 @@ impl server::Handler for Api {
         })
     }
 
-    fn handle(&self, route: &Route, head: &Head, body: Vec<u8>, conn: &ConnInfo) -> Response {
+    fn handle(&self, route: &Route, head: &Head, body: &[u8], conn: &ConnInfo) -> Response {
         let start = Instant::now();
         let r = &self.routes[route.id];
         let state = self.state();

@@ -63,7 +63,7 @@ pub trait Handler: Send + Sync {
     /// Finds the route of a request, or answers it at once (404, 405, …).
     fn prepare(&self, head: &Head, conn: &ConnInfo) -> Result<Route, Response>;
     /// Answers a request whose body has been read.
-    fn handle(&self, route: &Route, head: &Head, body: Vec<u8>, conn: &ConnInfo) -> Response;
+    fn handle(&self, route: &Route, head: &Head, body: &[u8], conn: &ConnInfo) -> Response;
     /// Called for requests refused before reaching `handle` (malformed framing, oversized body).
     fn refused(&self, _status: u16, _head: Option<&Head>, _conn: &ConnInfo) {}
 }
@@ -353,7 +353,9 @@ impl Server {
             }
             Err(_) => return false,
         };
-        let response = self.handler.handle(&route, head, body, info);
+        // Request bodies may hold plaintext (encrypt, import): zeroize them once handled.
+        let body = zeroize::Zeroizing::new(body);
+        let response = self.handler.handle(&route, head, &body, info);
         let keep = head.keep_alive && !self.is_shutting_down();
         if let Some(t) = route.timeout {
             let _ = conn.stream.set_write_timeout(Some(t));
