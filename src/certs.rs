@@ -45,7 +45,18 @@ pub fn load_private_key(
     password: Option<&str>,
 ) -> Result<PrivateKeyDer<'static>, String> {
     let pem = read_file(path, "private key")?;
-    let blocks = legacy::header_blocks(&pem);
+    private_key_from_pem(&pem, password, path)
+}
+
+/// [`load_private_key`] on PEM text already read; `path` only names the file in error messages.
+/// Public so that the private-key fuzz target (fuzz/fuzz_targets/private_key.rs) reaches the
+/// PEM and legacy-decryption code without a file.
+pub fn private_key_from_pem(
+    pem: &[u8],
+    password: Option<&str>,
+    path: &Path,
+) -> Result<PrivateKeyDer<'static>, String> {
+    let blocks = legacy::header_blocks(pem);
     if let Some(block) = blocks.iter().find(|b| b.is_encrypted_private_key()) {
         let password = password.filter(|p| !p.is_empty()).ok_or_else(|| {
             format!(
@@ -60,7 +71,7 @@ pub fn load_private_key(
             )
         });
     }
-    let pem = legacy::without_header_blocks(&pem, &blocks);
+    let pem = legacy::without_header_blocks(pem, &blocks);
     match PrivateKeyDer::from_pem_slice(&pem) {
         Ok(key) => Ok(key),
         Err(rustls::pki_types::pem::Error::NoItemsFound) => {
@@ -329,8 +340,9 @@ fn read_file(path: &Path, what: &str) -> Result<Zeroizing<Vec<u8>>, String> {
     Ok(buf)
 }
 
-/// Every certificate in PEM text, each checked to be a DER X.509 certificate.
-fn parse_certificates(pem: &[u8], path: &Path) -> Result<Vec<CertificateDer<'static>>, String> {
+/// Every certificate in PEM text, each checked to be a DER X.509 certificate; `path` only names
+/// the file in error messages. Public so that the private-key fuzz target can feed it PEM text.
+pub fn parse_certificates(pem: &[u8], path: &Path) -> Result<Vec<CertificateDer<'static>>, String> {
     // Legacy-encrypted key blocks have headers the PEM parser rejects; a combined
     // certificate-and-key file must still yield its certificates.
     let pem = legacy::without_header_blocks(pem, &legacy::header_blocks(pem));

@@ -69,8 +69,10 @@ pub fn parse(text: &str) -> Result<Duration, String> {
         };
         let mut value = int.checked_mul(scale).ok_or_else(bad)?;
         if !frac_part.is_empty() {
-            // Only as many fraction digits as can matter at nanosecond precision.
-            let digits = &frac_part[..frac_part.len().min(30)];
+            // Only as many fraction digits as can matter at nanosecond precision: 25 digits
+            // (< 10^25) times the largest scale (3.6e12 ns) stays below u128::MAX (3.4e38);
+            // 30 overflowed (fuzz/regressions/small_parsers/duration-long-fraction).
+            let digits = &frac_part[..frac_part.len().min(25)];
             let frac: u128 = digits.parse().map_err(|_| bad())?;
             let div = 10u128.checked_pow(digits.len() as u32).ok_or_else(bad)?;
             value = value.checked_add(frac * scale / div).ok_or_else(bad)?;
@@ -178,6 +180,21 @@ mod tests {
             ".",
         ] {
             assert!(parse(text).is_err(), "{text} should be rejected");
+        }
+    }
+
+    /// Found while writing the small_parsers fuzz target: 30 fraction digits of hours
+    /// overflowed the u128 product (a panic in debug builds, a wrong duration in release).
+    #[test]
+    fn long_fractions_do_not_overflow() {
+        let input = include_bytes!("../../fuzz/regressions/small_parsers/duration-long-fraction");
+        let text = std::str::from_utf8(&input[1..]).unwrap();
+        assert_eq!(text, "1.999999999999999999999999999999h");
+        // Just under two hours; Go's float arithmetic gives 2h, we truncate to the nanosecond.
+        assert_eq!(parse(text), Ok(Duration::from_nanos(7_199_999_999_999)));
+        for unit in ["ns", "us", "ms", "s", "m", "h"] {
+            let long = format!("1.{}{unit}", "9".repeat(60));
+            assert!(parse(&long).is_ok(), "{long}");
         }
     }
 

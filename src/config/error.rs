@@ -86,9 +86,11 @@ impl Error {
         }
         // Never risk showing a value in some other form (the decoder escapes some characters when
         // it quotes a string). Values shorter than 4 bytes are no secret and would match ordinary
-        // words of the message; values from other lines only matter when they are long.
+        // words of the message. Values from other lines can be shown too (a plain scalar folded
+        // over several lines is reported at its first line: fuzz/regressions/config), but short
+        // ones would match the field names the decoder lists, so those count from 8 bytes.
         let shown = subs.iter().find(|s| {
-            let relevant = (Some(s.line) == line && s.value.len() >= 4) || s.value.len() >= 16;
+            let relevant = (Some(s.line) == line && s.value.len() >= 4) || s.value.len() >= 8;
             relevant
                 && (message.contains(&s.value)
                     || message.contains(&s.value.escape_debug().to_string()))

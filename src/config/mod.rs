@@ -56,7 +56,9 @@ pub fn parse(text: &str) -> Result<Config, Error> {
 }
 
 /// [`parse`] with the environment given as a function (tests, and callers that keep their own).
-pub(crate) fn parse_with(
+/// Public so that the config fuzz target (fuzz/fuzz_targets/config.rs) can run the whole loader
+/// against a fixed environment; `file` only names the file in error messages.
+pub fn parse_with(
     text: &str,
     file: Option<&Path>,
     lookup: impl Fn(&str) -> Result<String, std::env::VarError>,

@@ -1484,3 +1484,17 @@ fn damaged_files_never_panic() {
         let _ = parse_with(&doubled, None, &lookup);
     }
 }
+
+/// Found by the config fuzz target (fuzz/regressions/config/env-value-in-folded-scalar): `${A}`
+/// alone on line 2 continues the plain scalar that starts on line 1, and the decoder's error at
+/// line 1 quoted the whole scalar, value included. Values from other lines were only scrubbed from
+/// 16 bytes on.
+#[test]
+fn value_folded_into_a_scalar_of_another_line_is_not_shown() {
+    let text = include_str!("../../fuzz/regressions/config/env-value-in-folded-scalar");
+    for secret in ["S3CRET-plain", "hunter2!"] {
+        let e = parse_env(text, &[("A", secret)]).expect_err("not a config");
+        assert!(!e.to_string().contains(secret), "{e}");
+        assert!(e.to_string().contains("'A'"), "{e}");
+    }
+}

@@ -274,7 +274,9 @@ impl<T: Transport> Conn<T> {
                     }
                 }
             }
-            if body.len() as u64 + size > max as u64 {
+            // `body.len() <= max` holds here; adding `size` instead could overflow for a size of
+            // up to 16 hex digits, and wrap past the limit in a release build.
+            if size > max.saturating_sub(body.len()) as u64 {
                 return Err(ReadError::Bad(413, "request body too large"));
             }
             let mut left = size as usize;
@@ -440,7 +442,7 @@ fn build_head(req: &httparse::Request<'_, '_>) -> Result<Head, ReadError> {
 
 /// Decodes `%XX` escapes; `None` for a malformed escape or a result that is not UTF-8 or holds NUL.
 pub fn percent_decode(s: &str) -> Option<String> {
-    if !s.contains('%') {
+    if !s.contains(['%', '\0']) {
         return Some(s.to_owned());
     }
     let bytes = s.as_bytes();
@@ -448,7 +450,11 @@ pub fn percent_decode(s: &str) -> Option<String> {
     let mut i = 0;
     while i < bytes.len() {
         if bytes[i] == b'%' {
+            // Two hex digits exactly: `from_str_radix` alone would also take a sign (`%+1`).
             let hex = bytes.get(i + 1..i + 3)?;
+            if !hex.iter().all(u8::is_ascii_hexdigit) {
+                return None;
+            }
             let hex = std::str::from_utf8(hex).ok()?;
             out.push(u8::from_str_radix(hex, 16).ok()?);
             i += 3;
@@ -759,6 +765,50 @@ mod tests {
             String::from_utf8(r.head_bytes(false)).unwrap(),
             "HTTP/1.1 200 OK\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
         );
+    }
+
+    /// Found while writing the http_request fuzz target (fuzz/regressions/http_request): a chunk
+    /// of size 2^64-1 after a non-empty chunk overflowed the limit check (a panic in debug builds,
+    /// a body limit that wrapped in release builds).
+    #[test]
+    fn huge_chunk_size_after_a_chunk_is_refused() {
+        let input = include_bytes!("../../fuzz/regressions/http_request/chunk-size-overflow");
+        // The fuzz input starts with two control bytes (segmentation, limit).
+        let mut c = conn(&input[2..]);
+        let h = c
+            .read_head(Duration::from_secs(1), Duration::from_secs(1))
+            .unwrap();
+        assert!(h.chunked);
+        for max in [1, 1000, usize::MAX] {
+            let mut c = conn(&input[2..]);
+            let h = c
+                .read_head(Duration::from_secs(1), Duration::from_secs(1))
+                .unwrap();
+            assert!(
+                matches!(c.read_body(&h, max, later()), Err(ReadError::Bad(413, _))),
+                "max {max}"
+            );
+        }
+    }
+
+    /// Found by the small_parsers fuzz target against a strict reference
+    /// (fuzz/regressions/small_parsers/percent-decode-*): `%+1` decoded as 0x01, and a literal
+    /// NUL passed when the path had no escape at all.
+    #[test]
+    fn percent_decode_takes_exactly_two_hex_digits_and_no_nul() {
+        for input in [
+            &include_bytes!("../../fuzz/regressions/small_parsers/percent-decode-plus-sign")[1..],
+            &include_bytes!("../../fuzz/regressions/small_parsers/percent-decode-literal-nul")[1..],
+        ] {
+            let text = std::str::from_utf8(input).unwrap();
+            assert_eq!(percent_decode(text), None, "{text:?}");
+        }
+        for bad in ["/%+1", "/%-1", "/% 1", "/%1", "/%", "/a\0b", "/%00", "/%C3"] {
+            assert_eq!(percent_decode(bad), None, "{bad:?}");
+        }
+        assert_eq!(percent_decode("/a%2Db%2fc").as_deref(), Some("/a-b/c"));
+        assert_eq!(percent_decode("/caf%C3%A9").as_deref(), Some("/café"));
+        assert_eq!(percent_decode("/plain").as_deref(), Some("/plain"));
     }
 
     #[test]
