@@ -264,6 +264,30 @@ fn short_tokens_never_fail_a_request() {
 }
 
 #[test]
+fn non_renewable_tokens_are_replaced_in_time() {
+    // Batch tokens cannot be renewed: the keystore must log in again before they expire.
+    let bao = Bao::dev();
+    bao.seed_setup(None, "kv", 2, true);
+    let ids = bao.approle(
+        None,
+        "batch",
+        json!({"token_type": "batch", "token_ttl": "3s", "token_max_ttl": "3s", "token_policies": ["kes-kv"]}),
+    );
+    let store = Arc::new(connect(&config(vec![bao.addr.clone()], "kv", true, ids)));
+    let keys = create_keys(&store, "b", 4);
+    let started = Instant::now();
+    let readers = Readers::start(store, keys, 2);
+    std::thread::sleep(Duration::from_secs(10));
+    let (ok, errors, slowest) = readers.finish();
+    println!(
+        "{:?} of gets with non-renewable 3 s batch tokens: {ok} ok, {} failed, slowest {slowest:?}",
+        started.elapsed(),
+        errors.len()
+    );
+    assert!(errors.is_empty(), "{errors:?}");
+}
+
+#[test]
 fn revoked_token_causes_one_login_and_a_retry() {
     let bao = Bao::dev();
     let ids = bao.seed_setup(None, "kv", 2, true);

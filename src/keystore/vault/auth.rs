@@ -378,8 +378,9 @@ impl Auth {
         loop {
             let token = self.token();
             if token.ttl.is_zero() {
-                // Never expires: nothing to do but to wait for a login that changes that.
-                if signal.wait(Duration::from_secs(60), false) == Wake::Stop {
+                // Never expires: nothing to do but to look again soon (a 403 may bring a login
+                // and a token that does expire).
+                if signal.wait(Duration::from_secs(1), false) == Wake::Stop {
                     return;
                 }
                 continue;
@@ -438,6 +439,14 @@ impl Auth {
     /// first. Returns false when stopped.
     fn relogin(&self, client: &Client, signal: &Signal, old: &Token) -> bool {
         loop {
+            // While Vault is known to be sealed or down, a login cannot work: wait for the health
+            // loop (which polls every second then) instead of logging a failure every `retry`.
+            if !client.health.is_ok() {
+                if signal.wait(self.retry.min(Duration::from_secs(1)), false) == Wake::Stop {
+                    return false;
+                }
+                continue;
+            }
             let token = {
                 let mut state = self.login.lock().unwrap_or_else(|e| e.into_inner());
                 if self.token().generation != old.generation {

@@ -670,3 +670,71 @@ fn describe(err: &ureq::Error) -> String {
 pub(crate) fn strip_query(path: &str) -> &str {
     path.split('?').next().unwrap_or(path)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn vault_error_texts() {
+        let body = br#"{"errors":["1 error occurred:\n\t* permission denied\n\n"]}"#;
+        assert_eq!(vault_errors(body), "permission denied");
+        assert_eq!(vault_errors(br#"{"errors":["a","b"]}"#), "a; b");
+        assert_eq!(vault_errors(br#"{"errors":[]}"#), "");
+        assert_eq!(vault_errors(b"<html>"), "");
+        let long = format!(r#"{{"errors":["{}"]}}"#, "x".repeat(1000));
+        assert_eq!(vault_errors(long.as_bytes()).chars().count(), 301);
+    }
+
+    #[test]
+    fn failures_become_one_error() {
+        let mut all = Failures::default();
+        all.add(Failure {
+            why: SEALED.into(),
+            sealed: true,
+        });
+        all.add(Failure {
+            why: SEALED.into(),
+            sealed: true,
+        });
+        assert_eq!(all.into_error(), Error::Unreachable(SEALED.into()));
+        let mut some = Failures::default();
+        some.add(Failure {
+            why: SEALED.into(),
+            sealed: true,
+        });
+        some.add(Failure {
+            why: "http://b: refused".into(),
+            sealed: false,
+        });
+        assert_eq!(
+            some.into_error(),
+            Error::Unreachable("vault is unreachable: http://b: refused".into())
+        );
+    }
+
+    #[test]
+    fn endpoints_are_checked() {
+        let cfg = |endpoints: &[&str]| VaultConfig {
+            endpoints: endpoints.iter().map(|e| e.to_string()).collect(),
+            ..Default::default()
+        };
+        let new = |c: &VaultConfig| {
+            Client::new(c, Duration::from_secs(1), Duration::from_secs(1)).map(|_| ())
+        };
+        assert!(new(&cfg(&["http://127.0.0.1:8200/"])).is_ok());
+        assert!(new(&cfg(&["http://a:8200", "http://b:8200"])).is_ok());
+        assert!(new(&cfg(&[])).is_err());
+        assert!(
+            new(&cfg(&["127.0.0.1:8200"]))
+                .unwrap_err()
+                .contains("http://")
+        );
+        assert!(new(&cfg(&["ftp://a"])).is_err());
+        assert!(
+            new(&cfg(&["http://a:8200", "http://a:8200/"]))
+                .unwrap_err()
+                .contains("twice")
+        );
+    }
+}

@@ -63,8 +63,12 @@
 //! themselves once a probe (or any normal answer from Vault) shows a usable node.
 //!
 //! # Tokens
-//! See [`auth`]: renewal before expiry, re-login when renewal is impossible, and one retry of a
-//! request whose token expired under it, with at most one login per burst of 403s.
+//! See [`auth`]: renewal at ⅔ of the TTL, re-login when renewal is impossible or the max TTL is
+//! near, and one retry of a request whose token expired under it, with at most one login per
+//! burst of 403s. Unlike the Go server, a new token is used at once with one endpoint; with
+//! several (a cluster whose standbys may not know a brand-new token for ~100 ms), a planned
+//! re-login keeps using the old, still valid token for a moment (≤ 2 s), while a token that is
+//! already dead is replaced at once and the retried request goes to the active node.
 
 mod auth;
 mod client;
@@ -188,7 +192,7 @@ impl Drop for VaultKeystore {
 fn spawn(name: &str, f: impl FnOnce() + Send + 'static) -> Result<JoinHandle<()>, Error> {
     std::thread::Builder::new()
         .name(name.into())
-        .stack_size(256 << 10)
+        .stack_size(1 << 20)
         .spawn(f)
         .map_err(|e| Error::Failed(format!("vault: cannot start the {name} thread: {e}")))
 }
