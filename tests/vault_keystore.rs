@@ -54,9 +54,48 @@ fn config(endpoints: Vec<String>, engine: &str, v2: bool, ids: (String, String))
     }
 }
 
+/// Keeps every log line of the process (all levels), so tests can check what the keystore
+/// logs; prints them too when `RUST_LOG` is set (`RUST_LOG=1 cargo test --test vault_keystore
+/// -- --nocapture`).
+struct CaptureLog {
+    lines: Mutex<Vec<String>>,
+    print: bool,
+}
+
+impl log::Log for CaptureLog {
+    fn enabled(&self, _: &log::Metadata<'_>) -> bool {
+        true
+    }
+
+    fn log(&self, record: &log::Record<'_>) {
+        if !record.target().starts_with("kes") {
+            return;
+        }
+        let line = format!("[{} {}] {}", record.level(), record.target(), record.args());
+        if self.print {
+            eprintln!("{line}");
+        }
+        self.lines.lock().unwrap().push(line);
+    }
+
+    fn flush(&self) {}
+}
+
+fn captured_log() -> &'static CaptureLog {
+    static LOG: std::sync::OnceLock<&'static CaptureLog> = std::sync::OnceLock::new();
+    LOG.get_or_init(|| {
+        let log: &'static CaptureLog = Box::leak(Box::new(CaptureLog {
+            lines: Mutex::new(Vec::new()),
+            print: std::env::var_os("RUST_LOG").is_some(),
+        }));
+        let _ = log::set_logger(log);
+        log::set_max_level(log::LevelFilter::Trace);
+        log
+    })
+}
+
 fn connect(cfg: &VaultConfig) -> VaultKeystore {
-    // `RUST_LOG=kes=info cargo test --test vault_keystore -- --nocapture` shows the keystore's log.
-    let _ = env_logger::builder().is_test(true).try_init();
+    captured_log();
     VaultKeystore::connect(cfg).unwrap_or_else(|e| panic!("connect: {e}"))
 }
 
@@ -107,6 +146,12 @@ fn kv_v1_and_v2_with_seed_policies() {
     let bao = Bao::dev();
     let v1 = bao.seed_setup(None, "kv", 1, true);
     let v2 = bao.seed_setup(None, "kv2", 2, true);
+
+    // The launcher's config block for end-to-end tests is valid YAML of the §7.1 shape.
+    let yaml: serde_json::Value = yaml_serde::from_str(&bao.keystore_yaml("kv", 1, &v1)).unwrap();
+    assert_eq!(yaml["keystore"]["vault"]["endpoint"][0], bao.addr);
+    assert_eq!(yaml["keystore"]["vault"]["approle"]["secret"], v1.1);
+    assert_eq!(yaml["keystore"]["vault"]["version"], "v1");
 
     let start = Instant::now();
     let store = connect(&config(vec![bao.addr.clone()], "kv", false, v1.clone()));
@@ -261,6 +306,58 @@ fn short_tokens_never_fail_a_request() {
     );
     assert!(errors.is_empty(), "{errors:?}");
     assert!(ok > 500);
+}
+
+#[test]
+fn logs_and_errors_never_show_secrets() {
+    let bao = Bao::dev();
+    let ids = bao.seed_setup(None, "kv", 1, false);
+    let secret_id = ids.1.clone();
+    let store = connect(&config(vec![bao.addr.clone()], "kv", false, ids.clone()));
+    let v = value();
+    store.create("secret-key", &v).unwrap();
+    let mut errors = Vec::new();
+    // Re-logins, a policy denial, a failing login, a sealed Vault: everything that logs.
+    bao.revoke_logins(None, "approle");
+    store.get("secret-key").unwrap();
+    errors.push(store.list("", 10).unwrap_err().to_string());
+    bao.ok(
+        None,
+        "POST",
+        "/v1/auth/approle/role/kes-kv/secret-id/destroy",
+        Some(&json!({"secret_id": secret_id})),
+    );
+    bao.revoke_logins(None, "approle");
+    errors.push(store.get("secret-key").unwrap_err().to_string());
+    bao.seal();
+    std::thread::sleep(Duration::from_millis(1500));
+    errors.push(store.get("secret-key").unwrap_err().to_string());
+    bao.unseal();
+    errors.push(
+        VaultKeystore::connect(&config(vec![bao.addr.clone()], "kv", false, ids))
+            .unwrap_err()
+            .to_string(),
+    );
+
+    let log = captured_log().lines.lock().unwrap().clone();
+    let text = log.join("\n") + "\n" + &errors.join("\n");
+    println!(
+        "checked {} log lines and {} errors, e.g. {:?}",
+        log.len(),
+        errors.len(),
+        errors
+    );
+    let value_text = std::str::from_utf8(&v).unwrap();
+    assert!(!text.contains(&secret_id), "the AppRole secret ID leaked");
+    assert!(!text.contains(value_text), "a stored value leaked");
+    // OpenBao tokens look like `s.` + 24 characters.
+    for (i, _) in text.match_indices("s.") {
+        let rest: String = text[i + 2..].chars().take(24).collect();
+        assert!(
+            !(rest.len() == 24 && rest.chars().all(|c| c.is_ascii_alphanumeric())),
+            "something like a token leaked: s.{rest}"
+        );
+    }
 }
 
 #[test]

@@ -645,6 +645,18 @@ cluster_addr = "https://127.0.0.1:{cluster}"
         );
     }
 
+    /// The `keystore:` block of a KES config file (§7.1) for K/V `version` at `mount`, logging in
+    /// with AppRole `role` = (role_id, secret_id); with `tls.ca` for a `-dev-tls` server.
+    pub fn keystore_yaml(&self, mount: &str, version: u8, role: &(String, String)) -> String {
+        keystore_yaml(
+            std::slice::from_ref(&self.addr),
+            self.ca_file.as_deref(),
+            mount,
+            version,
+            role,
+        )
+    }
+
     /// Reads a secret with the root token (status and body).
     pub fn read(&self, ns: Option<&str>, path: &str) -> (u16, Value) {
         self.call(ns, "GET", &format!("/v1/{path}"), None)
@@ -676,6 +688,28 @@ impl Drop for Bao {
             eprintln!("openbao: keeping {} for inspection", self.dir.display());
         }
     }
+}
+
+/// A `keystore:` YAML block for `endpoints` (see [`Bao::keystore_yaml`]).
+pub fn keystore_yaml(
+    endpoints: &[String],
+    ca: Option<&Path>,
+    mount: &str,
+    version: u8,
+    role: &(String, String),
+) -> String {
+    let mut yaml = String::from("keystore:\n  vault:\n    endpoint:\n");
+    for endpoint in endpoints {
+        yaml += &format!("      - {endpoint}\n");
+    }
+    yaml += &format!(
+        "    engine: {mount}\n    version: v{version}\n    approle:\n      id: {}\n      secret: {}\n      retry: 1s\n    status:\n      ping: 1s\n",
+        role.0, role.1
+    );
+    if let Some(ca) = ca {
+        yaml += &format!("    tls:\n      ca: {}\n", ca.display());
+    }
+    yaml
 }
 
 /// Polls `ready` every 50 ms; panics with the server log after [`START_TIMEOUT`].
@@ -845,6 +879,11 @@ impl Cluster {
     /// The nodes' addresses, in order.
     pub fn endpoints(&self) -> Vec<String> {
         self.nodes.iter().map(|n| n.addr.clone()).collect()
+    }
+
+    /// The `keystore:` block of a KES config file for all nodes (see [`Bao::keystore_yaml`]).
+    pub fn keystore_yaml(&self, mount: &str, version: u8, role: &(String, String)) -> String {
+        keystore_yaml(&self.endpoints(), None, mount, version, role)
     }
 
     /// The active node, for setup calls.
