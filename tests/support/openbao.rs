@@ -162,8 +162,60 @@ fn port_free(port: u16) -> bool {
     TcpListener::bind(("127.0.0.1", port)).is_ok()
 }
 
+/// Servers of test processes that died without cleaning up (killed, or a closed output pipe):
+/// each server directory records its owner's and its own process ID; kill those whose owner is
+/// gone (checking that the process still is that server) and remove their directories.
+fn reap_orphans() {
+    static ONCE: OnceLock<()> = OnceLock::new();
+    ONCE.get_or_init(|| {
+        let Ok(entries) = fs::read_dir(std::env::temp_dir()) else {
+            return;
+        };
+        for entry in entries.flatten() {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            let Some(owner) = name
+                .strip_prefix("kes-openbao-")
+                .and_then(|r| r.split('-').next())
+            else {
+                continue;
+            };
+            if owner
+                .parse::<u32>()
+                .ok()
+                .is_none_or(|p| p == std::process::id() || alive(p))
+            {
+                continue;
+            }
+            let dir = entry.path();
+            if let Some(pid) = fs::read_to_string(dir.join("bao.pid"))
+                .ok()
+                .and_then(|p| p.trim().parse::<u32>().ok())
+            {
+                let cmdline = fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+                let ours = String::from_utf8_lossy(&cmdline).contains(&*dir.to_string_lossy())
+                    || (cmdline.windows(4).any(|w| w == b"-dev")
+                        && fs::read_link(format!("/proc/{pid}/cwd")).is_ok_and(|cwd| cwd == dir));
+                if ours {
+                    let _ = Command::new("kill").arg("-9").arg(pid.to_string()).status();
+                }
+            }
+            let _ = fs::remove_dir_all(&dir);
+        }
+    });
+}
+
+/// Whether process `pid` runs (a zombie does not).
+fn alive(pid: u32) -> bool {
+    fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|stat| {
+        stat.rsplit(')')
+            .next()
+            .is_some_and(|rest| !rest.trim_start().starts_with('Z'))
+    })
+}
+
 /// A fresh directory for one server, removed when the server is dropped.
 fn scratch_dir(kind: &str) -> PathBuf {
+    reap_orphans();
     static N: AtomicUsize = AtomicUsize::new(0);
     let dir = std::env::temp_dir().join(format!(
         "kes-openbao-{}-{}-{kind}",
@@ -351,10 +403,11 @@ cluster_addr = "https://127.0.0.1:{cluster}"
             .stdin(Stdio::null())
             .stdout(log.try_clone().unwrap())
             .stderr(log);
-        self.child = Some(
-            cmd.spawn()
-                .unwrap_or_else(|e| panic!("starting {}: {e}", bao_binary().display())),
-        );
+        let child = cmd
+            .spawn()
+            .unwrap_or_else(|e| panic!("starting {}: {e}", bao_binary().display()));
+        let _ = fs::write(self.dir.join("bao.pid"), child.id().to_string());
+        self.child = Some(child);
     }
 
     /// Kills the server process (SIGKILL), as a crash would.
