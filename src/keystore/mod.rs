@@ -7,6 +7,7 @@
 
 pub mod fs;
 pub mod mem;
+pub mod vault;
 
 use std::time::Duration;
 use zeroize::Zeroizing;
