@@ -99,7 +99,6 @@ pub fn run(args: ServerArgs) -> ExitCode {
     match start(args, errors, metrics) {
         Ok(code) => code,
         Err(e) => {
-            log::error!("{e}");
             crate::cli::print_error(e);
             ExitCode::FAILURE
         }
