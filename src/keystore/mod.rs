@@ -9,8 +9,6 @@ pub mod fs;
 pub mod mem;
 pub mod vault;
 
-use crate::config::KeystoreConfig;
-use std::sync::Arc;
 use std::time::Duration;
 use zeroize::Zeroizing;
 
@@ -74,24 +72,6 @@ pub trait Keystore: Send + Sync {
     fn list(&self, prefix: &str, limit: usize) -> Result<Page, Error>;
     /// Checks that the keystore is reachable and usable.
     fn status(&self) -> Result<Status, Error>;
-}
-
-/// Opens the keystore of a configuration; returns it with a description for people (the
-/// server's start-up banner, `kes migrate`).
-pub fn open(cfg: &KeystoreConfig) -> Result<(Arc<dyn Keystore>, String), String> {
-    match cfg {
-        KeystoreConfig::Fs { path } => {
-            let ks = fs::FsKeystore::open(path)?;
-            Ok((Arc::new(ks), format!("filesystem {}", path.display())))
-        }
-        KeystoreConfig::Memory => Ok((
-            Arc::new(mem::MemKeystore::new()),
-            "in-memory (keys are lost at exit)".into(),
-        )),
-        KeystoreConfig::Vault(_) => {
-            Err("the Vault keystore is not available in this build yet".into())
-        }
-    }
 }
 
 /// Builds a page from an unsorted list of all names (for keystores that list everything at once).
