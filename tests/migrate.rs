@@ -5,6 +5,9 @@
 
 mod support;
 
+#[path = "support/openbao.rs"]
+mod openbao;
+
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as B64;
 use serde_json::Value;
@@ -406,4 +409,244 @@ sys.exit(os.waitstatus_to_exitcode(status))
         "{text:?}"
     );
     assert!(text.contains("copied                    20"), "{text:?}");
+}
+
+/// Reads the value of `name` stored in Vault K/V v1 at `mount` (root token).
+fn vault_v1_value(bao: &openbao::Bao, mount: &str, name: &str) -> String {
+    let (status, reply) = bao.read(None, &format!("{mount}/{name}"));
+    assert_eq!(status, 200, "{name}: {reply}");
+    reply["data"][name].as_str().unwrap().to_string()
+}
+
+fn vault_v1_count(bao: &openbao::Bao, mount: &str) -> usize {
+    let (_, reply) = bao.call(None, "LIST", &format!("/v1/{mount}"), None);
+    reply["data"]["keys"].as_array().map_or(0, Vec::len)
+}
+
+#[test]
+fn fs_to_vault_v1_to_vault_v2_with_namespace_prefix_and_transit() {
+    use std::os::unix::process::ExitStatusExt;
+    let start = Instant::now();
+    let dir = TempDir::new("migrate-vault");
+    let ca = Ca::new("kes migrate vault test CA");
+    ca.server().write(dir.path(), "server");
+    let admin = pki::api_key_client(ADMIN_API_KEY);
+
+    // OpenBao: K/V v1 at kv1 in the root namespace; in namespace tenant1, K/V v2 at kv2 and
+    // transit key kes, each with an AppRole whose policy allows only what KES needs (no update:
+    // nothing can be written over).
+    let bao = openbao::Bao::dev();
+    let v1_role = bao.seed_setup(None, "kv1", 1, true);
+    bao.create_namespace("tenant1");
+    let ns = Some("tenant1");
+    bao.enable_kv(ns, "kv2", 2);
+    bao.enable_transit(ns, "transit", "kes");
+    bao.write_policy(
+        ns,
+        "kes-v2",
+        &(openbao::Bao::seed_policy("kv2", 2, true)
+            + "path \"transit/encrypt/kes\" { capabilities = [\"update\"] }\n\
+               path \"transit/decrypt/kes\" { capabilities = [\"update\"] }\n"),
+    );
+    let v2_role = bao.approle(
+        ns,
+        "kes-v2",
+        serde_json::json!({"token_policies": ["kes-v2"], "period": "5m"}),
+    );
+    let v1_yaml = bao.keystore_yaml("kv1", 1, &v1_role);
+    let v2_yaml = format!(
+        "keystore:\n  vault:\n    endpoint: {addr}\n    engine: kv2\n    version: v2\n    namespace: tenant1\n    \
+         prefix: kes/prod\n    transit:\n      engine: transit\n      key: kes\n    approle:\n      \
+         id: {id}\n      secret: {secret}\n      retry: 1s\n    status:\n      ping: 1s\n",
+        addr = bao.addr,
+        id = v2_role.0,
+        secret = v2_role.1,
+    );
+    let v1_cfg = write(dir.join("vault-v1.yaml"), &v1_yaml);
+    let v2_cfg = write(dir.join("vault-v2.yaml"), &v2_yaml);
+
+    // The source: a filesystem keystore with keys and data keys made by a real server, plus
+    // many more stored values so that the migration to Vault can be interrupted.
+    let src_keys = dir.join("src-keys");
+    let src_cfg = write(dir.join("src.yaml"), &server_config(dir.path(), &src_keys));
+    let mut deks = Vec::new();
+    {
+        let server = Kes::start(&src_cfg);
+        let client = Client::new(server.addr, &ca.cert.der, Some(&admin));
+        for name in ["minio-1", "minio-2"] {
+            assert_eq!(
+                client.put(&format!("/v1/key/create/{name}"), "").status,
+                200
+            );
+        }
+        let import = format!(
+            "{{\"key\":\"{}\",\"cipher\":\"ChaCha20\"}}",
+            B64.encode([5u8; 32])
+        );
+        assert_eq!(
+            client.put("/v1/key/import/minio-chacha", &import).status,
+            200
+        );
+        for name in ["minio-1", "minio-2", "minio-chacha"] {
+            let ctx = B64.encode(format!("{{\"bucket\":\"{name}\"}}"));
+            let v = client
+                .put(
+                    &format!("/v1/key/generate/{name}"),
+                    &format!("{{\"context\":\"{ctx}\"}}"),
+                )
+                .json();
+            deks.push((name, ctx, v["plaintext"].clone(), v["ciphertext"].clone()));
+        }
+    }
+    const EXTRA: usize = 150;
+    for i in 0..EXTRA {
+        std::fs::write(src_keys.join(format!("bulk-{i:04}")), format!("value {i}")).unwrap();
+    }
+    let source = files(&src_keys);
+    let total = source.len();
+
+    // fs → Vault v1, killed part-way, then run again to completion.
+    let started = Instant::now();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_kes"))
+        .args([
+            "migrate",
+            "--from",
+            src_cfg.to_str().unwrap(),
+            "--to",
+            v1_cfg.to_str().unwrap(),
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    while vault_v1_count(&bao, "kv1") < 20 && started.elapsed() < Duration::from_secs(60) {
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    child.kill().unwrap();
+    let status = child.wait().unwrap();
+    let before = vault_v1_count(&bao, "kv1");
+    println!(
+        "fs → vault v1 killed after {:?} with {before} of {total} keys copied ({status})",
+        started.elapsed()
+    );
+    assert_eq!(
+        status.signal(),
+        Some(9),
+        "the migration ended before it was killed"
+    );
+    assert!(before < total);
+    let started = Instant::now();
+    let run = migrate(&[
+        "--from",
+        src_cfg.to_str().unwrap(),
+        "--to",
+        v1_cfg.to_str().unwrap(),
+    ]);
+    assert_eq!(run.code, 0, "{run:?}");
+    let report = run.json();
+    println!("fs → vault v1 re-run in {:?}: {report}", started.elapsed());
+    assert_eq!(report["present"], before);
+    assert_eq!(report["copied"], total - before);
+    assert!(report["to"].as_str().unwrap().contains("vault"), "{report}");
+    for (name, value) in &source {
+        assert_eq!(
+            vault_v1_value(&bao, "kv1", name).as_bytes(),
+            value.as_slice(),
+            "{name}"
+        );
+    }
+
+    // Vault v1 → Vault v2 in a namespace, under a prefix, wrapped with transit.
+    let started = Instant::now();
+    let run = migrate(&[
+        "--from",
+        v1_cfg.to_str().unwrap(),
+        "--to",
+        v2_cfg.to_str().unwrap(),
+    ]);
+    assert_eq!(run.code, 0, "{run:?}");
+    let report = run.json();
+    println!("vault v1 → v2 in {:?}: {report}", started.elapsed());
+    assert_eq!(report["copied"], total);
+    // Stored wrapped by transit: Vault holds a transit ciphertext, not the KES value.
+    let (status, stored) = bao.read(ns, "kv2/data/kes/prod/minio-1");
+    assert_eq!(status, 200, "{stored}");
+    let stored = stored["data"]["data"]["minio-1"].as_str().unwrap();
+    assert!(stored.starts_with("vault:v1:"), "{stored}");
+    // A re-run reads the values back through transit and finds them all present.
+    let run = migrate(&[
+        "--from",
+        v1_cfg.to_str().unwrap(),
+        "--to",
+        v2_cfg.to_str().unwrap(),
+    ]);
+    assert_eq!(run.code, 0, "{run:?}");
+    assert_eq!(run.json()["present"], total);
+
+    // A server on Vault v2 decrypts the data keys made on the filesystem before the migrations.
+    let v2_server_cfg = write(
+        dir.join("v2-server.yaml"),
+        &format!(
+            "admin:\n  identity: {ADMIN_IDENTITY}\ntls:\n  key: {d}/server.key\n  cert: {d}/server.crt\n{v2_yaml}",
+            d = dir.path().display()
+        ),
+    );
+    let server = Kes::start(&v2_server_cfg);
+    let client = Client::new(server.addr, &ca.cert.der, Some(&admin));
+    for (name, ctx, plaintext, ciphertext) in &deks {
+        let reply = client.put(
+            &format!("/v1/key/decrypt/{name}"),
+            &format!("{{\"ciphertext\":{ciphertext},\"context\":\"{ctx}\"}}"),
+        );
+        assert_eq!(reply.status, 200, "{name}: {}", reply.text());
+        assert_eq!(&reply.json()["plaintext"], plaintext, "{name}");
+    }
+
+    // A differing key in Vault v2 is a conflict; --force replaces it with the source's value.
+    assert_eq!(
+        client
+            .request("DELETE", "/v1/key/delete/minio-2", None)
+            .status,
+        200
+    );
+    assert_eq!(client.put("/v1/key/create/minio-2", "").status, 200);
+    let run = migrate(&[
+        "--from",
+        v1_cfg.to_str().unwrap(),
+        "--to",
+        v2_cfg.to_str().unwrap(),
+    ]);
+    assert_eq!(run.code, 1, "{run:?}");
+    assert_eq!(run.json()["conflicts"], serde_json::json!(["minio-2"]));
+    let run = migrate(&[
+        "--from",
+        v1_cfg.to_str().unwrap(),
+        "--to",
+        v2_cfg.to_str().unwrap(),
+        "--force",
+        "minio-*",
+    ]);
+    assert_eq!(run.code, 0, "{run:?}");
+    let report = run.json();
+    assert_eq!(
+        (report["total"].as_u64(), report["replaced"].as_u64()),
+        (Some(3), Some(1))
+    );
+    let run = migrate(&[
+        "--from",
+        v1_cfg.to_str().unwrap(),
+        "--to",
+        v2_cfg.to_str().unwrap(),
+    ]);
+    assert_eq!(run.json()["present"], total, "{run:?}");
+
+    // The same Vault mount twice is refused.
+    let run = migrate(&[
+        "--from",
+        v1_cfg.to_str().unwrap(),
+        "--to",
+        v1_cfg.to_str().unwrap(),
+    ]);
+    assert_eq!(run.code, 2, "{run:?}");
+    println!("vault migrations took {:?}", start.elapsed());
 }

@@ -81,9 +81,19 @@ pub struct MigrateArgs {
     /// Print the summary as JSON (the default when standard output is not a terminal).
     #[arg(long)]
     pub json: bool,
+    /// How many keys to copy at the same time.
+    #[arg(short = 'j', long, value_name = "N", default_value_t = DEFAULT_JOBS, value_parser = parse_jobs)]
+    pub jobs: usize,
     /// Names of the keys to copy; '*' matches any characters.
     #[arg(value_name = "PATTERN", default_value = "*")]
     pub pattern: String,
+}
+
+fn parse_jobs(text: &str) -> Result<usize, String> {
+    match text.parse::<usize>() {
+        Ok(n @ 1..=256) => Ok(n),
+        _ => Err("expected a number from 1 to 256".into()),
+    }
 }
 
 /// What happened to one key.
@@ -186,15 +196,24 @@ fn copy_key(
     dst.create(name, &value).map(|()| Outcome::Replaced)
 }
 
-/// Migrates the keys matching `pattern`; `progress` is called before each key with its index.
+/// Copies keys by `jobs` workers in parallel: keystores are network services or fsync each
+/// write, and a Vault K/V v1 create waits out a race window, so one key at a time would make a
+/// large migration take hours.
+pub const DEFAULT_JOBS: usize = 8;
+
+/// Migrates the keys matching `pattern` with `jobs` workers. `progress` is called with the
+/// number of keys done after each key (and once with 0 before the first); `problem` for each
+/// key that failed or conflicts.
 pub fn migrate(
     src: &dyn Keystore,
     dst: &dyn Keystore,
     pattern: &str,
     force: bool,
+    jobs: usize,
     mut progress: impl FnMut(usize, usize, &str),
     mut problem: impl FnMut(&str, &str),
 ) -> Result<Report, Error> {
+    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
     let prefix = pattern.split('*').next().unwrap_or("");
     let page = src.list(prefix, usize::MAX).map_err(|e| match e {
         keystore::Error::Unreachable(_) => {
@@ -213,46 +232,81 @@ pub fn migrate(
         .into_iter()
         .filter(|n| matches(pattern, n))
         .collect();
+    let total = names.len();
     let mut report = Report {
         pattern: pattern.to_string(),
-        total: names.len(),
+        total,
         ..Report::default()
     };
-    for (i, name) in names.iter().enumerate() {
-        progress(i, names.len(), name);
-        match copy_key(src, dst, name, force) {
-            Ok(Outcome::Copied) => report.copied += 1,
-            Ok(Outcome::Present) => report.present += 1,
-            Ok(Outcome::Replaced) => report.replaced += 1,
-            Ok(Outcome::Vanished) => report.vanished += 1,
-            Ok(Outcome::Conflict) => {
-                problem(
-                    name,
-                    "exists in the destination with a different value (not replaced)",
-                );
-                report.conflicts.push(name.clone());
-            }
-            Err(e @ keystore::Error::Unreachable(_)) => {
-                problem(name, &e.to_string());
-                report.failed.push(Failure {
-                    name: name.clone(),
-                    error: e.to_string(),
-                });
-                // Every further key would wait for the same timeout: stop here; a re-run
-                // continues where this one ended.
-                report.not_attempted = names.len() - i - 1;
-                break;
-            }
-            Err(e) => {
-                problem(name, &e.to_string());
-                report.failed.push(Failure {
-                    name: name.clone(),
-                    error: e.to_string(),
-                });
+    progress(0, total, "");
+
+    let next = AtomicUsize::new(0);
+    // Set when a keystore is unreachable: every further key would wait for the same timeout,
+    // so stop; a re-run continues where this one ended.
+    let stop = AtomicBool::new(false);
+    let mut done = 0;
+    std::thread::scope(|scope| -> Result<(), Error> {
+        let (tx, rx) = std::sync::mpsc::channel();
+        let mut workers = 0;
+        for n in 0..jobs.clamp(1, total.max(1)) {
+            let tx = tx.clone();
+            let (next, stop, names) = (&next, &stop, &names);
+            let worker = move || {
+                while !stop.load(Ordering::Relaxed) {
+                    let i = next.fetch_add(1, Ordering::Relaxed);
+                    let Some(name) = names.get(i) else { break };
+                    let result = copy_key(src, dst, name, force);
+                    if matches!(result, Err(keystore::Error::Unreachable(_))) {
+                        stop.store(true, Ordering::Relaxed);
+                    }
+                    if tx.send((i, result)).is_err() {
+                        break;
+                    }
+                }
+            };
+            match std::thread::Builder::new()
+                .name(format!("kes-migrate-{n}"))
+                .spawn_scoped(scope, worker)
+            {
+                Ok(_) => workers += 1,
+                Err(e) if workers == 0 => {
+                    return Err(Error::Failed(format!("cannot start a worker thread: {e}")));
+                }
+                // Fewer workers are fine.
+                Err(_) => break,
             }
         }
-    }
-    progress(names.len(), names.len(), "");
+        drop(tx);
+        for (i, result) in rx {
+            let name = &names[i];
+            done += 1;
+            match result {
+                Ok(Outcome::Copied) => report.copied += 1,
+                Ok(Outcome::Present) => report.present += 1,
+                Ok(Outcome::Replaced) => report.replaced += 1,
+                Ok(Outcome::Vanished) => report.vanished += 1,
+                Ok(Outcome::Conflict) => {
+                    problem(
+                        name,
+                        "exists in the destination with a different value (not replaced)",
+                    );
+                    report.conflicts.push(name.clone());
+                }
+                Err(e) => {
+                    problem(name, &e.to_string());
+                    report.failed.push(Failure {
+                        name: name.clone(),
+                        error: e.to_string(),
+                    });
+                }
+            }
+            progress(done, total, name);
+        }
+        Ok(())
+    })?;
+    report.not_attempted = total - done;
+    report.conflicts.sort();
+    report.failed.sort_by(|a, b| a.name.cmp(&b.name));
     Ok(report)
 }
 
@@ -350,6 +404,7 @@ pub fn run(args: MigrateArgs) -> Result<(), Error> {
         dst.as_ref(),
         &args.pattern,
         args.force,
+        args.jobs,
         |done, total, name| {
             if bar {
                 draw_progress(done, total, name);
@@ -471,7 +526,7 @@ mod tests {
     }
 
     fn run(src: &MemKeystore, dst: &MemKeystore, pattern: &str, force: bool) -> Report {
-        migrate(src, dst, pattern, force, |_, _, _| {}, |_, _| {}).unwrap()
+        migrate(src, dst, pattern, force, 4, |_, _, _| {}, |_, _| {}).unwrap()
     }
 
     #[test]
@@ -541,12 +596,14 @@ mod tests {
             ("e", b"E"),
         ]);
         let dst = Flaky(MemKeystore::new());
+        // One worker: the order is the listing's, so what "down" stops is known.
         let mut seen = Vec::new();
         let r = migrate(
             &src,
             &dst,
             "*",
             false,
+            1,
             |i, n, _| seen.push((i, n)),
             |_, _| {},
         )
@@ -559,7 +616,19 @@ mod tests {
         assert!(r.failed[0].error.contains("permission denied"));
         assert_eq!(r.not_attempted, 1);
         assert_eq!(seen.first(), Some(&(0, 5)));
-        assert_eq!(seen.last(), Some(&(5, 5)));
+        assert_eq!(seen.last(), Some(&(4, 5)));
+
+        // Many workers: every key is accounted for exactly once.
+        let many = MemKeystore::new();
+        for i in 0..500 {
+            many.create(&format!("k{i:03}"), format!("v{i}").as_bytes())
+                .unwrap();
+        }
+        let dst = MemKeystore::new();
+        let mut calls = 0;
+        let r = migrate(&many, &dst, "*", false, 16, |_, _, _| calls += 1, |_, _| {}).unwrap();
+        assert_eq!((r.total, r.copied, calls), (500, 500, 501));
+        assert_eq!(dst.list("", usize::MAX).unwrap().names.len(), 500);
     }
 
     #[test]
