@@ -94,7 +94,7 @@ pub struct ClientOpts {
     pub server: Option<String>,
 
     /// API key (kes:v1:...), or '-' to read it from standard input; the environment variable
-    /// keeps it out of the process list [env: KES_API_KEY, MINIO_KES_API_KEY, MINIO_KMS_KES_API_KEY]
+    /// keeps it out of the process list [env: MINIO_KES_API_KEY, KES_API_KEY, MINIO_KMS_KES_API_KEY]
     #[arg(
         short = 'a',
         long = "api-key",
@@ -104,14 +104,14 @@ pub struct ClientOpts {
     )]
     pub api_key: Option<String>,
 
-    /// Client certificate (PEM, the client's own certificate first) [env: KES_CLIENT_CERT,
-    /// MINIO_KES_CERT_FILE, MINIO_KES_CLIENT_CERT]
+    /// Client certificate (PEM, the client's own certificate first) [env: MINIO_KES_CERT_FILE,
+    /// KES_CLIENT_CERT, MINIO_KES_CLIENT_CERT, MINIO_KMS_KES_CERT_FILE]
     #[arg(long, value_name = "FILE", help_heading = "Connection")]
     pub client_cert: Option<PathBuf>,
 
     /// Private key of the client certificate (PEM; an encrypted key's password is read from
-    /// KES_CLIENT_PASSWORD or asked for on a terminal) [env: KES_CLIENT_KEY, MINIO_KES_KEY_FILE,
-    /// MINIO_KES_CLIENT_KEY]
+    /// KES_CLIENT_PASSWORD or asked for on a terminal) [env: MINIO_KES_KEY_FILE, KES_CLIENT_KEY,
+    /// MINIO_KES_CLIENT_KEY, MINIO_KMS_KES_KEY_FILE]
     #[arg(long, value_name = "FILE", help_heading = "Connection")]
     pub client_key: Option<PathBuf>,
 

@@ -8,7 +8,7 @@
 //! Plaintexts and data keys pass through this module on their way to standard output: they are
 //! held in zeroizing buffers and never appear in an error message.
 
-use crate::cli::client::{Client, ClientOpts, parse_json, path_segment};
+use crate::cli::client::{Client, ClientOpts, path_segment};
 use crate::cli::output::{Output, Style, Table, human_time, sanitize};
 use crate::cli::{Error, print_error};
 use base64::Engine as _;
@@ -516,27 +516,46 @@ fn read_import_key(arg: Option<&str>) -> Result<Zeroizing<Vec<u8>>, Error> {
     Ok(key)
 }
 
+/// The base64 fields of a crypto reply; plaintexts are secrets, so they are zeroized on drop.
+#[derive(serde::Deserialize)]
+struct CryptoReply {
+    plaintext: Option<String>,
+    ciphertext: Option<String>,
+}
+
+impl Drop for CryptoReply {
+    fn drop(&mut self) {
+        use zeroize::Zeroize as _;
+        self.plaintext.zeroize();
+        self.ciphertext.zeroize();
+    }
+}
+
 /// Prints base64 fields of a crypto reply: the reply itself as JSON, or one labelled line per
 /// field (only the value when there is one field, so that `$(kes key encrypt …)` works on a
 /// terminal too).
 fn print_fields(out: &Output, reply: &[u8], fields: &[(&str, &str)]) -> Result<(), Error> {
-    let value = parse_json(reply)?;
-    let mut text = Zeroizing::new(String::new());
+    let value: CryptoReply = serde_json::from_slice(reply)
+        .map_err(|e| Error::Failed(format!("the server's reply is not valid JSON: {e}")))?;
+    let mut text = Zeroizing::new(String::with_capacity(reply.len() + 32));
     if out.json {
         text.push_str(String::from_utf8_lossy(reply).trim());
         text.push('\n');
         return out.print(&text);
     }
     for (field, label) in fields {
-        let v = value
-            .get(*field)
-            .and_then(Value::as_str)
-            .ok_or_else(|| Error::Failed(format!("the server's reply has no '{field}'")))?;
+        let v = match *field {
+            "plaintext" => value.plaintext.as_deref(),
+            "ciphertext" => value.ciphertext.as_deref(),
+            _ => None,
+        }
+        .ok_or_else(|| Error::Failed(format!("the server's reply has no '{field}'")))?;
         if fields.len() > 1 {
             text.push_str(&out.paint(Style::Bold, &format!("{label:<11}")));
             text.push(' ');
         }
-        text.push_str(&sanitize(v));
+        // Server text: no control characters reach the terminal.
+        text.extend(v.chars().filter(|c| !c.is_control()));
         text.push('\n');
     }
     out.print(&text)

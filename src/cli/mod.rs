@@ -38,7 +38,7 @@ Connecting to a server (all commands except server, identity of|new|cert, migrat
   default 127.0.0.1:7373; a comma-separated list is tried in order).
   Credentials: -a/--api-key or KES_API_KEY (kes:v1:...), or --client-cert and --client-key
   (KES_CLIENT_CERT, KES_CLIENT_KEY). Server CA: --ca or KES_CAPATH; -k skips verification.
-  See 'kes key --help' for the full list.
+  All connection options: 'kes key ls --help' (any client command).
 
 Output: tables on a terminal; JSON with --json or when standard output is not a terminal.
 Colours only on a terminal, never when NO_COLOR is set.
