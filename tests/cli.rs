@@ -860,6 +860,22 @@ fn terminal_output_is_readable_and_coloured_unless_no_color() {
         json!(["my-key"])
     );
 
+    // metric redraws its view in place: cursor up over the last frame, clear, draw.
+    let run = kes_on_terminal(
+        &["metric", "--rate", "300ms", "--count", "2"],
+        &no_color,
+        "",
+    );
+    println!("kes metric on a terminal: {:?}", run.stdout);
+    assert_eq!(run.code, 0, "{run:?}");
+    assert_eq!(run.stdout.matches("\x1b[J").count(), 2, "{run:?}");
+    assert!(
+        run.stdout.contains("\x1b[3A"),
+        "no redraw over the first frame: {run:?}"
+    );
+    assert_eq!(run.stdout.matches("Requests  ").count(), 2, "{run:?}");
+    assert!(run.stdout.contains("Errors    -"), "{run:?}");
+
     let run = kes_on_terminal(&["status"], &no_color, "");
     println!("kes status on a terminal:\n{}", run.stdout);
     assert!(

@@ -211,77 +211,73 @@ impl Settings {
             },
         };
 
-        let credential = if opts.api_key.is_some()
-            || opts.client_cert.is_some()
-            || opts.client_key.is_some()
-        {
-            match (&opts.api_key, &opts.client_cert, &opts.client_key) {
-                (Some(key), None, None) => Credential::ApiKey(
-                    read_api_key(key).map_err(|e| Error::Usage(format!("--api-key: {e}")))?,
-                ),
-                (None, Some(cert), Some(key)) => Credential::Files {
-                    cert: cert.clone(),
-                    key: key.clone(),
-                },
-                (None, Some(_), None) => {
-                    return Err(Error::Usage(
-                        "--client-cert needs --client-key (the certificate's private key)".into(),
-                    ));
-                }
-                (None, None, Some(_)) => {
-                    return Err(Error::Usage(
-                        "--client-key needs --client-cert (the key's certificate)".into(),
-                    ));
-                }
-                _ => {
-                    return Err(Error::Usage(
+        let credential =
+            if opts.api_key.is_some() || opts.client_cert.is_some() || opts.client_key.is_some() {
+                match (&opts.api_key, &opts.client_cert, &opts.client_key) {
+                    (Some(key), None, None) => Credential::ApiKey(
+                        read_api_key(key).map_err(|e| Error::Usage(format!("--api-key: {e}")))?,
+                    ),
+                    (None, Some(cert), Some(key)) => Credential::Files {
+                        cert: cert.clone(),
+                        key: key.clone(),
+                    },
+                    (None, Some(_), None) => {
+                        return Err(Error::Usage(
+                            "--client-cert needs --client-key (the certificate's private key)"
+                                .into(),
+                        ));
+                    }
+                    (None, None, Some(_)) => {
+                        return Err(Error::Usage(
+                            "--client-key needs --client-cert (the key's certificate)".into(),
+                        ));
+                    }
+                    _ => {
+                        return Err(Error::Usage(
                         "--api-key and --client-cert/--client-key are mutually exclusive: give one"
                             .into(),
                     ));
+                    }
                 }
-            }
-        } else {
-            let api_key = first_env(env, ENV_API_KEY);
-            let cert = first_env(env, ENV_CERT);
-            let key = first_env(env, ENV_KEY);
-            match (api_key, cert, key) {
-                (Some((name, value)), None, None) => {
-                    let value = Zeroizing::new(value);
-                    Credential::ApiKey(
+            } else {
+                let api_key = first_env(env, ENV_API_KEY).map(|(n, v)| (n, Zeroizing::new(v)));
+                let cert = first_env(env, ENV_CERT);
+                let key = first_env(env, ENV_KEY);
+                match (api_key, cert, key) {
+                    (Some((name, value)), None, None) => Credential::ApiKey(
                         ApiKey::parse(&value).map_err(|e| Error::Usage(format!("{name}: {e}")))?,
-                    )
-                }
-                (Some((api_name, _)), cert, key) => {
-                    let other = cert.or(key).map_or("", |(n, _)| n);
-                    return Err(Error::Usage(format!(
-                        "{api_name} and {other} are both set, but an API key and a client \
+                    ),
+                    (Some((api_name, _)), cert, key) => {
+                        let other = cert.or(key).map_or("", |(n, _)| n);
+                        return Err(Error::Usage(format!(
+                            "{api_name} and {other} are both set, but an API key and a client \
                          certificate are mutually exclusive: unset one of them"
-                    )));
-                }
-                (None, Some((_, cert)), Some((_, key))) => Credential::Files {
-                    cert: PathBuf::from(cert),
-                    key: PathBuf::from(key),
-                },
-                (None, Some((name, _)), None) => {
-                    return Err(Error::Usage(format!(
-                        "{name} is set but no private key: set KES_CLIENT_KEY as well"
-                    )));
-                }
-                (None, None, Some((name, _))) => {
-                    return Err(Error::Usage(format!(
-                        "{name} is set but no certificate: set KES_CLIENT_CERT as well"
-                    )));
-                }
-                (None, None, None) => {
-                    return Err(Error::Usage(
-                        "no credentials: set KES_API_KEY to an API key (kes:v1:...), or \
+                        )));
+                    }
+                    (None, Some((_, cert)), Some((_, key))) => Credential::Files {
+                        cert: PathBuf::from(cert),
+                        key: PathBuf::from(key),
+                    },
+                    (None, Some((name, _)), None) => {
+                        return Err(Error::Usage(format!(
+                            "{name} is set but no private key: set KES_CLIENT_KEY as well"
+                        )));
+                    }
+                    (None, None, Some((name, _))) => {
+                        return Err(Error::Usage(format!(
+                            "{name} is set but no certificate: set KES_CLIENT_CERT as well"
+                        )));
+                    }
+                    (None, None, None) => {
+                        return Err(Error::Usage(
+                            "no credentials: set KES_API_KEY to an API key (kes:v1:...), or \
                          KES_CLIENT_CERT and KES_CLIENT_KEY to a certificate and its key \
                          (or use --api-key, --client-cert and --client-key)"
-                            .into(),
-                    ));
+                                .into(),
+                        ));
+                    }
                 }
-            }
-        };
+            };
 
         let trust = if opts.insecure {
             Trust::Insecure
