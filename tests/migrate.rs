@@ -269,6 +269,22 @@ fn fs_to_fs_keeps_every_key_and_old_data_keys_decrypt() {
         dst_cfg.to_str().unwrap(),
     ]);
     assert_eq!(run.code, 2, "{run:?}");
+    let missing = write(
+        dir.join("missing.yaml"),
+        &keystore_config(&dir.join("no-such-dir")),
+    );
+    let run = migrate(&[
+        "--from",
+        missing.to_str().unwrap(),
+        "--to",
+        dst_cfg.to_str().unwrap(),
+    ]);
+    assert_eq!(run.code, 2, "{run:?}");
+    assert!(run.stderr.contains("does not exist"), "{run:?}");
+    assert!(
+        !dir.join("no-such-dir").exists(),
+        "the source directory was created"
+    );
     let run = migrate(&["--from", src_cfg.to_str().unwrap()]);
     assert_eq!(run.code, 2, "{run:?}");
     assert_eq!(files(&src_keys), source);

@@ -376,6 +376,17 @@ fn open(
     role: &str,
 ) -> Result<(KeystoreConfig, std::sync::Arc<dyn Keystore>, String), Error> {
     let cfg = load_keystore_config(path)?;
+    // Opening a filesystem keystore creates its directory: right for the destination, but a
+    // mistyped source path would silently migrate nothing.
+    if let (KeystoreConfig::Fs { path: dir }, "source") = (&cfg, role)
+        && !dir.is_dir()
+    {
+        return Err(Error::Usage(format!(
+            "the source keystore directory '{}' (in '{}') does not exist",
+            dir.display(),
+            path.display()
+        )));
+    }
     let (store, desc) = keystore::open(&cfg).map_err(|e| {
         Error::Connection(format!(
             "cannot open the {role} keystore of '{}': {e}",
