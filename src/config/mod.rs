@@ -68,6 +68,22 @@ pub fn parse_with(
     let original = text;
     let (text, subs) = env::substitute(text, lookup)
         .map_err(|e| Error::at_line(e.line, e.message).in_file(file))?;
+    match env::check_whole_values(&text, &subs) {
+        Ok(()) => {}
+        Err(Ok(sub)) => {
+            return Err(Error::at_line(
+                sub.line,
+                format!(
+                    "${{{}}} is not replaced by a whole value here: the line continues the text \
+                     of the line above (write it as 'key: ${{{}}}' or '- ${{{}}}' on a line of its \
+                     own)",
+                    sub.var, sub.var, sub.var
+                ),
+            )
+            .in_file(file));
+        }
+        Err(Err(yaml)) => return Err(Error::from_yaml(yaml, &subs).in_file(file)),
+    }
     let raw: schema::RawFile = yaml_serde::from_str(&text).map_err(|e| {
         let err = Error::from_yaml(e, &subs);
         // A `${NAME}` that was not replaced (inside `[ ]`/`{ }`, or part of a longer value) is
