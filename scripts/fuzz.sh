@@ -65,7 +65,10 @@ for target in "${targets[@]}"; do
     mkdir -p "$corpus" "$artifacts" "$logs"
     rm -f "$logs"/fuzz-*.log
 
-    args=(-timeout=10 -rss_limit_mb=2048 -print_final_stats=1 "-artifact_prefix=$artifacts/")
+    # -timeout is wall-clock time: 120 s, not less, because on a shared machine a process at
+    # nice 19 can wait many seconds for a CPU (a 10 s limit reported an input that runs in 1 ms).
+    # Every input of these parsers takes well under a millisecond, so a real hang still shows.
+    args=(-timeout=120 -rss_limit_mb=2048 -print_final_stats=1 "-artifact_prefix=$artifacts/")
     case $target in
         http_request) args+=("-dict=$root/fuzz/dicts/http.dict") ;;
         config) args+=("-dict=$root/fuzz/dicts/yaml.dict") ;;
@@ -110,7 +113,8 @@ for target in "${targets[@]}"; do
     ft=$(sed -n 's/.* ft: \([0-9]*\).*/\1/p' <<<"$last")
     entries=$(find "$corpus" -type f | wc -l)
     crashes=$(( $(find "$artifacts" -type f | wc -l) - before ))
-    line="$(date -u +%FT%TZ) $target: ${elapsed}s, ${runs:-?} executions, corpus ${entries} entries, cov ${cov:-?} edges, ft ${ft:-?} features, ${crashes} new crash files"
+    load=$(cut -d' ' -f1 /proc/loadavg)
+    line="$(date -u +%FT%TZ) $target: ${elapsed}s, ${runs:-?} executions, corpus ${entries} entries, cov ${cov:-?} edges, ft ${ft:-?} features, ${crashes} new crash files (load ${load})"
     echo "$line" | tee -a "$summary"
     if [ "$crashes" -gt 0 ] || grep -qE '^(==[0-9]+== ERROR|SUMMARY: libFuzzer)' "$log"; then
         echo "fuzz.sh: $target crashed, see $log and $artifacts" >&2
