@@ -34,9 +34,10 @@ fuzz_target!(|der: &[u8]| {
         match &spki {
             Ok(ours) => assert_eq!(*ours, theirs.as_ref(), "SPKI differs from webpki"),
             // webpki reads the SPKI's insides only when it checks a signature; we refuse an SPKI
-            // that is not `SEQUENCE { SEQUENCE, BIT STRING }` at once.
+            // that is not `SEQUENCE { SEQUENCE, BIT STRING }` at once (with the message of
+            // whatever is wrong inside it).
             Err(e) => assert!(
-                e.ends_with("malformed subjectPublicKeyInfo") && !spki_well_formed(theirs.as_ref()),
+                !spki_well_formed(theirs.as_ref()),
                 "webpki parses it, we must too: {e}"
             ),
         }

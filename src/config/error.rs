@@ -4,6 +4,18 @@ use super::env::Substitution;
 use std::fmt;
 use std::path::{Path, PathBuf};
 
+/// The forms in which a decoder error may show a string value: as is, as serde quotes it (Rust's
+/// `Debug`, which escapes `"` but not `'`), and as `escape_debug` writes it (both); each with
+/// backquotes turned into quotes as [`Error::from_yaml`] does to the message. A value holding both
+/// kinds of quote was once shown in full because only the first and last forms were compared
+/// (fuzz/regressions/config/env-value-with-both-quotes).
+fn shown_forms(value: &str) -> [String; 3] {
+    let debug = format!("{value:?}");
+    // `Debug` of a str is the escaped text between two ASCII quotes.
+    let debug = debug.get(1..debug.len() - 1).unwrap_or_default().to_owned();
+    [value.to_owned(), value.escape_debug().to_string(), debug].map(|f| f.replace('`', "'"))
+}
+
 /// Marks a message produced by this module's validation that already names what it is about, so
 /// the YAML path that the decoder puts in front of every message is dropped (see [`Error::from_yaml`]).
 pub(crate) const STANDALONE: char = '\u{1}';
@@ -79,9 +91,11 @@ impl Error {
         let mut message = message.replace('`', "'");
         let line = location.map(|l| l.line());
         for sub in subs.iter().filter(|s| !s.value.is_empty()) {
-            for (open, close) in [("'", "'"), ("\"", "\""), ("(", ")")] {
-                let quoted = format!("{open}{}{close}", sub.value);
-                message = message.replace(&quoted, &format!("{open}${{{}}}{close}", sub.var));
+            for form in shown_forms(&sub.value) {
+                for (open, close) in [("'", "'"), ("\"", "\""), ("(", ")")] {
+                    let quoted = format!("{open}{form}{close}");
+                    message = message.replace(&quoted, &format!("{open}${{{}}}{close}", sub.var));
+                }
             }
         }
         // Never risk showing a value in some other form (the decoder escapes some characters when
@@ -92,8 +106,9 @@ impl Error {
         let shown = subs.iter().find(|s| {
             let relevant = (Some(s.line) == line && s.value.len() >= 4) || s.value.len() >= 8;
             relevant
-                && (message.contains(&s.value)
-                    || message.contains(&s.value.escape_debug().to_string()))
+                && shown_forms(&s.value)
+                    .iter()
+                    .any(|f| message.contains(f.as_str()))
         });
         if let Some(sub) = shown {
             message = format!("invalid value from environment variable '{}'", sub.var);

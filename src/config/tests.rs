@@ -1525,3 +1525,23 @@ fn value_folded_into_a_scalar_of_another_line_is_not_shown() {
     .unwrap();
     assert_eq!(c.policies["p"].allow, ["a \"b\" # c: d\n- e", "/v1/x"]);
 }
+
+/// Found by the config fuzz target (fuzz/regressions/config/env-value-with-both-quotes): the
+/// decoder quotes a string with Rust's `Debug` (`\"` but a bare `'`), the scrubbing compared the
+/// raw value and `escape_debug` (`\"` and `\'`) only, so a value with both quotes was shown.
+#[test]
+fn value_with_both_kinds_of_quote_is_not_shown() {
+    let text = include_str!("../../fuzz/regressions/config/env-value-with-both-quotes");
+    for secret in [
+        "S3CRET \"quoted\" 'single' # not a comment: x",
+        "a`b'c\"d\\e\tf\u{7f}g",
+    ] {
+        let e = parse_env(text, &[("B", secret)]).expect_err("a string is no config");
+        let message = e.to_string();
+        assert!(
+            !message.contains("S3CRET") && !message.contains("c\\\"d"),
+            "{e}"
+        );
+        assert!(message.contains("${B}") || message.contains("'B'"), "{e}");
+    }
+}
