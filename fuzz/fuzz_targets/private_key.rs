@@ -27,8 +27,8 @@ fuzz_target!(|data: &[u8]| {
     let path = Path::new("fuzz.pem");
     match certs::private_key_from_pem(pem, password, path) {
         Ok(key) => {
-            // The PEM parser does not check the DER inside; ring does, and must not panic.
-            assert!(!key.secret_der().is_empty());
+            // The PEM parser does not check the DER inside (it may even be empty); ring does, and
+            // must not panic.
             let _ = certs::spki_of_private_key(&key);
         }
         Err(message) => {
