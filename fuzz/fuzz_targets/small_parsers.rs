@@ -2,8 +2,8 @@
 //!
 //! 0. `ApiKey::parse` (`kes:v1:` API keys): a parsed key prints back to the same key, and the
 //!    client certificate made from it has the key's identity under our DER walk.
-//! 1. `api::json::object` and its field readers (lenient request bodies): an object survives
-//!    re-serialisation; a base64 field without CR/LF re-encodes to the same text.
+//! 1. `api::json::object` and its field readers (lenient request bodies): an object without floats
+//!    survives re-serialisation; a base64 field without CR/LF re-encodes to the same text.
 //! 2. `api::json::array`.
 //! 3. `server::http::percent_decode` (URL paths), against a strict reference: `%` then exactly two
 //!    hex digits, no NUL, UTF-8.
@@ -39,11 +39,14 @@ fn json_object(body: &[u8]) {
         return;
     };
     let text = serde_json::to_vec(&object).expect("serialise");
-    assert_eq!(
-        json::object(&text),
-        Some(object.clone()),
-        "re-serialised object"
-    );
+    // serde_json reads floats to within one ulp (no `float_roundtrip`): compare only without them.
+    if !has_float(&serde_json::Value::Object(object.clone())) {
+        assert_eq!(
+            json::object(&text),
+            Some(object.clone()),
+            "re-serialised object"
+        );
+    }
     for name in [
         "ciphertext",
         "context",
@@ -59,6 +62,15 @@ fn json_object(body: &[u8]) {
         {
             assert_eq!(STANDARD.encode(&bytes[..]), *s, "base64 of {name}");
         }
+    }
+}
+
+fn has_float(value: &serde_json::Value) -> bool {
+    match value {
+        serde_json::Value::Number(n) => n.is_f64(),
+        serde_json::Value::Array(items) => items.iter().any(has_float),
+        serde_json::Value::Object(map) => map.values().any(has_float),
+        _ => false,
     }
 }
 
