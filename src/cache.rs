@@ -161,13 +161,24 @@ impl Cache {
 
     fn set_offline(&self) {
         let now = self.now_ms();
-        let _ = self
+        if self
             .offline_since
-            .compare_exchange(0, now, Ordering::Relaxed, Ordering::Relaxed);
+            .compare_exchange(0, now, Ordering::Relaxed, Ordering::Relaxed)
+            .is_ok()
+        {
+            // Logged on the transition only: an outage is one record, not one per request.
+            log::warn!("keystore is not reachable: serving cached keys only, checking again");
+        }
     }
 
     fn set_online(&self) {
-        self.offline_since.store(0, Ordering::Relaxed);
+        let since = self.offline_since.swap(0, Ordering::Relaxed);
+        if since != 0 {
+            log::info!(
+                "keystore is reachable again (offline for {:.1} s)",
+                self.now_ms().saturating_sub(since) as f64 / 1000.0
+            );
+        }
     }
 
     /// True while cached keys may be served past their expiry.
