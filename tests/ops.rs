@@ -669,6 +669,44 @@ fn metrics_are_valid_prometheus_text_and_count_the_requests_sent() {
             );
         }
     }
+    // The Grafana dashboard queries only metrics that exist.
+    let dashboard: Value = serde_json::from_str(
+        &std::fs::read_to_string(
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("packaging/grafana/kes-dashboard.json"),
+        )
+        .unwrap(),
+    )
+    .unwrap();
+    let mut queried = BTreeSet::new();
+    for panel in dashboard["panels"].as_array().unwrap() {
+        for target in panel["targets"].as_array().into_iter().flatten() {
+            let expr = target["expr"].as_str().unwrap();
+            for (i, _) in expr.match_indices("kes_") {
+                let name: String = expr[i..]
+                    .chars()
+                    .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+                    .collect();
+                queried.insert(name);
+            }
+        }
+    }
+    for name in &queried {
+        let base = ["_bucket", "_sum", "_count"]
+            .iter()
+            .find_map(|s| {
+                name.strip_suffix(s)
+                    .filter(|b| m1.get(*b).is_some_and(|f| f.kind == Kind::Histogram))
+            })
+            .unwrap_or(name);
+        // `kes_http_request_(success|error|failure)` is a regex over three families.
+        if name == "kes_http_request_" {
+            continue;
+        }
+        assert!(
+            m1.contains_key(base),
+            "the dashboard queries {name}, which does not exist"
+        );
+    }
     println!(
         "{} families; requests counted {total}; keystore get p-sum {:.6} s over {} calls; handshake failures {}",
         m1.len(),

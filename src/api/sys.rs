@@ -125,9 +125,12 @@ fn is_zero(n: &u64) -> bool {
     *n == 0
 }
 
-pub fn status(ctx: &Ctx<'_>) -> Result<Response, ApiError> {
-    let proc = process_stats();
-    let (latency, unavailable, unreachable) = match ctx.api.cache.status() {
+/// (keystore_latency in ns, keystore_unavailable, keystore_unreachable) of a keystore health
+/// check. Latency has a 1 ns floor so that a healthy keystore always reports one (0 = omitted).
+/// Unreachable implies unavailable: the Go client treats "unreachable" without "unavailable" as
+/// an error, while "unavailable" alone means the keystore answered but is not usable.
+fn keystore_health(r: &Result<keystore::Status, keystore::Error>) -> (u64, bool, bool) {
+    match r {
         Ok(s) => (
             u64::try_from(s.latency.as_nanos())
                 .unwrap_or(u64::MAX)
@@ -135,10 +138,14 @@ pub fn status(ctx: &Ctx<'_>) -> Result<Response, ApiError> {
             false,
             false,
         ),
-        // The Go client treats "unreachable" without "unavailable" as an error: set both.
         Err(keystore::Error::Unreachable(_)) => (0, true, true),
         Err(_) => (0, true, false),
-    };
+    }
+}
+
+pub fn status(ctx: &Ctx<'_>) -> Result<Response, ApiError> {
+    let proc = process_stats();
+    let (latency, unavailable, unreachable) = keystore_health(&ctx.api.cache.status());
     ok_json(&Status {
         version: VERSION,
         os: go_os(),
@@ -454,4 +461,46 @@ pub fn log_error(ctx: &Ctx<'_>) -> Result<Response, ApiError> {
 
 pub fn log_audit(ctx: &Ctx<'_>) -> Result<Response, ApiError> {
     Ok(stream(ctx, &ctx.api.audit, "audit"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::keystore::{Error, Status};
+
+    #[test]
+    fn status_flags_are_consistent() {
+        let ok = Ok(Status {
+            latency: Duration::from_micros(1500),
+        });
+        assert_eq!(keystore_health(&ok), (1_500_000, false, false));
+        let instant = Ok(Status {
+            latency: Duration::ZERO,
+        });
+        assert_eq!(keystore_health(&instant), (1, false, false));
+        assert_eq!(
+            keystore_health(&Err(Error::Unreachable("sealed".into()))),
+            (0, true, true)
+        );
+        assert_eq!(
+            keystore_health(&Err(Error::Failed("permission denied".into()))),
+            (0, true, false)
+        );
+    }
+
+    #[test]
+    #[cfg(target_endian = "little")]
+    fn proc_net_addresses() {
+        // As /proc/net/tcp{,6} print 127.0.0.1 and ::1 on a little-endian machine.
+        assert_eq!(
+            proc_net_ip("0100007F"),
+            Some(std::net::IpAddr::from([127, 0, 0, 1]))
+        );
+        assert_eq!(
+            proc_net_ip("00000000000000000000000001000000"),
+            Some(std::net::Ipv6Addr::LOCALHOST.into())
+        );
+        assert_eq!(proc_net_ip("xyz"), None);
+        assert_eq!(proc_net_ip("0100007"), None);
+    }
 }
