@@ -1290,6 +1290,20 @@ fn sighup_reloads_policies_and_certificate_and_survives_a_broken_file() {
     assert!(env.kes.output().contains("keystore changed in"));
     assert_eq!(admin.get("/v1/key/describe/app-1").status, 200);
     assert!(!env.dir.join("other-keys").exists());
+
+    // 5. A new admin: the old one loses its rights at once, the new one gains them.
+    let stranger = env.client(&env.stranger);
+    stranger
+        .get("/v1/key/list/")
+        .assert_error(403, "not authorized: insufficient permissions");
+    let cfg4 = cfg2.replace(ADMIN_IDENTITY, &env.stranger.identity);
+    env.reload(&cfg4, "INFO  reloaded", 4);
+    assert_eq!(stranger.get("/v1/key/list/").status, 200);
+    admin
+        .get("/v1/key/list/")
+        .assert_error(403, "not authorized: insufficient permissions");
+    let r = old.request("GET", "/v1/key/list/", None).unwrap();
+    assert_eq!(r.status, 403, "open connections get the new policies too");
 }
 
 #[test]

@@ -550,16 +550,26 @@ impl server::Handler for Api {
             conn.peer.ip(),
             Some(identity),
         );
-        if r.counted {
-            self.metrics.active.fetch_add(1, Ordering::Relaxed);
+        // Decremented on drop, so that a panicking handler does not leave the gauge raised.
+        struct Active<'a>(Option<&'a AtomicU64>);
+        impl Drop for Active<'_> {
+            fn drop(&mut self) {
+                if let Some(a) = self.0 {
+                    a.fetch_sub(1, Ordering::Relaxed);
+                }
+            }
+        }
+        let active = Active(r.counted.then_some(&self.metrics.active));
+        if let Some(a) = active.0 {
+            a.fetch_add(1, Ordering::Relaxed);
         }
         let response = match (r.handler)(&ctx) {
             Ok(response) => response,
             Err(e) => error_response(&e),
         };
+        drop(active);
         drop(request_log);
         if r.counted {
-            self.metrics.active.fetch_sub(1, Ordering::Relaxed);
             self.metrics.observe(response.status, start.elapsed());
         }
         self.audit(&state, head, conn, response.status, start.elapsed());
