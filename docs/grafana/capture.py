@@ -4,7 +4,8 @@
 It starts a kes server (fs keystore, fresh certificates) and a real Prometheus that scrapes its
 /v1/metrics over mutual TLS every 2 s, drives a scripted workload through phases an operator
 would want to see on the dashboard (steady MinIO-like traffic, log subscribers, a subscriber
-that stalls, a keystore outage, a burst, a reload, clients with bad certificates), then asks
+that stalls while a scanner probes long unknown paths, a keystore outage, a burst, a reload,
+clients without certificates), then asks
 Prometheus to evaluate every query of packaging/grafana/kes-dashboard.json over the run and
 writes the results to docs/grafana/capture.json. docs/grafana/render.py draws the picture from
 that file.
@@ -179,6 +180,16 @@ def subscriber(kes, path, stop, read=True):
     tls.close()
 
 
+def scanner(kes, stop):
+    """A client probing long unknown paths (404, audited but not in the request counters): its
+    events fill a stalled subscriber's queue quickly."""
+    c = Client(kes, "admin")
+    rng = random.Random()
+    while not stop.is_set():
+        c.call("GET", "/scan/%s" % "".join(rng.choice("abcdefgh") for _ in range(2000)))
+        time.sleep(0.01)
+
+
 def bad_certificates(kes, stop):
     """Clients without a certificate: their handshakes fail."""
     while not stop.is_set():
@@ -248,7 +259,8 @@ scrape_configs:
 
     stall_stop = threading.Event()
     threading.Thread(target=subscriber, args=(kes, "/v1/log/audit", stall_stop, False), daemon=True).start()
-    phase("an audit subscriber that stops reading", 40)
+    threading.Thread(target=scanner, args=(kes, stall_stop), daemon=True).start()
+    phase("an audit subscriber that stops reading; a scanner sends long unknown paths", 40)
     stall_stop.set()
 
     keys = os.path.join(tmp, "keys")
