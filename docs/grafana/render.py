@@ -156,7 +156,7 @@ def draw_timeseries(fig, rect, panel, data, start, end):
         ax.set_ylim(bottom=0)
     ax.yaxis.set_major_locator(MaxNLocator(4))
     ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _: fmt(v, unit)))
-    ax.xaxis.set_major_locator(MaxNLocator(6))
+    ax.xaxis.set_major_locator(MaxNLocator(6, prune="both"))
     ax.xaxis.set_major_formatter(FuncFormatter(
         lambda v, _: datetime.datetime.fromtimestamp(v, datetime.timezone.utc).strftime("%H:%M:%S")))
     if not series:
