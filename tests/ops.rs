@@ -121,7 +121,7 @@ impl Env {
         std::fs::write(self.dir.join("config.yaml"), contents).unwrap();
         self.kes.signal("HUP");
         assert!(
-            wait_until(Duration::from_secs(10), || count(
+            wait_until(Duration::from_secs(30), || count(
                 &self.kes.output(),
                 expect
             ) >= n),
@@ -444,7 +444,7 @@ fn status_ready_version_and_api_describe_the_server() {
     let m = env.metrics();
     assert_eq!(fam(&m, "kes_keystore_offline").value(), 1.0);
     assert!(
-        wait_until(Duration::from_secs(5), || env
+        wait_until(Duration::from_secs(20), || env
             .kes
             .output()
             .contains("keystore is not reachable")),
@@ -455,14 +455,17 @@ fn status_ready_version_and_api_describe_the_server() {
     std::fs::rename(&moved, &keys_dir).unwrap();
     let back = Instant::now();
     assert!(
-        wait_until(Duration::from_secs(5), || admin.get("/v1/ready").status
+        wait_until(Duration::from_secs(20), || admin.get("/v1/ready").status
             == 200),
         "ready again"
     );
     println!("keystore seen back after {:?}", back.elapsed());
     let s = admin.get("/v1/status").json();
     assert!(s.get("keystore_unreachable").is_none() && s.get("keystore_unavailable").is_none());
-    assert!(env.kes.output().contains("keystore is reachable again"));
+    assert!(wait_until(Duration::from_secs(20), || env
+        .kes
+        .output()
+        .contains("keystore is reachable again")));
 }
 
 #[test]
@@ -795,7 +798,9 @@ fn audit_stream_delivers_the_events_of_later_requests() {
     assert_eq!(header("content-type"), Some("application/x-ndjson"));
     assert_eq!(header("transfer-encoding"), Some("chunked"));
     // The subscription is itself a request: its event comes first.
-    let first = stream.next_json(Duration::from_secs(5)).expect("own event");
+    let first = stream
+        .next_json(Duration::from_secs(20))
+        .expect("own event");
     assert_event(&first, "GET", "/v1/log/audit", Some(ADMIN_IDENTITY), 200);
 
     assert_eq!(app.put("/v1/key/create/app-audit", "").status, 200);
@@ -853,7 +858,7 @@ fn audit_stream_delivers_the_events_of_later_requests() {
     let mut lines = Vec::new();
     for (method, path, identity, code) in expected {
         let line = stream
-            .next_line(Duration::from_secs(5))
+            .next_line(Duration::from_secs(20))
             .unwrap_or_else(|| panic!("no event for {method} {path}"));
         let e: Value = serde_json::from_str(&line).unwrap();
         assert_event(&e, method, path, identity, code);
@@ -879,7 +884,7 @@ fn audit_stream_delivers_the_events_of_later_requests() {
     }
 
     // log.audit: on also writes them to stdout, same shape.
-    assert!(wait_until(Duration::from_secs(5), || env
+    assert!(wait_until(Duration::from_secs(20), || env
         .kes
         .output()
         .contains("\"path\":\"/v1/key/create/app-audit\"")));
@@ -901,7 +906,7 @@ fn audit_stream_delivers_the_events_of_later_requests() {
     // Shutdown ends the stream cleanly (terminating chunk) and the server exits 0.
     env.kes.signal("TERM");
     let started = Instant::now();
-    while stream.next_line(Duration::from_secs(5)).is_some() {}
+    while stream.next_line(Duration::from_secs(20)).is_some() {}
     assert!(stream.ended, "the stream ends with its last chunk");
     println!("stream ended {:?} after SIGTERM", started.elapsed());
     assert_eq!(env.kes.wait_exit(Duration::from_secs(10)), Some(0));
@@ -936,20 +941,35 @@ fn a_subscriber_that_never_reads_does_not_slow_requests() {
     // publishing the events.
     let (status, _, mut reader) = LogStream::open(&admin, "/v1/log/audit");
     assert_eq!(status, 200);
-    let reading = std::thread::spawn(move || {
-        let mut lines = 0u64;
-        while reader.next_line(Duration::from_secs(1)).is_some() {
-            lines += 1;
-        }
-        lines
-    });
+    let done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let reading = {
+        let done = done.clone();
+        std::thread::spawn(move || {
+            // Reads until it has the subscription's own event and the 2 000 others, or until
+            // 20 s after the requests ended (a busy machine may pause the stream for a while).
+            let mut lines = 0u64;
+            let mut deadline = None;
+            while lines < 2_001 && !reader.ended {
+                if reader.next_line(Duration::from_millis(200)).is_some() {
+                    lines += 1;
+                } else if done.load(std::sync::atomic::Ordering::Relaxed) {
+                    let d = *deadline.get_or_insert(Instant::now() + Duration::from_secs(20));
+                    if Instant::now() >= d {
+                        break;
+                    }
+                }
+            }
+            lines
+        })
+    };
     let with_reader = run(2_000);
+    done.store(true, std::sync::atomic::Ordering::Relaxed);
     let lines_read = reading.join().unwrap();
     assert!(
         lines_read >= 2_000,
         "the reading subscriber got {lines_read} events"
     );
-    assert!(wait_until(Duration::from_secs(5), || fam(
+    assert!(wait_until(Duration::from_secs(20), || fam(
         &env.metrics(),
         "kes_log_audit_subscribers"
     )
@@ -961,7 +981,7 @@ fn a_subscriber_that_never_reads_does_not_slow_requests() {
     stalled
         .send_raw(b"GET /v1/log/audit HTTP/1.1\r\nHost: localhost\r\n\r\n")
         .unwrap();
-    assert!(wait_until(Duration::from_secs(5), || fam(
+    assert!(wait_until(Duration::from_secs(20), || fam(
         &env.metrics(),
         "kes_log_audit_subscribers"
     )
@@ -1015,7 +1035,7 @@ fn error_log_goes_to_stderr_and_the_error_stream_with_request_context() {
         .assert_error(502, "failed to create key");
     std::fs::rename(env.dir.join("gone"), env.dir.join("keys")).unwrap();
     let mut found = None;
-    while let Some(e) = stream.next_json(Duration::from_secs(5)) {
+    while let Some(e) = stream.next_json(Duration::from_secs(20)) {
         assert_eq!(keys(&e), set(&["message"]), "{e}");
         let message = e["message"].as_str().unwrap().to_string();
         if message.contains("failed to create key 'doomed'") {
@@ -1035,7 +1055,7 @@ fn error_log_goes_to_stderr_and_the_error_stream_with_request_context() {
         assert!(message.contains(part), "{part} missing: {message}");
     }
     // The same line on stderr.
-    assert!(wait_until(Duration::from_secs(5), || env
+    assert!(wait_until(Duration::from_secs(20), || env
         .kes
         .output()
         .contains(&message)));
@@ -1059,7 +1079,7 @@ fn log_levels_follow_log_error_and_rust_log() {
         std::fs::write(dir.join("config.yaml"), cfg).unwrap();
         env.kes.signal("HUP");
         let path = format!("/v1/key/create/{marker}-k");
-        assert!(wait_until(Duration::from_secs(10), || app
+        assert!(wait_until(Duration::from_secs(30), || app
             .put(&path, "")
             .status
             == 200));
@@ -1087,7 +1107,7 @@ fn log_levels_follow_log_error_and_rust_log() {
         .get("/v1/key/describe/x%0AERROR%20forged")
         .assert_error(403, "not authorized: insufficient permissions");
     assert!(
-        wait_until(Duration::from_secs(5), || env
+        wait_until(Duration::from_secs(20), || env
             .kes
             .output()
             .contains("DEBUG denied \"/v1/key/describe/x\\nERROR forged\" for")),
@@ -1243,7 +1263,7 @@ fn sighup_reloads_policies_and_certificate_and_survives_a_broken_file() {
     // 2. A broken file: reported, the running configuration stays.
     std::fs::write(env.dir.join("config.yaml"), "admin: [\n").unwrap();
     env.kes.signal("HUP");
-    assert!(wait_until(Duration::from_secs(10), || env
+    assert!(wait_until(Duration::from_secs(30), || env
         .kes
         .output()
         .contains("reload of")));
@@ -1320,7 +1340,7 @@ fn a_rotated_certificate_is_picked_up_without_a_signal() {
     std::fs::write(env.dir.join("server.crt"), &server2.cert_pem).unwrap();
     let start = Instant::now();
     assert!(
-        wait_until(Duration::from_secs(10), || env
+        wait_until(Duration::from_secs(30), || env
             .kes
             .output()
             .contains("cannot be loaded")),
@@ -1336,7 +1356,7 @@ fn a_rotated_certificate_is_picked_up_without_a_signal() {
     std::fs::write(env.dir.join("server.key"), &server2.key_pem).unwrap();
     let start = Instant::now();
     assert!(
-        wait_until(Duration::from_secs(10), || env
+        wait_until(Duration::from_secs(30), || env
             .kes
             .output()
             .contains("changed on disk: reloaded")),
