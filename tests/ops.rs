@@ -5,6 +5,8 @@
 //! Everything runs the real `kes` binary on 127.0.0.1 over real TLS. Tests print what they
 //! measured.
 
+#[path = "support/openbao.rs"]
+mod openbao;
 mod support;
 
 use base64::Engine;
@@ -1377,4 +1379,99 @@ fn a_rotated_certificate_is_picked_up_without_a_signal() {
         1,
         "the broken state was reported once"
     );
+}
+
+#[test]
+fn a_sealed_vault_shows_in_status_ready_metrics_and_the_error_log() {
+    let bao = openbao::Bao::dev();
+    let role = bao.seed_setup(None, "kv", 1, true);
+    let dir = TempDir::new("vault-health");
+    let ca = Ca::new("kes ops test CA");
+    ca.server().write(dir.path(), "server");
+    let config = format!(
+        "admin:\n  identity: {ADMIN_IDENTITY}\ntls:\n  key: {d}/server.key\n  cert: {d}/server.crt\n{}",
+        bao.keystore_yaml("kv", 1, &role),
+        d = dir.path().display()
+    );
+    std::fs::write(dir.join("config.yaml"), config).unwrap();
+    let kes = Kes::start(&dir.join("config.yaml"));
+    let admin = Client::new(
+        kes.addr,
+        &ca.cert.der,
+        Some(&pki::api_key_client(ADMIN_API_KEY)),
+    );
+    assert_eq!(admin.put("/v1/key/create/vault-key", "").status, 200);
+    assert_eq!(admin.post("/v1/key/generate/vault-key", "").status, 200);
+    let s = admin.get("/v1/status").json();
+    let latency = s["keystore_latency"]
+        .as_u64()
+        .expect("latency while healthy");
+    println!("Vault health check: {latency} ns");
+    assert_eq!(admin.get("/v1/ready").status, 200);
+    let m0 = scrape(&admin);
+    assert!(fam(&m0, "kes_keystore_status_duration_seconds").count() >= 1.0);
+    assert_eq!(
+        fam(&m0, "kes_keystore_create_duration_seconds").count(),
+        1.0
+    );
+
+    bao.seal();
+    let sealed = Instant::now();
+    assert!(
+        wait_until(Duration::from_secs(30), || admin.get("/v1/ready").status
+            == 504),
+        "ready must turn 504 while Vault is sealed"
+    );
+    println!(
+        "sealed Vault seen by /v1/ready after {:?}",
+        sealed.elapsed()
+    );
+    admin
+        .get("/v1/ready")
+        .assert_error(504, "key store is not reachable");
+    let s = admin.get("/v1/status").json();
+    assert_eq!(
+        (
+            s["keystore_unreachable"].clone(),
+            s["keystore_unavailable"].clone()
+        ),
+        (json!(true), json!(true)),
+        "{s}"
+    );
+    // A cached key keeps working; a keystore call fails with 502.
+    assert_eq!(admin.post("/v1/key/generate/vault-key", "").status, 200);
+    admin
+        .put("/v1/key/create/while-sealed", "")
+        .assert_error(502, "failed to create key");
+    let m1 = scrape(&admin);
+    assert_eq!(fam(&m1, "kes_keystore_offline").value(), 1.0);
+    let unreachable = |m: &Exposition, op: &str| {
+        labelled(
+            m,
+            "kes_keystore_errors_total",
+            &[("operation", op), ("reason", "unreachable")],
+        )
+    };
+    assert!(unreachable(&m1, "status") >= 1.0);
+    assert_eq!(unreachable(&m1, "create"), 1.0);
+    assert!(wait_until(Duration::from_secs(20), || kes
+        .output()
+        .contains("keystore is not reachable")));
+
+    bao.unseal();
+    let unsealed = Instant::now();
+    assert!(
+        wait_until(Duration::from_secs(30), || admin.get("/v1/ready").status
+            == 200),
+        "ready again after unseal"
+    );
+    println!(
+        "unsealed Vault seen by /v1/ready after {:?}",
+        unsealed.elapsed()
+    );
+    assert!(wait_until(Duration::from_secs(20), || kes
+        .output()
+        .contains("keystore is reachable again")));
+    assert_eq!(fam(&scrape(&admin), "kes_keystore_offline").value(), 0.0);
+    assert_eq!(admin.put("/v1/key/create/after-unseal", "").status, 200);
 }
