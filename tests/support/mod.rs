@@ -1,9 +1,13 @@
-//! Test support: a certificate factory, a launcher for the real `kes` binary, and a TLS client
-//! that speaks raw HTTP/1.1 (so tests control framing byte by byte).
+//! Test support: a certificate factory, a launcher for the real `kes` binary, a TLS client
+//! that speaks raw HTTP/1.1 (so tests control framing byte by byte), real OpenBao servers
+//! ([`openbao`]) and a TCP proxy that injects network faults between `kes` and OpenBao
+//! ([`proxy`]).
 #![allow(dead_code)]
 
 pub mod client;
+pub mod openbao;
 pub mod pki;
+pub mod proxy;
 
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;

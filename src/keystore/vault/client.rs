@@ -781,12 +781,30 @@ fn describe(err: &ureq::Error) -> String {
             .get_ref()
             .and_then(|inner| inner.downcast_ref::<rustls::Error>())
         {
-            Some(tls) => format!("TLS error: {tls}"),
+            Some(tls) => describe_tls(tls),
             None => e.to_string(),
         },
-        ureq::Error::Rustls(e) => format!("TLS error: {e}"),
+        ureq::Error::Rustls(e) => describe_tls(e),
         ureq::Error::BodyExceedsLimit(n) => format!("response larger than {n} bytes"),
         other => other.to_string(),
+    }
+}
+
+/// A TLS failure, with what to do about the common one: a Vault certificate we do not trust.
+fn describe_tls(err: &rustls::Error) -> String {
+    use rustls::CertificateError;
+    match err {
+        rustls::Error::InvalidCertificate(
+            CertificateError::UnknownIssuer | CertificateError::BadSignature,
+        ) => format!(
+            "TLS error: Vault's certificate is not trusted ({err}): set keystore.vault.tls.ca to the CA certificate that issued it"
+        ),
+        rustls::Error::InvalidCertificate(
+            CertificateError::NotValidForName | CertificateError::NotValidForNameContext { .. },
+        ) => format!(
+            "TLS error: Vault's certificate is not valid for this endpoint's host name ({err}): use a host name or IP address the certificate names"
+        ),
+        other => format!("TLS error: {other}"),
     }
 }
 
