@@ -324,7 +324,10 @@ fn vault_sealed_then_unsealed() {
     let bao = Bao::dev();
     let role = bao.seed_setup(None, "kv", 2, true);
     write_cold_keys(&bao, 120);
-    let srv = Server::start("sealed", &vault_keystore(&[bao.addr.clone()], &role));
+    let srv = Server::start(
+        "sealed",
+        &vault_keystore(std::slice::from_ref(&bao.addr), &role),
+    );
     let body = hot_key(&srv);
     let t0 = Instant::now();
     let mut hot = Stream::hot(&srv, t0, body);
@@ -367,7 +370,7 @@ fn vault_killed_then_restarted() {
         "killed",
         &format!(
             "cache:\n  expiry:\n    any: 2s\n    offline: 1m\n{}",
-            vault_keystore(&[bao.addr.clone()], &role)
+            vault_keystore(std::slice::from_ref(&bao.addr), &role)
         ),
     );
     let body = hot_key(&srv);

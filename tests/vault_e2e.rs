@@ -464,3 +464,163 @@ fn untrusted_vault_certificate_stops_startup() {
         assert!(error.contains("keystore.vault.tls.ca"), "{error}");
     }
 }
+
+/// The fenced code blocks of a README section, in order: (language, text without the list
+/// indentation).
+fn code_blocks(section: &str) -> Vec<(String, String)> {
+    let mut blocks = Vec::new();
+    let mut lines = section.lines();
+    while let Some(line) = lines.next() {
+        let trimmed = line.trim_start();
+        let Some(lang) = trimmed.strip_prefix("```") else {
+            continue;
+        };
+        let indent = line.len() - trimmed.len();
+        let mut text = String::new();
+        for line in lines.by_ref() {
+            if line.trim_start().starts_with("```") {
+                break;
+            }
+            text.push_str(line.get(indent..).unwrap_or(line.trim_start()));
+            text.push('\n');
+        }
+        blocks.push((lang.trim().to_string(), text));
+    }
+    blocks
+}
+
+/// Runs a shell script with bash (`-eu -o pipefail`) in `dir`; returns stdout, or panics with
+/// everything it printed.
+fn bash(dir: &std::path::Path, script: &str, env: &[(String, String)]) -> String {
+    let out = std::process::Command::new("bash")
+        .args(["-eu", "-o", "pipefail", "-c", script])
+        .current_dir(dir)
+        .env_remove("BAO_ADDR")
+        .env_remove("BAO_TOKEN")
+        .env_remove("KES_API_KEY")
+        .envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+        .output()
+        .expect("run bash");
+    let (stdout, stderr) = (
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    );
+    assert!(
+        out.status.success(),
+        "the README's commands failed:\n{script}\n--- stdout\n{stdout}\n--- stderr\n{stderr}"
+    );
+    stdout
+}
+
+#[test]
+fn readme_using_vault_walkthrough() {
+    let readme = include_str!("../README.md");
+    let section = readme
+        .split("\n## Using Vault\n")
+        .nth(1)
+        .expect("README has a section 'Using Vault'")
+        .split("\n## ")
+        .next()
+        .unwrap();
+    let blocks = code_blocks(section);
+    let bao = Bao::dev_tls();
+    let dir = TempDir::new("readme");
+    // Step 1 starts `bao server -dev -dev-tls` on 127.0.0.1:8200 with its CA in ./vault-tls;
+    // the test's own dev-tls server stands in for it on a free port.
+    std::fs::create_dir_all(dir.join("vault-tls")).unwrap();
+    std::fs::copy(
+        bao.ca_file.as_ref().unwrap(),
+        dir.join("vault-tls/vault-ca.pem"),
+    )
+    .unwrap();
+    let vault_addr = format!("127.0.0.1:{}", bao.port);
+    let path_of = |p: &std::path::Path| p.parent().unwrap().display().to_string();
+    let path = format!(
+        "{}:{}:{}",
+        path_of(support::openbao::bao_binary()),
+        path_of(std::path::Path::new(env!("CARGO_BIN_EXE_kes"))),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    let server_block = blocks
+        .iter()
+        .position(|(_, text)| text.contains("kes server"))
+        .expect("a block that starts kes");
+    let exported = [
+        "BAO_ADDR",
+        "BAO_CACERT",
+        "BAO_TOKEN",
+        "VAULT_APPROLE_ID",
+        "VAULT_APPROLE_SECRET",
+        "KES_API_KEY",
+        "KES_ADMIN_IDENTITY",
+    ];
+
+    // Steps 2 and 3: Vault setup, certificate, API key; then the variables they exported.
+    let mut setup = String::new();
+    for (lang, text) in &blocks[..server_block] {
+        if lang == "sh" && !text.contains("bao server") {
+            setup += &text.replace("127.0.0.1:8200", &vault_addr);
+        }
+    }
+    for var in exported {
+        setup += &format!("test -n \"${var}\"; echo \"{var}=${var}\"\n");
+    }
+    let mut env: Vec<(String, String)> = vec![("PATH".into(), path)];
+    let start = Instant::now();
+    for line in bash(dir.path(), &setup, &env).lines() {
+        if let Some((k, v)) = line.split_once('=')
+            && exported.contains(&k)
+        {
+            env.push((k.into(), v.into()));
+        }
+    }
+    let setup_took = start.elapsed();
+
+    // Step 4: the config file as written, and the server.
+    let yaml = &blocks
+        .iter()
+        .find(|(lang, _)| lang == "yaml")
+        .expect("the config file")
+        .1;
+    std::fs::write(
+        dir.join("kes.yaml"),
+        yaml.replace("127.0.0.1:8200", &vault_addr),
+    )
+    .unwrap();
+    let command = blocks[server_block].1.trim();
+    let mut args: Vec<&str> = command.split_whitespace().skip(1).collect();
+    assert_eq!(args, ["server", "--config", "kes.yaml"], "{command}");
+    args.extend(["--addr", "127.0.0.1:0"]); // a free port instead of 7373
+    let kes_env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    let kes = Kes::start_in(Some(dir.path()), &args, &kes_env)
+        .unwrap_or_else(|out| panic!("kes did not start from the README's config:\n{out}"));
+
+    // Step 5: generate and decrypt with curl, and the key as Vault stores it.
+    let mut use_it = String::new();
+    for (lang, text) in &blocks[server_block + 1..] {
+        if lang == "sh" {
+            use_it += &text
+                .replace("127.0.0.1:7373", &kes.addr.to_string())
+                .replace("127.0.0.1:8200", &vault_addr);
+        }
+    }
+    let out = bash(dir.path(), &use_it, &env);
+    println!(
+        "README 'Using Vault': setup commands took {setup_took:?}; generate, decrypt and bao read printed:\n{out}"
+    );
+    let decrypted = out
+        .lines()
+        .find(|l| l.contains("\"plaintext\""))
+        .unwrap_or_else(|| panic!("no decrypt reply:\n{out}"));
+    let plaintext: Value = serde_json::from_str(decrypted).unwrap();
+    assert_eq!(
+        B64.decode(plaintext["plaintext"].as_str().unwrap())
+            .unwrap()
+            .len(),
+        32
+    );
+    assert!(out.contains("minio-default-key"), "{out}");
+    let (status, secret) = bao.read(None, "kv/kes/minio-default-key");
+    assert_eq!(status, 200);
+    assert_stored_value(&secret["data"], "minio-default-key");
+}

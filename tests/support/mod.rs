@@ -76,7 +76,20 @@ impl Kes {
 
     /// Starts `kes` with arguments and environment; on failure returns what it printed.
     pub fn start_with(args: &[&str], env: &[(&str, &str)]) -> Result<Kes, String> {
+        Self::start_in(None, args, env)
+    }
+
+    /// Like [`Kes::start_with`], in working directory `dir` (relative paths of a config file
+    /// are relative to it).
+    pub fn start_in(
+        dir: Option<&Path>,
+        args: &[&str],
+        env: &[(&str, &str)],
+    ) -> Result<Kes, String> {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_kes"));
+        if let Some(dir) = dir {
+            cmd.current_dir(dir);
+        }
         cmd.args(args)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
