@@ -246,6 +246,8 @@ keystore:
     approle:
       id: {id}
       secret: {secret}
+    timeout:
+      read: 5s  # about correctness, not latency: tolerate a machine that freezes a second
 "#,
             endpoint = bao.addr,
             id = role.0,
@@ -332,7 +334,7 @@ fn values_written_by_the_go_server_are_used_as_they_are() {
     let env = Env::start("govalues", |dir, admin, _| {
         format!(
             "admin:\n  identity: {admin}\ntls:\n  key: {dir}/server.key\n  cert: {dir}/server.crt\n\
-             keystore:\n  vault:\n    endpoint: {}\n    engine: kv\n    prefix: go\n    transit:\n      key: kes-wrap\n    approle:\n      id: {}\n      secret: {}\n",
+             keystore:\n  vault:\n    endpoint: {}\n    engine: kv\n    prefix: go\n    transit:\n      key: kes-wrap\n    approle:\n      id: {}\n      secret: {}\n    timeout:\n      read: 5s\n",
             bao.addr, role.0, role.1
         )
     });
@@ -347,7 +349,14 @@ fn values_written_by_the_go_server_are_used_as_they_are() {
         let r = admin.post(&format!("/v1/key/decrypt/ct-{i}"), &body.to_string());
         match c["expect"].as_str().unwrap() {
             "plaintext" => {
-                assert_eq!(r.status, 200, "{}: {}", c["name"], r.text());
+                assert_eq!(
+                    r.status,
+                    200,
+                    "{}: {}\n{}",
+                    c["name"],
+                    r.text(),
+                    env.kes.output()
+                );
                 assert_eq!(
                     B64.decode(r.json()["plaintext"].as_str().unwrap()).unwrap(),
                     hex(c["plaintext"].as_str().unwrap()),
