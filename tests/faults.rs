@@ -518,7 +518,11 @@ fn vault_slow_or_busy() {
     // Slow: every answer 3 s late, beyond timeout.read.
     proxy.set(Mode::Delay(Duration::from_secs(3)));
     let slow = since(t0);
-    std::thread::sleep(Duration::from_secs(6));
+    std::thread::sleep(Duration::from_secs(3));
+    let start = Instant::now();
+    let status = srv.client().get("/v1/status");
+    let status_took = start.elapsed();
+    std::thread::sleep(Duration::from_secs(3).saturating_sub(status_took));
     proxy.set(Mode::Pass);
     let fast = since(t0);
     let recovery = cold.recovered(fast, RECOVERY_BOUND);
@@ -539,6 +543,11 @@ fn vault_slow_or_busy() {
     println!("  cached key, whole run: {}", summary(&hot));
     println!("  uncached keys, 300 ms late: {}", summary(&busy_samples));
     println!("  uncached keys, 3 s late: {}", summary(&slow_samples));
+    println!(
+        "  /v1/status while 3 s late: {} {} in {status_took:?}",
+        status.status,
+        status.text()
+    );
     println!("  uncached keys served again {recovery:?} after the delay ended");
     assert_eq!(failures(&hot), 0, "cached key failed: {}", summary(&hot));
     // A read 300 ms late must not fail, unless the machine froze for long enough to push it
@@ -779,6 +788,21 @@ fn stalled_connections_do_not_block_a_normal_client() {
         took.push(start.elapsed());
         assert_eq!(r.status, 200);
     }
+    let proc_status =
+        std::fs::read_to_string(format!("/proc/{}/status", srv.kes.child.id())).unwrap();
+    let field = |name: &str| {
+        proc_status
+            .lines()
+            .find(|l| l.starts_with(name))
+            .map(|l| l.split_whitespace().skip(1).collect::<Vec<_>>().join(" "))
+            .unwrap_or_default()
+    };
+    println!(
+        "server with 300 stalled connections: Threads {}, VmRSS {}, VmLck {}",
+        field("Threads:"),
+        field("VmRSS:"),
+        field("VmLck:")
+    );
     took.sort();
     // The stalled connections are closed once the handshake timeout (5 s) passes.
     let probe = &mut stalled[0];
