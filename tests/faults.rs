@@ -308,28 +308,29 @@ fn listing(samples: &[Sample]) -> String {
 }
 
 /// Asserts that every uncached request of a fault window failed with 502 within the bound.
-/// A request during which the machine was frozen for 500 ms or more proves nothing either way
-/// (after a freeze, a late answer and the timer race); it is reported, not checked, and at
-/// least one request of the window must be checkable.
+/// A request that did not, during which the machine was frozen for 500 ms or more, proves
+/// nothing either way (after a freeze, a late answer and the timer race): it is reported, not
+/// failed. At least one request of the window must meet the bound.
 #[track_caller]
 fn assert_fast_502(what: &str, samples: &[Sample], stalls: &StallMonitor) {
-    let (excused, checked): (Vec<Sample>, Vec<Sample>) = samples
-        .iter()
-        .partition(|s| stalls.during(s.at, s.at + s.took) >= Duration::from_millis(500));
+    let ok = |s: &Sample| s.status == 502 && s.took < UNCACHED_BOUND;
     assert!(
-        !checked.is_empty(),
-        "{what}: no request in the window ran on a machine that was not frozen:\n{}",
+        samples.iter().any(ok),
+        "{what}: no uncached key failed with 502 within {UNCACHED_BOUND:?}:\n{}",
         listing(samples)
     );
-    for s in &checked {
+    let mut excused = Vec::new();
+    for s in samples.iter().filter(|s| !ok(s)) {
+        let frozen = stalls.during(s.at, s.at + s.took);
         assert!(
-            s.status == 502 && s.took < UNCACHED_BOUND,
+            frozen >= Duration::from_millis(500),
             "{what}: every uncached key must fail with 502 within {UNCACHED_BOUND:?}:\n{}",
             listing(samples)
         );
+        excused.push((*s, frozen));
     }
     if !excused.is_empty() {
-        println!("  ({what}: not checked, the machine was frozen during them: {excused:?})");
+        println!("  ({what}: not counted, the machine was frozen during them: {excused:?})");
     }
 }
 
