@@ -566,6 +566,33 @@ fn vault_slow_or_busy() {
 }
 
 #[test]
+fn concurrent_misses_make_one_vault_read() {
+    let bao = Bao::dev();
+    let role = bao.seed_setup(None, "kv", 2, true);
+    write_cold_keys(&bao, 1);
+    let proxy = Proxy::start(format!("127.0.0.1:{}", bao.port).parse().unwrap());
+    let srv = Server::start("coalesce", &vault_keystore(&[proxy.url("http")], &role));
+    // Answers 500 ms late, so that all requests arrive while the first read is under way.
+    proxy.set(Mode::Delay(Duration::from_millis(500)));
+    let start = Instant::now();
+    let threads: Vec<JoinHandle<u16>> = (0..20)
+        .map(|_| {
+            let c = srv.client();
+            std::thread::spawn(move || c.post("/v1/key/generate/cold-0", "").status)
+        })
+        .collect();
+    let statuses: Vec<u16> = threads.into_iter().map(|t| t.join().unwrap()).collect();
+    let took = start.elapsed();
+    let reads = proxy.sent_count("GET /v1/kv/data/cold-0");
+    println!(
+        "20 concurrent requests for one uncached key (Vault 500 ms late): {} × 200 in {took:?}, {reads} Vault read(s)",
+        statuses.iter().filter(|s| **s == 200).count()
+    );
+    assert!(statuses.iter().all(|s| *s == 200), "{statuses:?}");
+    assert_eq!(reads, 1);
+}
+
+#[test]
 fn vault_connections_refused_or_swallowed() {
     let bao = Bao::dev();
     let role = bao.seed_setup(None, "kv", 2, true);

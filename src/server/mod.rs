@@ -172,17 +172,25 @@ impl Server {
             self.stats.open_connections.fetch_sub(1, Ordering::AcqRel);
             let rejected = self.stats.rejected.fetch_add(1, Ordering::Relaxed) + 1;
             let _ = stream.shutdown(std::net::Shutdown::Both);
-            self.warn_refused(rejected);
+            self.warn_refused(
+                rejected,
+                &format!(
+                    "{} connections are open (server.max_connections)",
+                    self.limits.max_connections
+                ),
+            );
             return;
         }
         self.stats.accepted.fetch_add(1, Ordering::Relaxed);
         // Every queued connection has a worker: workers >= open connections.
         {
             let _guard = self.spawn_lock.lock().unwrap_or_else(|e| e.into_inner());
-            if self.stats.workers.load(Ordering::Acquire) < open && self.spawn_worker().is_err() {
+            if self.stats.workers.load(Ordering::Acquire) < open
+                && let Err(e) = self.spawn_worker()
+            {
                 self.stats.open_connections.fetch_sub(1, Ordering::AcqRel);
-                self.stats.rejected.fetch_add(1, Ordering::Relaxed);
-                log::warn!("connection refused: cannot start a worker thread");
+                let rejected = self.stats.rejected.fetch_add(1, Ordering::Relaxed) + 1;
+                self.warn_refused(rejected, &format!("cannot start a worker thread: {e}"));
                 return;
             }
         }
@@ -199,8 +207,9 @@ impl Server {
         }
     }
 
-    /// Logs refused connections, at most once every [`REFUSAL_WARNING_EVERY`].
-    fn warn_refused(&self, rejected: u64) {
+    /// Logs refused connections, at most once every [`REFUSAL_WARNING_EVERY`], with the reason
+    /// of the latest refusal.
+    fn warn_refused(&self, rejected: u64, why: &str) {
         let mut last = self
             .refusal_warning
             .lock()
@@ -211,10 +220,7 @@ impl Server {
             None => rejected,
         };
         *last = Some((Instant::now(), rejected));
-        log::warn!(
-            "overload: refused {since} connection(s) since the last warning: {} connections are open (server.max_connections)",
-            self.limits.max_connections
-        );
+        log::warn!("overload: refused {since} connection(s) since the last warning: {why}");
     }
 
     fn spawn_worker(self: &Arc<Self>) -> io::Result<()> {

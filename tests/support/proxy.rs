@@ -34,6 +34,8 @@ struct Shared {
     /// Connections that were accepted and held (`Swallow`).
     held: Mutex<Vec<TcpStream>>,
     accepted: AtomicU64,
+    /// Every byte sent towards the server, for counting requests (plain HTTP only).
+    sent: Mutex<Vec<u8>>,
 }
 
 /// A running proxy; stops (and closes every connection) when dropped.
@@ -53,6 +55,7 @@ impl Proxy {
             open: Mutex::new(Vec::new()),
             held: Mutex::new(Vec::new()),
             accepted: AtomicU64::new(0),
+            sent: Mutex::new(Vec::new()),
         });
         let s = shared.clone();
         std::thread::spawn(move || {
@@ -114,6 +117,15 @@ impl Proxy {
             let _ = a.shutdown(Shutdown::Both);
             let _ = b.shutdown(Shutdown::Both);
         }
+    }
+
+    /// How often `needle` occurred in what clients sent (e.g. `GET /v1/kv/data/k `): the number
+    /// of such requests, when the traffic is plain HTTP.
+    pub fn sent_count(&self, needle: &str) -> usize {
+        let sent = self.shared.sent.lock().unwrap();
+        sent.windows(needle.len())
+            .filter(|w| *w == needle.as_bytes())
+            .count()
     }
 
     /// Connections accepted so far.
@@ -184,6 +196,9 @@ fn pump(mut from: TcpStream, mut to: TcpStream, shared: &Arc<Shared>, answers: b
             Ok(0) | Err(_) => break,
             Ok(n) => n,
         };
+        if !answers {
+            shared.sent.lock().unwrap().extend_from_slice(&buf[..n]);
+        }
         if tx.send((Instant::now(), buf[..n].to_vec())).is_err() {
             break;
         }
