@@ -860,6 +860,41 @@ mod tests {
     }
 
     #[test]
+    fn attempts_share_the_deadline() {
+        let connect = Duration::from_secs(5);
+        let req = Request::new(Method::Get, "/v1/kv/k", Route::Any);
+        let b = Budget::of(&req, connect, 2).unwrap();
+        assert_eq!(
+            (b.total, b.connect),
+            (None, connect),
+            "no deadline: per-call timeouts"
+        );
+
+        let req = req.deadline(Some(Instant::now() + Duration::from_millis(1500)));
+        let last = Budget::of(&req, connect, 0).unwrap();
+        let total = last.total.unwrap();
+        assert!(total <= Duration::from_millis(1500) && total > Duration::from_millis(1000));
+        assert_eq!(
+            last.connect, total,
+            "the last node may use all the time left to connect"
+        );
+        let first = Budget::of(&req, connect, 2).unwrap();
+        assert!(first.connect <= Duration::from_millis(750), "{first:?}");
+        assert!(first.total.unwrap() > first.connect);
+        let short = Budget::of(&req, Duration::from_millis(100), 2).unwrap();
+        assert_eq!(short.connect, Duration::from_millis(100));
+
+        let late = req.deadline(Some(Instant::now()));
+        assert!(
+            Budget::of(&late, connect, 0).is_none(),
+            "no attempt after the deadline"
+        );
+        assert_eq!(super::short(Duration::from_millis(1500)), "1.5s");
+        assert_eq!(super::short(Duration::from_secs(2)), "2s");
+        assert_eq!(super::short(Duration::from_millis(250)), "250ms");
+    }
+
+    #[test]
     fn endpoints_are_checked() {
         let cfg = |endpoints: &[&str]| VaultConfig {
             endpoints: endpoints.iter().map(|e| e.to_string()).collect(),
