@@ -562,6 +562,12 @@ fn vault_slow_or_busy() {
         );
     }
     assert_fast_502("slow", &slow_samples, &stalls);
+    assert_eq!(
+        status.json()["keystore_unreachable"],
+        true,
+        "{}",
+        status.text()
+    );
     assert!(recovery.is_some(), "no recovery after the delay ended");
 }
 

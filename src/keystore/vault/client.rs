@@ -430,7 +430,7 @@ impl Client {
                 if self.state(p) == NodeState::Active {
                     return Some(p);
                 }
-                self.probe_all();
+                self.probe_all(None);
                 let p = self.preferred.load(Ordering::Acquire);
                 if self.state(p) == NodeState::Active {
                     return Some(p);
@@ -584,14 +584,15 @@ impl Client {
     }
 
     /// Probes `/v1/sys/health` on every node at once, records the results and moves the
-    /// preferred node to the active one (or, without an active node, to a usable one).
-    pub fn probe_all(&self) -> Vec<Probe> {
+    /// preferred node to the active one (or, without an active node, to a usable one). With a
+    /// `deadline`, a node that has not answered by then counts as down.
+    pub fn probe_all(&self, deadline: Option<Instant>) -> Vec<Probe> {
         let probes: Vec<Probe> = if self.nodes.len() == 1 {
-            vec![self.probe(0)]
+            vec![self.probe(0, deadline)]
         } else {
             std::thread::scope(|scope| {
                 let handles: Vec<_> = (0..self.nodes.len())
-                    .map(|i| scope.spawn(move || self.probe(i)))
+                    .map(|i| scope.spawn(move || self.probe(i, deadline)))
                     .collect();
                 handles
                     .into_iter()
@@ -631,7 +632,7 @@ impl Client {
 
     /// One `/v1/sys/health` call. The `*code` parameters make every state answer 200 or 299 with
     /// a JSON body, which is what tells the states apart. Sent without a namespace or a token.
-    fn probe(&self, i: usize) -> Probe {
+    fn probe(&self, i: usize, deadline: Option<Instant>) -> Probe {
         const PATH: &str = "/v1/sys/health?uninitcode=299&sealedcode=299&standbycode=299\
                             &drsecondarycode=299&performancestandbycode=299";
         #[derive(Deserialize)]
@@ -644,8 +645,13 @@ impl Client {
             standby: bool,
         }
         let start = Instant::now();
-        let req = Request::new(Method::Get, PATH, Route::Any).limit(64 << 10);
-        let result = match self.send_to(i, &req, Budget::unlimited(self.connect_timeout)) {
+        let req = Request::new(Method::Get, PATH, Route::Any)
+            .limit(64 << 10)
+            .deadline(deadline);
+        let result = match Budget::of(&req, self.connect_timeout, 0)
+            .ok_or_else(|| "no time left".to_string())
+            .and_then(|budget| self.send_to(i, &req, budget))
+        {
             Err(why) => Err(format!("{}: {why}", self.node_url(i))),
             Ok(reply) => match serde_json::from_slice::<Health>(&reply.body) {
                 Ok(h) if !h.initialized => Err(format!("{} is not initialized", self.node_url(i))),

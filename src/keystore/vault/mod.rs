@@ -18,6 +18,8 @@
 //!   the client sees as 502 within the deadline. The deadline only ends attempts that are still
 //!   waiting; a busy Vault that answers within it is never cut short, and one slow answer does
 //!   not mark Vault unusable (only a failed health probe does, see below).
+//! * **Status** (`/v1/status`, and the key cache's health probe) also answers within
+//!   `timeout.read`: a Vault whose health check does not answer in time is reported unreachable.
 //! * **Creates, deletes, listings, logins, token renewals and health probes** are bounded per
 //!   HTTP call (`timeout.connect` for the connection, `timeout.response` for the exchange) and,
 //!   for calls that need the active node, by the search for it (at most `timeout.response`).
@@ -236,8 +238,9 @@ impl Keystore for VaultKeystore {
         self.inner.list(prefix, limit)
     }
 
+    /// Answers within `timeout.read` (see [`health::status_until`]).
     fn status(&self) -> Result<Status, Error> {
-        health::check_now(&self.inner.client)
+        health::status_until(&self.inner.client, Instant::now() + self.inner.read_timeout)
     }
 }
 
