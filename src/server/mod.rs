@@ -40,11 +40,11 @@ use std::time::{Duration, Instant};
 /// How long a connection closed after an error reply keeps draining what the client still sends.
 const LINGER: Duration = Duration::from_secs(2);
 
-/// Least time between two warnings about refused connections.
-const REFUSAL_WARNING_EVERY: Duration = Duration::from_secs(10);
-
 /// Stack size of worker threads: requests need little stack, and many workers may exist.
 const WORKER_STACK: usize = 256 * 1024;
+
+/// Least time between two warnings about refused connections.
+const REFUSAL_WARNING_EVERY: Duration = Duration::from_secs(10);
 
 /// Who is on the other end of a connection, as far as the TLS handshake tells (§1.1).
 #[derive(Debug, Clone, PartialEq, Eq)]
