@@ -3,9 +3,23 @@
 //!
 //! Threads: one acceptor thread, and one worker thread per open connection up to
 //! `limits.max_connections`. Workers are created on demand and kept for reuse (the pool grows to
-//! the high-water mark and never beyond the cap). A connection over the cap is closed at once, so
-//! overload is refused quickly instead of queued without bound. Every socket read and write has a
-//! deadline (handshake, header, body, idle), so stalled clients release their worker.
+//! the high-water mark and never beyond the cap). Every socket read and write has a deadline
+//! (handshake, header, body, idle), so stalled clients release their worker.
+//!
+//! # Overload
+//! Nothing waits in a queue of ours: a connection the acceptor takes either gets a worker at
+//! once or, over `max_connections`, is closed at once, before any TLS (the client sees the
+//! connection close during its handshake, a network error, which the KES SDK that MinIO uses
+//! retries exactly as it retries a 503: twice, 200-1000 ms apart; protocol reference §3). The
+//! only queue is the kernel's listen backlog
+//! (128 connections), which the acceptor drains as fast as it can close them.
+//!
+//! Why not answer 503 with a JSON message instead: the message can only be sent after a full
+//! TLS handshake with client-certificate verification, by far the most CPU-expensive step of a
+//! connection (the fault suite measures it), and it would have to be spent exactly when the
+//! server is short of threads, on a thread a slow client could hold. A refusal costs one
+//! `accept` and one `close`. Refusals are counted (`rejected`) and logged as a warning at most
+//! every 10 seconds, with the number refused since the last warning.
 //!
 //! This module never decides what a request means: routes, policies and replies are the API's.
 
@@ -31,6 +45,9 @@ const STREAM_WRITE_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// Stack size of worker threads: requests need little stack, and many workers may exist.
 const WORKER_STACK: usize = 256 * 1024;
+
+/// Least time between two warnings about refused connections.
+const REFUSAL_WARNING_EVERY: Duration = Duration::from_secs(10);
 
 /// Who is on the other end of a connection, as far as the TLS handshake tells (§1.1).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -97,6 +114,8 @@ pub struct Server {
     jobs: Mutex<Option<SyncSender<TcpStream>>>,
     queue: Arc<Mutex<Receiver<TcpStream>>>,
     spawn_lock: Mutex<()>,
+    /// When refusals were last logged, and the `rejected` count then.
+    refusal_warning: Mutex<Option<(Instant, u64)>>,
 }
 
 impl Server {
@@ -120,6 +139,7 @@ impl Server {
             jobs: Mutex::new(Some(tx)),
             queue: Arc::new(Mutex::new(rx)),
             spawn_lock: Mutex::new(()),
+            refusal_warning: Mutex::new(None),
         }))
     }
 
@@ -153,22 +173,27 @@ impl Server {
         let open = self.stats.open_connections.fetch_add(1, Ordering::AcqRel) + 1;
         if open > self.limits.max_connections {
             self.stats.open_connections.fetch_sub(1, Ordering::AcqRel);
-            self.stats.rejected.fetch_add(1, Ordering::Relaxed);
-            log::debug!(
-                "connection refused: {} connections open (server.max_connections)",
-                open - 1
-            );
+            let rejected = self.stats.rejected.fetch_add(1, Ordering::Relaxed) + 1;
             let _ = stream.shutdown(std::net::Shutdown::Both);
+            self.warn_refused(
+                rejected,
+                &format!(
+                    "{} connections are open (server.max_connections)",
+                    self.limits.max_connections
+                ),
+            );
             return;
         }
         self.stats.accepted.fetch_add(1, Ordering::Relaxed);
         // Every queued connection has a worker: workers >= open connections.
         {
             let _guard = self.spawn_lock.lock().unwrap_or_else(|e| e.into_inner());
-            if self.stats.workers.load(Ordering::Acquire) < open && self.spawn_worker().is_err() {
+            if self.stats.workers.load(Ordering::Acquire) < open
+                && let Err(e) = self.spawn_worker()
+            {
                 self.stats.open_connections.fetch_sub(1, Ordering::AcqRel);
-                self.stats.rejected.fetch_add(1, Ordering::Relaxed);
-                log::warn!("connection refused: cannot start a worker thread");
+                let rejected = self.stats.rejected.fetch_add(1, Ordering::Relaxed) + 1;
+                self.warn_refused(rejected, &format!("cannot start a worker thread: {e}"));
                 return;
             }
         }
@@ -183,6 +208,22 @@ impl Server {
                 self.stats.open_connections.fetch_sub(1, Ordering::AcqRel);
             }
         }
+    }
+
+    /// Logs refused connections, at most once every [`REFUSAL_WARNING_EVERY`], with the reason
+    /// of the latest refusal.
+    fn warn_refused(&self, rejected: u64, why: &str) {
+        let mut last = self
+            .refusal_warning
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        let since = match *last {
+            Some((at, _)) if at.elapsed() < REFUSAL_WARNING_EVERY => return,
+            Some((_, count)) => rejected.saturating_sub(count),
+            None => rejected,
+        };
+        *last = Some((Instant::now(), rejected));
+        log::warn!("overload: refused {since} connection(s) since the last warning: {why}");
     }
 
     fn spawn_worker(self: &Arc<Self>) -> io::Result<()> {
