@@ -5,8 +5,7 @@
 //! Everything runs the real `kes` binary on 127.0.0.1 over real TLS. Tests print what they
 //! measured.
 
-#[path = "support/openbao.rs"]
-mod openbao;
+use support::openbao;
 mod support;
 
 use base64::Engine;

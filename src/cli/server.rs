@@ -230,15 +230,7 @@ fn start(args: ServerArgs, errors: Arc<Hub>, metrics: Arc<Metrics>) -> Result<Ex
     let mlock = if args.dev {
         "disabled (--dev)".to_string()
     } else {
-        match sys::lock_memory() {
-            Ok(()) => "enabled".to_string(),
-            Err(e) => {
-                log::warn!(
-                    "cannot lock memory (mlockall): {e}; keys may be written to swap. Grant CAP_IPC_LOCK or raise RLIMIT_MEMLOCK (systemd: LimitMEMLOCK=infinity)"
-                );
-                format!("failed ({e})")
-            }
-        }
+        lock_memory()
     };
 
     let (store, store_desc) = crate::keystore::open(&cfg.keystore)?;
@@ -323,6 +315,33 @@ fn start(args: ServerArgs, errors: Arc<Hub>, metrics: Arc<Metrics>) -> Result<Ex
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Locks the process memory when that is safe; returns the banner's "MLock" text.
+///
+/// Only with CAP_IPC_LOCK or an unlimited RLIMIT_MEMLOCK: with a finite limit, locking succeeds
+/// at start-up but every later allocation beyond the limit fails, and a failed allocation aborts
+/// the process, so a server that grows with its connections would crash under load.
+fn lock_memory() -> String {
+    let unlimited = matches!(sys::memlock_limit(), Ok(None));
+    if !unlimited && !sys::has_ipc_lock_capability() {
+        let limit = match sys::memlock_limit() {
+            Ok(Some(n)) => format!("{n} bytes"),
+            _ => "unknown".to_string(),
+        };
+        log::warn!(
+            "memory is not locked: RLIMIT_MEMLOCK is {limit} and the process lacks CAP_IPC_LOCK, so keys may be written to swap. \
+             Run with LimitMEMLOCK=infinity (systemd) or 'ulimit -l unlimited', or grant CAP_IPC_LOCK"
+        );
+        return format!("disabled (RLIMIT_MEMLOCK is {limit}; see the log)");
+    }
+    match sys::lock_memory() {
+        Ok(()) => "enabled".to_string(),
+        Err(e) => {
+            log::warn!("cannot lock memory (mlockall): {e}; keys may be written to swap");
+            format!("failed ({e})")
+        }
+    }
 }
 
 /// Creates the `keys:` of the config; existing keys are fine, other errors abort startup.
