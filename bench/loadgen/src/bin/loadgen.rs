@@ -276,11 +276,17 @@ impl Conn {
     }
 
     fn tls_info(&self) -> String {
-        format!(
-            "{:?} {:?}",
-            self.stream.conn.protocol_version(),
-            self.stream.conn.negotiated_cipher_suite().map(|s| s.suite())
-        )
+        let version = self
+            .stream
+            .conn
+            .protocol_version()
+            .map_or("?".to_string(), |v| format!("{v:?}"));
+        let suite = self
+            .stream
+            .conn
+            .negotiated_cipher_suite()
+            .map_or("?".to_string(), |s| format!("{:?}", s.suite()));
+        format!("{version} {suite}")
     }
 }
 
