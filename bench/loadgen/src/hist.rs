@@ -122,7 +122,11 @@ mod tests {
         for v in 1..=100_000u64 {
             h.record(v * 1000);
         }
-        for (q, exact) in [(0.5, 50_000_000f64), (0.99, 99_000_000.0), (0.999, 99_900_000.0)] {
+        for (q, exact) in [
+            (0.5, 50_000_000f64),
+            (0.99, 99_000_000.0),
+            (0.999, 99_900_000.0),
+        ] {
             let got = h.quantile(q) as f64;
             assert!((got - exact).abs() / exact < 1.0 / 64.0, "q={q} got={got}");
         }

@@ -25,10 +25,11 @@ use std::io::Write;
 use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
-const USAGE: &str = "usage: loadgen [run|hold|startup] --url https://HOST:PORT/PATH [options] [-- command]
+const USAGE: &str =
+    "usage: loadgen [run|hold|startup] --url https://HOST:PORT/PATH [options] [-- command]
 
   --method M          request method (default GET; POST when --body is given)
   --body TEXT         request body; --body-file FILE reads it from a file
@@ -94,10 +95,13 @@ fn parse(args: &[String]) -> Result<(String, Opts), String> {
         let a = args[i].as_str();
         let mut val = || -> Result<String, String> {
             i += 1;
-            args.get(i).cloned().ok_or_else(|| format!("{a} needs a value"))
+            args.get(i)
+                .cloned()
+                .ok_or_else(|| format!("{a} needs a value"))
         };
         let num = |s: String| -> Result<f64, String> {
-            s.parse::<f64>().map_err(|_| format!("{a}: not a number: {s}"))
+            s.parse::<f64>()
+                .map_err(|_| format!("{a}: not a number: {s}"))
         };
         match a {
             "--url" => o.url = val()?,
@@ -181,11 +185,8 @@ impl Target {
             .map_or(hostport, |(h, _)| h)
             .trim_matches(['[', ']']);
         let name = ServerName::try_from(host.to_string()).map_err(|e| format!("{host}: {e}"))?;
-        let config = kes_bench::client_config(
-            o.cert.as_deref(),
-            o.key.as_deref(),
-            o.cacert.as_deref(),
-        )?;
+        let config =
+            kes_bench::client_config(o.cert.as_deref(), o.key.as_deref(), o.cacert.as_deref())?;
         let method = o.method.clone().unwrap_or_else(|| {
             if o.body.is_empty() {
                 "GET".into()
@@ -345,8 +346,8 @@ struct Shared {
     dup: u64,
     keyed: bool,
     new_conn: bool,
-    tls_info: Mutex<Option<String>>,
-    first_body: Mutex<Option<Vec<u8>>>,
+    /// Protocol version and cipher suite of the first connection (no lock on the request path).
+    tls_info: OnceLock<String>,
 }
 
 impl Shared {
@@ -387,9 +388,8 @@ fn worker(s: Arc<Shared>) -> Tally {
             match s.target.connect() {
                 Ok(c) => {
                     t.connections += 1;
-                    let mut info = s.tls_info.lock().unwrap_or_else(|e| e.into_inner());
-                    if info.is_none() {
-                        *info = Some(c.tls_info());
+                    if s.tls_info.get().is_none() {
+                        let _ = s.tls_info.set(c.tls_info());
                     }
                     conn = Some(c);
                 }
@@ -411,7 +411,8 @@ fn worker(s: Arc<Shared>) -> Tally {
         match result {
             Ok(reply) => {
                 if counted {
-                    t.hist.record(u64::try_from((done - start).as_nanos()).unwrap_or(u64::MAX));
+                    t.hist
+                        .record(u64::try_from((done - start).as_nanos()).unwrap_or(u64::MAX));
                     if (200..300).contains(&reply.status) {
                         t.ok += 1;
                     } else {
@@ -425,16 +426,10 @@ fn worker(s: Arc<Shared>) -> Tally {
                         }
                     }
                 }
+                if (reply.close || s.new_conn)
+                    && let Some(c) = conn.take()
                 {
-                    let mut first = s.first_body.lock().unwrap_or_else(|e| e.into_inner());
-                    if first.is_none() {
-                        *first = Some(reply.body);
-                    }
-                }
-                if reply.close || s.new_conn {
-                    if let Some(c) = conn.take() {
-                        c.close();
-                    }
+                    c.close();
                 }
             }
             Err(e) => {
@@ -493,8 +488,7 @@ fn run(o: &Opts) -> Result<bool, String> {
         dup: o.dup,
         keyed: o.keys > 0,
         new_conn: o.new_conn,
-        tls_info: Mutex::new(None),
-        first_body: Mutex::new(None),
+        tls_info: OnceLock::new(),
     });
     let mut handles = Vec::with_capacity(o.connections);
     for i in 0..o.connections {
@@ -549,12 +543,7 @@ fn run(o: &Opts) -> Result<bool, String> {
         .iter()
         .map(|(s, n)| format!("\"{s}\":{n}"))
         .collect();
-    let tls = shared
-        .tls_info
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .clone()
-        .unwrap_or_default();
+    let tls = shared.tls_info.get().cloned().unwrap_or_default();
     println!(
         "{{\"label\":{},\"path\":{},\"mode\":\"{}\",\"connections\":{},\"seconds\":{:.3},\"ok\":{},\"errors\":{},\"io_errors\":{},\"bad_status\":{{{}}},\"rps\":{:.1},\"latency_us\":{{\"p50\":{:.1},\"p90\":{:.1},\"p99\":{:.1},\"p999\":{:.1},\"max\":{:.1},\"mean\":{:.1}}},\"server_cpu_s\":{},\"server_cpu_us_per_req\":{},\"client_cpu_s\":{:.3},\"client_cpu_us_per_req\":{},\"tcp_connections\":{},\"tls\":{},\"first_error\":{}}}",
         json_str(&o.label),
@@ -669,8 +658,14 @@ fn hold(o: &Opts) -> Result<bool, String> {
     for h in handles {
         let _ = h.join();
     }
-    let (opened, failed) = (opened.load(Ordering::Acquire), failed.load(Ordering::Acquire));
-    let err = first_error.lock().unwrap_or_else(|e| e.into_inner()).clone();
+    let (opened, failed) = (
+        opened.load(Ordering::Acquire),
+        failed.load(Ordering::Acquire),
+    );
+    let err = first_error
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .clone();
     println!(
         "{{\"label\":{},\"connections\":{},\"opened\":{},\"failed\":{},\"rss_kib\":{},\"first_error\":{}}}",
         json_str(&o.label),

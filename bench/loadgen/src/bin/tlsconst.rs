@@ -32,7 +32,9 @@ fn main() {
             "--cert" => cert = v,
             "--key" => key = v,
             other => {
-                eprintln!("unknown option {other}\nusage: tlsconst --addr IP:PORT --cert F --key F");
+                eprintln!(
+                    "unknown option {other}\nusage: tlsconst --addr IP:PORT --cert F --key F"
+                );
                 std::process::exit(2);
             }
         }
@@ -50,7 +52,10 @@ fn main() {
         eprintln!("tlsconst: cannot listen on {addr}: {e}");
         std::process::exit(1)
     });
-    let local = listener.local_addr().map(|a| a.to_string()).unwrap_or_default();
+    let local = listener
+        .local_addr()
+        .map(|a| a.to_string())
+        .unwrap_or_default();
     println!("listening on {local}");
     let _ = std::io::stdout().flush();
     let reply: Arc<[u8]> = Arc::from(
