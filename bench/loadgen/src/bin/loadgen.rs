@@ -337,9 +337,13 @@ impl Tally {
 struct Shared {
     target: Target,
     stop: AtomicBool,
-    /// Requests completing in [from, until) are counted (duration mode).
-    from: Instant,
-    until: Option<Instant>,
+    /// Requests completing in [from, until) are counted (until = None: count mode, all of them).
+    /// Set once every connection is open, so that opening 1 000 connections (1 000 handshakes)
+    /// is neither inside the measured window nor eating into the warm-up.
+    window: OnceLock<(Instant, Option<Instant>)>,
+    /// Workers whose connection is open (or failed to open) and that wait for `go`.
+    ready: AtomicU64,
+    go: AtomicBool,
     /// Count mode: tickets handed out so far, and how many there are.
     tickets: AtomicU64,
     count: Option<u64>,
@@ -372,9 +376,10 @@ impl Shared {
     }
 
     fn counted(&self, done: Instant) -> bool {
-        match self.until {
-            Some(until) => done >= self.from && done < until,
-            None => true,
+        match self.window.get() {
+            Some((from, Some(until))) => done >= *from && done < *until,
+            Some((_, None)) => true,
+            None => false,
         }
     }
 }
@@ -382,6 +387,19 @@ impl Shared {
 fn worker(s: Arc<Shared>) -> Tally {
     let mut t = Tally::default();
     let mut conn: Option<Conn> = None;
+    if !s.new_conn {
+        // Open the connection before the run starts; a failure is retried (and counted) in the
+        // loop.
+        if let Ok(c) = s.target.connect() {
+            t.connections += 1;
+            let _ = s.tls_info.set(c.tls_info());
+            conn = Some(c);
+        }
+    }
+    s.ready.fetch_add(1, Ordering::AcqRel);
+    while !s.go.load(Ordering::Acquire) {
+        std::thread::sleep(Duration::from_millis(1));
+    }
     while let Some(key) = s.ticket() {
         let start = Instant::now();
         if conn.is_none() {
@@ -470,19 +488,12 @@ fn opt_num(v: Option<f64>, digits: usize) -> String {
 
 fn run(o: &Opts) -> Result<bool, String> {
     let target = Target::new(o)?;
-    let begin = Instant::now();
-    let (from, until) = match o.count {
-        Some(_) => (begin, None),
-        None => {
-            let from = begin + Duration::from_secs_f64(o.warmup);
-            (from, Some(from + Duration::from_secs_f64(o.duration)))
-        }
-    };
     let shared = Arc::new(Shared {
         target,
         stop: AtomicBool::new(false),
-        from,
-        until,
+        window: OnceLock::new(),
+        ready: AtomicU64::new(0),
+        go: AtomicBool::new(false),
         tickets: AtomicU64::new(0),
         count: o.count,
         dup: o.dup,
@@ -500,6 +511,23 @@ fn run(o: &Opts) -> Result<bool, String> {
             .map_err(|e| format!("cannot start thread {i}: {e}"))?;
         handles.push(h);
     }
+
+    let setup_deadline = Instant::now() + Duration::from_secs(120);
+    while shared.ready.load(Ordering::Acquire) < o.connections as u64
+        && Instant::now() < setup_deadline
+    {
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let begin = Instant::now();
+    let (from, until) = match o.count {
+        Some(_) => (begin, None),
+        None => {
+            let from = begin + Duration::from_secs_f64(o.warmup);
+            (from, Some(from + Duration::from_secs_f64(o.duration)))
+        }
+    };
+    let _ = shared.window.set((from, until));
+    shared.go.store(true, Ordering::Release);
 
     let (server_cpu0, client_cpu0, t0);
     let (server_cpu1, client_cpu1, t1);
