@@ -76,6 +76,8 @@ cleanup() {
     rm -rf "$WORK"
 }
 trap cleanup EXIT
+# A signal ends the run through the EXIT trap, which stops every process started here.
+trap 'exit 130' INT TERM HUP
 stop_pid() { kill "$1" 2>/dev/null || true; wait "$1" 2>/dev/null || true; }
 
 free_port() { # a free TCP port on 127.0.0.1 whose successor is free too (OpenBao's cluster port)

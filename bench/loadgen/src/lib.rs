@@ -185,15 +185,28 @@ pub struct Reply {
 /// Reads one HTTP/1.1 response (Content-Length or chunked body) from `r`. `buf` holds bytes read
 /// past the previous response and keeps those past this one.
 pub fn read_reply<R: Read>(r: &mut R, buf: &mut Vec<u8>) -> io::Result<Reply> {
-    let head_end = loop {
-        if let Some(p) = find(buf, b"\r\n\r\n") {
-            break p + 4;
+    loop {
+        if let Some((reply, used)) = parse_reply(buf)? {
+            buf.drain(..used);
+            return Ok(reply);
         }
+        if buf.len() > 16 * 1024 * 1024 {
+            return Err(bad("response too large"));
+        }
+        fill(r, buf)?;
+    }
+}
+
+/// Parses one complete response at the start of `buf`: `None` while it is incomplete, else the
+/// reply and how many bytes it used.
+pub fn parse_reply(buf: &[u8]) -> io::Result<Option<(Reply, usize)>> {
+    let Some(p) = find(buf, b"\r\n\r\n") else {
         if buf.len() > 64 * 1024 {
             return Err(bad("response head too large"));
         }
-        fill(r, buf)?;
+        return Ok(None);
     };
+    let head_end = p + 4;
     let head = std::str::from_utf8(&buf[..head_end]).map_err(|_| bad("non-UTF-8 head"))?;
     let mut lines = head.split("\r\n");
     let status_line = lines.next().unwrap_or("");
@@ -218,56 +231,58 @@ pub fn read_reply<R: Read>(r: &mut R, buf: &mut Vec<u8>) -> io::Result<Reply> {
             close = value.eq_ignore_ascii_case("close");
         }
     }
-    buf.drain(..head_end);
-    let body = if chunked {
-        read_chunked(r, buf)?
+    let rest = &buf[head_end..];
+    let (body, used) = if chunked {
+        match parse_chunked(rest)? {
+            Some(x) => x,
+            None => return Ok(None),
+        }
     } else {
         let n = length.unwrap_or(0);
-        while buf.len() < n {
-            fill(r, buf)?;
+        if rest.len() < n {
+            return Ok(None);
         }
-        buf.drain(..n).collect()
+        (rest[..n].to_vec(), n)
     };
-    Ok(Reply {
-        status,
-        close,
-        body,
-    })
+    Ok(Some((
+        Reply {
+            status,
+            close,
+            body,
+        },
+        head_end + used,
+    )))
 }
 
-fn read_chunked<R: Read>(r: &mut R, buf: &mut Vec<u8>) -> io::Result<Vec<u8>> {
+fn parse_chunked(buf: &[u8]) -> io::Result<Option<(Vec<u8>, usize)>> {
     let mut body = Vec::new();
+    let mut at = 0;
     loop {
-        let line_end = loop {
-            if let Some(p) = find(buf, b"\r\n") {
-                break p;
-            }
-            fill(r, buf)?;
+        let Some(line_end) = find(&buf[at..], b"\r\n") else {
+            return Ok(None);
         };
-        let size_text = std::str::from_utf8(&buf[..line_end]).map_err(|_| bad("bad chunk"))?;
+        let size_text =
+            std::str::from_utf8(&buf[at..at + line_end]).map_err(|_| bad("bad chunk"))?;
         let size_text = size_text.split(';').next().unwrap_or("").trim();
         let size = usize::from_str_radix(size_text, 16).map_err(|_| bad("bad chunk size"))?;
-        buf.drain(..line_end + 2);
+        at += line_end + 2;
         if size == 0 {
             // Trailers up to the empty line.
             loop {
-                let end = loop {
-                    if let Some(p) = find(buf, b"\r\n") {
-                        break p;
-                    }
-                    fill(r, buf)?;
+                let Some(end) = find(&buf[at..], b"\r\n") else {
+                    return Ok(None);
                 };
-                buf.drain(..end + 2);
+                at += end + 2;
                 if end == 0 {
-                    return Ok(body);
+                    return Ok(Some((body, at)));
                 }
             }
         }
-        while buf.len() < size + 2 {
-            fill(r, buf)?;
+        if buf.len() < at + size + 2 {
+            return Ok(None);
         }
-        body.extend_from_slice(&buf[..size]);
-        buf.drain(..size + 2);
+        body.extend_from_slice(&buf[at..at + size]);
+        at += size + 2;
     }
 }
 
@@ -368,6 +383,21 @@ mod tests {
         assert_eq!((b.status, b.close, &b.body[..]), (404, true, &b"xyz"[..]));
         assert!(buf.is_empty());
         assert!(read_reply(&mut r, &mut buf).is_err());
+    }
+
+    #[test]
+    fn parse_waits_for_complete_replies() {
+        let full = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nxy\r\n0\r\n\r\nHTTP/1.1 204";
+        for cut in 0..full.len() - 12 {
+            assert!(parse_reply(&full[..cut]).unwrap().is_none(), "cut {cut}");
+        }
+        let (r, used) = parse_reply(full).unwrap().unwrap();
+        assert_eq!(
+            (r.status, &r.body[..], used),
+            (200, &b"xy"[..], full.len() - 12)
+        );
+        let cl = b"HTTP/1.1 201 Created\r\nContent-Length: 4\r\n\r\nab";
+        assert!(parse_reply(cl).unwrap().is_none());
     }
 
     #[test]

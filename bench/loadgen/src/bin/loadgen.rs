@@ -1,8 +1,11 @@
 //! `loadgen`: a closed-loop HTTPS load generator that presents a client certificate.
 //!
-//! Every connection is one thread that sends a request, reads the whole reply, and sends the next
-//! (keep-alive), or opens a new TLS connection for every request (`--new-conn`, a full handshake:
-//! session resumption is off). Latencies go into a log-bucketed histogram; the server's CPU time is
+//! Every connection sends a request, reads the whole reply, and sends the next (closed loop,
+//! keep-alive), or opens a new TLS connection for every request (`--new-conn`, a full handshake:
+//! session resumption is off). Keep-alive connections are driven by a few event-loop threads
+//! (epoll, one per core by default), so that 1 000 connections do not mean 1 000 client threads
+//! competing with the server for the cores; `--threaded` uses one blocking thread per connection
+//! instead (always so with `--new-conn`). Latencies go into a log-bucketed histogram; the server's CPU time is
 //! read from `/proc/<pid>/stat` at the start and end of the measured window. The result is one
 //! JSON line on stdout (the benchmark script collects them) and a summary on stderr.
 //!
@@ -42,6 +45,8 @@ const USAGE: &str =
   --warmup SECS       unmeasured warm-up before it (default 1)
   -n N                send exactly N requests instead (no warm-up)
   --new-conn          a new TLS connection (full handshake) for every request
+  --threaded          one blocking thread per keep-alive connection instead of event loops
+  --threads N         event-loop threads (default: the number of cores, at most -c)
   --keys N --dup D    the path's {key} takes values 0..N-1, each D times in a row (cold path)
   --server-pid P[,P]  processes whose CPU time (and RSS for `hold`) to report
   --label TEXT        copied into the JSON result
@@ -63,6 +68,8 @@ struct Opts {
     warmup: f64,
     count: Option<u64>,
     new_conn: bool,
+    threaded: bool,
+    threads: usize,
     keys: u64,
     dup: u64,
     server_pids: Vec<String>,
@@ -120,6 +127,8 @@ fn parse(args: &[String]) -> Result<(String, Opts), String> {
             "--warmup" => o.warmup = num(val()?)?,
             "-n" => o.count = Some(num(val()?)? as u64),
             "--new-conn" => o.new_conn = true,
+            "--threaded" => o.threaded = true,
+            "--threads" => o.threads = num(val()?)? as usize,
             "--keys" => o.keys = num(val()?)? as u64,
             "--dup" => o.dup = (num(val()?)? as u64).max(1),
             "--server-pid" => o.server_pids.extend(
@@ -502,14 +511,28 @@ fn run(o: &Opts) -> Result<bool, String> {
         tls_info: OnceLock::new(),
     });
     let mut handles = Vec::with_capacity(o.connections);
-    for i in 0..o.connections {
-        let s = shared.clone();
-        let h = std::thread::Builder::new()
-            .name(format!("conn-{i}"))
-            .stack_size(128 * 1024)
-            .spawn(move || worker(s))
-            .map_err(|e| format!("cannot start thread {i}: {e}"))?;
-        handles.push(h);
+    if o.threaded || o.new_conn {
+        for i in 0..o.connections {
+            let s = shared.clone();
+            let h = std::thread::Builder::new()
+                .name(format!("conn-{i}"))
+                .stack_size(128 * 1024)
+                .spawn(move || worker(s))
+                .map_err(|e| format!("cannot start thread {i}: {e}"))?;
+            handles.push(h);
+        }
+    } else {
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        let threads = if o.threads > 0 { o.threads } else { cores }.clamp(1, o.connections);
+        for i in 0..threads {
+            let n = o.connections / threads + usize::from(i < o.connections % threads);
+            let s = shared.clone();
+            let h = std::thread::Builder::new()
+                .name(format!("loop-{i}"))
+                .spawn(move || evloop::worker(s, n))
+                .map_err(|e| format!("cannot start thread {i}: {e}"))?;
+            handles.push(h);
+        }
     }
 
     let setup_deadline = Instant::now() + Duration::from_secs(120);
@@ -572,11 +595,17 @@ fn run(o: &Opts) -> Result<bool, String> {
         .map(|(s, n)| format!("\"{s}\":{n}"))
         .collect();
     let tls = shared.tls_info.get().cloned().unwrap_or_default();
+    let client = if o.new_conn || o.threaded {
+        "threads"
+    } else {
+        "event-loop"
+    };
     println!(
-        "{{\"label\":{},\"path\":{},\"mode\":\"{}\",\"connections\":{},\"seconds\":{:.3},\"ok\":{},\"errors\":{},\"io_errors\":{},\"bad_status\":{{{}}},\"rps\":{:.1},\"latency_us\":{{\"p50\":{:.1},\"p90\":{:.1},\"p99\":{:.1},\"p999\":{:.1},\"max\":{:.1},\"mean\":{:.1}}},\"server_cpu_s\":{},\"server_cpu_us_per_req\":{},\"client_cpu_s\":{:.3},\"client_cpu_us_per_req\":{},\"tcp_connections\":{},\"tls\":{},\"first_error\":{}}}",
+        "{{\"label\":{},\"path\":{},\"mode\":\"{}\",\"client\":\"{}\",\"connections\":{},\"seconds\":{:.3},\"ok\":{},\"errors\":{},\"io_errors\":{},\"bad_status\":{{{}}},\"rps\":{:.1},\"latency_us\":{{\"p50\":{:.1},\"p90\":{:.1},\"p99\":{:.1},\"p999\":{:.1},\"max\":{:.1},\"mean\":{:.1}}},\"server_cpu_s\":{},\"server_cpu_us_per_req\":{},\"client_cpu_s\":{:.3},\"client_cpu_us_per_req\":{},\"tcp_connections\":{},\"tls\":{},\"first_error\":{}}}",
         json_str(&o.label),
         json_str(&shared.target.path),
         if o.new_conn { "new-conn" } else { "keep-alive" },
+        client,
         o.connections,
         elapsed,
         tally.ok,
@@ -803,5 +832,302 @@ fn main() -> ExitCode {
             eprintln!("loadgen: {e}");
             ExitCode::from(2)
         }
+    }
+}
+
+/// The keep-alive client as epoll event loops: each thread owns some connections, sends the next
+/// request on a connection as soon as its reply is complete, and sleeps in `epoll_wait` otherwise.
+mod evloop {
+    use super::{Conn, Shared, Tally};
+    use kes_bench::parse_reply;
+    use std::io::{self, Read, Write};
+    use std::net::TcpStream;
+    use std::os::fd::AsRawFd;
+    use std::sync::Arc;
+    use std::sync::atomic::Ordering;
+    use std::time::{Duration, Instant};
+
+    struct Ev {
+        tls: rustls::ClientConnection,
+        sock: TcpStream,
+        buf: Vec<u8>,
+        start: Instant,
+        in_flight: bool,
+        want_write: bool,
+    }
+
+    /// A thin wrapper over the three epoll calls.
+    struct Epoll(i32);
+
+    impl Epoll {
+        fn new() -> io::Result<Epoll> {
+            // SAFETY: epoll_create1 has no memory-safety preconditions.
+            let fd = unsafe { libc::epoll_create1(libc::EPOLL_CLOEXEC) };
+            if fd < 0 {
+                return Err(io::Error::last_os_error());
+            }
+            Ok(Epoll(fd))
+        }
+        fn ctl(&self, op: i32, fd: i32, events: u32, token: u64) -> io::Result<()> {
+            let mut ev = libc::epoll_event { events, u64: token };
+            // SAFETY: `ev` is a valid epoll_event for the duration of the call.
+            if unsafe { libc::epoll_ctl(self.0, op, fd, &mut ev) } < 0 {
+                return Err(io::Error::last_os_error());
+            }
+            Ok(())
+        }
+        fn wait(&self, events: &mut [libc::epoll_event], timeout_ms: i32) -> io::Result<usize> {
+            // SAFETY: the pointer and length describe `events`, which outlives the call.
+            let n = unsafe {
+                libc::epoll_wait(self.0, events.as_mut_ptr(), events.len() as i32, timeout_ms)
+            };
+            if n < 0 {
+                let e = io::Error::last_os_error();
+                return if e.kind() == io::ErrorKind::Interrupted {
+                    Ok(0)
+                } else {
+                    Err(e)
+                };
+            }
+            Ok(n as usize)
+        }
+    }
+
+    impl Drop for Epoll {
+        fn drop(&mut self) {
+            // SAFETY: we own this descriptor and close it once.
+            unsafe { libc::close(self.0) };
+        }
+    }
+
+    const IN: u32 = libc::EPOLLIN as u32;
+    const OUT: u32 = libc::EPOLLOUT as u32;
+
+    /// Writes what TLS has buffered; asks for EPOLLOUT while the socket is full.
+    fn flush(ep: &Epoll, token: u64, c: &mut Ev) -> Result<(), String> {
+        while c.tls.wants_write() {
+            match c.tls.write_tls(&mut c.sock) {
+                Ok(_) => {}
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    if !c.want_write {
+                        ep.ctl(libc::EPOLL_CTL_MOD, c.sock.as_raw_fd(), IN | OUT, token)
+                            .map_err(|e| format!("epoll: {e}"))?;
+                        c.want_write = true;
+                    }
+                    return Ok(());
+                }
+                Err(e) => return Err(format!("write: {e}")),
+            }
+        }
+        if c.want_write {
+            ep.ctl(libc::EPOLL_CTL_MOD, c.sock.as_raw_fd(), IN, token)
+                .map_err(|e| format!("epoll: {e}"))?;
+            c.want_write = false;
+        }
+        Ok(())
+    }
+
+    fn send(
+        s: &Shared,
+        ep: &Epoll,
+        token: u64,
+        c: &mut Ev,
+        key: Option<u64>,
+    ) -> Result<(), String> {
+        let request = s.target.request(key, false);
+        c.start = Instant::now();
+        c.in_flight = true;
+        c.tls
+            .writer()
+            .write_all(&request)
+            .map_err(|e| format!("write: {e}"))?;
+        flush(ep, token, c)
+    }
+
+    /// Reads what the socket has; returns the replies now complete (status, close).
+    fn receive(ep: &Epoll, token: u64, c: &mut Ev) -> Result<Vec<(u16, bool)>, String> {
+        loop {
+            match c.tls.read_tls(&mut c.sock) {
+                Ok(0) => return Err("read: connection closed by the server".into()),
+                Ok(_) => {
+                    c.tls
+                        .process_new_packets()
+                        .map_err(|e| format!("tls: {e}"))?;
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(format!("read: {e}")),
+            }
+        }
+        let mut chunk = [0u8; 16 * 1024];
+        loop {
+            match c.tls.reader().read(&mut chunk) {
+                Ok(0) => break,
+                Ok(n) => c.buf.extend_from_slice(&chunk[..n]),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                Err(e) => return Err(format!("read: {e}")),
+            }
+        }
+        flush(ep, token, c)?;
+        let mut replies = Vec::new();
+        while let Some((reply, used)) = parse_reply(&c.buf).map_err(|e| format!("read: {e}"))? {
+            c.buf.drain(..used);
+            replies.push((reply.status, reply.close));
+        }
+        Ok(replies)
+    }
+
+    pub(super) fn worker(s: Arc<Shared>, n: usize) -> Tally {
+        let mut t = Tally::default();
+        let ep = match Epoll::new() {
+            Ok(ep) => ep,
+            Err(e) => {
+                t.error(format!("epoll: {e}"));
+                s.ready.fetch_add(n as u64, Ordering::AcqRel);
+                return t;
+            }
+        };
+        let mut conns: Vec<Option<Ev>> = Vec::with_capacity(n);
+        for i in 0..n {
+            let ev = s.target.connect().and_then(|Conn { stream, buf }| {
+                let rustls::StreamOwned { conn: tls, sock } = stream;
+                sock.set_nonblocking(true)
+                    .map_err(|e| format!("nonblocking: {e}"))?;
+                ep.ctl(libc::EPOLL_CTL_ADD, sock.as_raw_fd(), IN, i as u64)
+                    .map_err(|e| format!("epoll: {e}"))?;
+                Ok(Ev {
+                    tls,
+                    sock,
+                    buf,
+                    start: Instant::now(),
+                    in_flight: false,
+                    want_write: false,
+                })
+            });
+            match ev {
+                Ok(ev) => {
+                    t.connections += 1;
+                    if s.tls_info.get().is_none() {
+                        let _ = s.tls_info.set(format!(
+                            "{} {}",
+                            ev.tls
+                                .protocol_version()
+                                .map_or("?".to_string(), |v| format!("{v:?}")),
+                            ev.tls
+                                .negotiated_cipher_suite()
+                                .map_or("?".to_string(), |c| format!("{:?}", c.suite()))
+                        ));
+                    }
+                    conns.push(Some(ev));
+                }
+                Err(e) => {
+                    // Reported once the run starts (a connection that never opened is an error).
+                    t.first_error.get_or_insert(e);
+                    t.io_errors += 1;
+                    conns.push(None);
+                }
+            }
+        }
+        s.ready.fetch_add(n as u64, Ordering::AcqRel);
+        while !s.go.load(Ordering::Acquire) {
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        let mut active = 0usize;
+        for (i, slot) in conns.iter_mut().enumerate() {
+            let Some(c) = slot else { continue };
+            match s.ticket() {
+                Some(key) => match send(&s, &ep, i as u64, c, key) {
+                    Ok(()) => active += 1,
+                    Err(e) => {
+                        t.error(e);
+                        *slot = None;
+                    }
+                },
+                None => break,
+            }
+        }
+        let mut events = vec![libc::epoll_event { events: 0, u64: 0 }; 256];
+        let mut stop_seen: Option<Instant> = None;
+        while active > 0 {
+            if s.stop.load(Ordering::Relaxed) {
+                let since = *stop_seen.get_or_insert_with(Instant::now);
+                if since.elapsed() > Duration::from_secs(30) {
+                    t.error(format!("{active} replies still missing 30 s after the end"));
+                    break;
+                }
+            }
+            let ready = match ep.wait(&mut events, 100) {
+                Ok(n) => n,
+                Err(e) => {
+                    t.error(format!("epoll_wait: {e}"));
+                    break;
+                }
+            };
+            for ev in &events[..ready] {
+                let token = ev.u64;
+                let flags = ev.events;
+                let Some(slot) = conns.get_mut(token as usize) else {
+                    continue;
+                };
+                let Some(c) = slot.as_mut() else { continue };
+                let result = if flags & OUT != 0 && flags & IN == 0 {
+                    flush(&ep, token, c).map(|_| Vec::new())
+                } else {
+                    receive(&ep, token, c)
+                };
+                let replies = match result {
+                    Ok(r) => r,
+                    Err(e) => {
+                        if c.in_flight && s.counted(Instant::now()) {
+                            t.error(e);
+                        }
+                        if c.in_flight {
+                            active -= 1;
+                        }
+                        *slot = None;
+                        continue;
+                    }
+                };
+                for (status, close) in replies {
+                    let done = Instant::now();
+                    c.in_flight = false;
+                    if s.counted(done) {
+                        t.hist
+                            .record(u64::try_from((done - c.start).as_nanos()).unwrap_or(u64::MAX));
+                        if (200..300).contains(&status) {
+                            t.ok += 1;
+                        } else {
+                            t.status(status);
+                            t.first_error
+                                .get_or_insert_with(|| format!("HTTP {status}"));
+                        }
+                    }
+                    if close {
+                        // The server ended the connection: this model keeps a fixed set.
+                        if s.counted(done) {
+                            t.error("the server closed a keep-alive connection".into());
+                        }
+                        break;
+                    }
+                    if let Some(key) = s.ticket()
+                        && let Err(e) = send(&s, &ep, token, c, key)
+                    {
+                        t.error(e);
+                        c.in_flight = false;
+                    }
+                }
+                if !c.in_flight {
+                    active -= 1;
+                    c.tls.send_close_notify();
+                    let _ = c.tls.write_tls(&mut c.sock);
+                    *slot = None;
+                }
+            }
+        }
+        for c in conns.iter_mut().flatten() {
+            c.tls.send_close_notify();
+            let _ = c.tls.write_tls(&mut c.sock);
+        }
+        t
     }
 }
