@@ -334,7 +334,7 @@ EOF
     NGINX_MASTER=$!
     PIDS+=("$NGINX_MASTER")
     for _ in $(seq 100); do
-        NGINX_PIDS=$(pgrep -P "$NGINX_MASTER" | paste -sd, -)
+        NGINX_PIDS=$(pgrep -P "$NGINX_MASTER" | paste -sd, - || true)
         [ -n "$NGINX_PIDS" ] && break
         sleep 0.05
     done
