@@ -123,7 +123,8 @@ def summary(rows, env):
       f"whole run {env.get('seconds_total', '?')} s. Runs with errors: {env.get('failed_runs', '?')}.\n")
     w("Client and servers share the machine's cores: every server's figure includes the load "
       "generator's CPU competing with it, the same for all. The load generator is bench/loadgen "
-      "(one thread per connection, closed loop, ECDSA P-256 client certificate).\n")
+      "(closed loop; keep-alive connections opened before the measured window and driven by one "
+      "epoll event loop per core; ECDSA P-256 client certificate).\n")
 
     w("## Keep-alive: requests/s and latency by connections\n")
     w("generate = kes `POST /v1/key/generate/<key>` (MinIO-like context) and OpenBao "
