@@ -11,10 +11,14 @@
 //! * Delete evicts; a load that raced with a delete is not cached.
 //!
 //! The cache holds decoded keys; it never logs them.
+//!
+//! Every keystore call goes through `Cache::timed`, which records its latency and failures by
+//! operation in `Stats::keystore` for `/v1/metrics`.
 
 use crate::config::CacheConfig;
 use crate::crypto::KeyVersion;
 use crate::keystore::{self, Keystore, Page, Status};
+use crate::metrics::{KeystoreFailure, KeystoreMetrics, KeystoreOp};
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, RwLock};
@@ -58,6 +62,8 @@ pub struct Stats {
     pub hits: AtomicU64,
     pub misses: AtomicU64,
     pub stale_hits: AtomicU64,
+    /// Latency and failures of the keystore calls made through the cache.
+    pub keystore: KeystoreMetrics,
 }
 
 pub struct Cache {
@@ -118,7 +124,7 @@ impl Cache {
                     cache.sweep();
                     if last_probe.elapsed() >= PROBE_INTERVAL || cache.is_offline() {
                         last_probe = Instant::now();
-                        match cache.store.status() {
+                        match cache.timed(KeystoreOp::Status, || cache.store.status()) {
                             Ok(_) => cache.set_online(),
                             Err(keystore::Error::Unreachable(_)) => cache.set_offline(),
                             Err(_) => {}
@@ -155,13 +161,24 @@ impl Cache {
 
     fn set_offline(&self) {
         let now = self.now_ms();
-        let _ = self
+        if self
             .offline_since
-            .compare_exchange(0, now, Ordering::Relaxed, Ordering::Relaxed);
+            .compare_exchange(0, now, Ordering::Relaxed, Ordering::Relaxed)
+            .is_ok()
+        {
+            // Logged on the transition only: an outage is one record, not one per request.
+            log::warn!("keystore is not reachable: serving cached keys only, checking again");
+        }
     }
 
     fn set_online(&self) {
-        self.offline_since.store(0, Ordering::Relaxed);
+        let since = self.offline_since.swap(0, Ordering::Relaxed);
+        if since != 0 {
+            log::info!(
+                "keystore is reachable again (offline for {:.1} s)",
+                self.now_ms().saturating_sub(since) as f64 / 1000.0
+            );
+        }
     }
 
     /// True while cached keys may be served past their expiry.
@@ -258,7 +275,7 @@ impl Cache {
         let _release = Release(self, name, &flight);
 
         let generation = self.generation.load(Ordering::Acquire);
-        let result = match self.store.get(name) {
+        let result = match self.timed(KeystoreOp::Get, || self.store.get(name)) {
             Ok(value) => KeyVersion::decode(&value)
                 .map(Arc::new)
                 .map_err(|e| Error::Corrupt(e.to_string())),
@@ -309,7 +326,7 @@ impl Cache {
 
     /// Creates a key in the keystore (not cached until first use).
     pub fn create(&self, name: &str, value: &[u8]) -> Result<(), keystore::Error> {
-        let r = self.store.create(name, value);
+        let r = self.timed(KeystoreOp::Create, || self.store.create(name, value));
         self.note(&r);
         r
     }
@@ -318,7 +335,7 @@ impl Cache {
     pub fn delete(&self, name: &str) -> Result<(), keystore::Error> {
         self.generation.fetch_add(1, Ordering::AcqRel);
         self.evict(name);
-        let r = self.store.delete(name);
+        let r = self.timed(KeystoreOp::Delete, || self.store.delete(name));
         self.generation.fetch_add(1, Ordering::AcqRel);
         self.evict(name);
         self.note(&r);
@@ -326,7 +343,7 @@ impl Cache {
     }
 
     pub fn list(&self, prefix: &str, limit: usize) -> Result<Page, keystore::Error> {
-        let r = self.store.list(prefix, limit);
+        let r = self.timed(KeystoreOp::List, || self.store.list(prefix, limit));
         self.note(&r);
         r
     }
@@ -336,8 +353,25 @@ impl Cache {
         if self.is_offline() {
             return Err(keystore::Error::Unreachable("key store is offline".into()));
         }
-        let r = self.store.status();
+        let r = self.timed(KeystoreOp::Status, || self.store.status());
         self.note(&r);
+        r
+    }
+
+    /// Runs one keystore call and records its latency and outcome.
+    fn timed<T>(
+        &self,
+        op: KeystoreOp,
+        call: impl FnOnce() -> Result<T, keystore::Error>,
+    ) -> Result<T, keystore::Error> {
+        let start = Instant::now();
+        let r = call();
+        let failure = match &r {
+            Err(keystore::Error::Unreachable(_)) => Some(KeystoreFailure::Unreachable),
+            Err(keystore::Error::Failed(_)) => Some(KeystoreFailure::Failed),
+            Ok(_) | Err(keystore::Error::NotFound) | Err(keystore::Error::Exists) => None,
+        };
+        self.stats.keystore.observe(op, start.elapsed(), failure);
         r
     }
 

@@ -26,6 +26,9 @@ use std::time::{Duration, Instant};
 /// How long a connection closed after an error reply keeps draining what the client still sends.
 const LINGER: Duration = Duration::from_secs(2);
 
+/// Longest a log stream may wait for its client to take data before the stream is ended.
+const STREAM_WRITE_TIMEOUT: Duration = Duration::from_secs(60);
+
 /// Stack size of worker threads: requests need little stack, and many workers may exist.
 const WORKER_STACK: usize = 256 * 1024;
 
@@ -390,8 +393,10 @@ fn write_response<T: Transport>(conn: &mut Conn<T>, response: Response, keep_ali
             if conn.write_all(&out).is_err() {
                 return false;
             }
-            // Streams run until the client goes away; no write deadline beyond TCP's own.
-            let _ = conn.stream.set_write_timeout(None);
+            // Streams run until the client goes away. A client that stops reading blocks a write
+            // only this long: then the stream ends and its worker is free (the events it missed
+            // meanwhile were dropped, never held up requests).
+            let _ = conn.stream.set_write_timeout(Some(STREAM_WRITE_TIMEOUT));
             let mut chunked = ChunkedWriter {
                 inner: &mut conn.stream,
             };

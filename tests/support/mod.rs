@@ -4,6 +4,7 @@
 
 pub mod client;
 pub mod pki;
+pub mod prom;
 
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
