@@ -250,12 +250,13 @@ fi
 # -------------------------------------------------------------------------------------- OpenBao
 # A dev server with TLS (in-memory storage; transit's key is cached in memory, so datakey and
 # decrypt never touch storage, as in production).
-start_bao() { # start_bao NAME: sets BAO_PID BAO_URL BAO_CA
-    local name=$1 port
+start_bao() { # start_bao NAME [EXTRA-CONFIG.hcl]: sets BAO_PID BAO_URL BAO_CA
+    local name=$1 port extra=()
+    [ $# -ge 2 ] && extra=(-config="$2")
     port=$(free_port)
     mkdir -p "$WORK/$name"
     "$BAO" server -dev -dev-tls -dev-tls-cert-dir="$WORK/$name" -dev-listen-address="127.0.0.1:$port" \
-        -dev-root-token-id=root -dev-no-store-token >"$WORK/$name.log" 2>&1 &
+        -dev-root-token-id=root -dev-no-store-token "${extra[@]}" >"$WORK/$name.log" 2>&1 &
     BAO_PID=$!
     PIDS+=("$BAO_PID")
     BAO_URL=https://127.0.0.1:$port
@@ -509,7 +510,11 @@ fi
 rm -rf "$CD"
 
 log "cold path: first use of $COLD_KEYS keys (Vault keystore, OpenBao K/V v1 + AppRole)"
-start_bao bao-kv || fail "OpenBao (K/V) did not start"
+VD=$WORK/cold-vault
+mkdir -p "$VD"
+# OpenBao 2 enables audit devices only from its configuration file, not through the API.
+printf 'audit "file" "bench" {\n  options {\n    file_path = "%s"\n  }\n}\n' "$VD/audit.log" >"$VD/audit.hcl"
+start_bao bao-kv "$VD/audit.hcl" || fail "OpenBao (K/V) did not start"
 KV_PID=$BAO_PID
 bao_curl -X POST -d '{"type":"kv","options":{"version":"1"}}' "$BAO_URL/v1/sys/mounts/kv" >/dev/null
 bao_curl -X POST -d '{"type":"approle"}' "$BAO_URL/v1/sys/auth/approle" >/dev/null
@@ -517,8 +522,6 @@ bao_curl -X PUT -d '{"policy":"path \"kv/*\" { capabilities = [\"create\",\"read
 bao_curl -X POST -d '{"token_policies":["kes"],"token_num_uses":0,"secret_id_num_uses":0,"period":"1h"}' "$BAO_URL/v1/auth/approle/role/kes" >/dev/null
 ROLE_ID=$(bao_curl "$BAO_URL/v1/auth/approle/role/kes/role-id" | python3 -c 'import json,sys;print(json.load(sys.stdin)["data"]["role_id"])')
 SECRET_ID=$(bao_curl -X POST "$BAO_URL/v1/auth/approle/role/kes/secret-id" | python3 -c 'import json,sys;print(json.load(sys.stdin)["data"]["secret_id"])')
-VD=$WORK/cold-vault
-mkdir -p "$VD"
 kes_config "$VD/kes.yaml" /nonexistent 1h 1h
 python3 - "$VD/kes.yaml" "$BAO_URL" "$ROLE_ID" "$SECRET_ID" "$BAO_CA" <<'EOF'
 import sys
@@ -542,16 +545,18 @@ EOF
 if start_kes cold-vault "$KES" "$VD/kes.yaml" 2>/dev/null; then
     # Create the keys through kes (so they are stored as kes stores them), then restart kes so that
     # its cache is empty, then count the K/V reads OpenBao sees during the cold run.
-    lg 0 kes-vault create-keys -c 16 --keys "$COLD_KEYS" --url "$KES_URL/v1/key/create/v{key}" --method POST --server-pid "$KES_PID" "${CLIENT_ECDSA[@]}"
+    lg 0 kes-vault create-keys -c 64 --keys "$COLD_KEYS" --url "$KES_URL/v1/key/create/v{key}" --method POST --server-pid "$KES_PID" "${CLIENT_ECDSA[@]}"
     stop_pid "$KES_PID"
-    bao_curl -X PUT -d "{\"type\":\"file\",\"options\":{\"file_path\":\"$VD/audit.log\"}}" "$BAO_URL/v1/sys/audit/file" >/dev/null
     start_kes cold-vault "$KES" "$VD/kes.yaml" || fail "kes (cold, vault) did not start"
-    : >"$VD/audit.log"
+    AUDIT_SKIP=$(wc -l <"$VD/audit.log")
     lg 1 kes-vault cold -c "$COLD_C" --keys "$COLD_KEYS" --dup 4 --url "$KES_URL/v1/key/generate/v{key}" --body "$GEN_BODY" --server-pid "$KES_PID" "${CLIENT_ECDSA[@]}"
-    READS=$(python3 - "$VD/audit.log" <<'EOF'
+    sleep 1
+    READS=$(python3 - "$VD/audit.log" "$AUDIT_SKIP" <<'EOF'
 import json, sys
 n = 0
-for line in open(sys.argv[1]):
+for i, line in enumerate(open(sys.argv[1])):
+    if i < int(sys.argv[2]):
+        continue
     try:
         e = json.loads(line)
     except ValueError:
