@@ -20,3 +20,6 @@ echo "==> $("$BAO_BIN" version)"
 
 echo "==> cargo test"
 cargo test --all-targets "$@"
+
+echo "==> benchmark smoke run (scripts/bench.sh --smoke: the harness works end to end; it asserts no speed)"
+scripts/bench.sh --smoke
