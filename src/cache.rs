@@ -324,6 +324,25 @@ impl Cache {
         }
         let _release = Release(self, name, &flight);
 
+        // The caller missed the cache before it took the lead; a load that finished in between
+        // (its flight already gone) has cached the key since. Reading the keystore again would
+        // break "one keystore read per key", so look once more.
+        let now = self.now_ms();
+        let cached = self
+            .entries
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(name)
+            .cloned();
+        if let Some(e) = cached
+            && self.fresh(&e, now)
+        {
+            e.used_ms.store(now, Ordering::Relaxed);
+            let result = Ok(e.key.clone());
+            *flight.result.lock().unwrap_or_else(|e| e.into_inner()) = Some(result.clone());
+            return result;
+        }
+
         let generation = self.generation.load(Ordering::Acquire);
         let result = match self.timed(KeystoreOp::Get, || self.store.get(name)) {
             Ok(value) => KeyVersion::decode(&value)
@@ -502,6 +521,21 @@ mod tests {
                 Ok(())
             }
         }
+    }
+
+    #[test]
+    fn a_load_that_starts_after_another_finished_reads_nothing() {
+        // Request A misses the cache, then request B loads and caches the key and its flight
+        // ends, then A takes the lead of a new flight: A must find B's entry instead of reading
+        // the keystore again (found by the benchmark's cold-path count: 10 005 reads for 10 000
+        // keys).
+        let store = Arc::new(FakeStore::default());
+        store.put("k");
+        let cache = Cache::new(store.clone(), CacheConfig::default());
+        cache.get("k").unwrap();
+        assert_eq!(store.gets(), 1);
+        cache.load("k").unwrap();
+        assert_eq!(store.gets(), 1, "the second load must be served by the entry the first cached");
     }
 
     impl Keystore for FakeStore {
