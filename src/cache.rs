@@ -535,7 +535,11 @@ mod tests {
         cache.get("k").unwrap();
         assert_eq!(store.gets(), 1);
         cache.load("k").unwrap();
-        assert_eq!(store.gets(), 1, "the second load must be served by the entry the first cached");
+        assert_eq!(
+            store.gets(),
+            1,
+            "the second load must be served by the entry the first cached"
+        );
     }
 
     impl Keystore for FakeStore {

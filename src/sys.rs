@@ -149,3 +149,21 @@ pub fn read_password(_prompt: &str) -> io::Result<zeroize::Zeroizing<String>> {
         "password prompts are only supported on Unix",
     ))
 }
+
+/// Raises the accept backlog of a listening socket (the standard library listens with 128).
+/// When every MinIO node reconnects at once after a restart, more than 128 connections can be
+/// pending; beyond the backlog the kernel drops SYNs and clients wait a retransmission (1 s,
+/// then 3 s …). Calling `listen` again on a listening socket only changes its backlog; the
+/// kernel caps it at `net.core.somaxconn`.
+#[cfg(unix)]
+pub fn set_listen_backlog(listener: &std::net::TcpListener, backlog: i32) -> io::Result<()> {
+    use std::os::fd::AsRawFd;
+    // SAFETY: the descriptor is owned by `listener`, which outlives the call; listen(2) takes
+    // integers only.
+    let rc = unsafe { libc::listen(listener.as_raw_fd(), backlog) };
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
+}

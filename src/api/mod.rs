@@ -245,7 +245,13 @@ pub struct State {
     pub api_config: BTreeMap<String, ApiConfig>,
     /// Write audit events to stdout (`log.audit`).
     pub audit_stdout: bool,
+    /// Set by [`Api`] (any value given is replaced): distinguishes configurations, so that a
+    /// connection's cached policy resolution is redone after a reload.
+    pub generation: u64,
 }
+
+/// Source of [`State::generation`] values.
+static GENERATION: AtomicU64 = AtomicU64::new(1);
 
 /// The API: route table, reloadable state and shared services.
 pub struct Api {
@@ -282,7 +288,10 @@ impl Api {
         let route_requests = routes.iter().map(|_| AtomicU64::new(0)).collect();
         Api {
             routes,
-            state: RwLock::new(Arc::new(state)),
+            state: RwLock::new(Arc::new(State {
+                generation: GENERATION.fetch_add(1, Ordering::Relaxed),
+                ..state
+            })),
             cache,
             metrics,
             server_stats,
@@ -360,6 +369,10 @@ impl Api {
 
     /// Installs new policies and API settings (config reload).
     pub fn set_state(&self, state: State) {
+        let state = State {
+            generation: GENERATION.fetch_add(1, Ordering::Relaxed),
+            ..state
+        };
         *self.state.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(state);
     }
 
@@ -442,7 +455,20 @@ impl Api {
         let Some(identity) = identity else {
             return Err(error::CERT_REQUIRED);
         };
-        match state.policies.verify(identity, path) {
+        // Resolve the identity once per connection and configuration (a constant-time pass over
+        // all assignments); per request only the path is checked.
+        let mut cached = conn.resolved.borrow_mut();
+        let resolved = match &*cached {
+            Some((generation, resolved)) if *generation == state.generation => resolved,
+            _ => {
+                &cached
+                    .insert((state.generation, state.policies.resolve(identity)))
+                    .1
+            }
+        };
+        let verdict = state.policies.check(resolved, path);
+        drop(cached);
+        match verdict {
             Ok(()) => Ok(()),
             Err(denied) => {
                 if log::log_enabled!(log::Level::Debug) {

@@ -152,6 +152,7 @@ fn build(cfg: &Config) -> Result<Loaded, String> {
             policies: PolicySet::new(&cfg.admin, &cfg.policies),
             api_config: cfg.api.clone(),
             audit_stdout: cfg.log.audit,
+            generation: 0,
         },
         tls: build_tls(cfg)?,
     })
@@ -212,6 +213,7 @@ fn start(args: ServerArgs, errors: Arc<Hub>, metrics: Arc<Metrics>) -> Result<Ex
             policies: PolicySet::new(&cfg.admin, &cfg.policies),
             api_config: Default::default(),
             audit_stdout: false,
+            generation: 0,
         };
         (cfg, Some(key), Loaded { state, tls })
     } else {

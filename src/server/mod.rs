@@ -66,6 +66,10 @@ pub enum ClientIdentity {
 pub struct ConnInfo {
     pub peer: SocketAddr,
     pub identity: ClientIdentity,
+    /// The client's identity resolved against the policies, with the generation of the
+    /// configuration it was resolved in: the identity cannot change on a connection, so the
+    /// resolution is done once and redone only after a reload.
+    pub resolved: std::cell::RefCell<Option<(u64, crate::auth::policy::Resolved)>>,
 }
 
 /// What the server needs to know about a request's route before reading its body.
@@ -128,6 +132,9 @@ impl Server {
         stats: Arc<Stats>,
     ) -> io::Result<Arc<Server>> {
         let listener = TcpListener::bind(addr)?;
+        if let Err(e) = crate::sys::set_listen_backlog(&listener, 4096) {
+            log::warn!("cannot raise the listen backlog: {e}");
+        }
         let (tx, rx) = sync_channel(limits.max_connections.max(1));
         Ok(Arc::new(Server {
             listener,
@@ -325,9 +332,15 @@ impl Server {
                 Err(e) => ClientIdentity::Invalid(e.to_string()),
             },
         };
-        let info = ConnInfo { peer, identity };
-        let _ = stream.sock.set_write_timeout(Some(Duration::from_secs(15)));
-        self.serve_requests(Conn::new(stream), &info);
+        let info = ConnInfo {
+            peer,
+            identity,
+            resolved: Default::default(),
+        };
+        let mut conn = Conn::new(stream);
+        // Until a route says otherwise (error replies before routing, for instance).
+        conn.set_write_timeout(Duration::from_secs(15));
+        self.serve_requests(conn, &info);
     }
 
     fn serve_requests<T: Transport>(&self, mut conn: Conn<T>, info: &ConnInfo) {
@@ -402,7 +415,7 @@ impl Server {
         let response = self.handler.handle(&route, head, &body, info);
         let keep = head.keep_alive && !self.is_shutting_down();
         if let Some(t) = route.timeout {
-            let _ = conn.stream.set_write_timeout(Some(t));
+            conn.set_write_timeout(t);
         }
         write_response(conn, response, keep) && keep
     }
@@ -423,30 +436,48 @@ fn serialize(response: Response, keep_alive: bool) -> Option<zeroize::Zeroizing<
 
 /// Writes a response; returns false when the connection failed.
 fn write_response<T: Transport>(conn: &mut Conn<T>, response: Response, keep_alive: bool) -> bool {
-    let mut out = zeroize::Zeroizing::new(response.head_bytes(keep_alive));
-    match response.body {
+    use zeroize::Zeroize as _;
+    let mut out = std::mem::take(&mut conn.out);
+    response.write_head(keep_alive, &mut out);
+    let ok = match response.body {
         Body::Empty => conn.write_all(&out).is_ok(),
         Body::Bytes { data, .. } => {
             out.extend_from_slice(&data);
             conn.write_all(&out).is_ok()
         }
         Body::Stream { writer, .. } => {
-            if conn.write_all(&out).is_err() {
-                return false;
-            }
-            // Streams run until the client goes away. A client that stops reading blocks a write
-            // only this long: then the stream ends and its worker is free (the events it missed
-            // meanwhile were dropped, never held up requests).
-            let _ = conn.stream.set_write_timeout(Some(STREAM_WRITE_TIMEOUT));
-            let mut chunked = ChunkedWriter {
-                inner: &mut conn.stream,
-            };
-            writer(&mut chunked);
-            let _ = conn.stream.write_all(b"0\r\n\r\n");
-            let _ = conn.stream.flush();
-            false
+            let ok = write_stream(conn, &out, writer);
+            out.clear();
+            conn.out = out;
+            return ok;
         }
+    };
+    // Replies may hold plaintext data keys: wipe the buffer before reusing it. A buffer grown
+    // by a large reply is given back rather than kept per connection.
+    out.as_mut_slice().zeroize();
+    out.clear();
+    if out.capacity() <= 64 * 1024 {
+        conn.out = out;
     }
+    ok
+}
+
+/// Sends a stream's head, then its events until the client goes away; the connection closes.
+fn write_stream<T: Transport>(conn: &mut Conn<T>, head: &[u8], writer: http::StreamWriter) -> bool {
+    if conn.write_all(head).is_err() {
+        return false;
+    }
+    // Streams run until the client goes away. A client that stops reading blocks a write only
+    // this long: then the stream ends and its worker is free (the events it missed meanwhile
+    // were dropped, never held up requests).
+    conn.set_write_timeout(STREAM_WRITE_TIMEOUT);
+    let mut chunked = ChunkedWriter {
+        inner: &mut conn.stream,
+    };
+    writer(&mut chunked);
+    let _ = conn.stream.write_all(b"0\r\n\r\n");
+    let _ = conn.stream.flush();
+    false
 }
 
 /// A complete JSON error response for framing errors, before any route is known.
