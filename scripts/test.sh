@@ -20,3 +20,10 @@ echo "==> $("$KES_TEST_BAO" version)"
 
 echo "==> cargo test"
 cargo test --all-targets "$@"
+
+# The slow packaging tests (static LTO build, .deb/.rpm installed into a Debian chroot, offline
+# build of the source tarball): about 10-15 minutes, so only on request. See packaging/README.md.
+if [ "${KES_TEST_PACKAGING:-}" = 1 ]; then
+    echo "==> packaging/test.sh (KES_TEST_PACKAGING=1)"
+    packaging/test.sh
+fi

@@ -1,0 +1,99 @@
+#!/usr/bin/env bash
+# Measures generate requests/s of one or more kes binaries, one after the other under the same
+# load, to compare builds (glibc vs static musl, one allocator vs another). Not a benchmark suite
+# (that is bench/): a quick, repeatable figure for packaging decisions.
+#
+# Usage: packaging/measure-throughput.sh [-c CONNECTIONS] [-n REQUESTS] [-r ROUNDS] BINARY...
+#
+# Method: each binary serves on 127.0.0.1 with the filesystem keystore in a temporary directory;
+# `ab -k` (apache2-utils) sends REQUESTS POST /v1/key/generate/bench over CONNECTIONS keep-alive
+# mTLS connections, as the admin identity (an API key turned into a client certificate by
+# `kes identity cert`). The binaries take turns for ROUNDS rounds so that load from other processes
+# on the machine spreads over all of them; the median of the rounds is printed. Also printed: the
+# server's peak resident memory (VmHWM) after the run; the server runs as the calling user, so as
+# root it locks its memory (mlockall) exactly as under systemd.
+set -euo pipefail
+
+conns=8 requests=50000 rounds=3
+while getopts c:n:r: opt; do
+    case $opt in
+    c) conns=$OPTARG ;;
+    n) requests=$OPTARG ;;
+    r) rounds=$OPTARG ;;
+    *) exit 2 ;;
+    esac
+done
+shift $((OPTIND - 1))
+[ $# -ge 1 ] || { echo "usage: $0 [-c CONNS] [-n REQUESTS] [-r ROUNDS] BINARY..." >&2; exit 2; }
+command -v ab >/dev/null || { echo "$0: needs ab (apt-get install apache2-utils)" >&2; exit 1; }
+
+work=$(mktemp -d)
+pid=
+cleanup() {
+    [ -n "$pid" ] && kill "$pid" 2>/dev/null && wait "$pid" 2>/dev/null
+    rm -rf "$work"
+}
+trap cleanup EXIT
+
+kes0=$1
+"$kes0" identity new --key "$work/server.key" --cert "$work/server.cert" --ip 127.0.0.1 localhost >/dev/null
+api_key=$("$kes0" identity new </dev/null | head -n1)
+admin=$("$kes0" identity of "$api_key")
+"$kes0" identity cert --key "$work/client.key" --cert "$work/client.cert" "$api_key" >/dev/null
+cat "$work/client.cert" "$work/client.key" >"$work/client.pem"
+echo '{"context":"e30="}' >"$work/body.json"
+
+port=$((20000 + RANDOM % 20000))
+cat >"$work/config.yaml" <<YAML
+address: 127.0.0.1:$port
+admin:
+  identity: $admin
+tls:
+  key: $work/server.key
+  cert: $work/server.cert
+keys:
+  - name: bench
+keystore:
+  fs:
+    path: $work/keys
+YAML
+
+# run BINARY: prints "requests/s peak-RSS-KiB"
+run() {
+    "$1" server --config "$work/config.yaml" >"$work/server.log" 2>&1 &
+    pid=$!
+    for _ in $(seq 100); do
+        grep -q '^Endpoint' "$work/server.log" && break
+        sleep 0.1
+    done
+    local out rps hwm
+    out=$(ab -q -k -c "$conns" -n "$requests" -p "$work/body.json" -T application/json \
+        -E "$work/client.pem" "https://127.0.0.1:$port/v1/key/generate/bench" 2>&1)
+    if ! grep -q "^Failed requests: *0" <<<"$out" || grep -q "^Non-2xx" <<<"$out"; then
+        echo "$0: requests failed with $1:" >&2
+        echo "$out" >&2
+        exit 1
+    fi
+    rps=$(awk '/^Requests per second/ {print $4}' <<<"$out")
+    hwm=$(awk '/^VmHWM/ {print $2}' "/proc/$pid/status")
+    kill "$pid"
+    wait "$pid" 2>/dev/null || true
+    pid=
+    echo "$rps $hwm"
+}
+
+declare -A results
+for round in $(seq "$rounds"); do
+    for bin in "$@"; do
+        r=$(run "$bin")
+        echo "round $round  $bin  $r" >&2
+        results[$bin]+="$r"$'\n'
+    done
+done
+printf '%-60s %12s %14s\n' binary "requests/s" "peak RSS KiB"
+for bin in "$@"; do
+    med_rps=$(printf '%s' "${results[$bin]}" | awk '{print $1}' | sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}')
+    med_rss=$(printf '%s' "${results[$bin]}" | awk '{print $2}' | sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}')
+    printf '%-60s %12s %14s\n' "$bin" "$med_rps" "$med_rss"
+done
+echo "($rounds rounds of $requests requests over $conns keep-alive connections; medians)"
