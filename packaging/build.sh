@@ -119,12 +119,12 @@ stage() {
     install -D -m 0644 packaging/kes.service "$dir/usr/lib/systemd/system/kes.service"
     install -D -m 0644 packaging/config.yaml "$dir/etc/kes/config.yaml"
 
-    "$BIN" man >"$dir/kes.1" 2>/dev/null ||
-        die "'$BIN man' failed: this build has no man command (it comes with the client CLI)"
-    grep -q '^\.TH' "$dir/kes.1" || die "'kes man' did not print a man page"
+    # kes(1) and a page per command (kes-key-create(1), ...).
     mkdir -p "$dir/usr/share/man/man1"
-    gzip -9n <"$dir/kes.1" >"$dir/usr/share/man/man1/kes.1.gz"
-    rm "$dir/kes.1"
+    "$BIN" man --dir "$dir/usr/share/man/man1" ||
+        die "'$BIN man --dir' failed: this build has no man command (it comes with the client CLI)"
+    grep -q '^\.TH' "$dir/usr/share/man/man1/kes.1" || die "'kes man' wrote no kes.1"
+    gzip -9n "$dir/usr/share/man/man1/"*.1
     local zsh_dir=usr/share/zsh/vendor-completions
     [ "$flavor" = rpm ] && zsh_dir=usr/share/zsh/site-functions
     mkdir -p "$dir/usr/share/bash-completion/completions" "$dir/$zsh_dir" \

@@ -3,29 +3,31 @@
 # load, to compare builds (glibc vs static musl, one allocator vs another). Not a benchmark suite
 # (that is bench/): a quick, repeatable figure for packaging decisions.
 #
-# Usage: packaging/measure-throughput.sh [-c CONNECTIONS] [-n REQUESTS] [-r ROUNDS] BINARY...
+# Usage: packaging/measure-throughput.sh [-c CONNECTIONS] [-z SECONDS] [-r ROUNDS] BINARY...
 #
 # Method: each binary serves on 127.0.0.1 with the filesystem keystore in a temporary directory;
-# `ab -k` (apache2-utils) sends REQUESTS POST /v1/key/generate/bench over CONNECTIONS keep-alive
-# mTLS connections, as the admin identity (an API key turned into a client certificate by
-# `kes identity cert`). The binaries take turns for ROUNDS rounds so that load from other processes
+# oha (cargo install --locked oha; found on PATH or in target/tools/bin) sends POST
+# /v1/key/generate/bench for SECONDS over CONNECTIONS keep-alive mTLS connections, as the admin
+# identity (an API key turned into a client certificate by `kes identity cert`). The client
+# shares the machine's cores with the server, as in dependencies.md's prototype figures. The binaries take turns for ROUNDS rounds so that load from other processes
 # on the machine spreads over all of them; the median of the rounds is printed. Also printed: the
 # server's peak resident memory (VmHWM) after the run; the server runs as the calling user, so as
 # root it locks its memory (mlockall) exactly as under systemd.
 set -euo pipefail
 
-conns=8 requests=50000 rounds=3
-while getopts c:n:r: opt; do
+conns=8 seconds=10 rounds=3
+while getopts c:z:r: opt; do
     case $opt in
     c) conns=$OPTARG ;;
-    n) requests=$OPTARG ;;
+    z) seconds=$OPTARG ;;
     r) rounds=$OPTARG ;;
     *) exit 2 ;;
     esac
 done
 shift $((OPTIND - 1))
-[ $# -ge 1 ] || { echo "usage: $0 [-c CONNS] [-n REQUESTS] [-r ROUNDS] BINARY..." >&2; exit 2; }
-command -v ab >/dev/null || { echo "$0: needs ab (apt-get install apache2-utils)" >&2; exit 1; }
+[ $# -ge 1 ] || { echo "usage: $0 [-c CONNS] [-z SECONDS] [-r ROUNDS] BINARY..." >&2; exit 2; }
+PATH=$PATH:$(cd "$(dirname "$0")/.." && pwd)/target/tools/bin
+command -v oha >/dev/null || { echo "$0: needs oha (cargo install --locked oha)" >&2; exit 1; }
 
 work=$(mktemp -d)
 pid=
@@ -36,12 +38,10 @@ cleanup() {
 trap cleanup EXIT
 
 kes0=$1
-"$kes0" identity new --key "$work/server.key" --cert "$work/server.cert" --ip 127.0.0.1 localhost >/dev/null
+"$kes0" identity new --key "$work/server.key" --cert "$work/server.cert" --ip 127.0.0.1 --dns localhost localhost >/dev/null
 api_key=$("$kes0" identity new </dev/null | head -n1)
 admin=$("$kes0" identity of "$api_key")
 "$kes0" identity cert --key "$work/client.key" --cert "$work/client.cert" "$api_key" >/dev/null
-cat "$work/client.cert" "$work/client.key" >"$work/client.pem"
-echo '{"context":"e30="}' >"$work/body.json"
 
 port=$((20000 + RANDOM % 20000))
 cat >"$work/config.yaml" <<YAML
@@ -67,14 +67,21 @@ run() {
         sleep 0.1
     done
     local out rps hwm
-    out=$(ab -q -k -c "$conns" -n "$requests" -p "$work/body.json" -T application/json \
-        -E "$work/client.pem" "https://127.0.0.1:$port/v1/key/generate/bench" 2>&1)
-    if ! grep -q "^Failed requests: *0" <<<"$out" || grep -q "^Non-2xx" <<<"$out"; then
-        echo "$0: requests failed with $1:" >&2
-        echo "$out" >&2
+    out=$(oha --no-tui --output-format json -z "${seconds}s" -c "$conns" -m POST -d '{"context":"e30="}' \
+        --cacert "$work/server.cert" --cert "$work/client.cert" --key "$work/client.key" \
+        "https://localhost:$port/v1/key/generate/bench" 2>&1)
+    rps=$(python3 -c '
+import json, sys
+r = json.loads(sys.argv[1])
+codes = r["statusCodeDistribution"]
+# Requests still in flight when the time is up are "aborted due to deadline": not errors.
+errors = {k: v for k, v in r.get("errorDistribution", {}).items() if k != "aborted due to deadline"}
+if set(codes) != {"200"} or errors:
+    sys.exit("unexpected replies: %s %s" % (codes, errors))
+print(round(r["summary"]["requestsPerSec"]))' "$out") || {
+        echo "$0: requests failed with $1: $out" >&2
         exit 1
-    fi
-    rps=$(awk '/^Requests per second/ {print $4}' <<<"$out")
+    }
     hwm=$(awk '/^VmHWM/ {print $2}' "/proc/$pid/status")
     kill "$pid"
     wait "$pid" 2>/dev/null || true
@@ -96,4 +103,4 @@ for bin in "$@"; do
     med_rss=$(printf '%s' "${results[$bin]}" | awk '{print $2}' | sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}')
     printf '%-60s %12s %14s\n' "$bin" "$med_rps" "$med_rss"
 done
-echo "($rounds rounds of $requests requests over $conns keep-alive connections; medians)"
+echo "($rounds rounds of ${seconds}s over $conns keep-alive connections, binaries interleaved; medians)"
