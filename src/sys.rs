@@ -1,4 +1,5 @@
-//! The few system calls that need `unsafe`: locking memory and disabling core dumps.
+//! The few system calls that need `unsafe`: locking memory, disabling core dumps, and turning
+//! off the terminal echo while `kes` reads a password.
 //!
 //! Keys live in process memory. `mlockall` keeps every page (current and future) out of swap, and a
 //! core-dump limit of zero keeps them out of crash dumps. Both are best-effort: the server reports
@@ -55,4 +56,50 @@ pub fn disable_core_dumps() -> io::Result<()> {
 #[cfg(not(unix))]
 pub fn disable_core_dumps() -> io::Result<()> {
     Ok(())
+}
+
+/// Reads a line from the terminal on standard input without echoing it (a password), after
+/// printing `prompt` on standard error. Echo is restored before returning, also on error.
+/// (Interrupting with Ctrl-C while the prompt waits leaves echo off, as with most tools; `reset`
+/// restores it.)
+#[cfg(unix)]
+pub fn read_password(prompt: &str) -> io::Result<zeroize::Zeroizing<String>> {
+    use std::io::{BufRead as _, Read as _, Write as _};
+    let fd = libc::STDIN_FILENO;
+    // SAFETY: termios is a plain C struct of integers and arrays, for which all-zero bytes are a
+    // valid value; tcgetattr overwrites it before it is used.
+    let mut term: libc::termios = unsafe { std::mem::zeroed() };
+    // SAFETY: tcgetattr writes into the termios we pass by exclusive reference; fd is stdin.
+    if unsafe { libc::tcgetattr(fd, &mut term) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    let original = term;
+    term.c_lflag &= !libc::ECHO;
+    term.c_lflag |= libc::ECHONL;
+    // SAFETY: tcsetattr reads the termios we pass by reference for the duration of the call.
+    if unsafe { libc::tcsetattr(fd, libc::TCSANOW, &term) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    let mut stderr = io::stderr();
+    let _ = stderr.write_all(prompt.as_bytes());
+    let _ = stderr.flush();
+    let mut line = zeroize::Zeroizing::new(String::new());
+    let read = io::stdin().lock().take(4096).read_line(&mut line);
+    // SAFETY: as above; restores the settings read at the start.
+    let restored = unsafe { libc::tcsetattr(fd, libc::TCSANOW, &original) };
+    read?;
+    if restored != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    let len = line.trim_end_matches(['\r', '\n']).len();
+    line.truncate(len);
+    Ok(line)
+}
+
+#[cfg(not(unix))]
+pub fn read_password(_prompt: &str) -> io::Result<zeroize::Zeroizing<String>> {
+    Err(io::Error::new(
+        io::ErrorKind::Unsupported,
+        "password prompts are only supported on Unix",
+    ))
 }

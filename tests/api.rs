@@ -994,3 +994,64 @@ fn config_errors_are_reported_with_context() {
         );
     }
 }
+
+#[test]
+fn encrypted_server_key_with_tls_password() {
+    let dir = TempDir::new("tlspassword");
+    let ca = Ca::new("ca");
+    let (cert, key) = ca.server().write(dir.path(), "server");
+    // A legacy "Proc-Type: 4,ENCRYPTED" PEM key, as `openssl ec -aes256` writes it.
+    let enc = dir.join("server-enc.key");
+    let out = std::process::Command::new("openssl")
+        .args([
+            "ec",
+            "-in",
+            key.to_str().unwrap(),
+            "-aes256",
+            "-passout",
+            "pass:s3cret",
+            "-out",
+            enc.to_str().unwrap(),
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let pem = std::fs::read_to_string(&enc).unwrap();
+    assert!(pem.contains("Proc-Type: 4,ENCRYPTED"), "{pem}");
+    let admin = pki::api_key_client(ADMIN_API_KEY);
+    let write = |password: &str| {
+        let cfg = format!(
+            "admin:\n  identity: {}\ntls:\n  key: {}\n  cert: {}\n  password: {password}\nkeystore:\n  fs:\n    path: {}/keys\n",
+            admin.identity,
+            enc.display(),
+            cert.display(),
+            dir.path().display()
+        );
+        std::fs::write(dir.join("config.yaml"), cfg).unwrap();
+    };
+    write("Wr0ngPassw0rd");
+    let (code, _, err) = support::kes_cmd(
+        &[
+            "server",
+            "--config",
+            dir.join("config.yaml").to_str().unwrap(),
+            "--addr",
+            "127.0.0.1:0",
+        ],
+        &[],
+    );
+    assert_ne!(code, 0);
+    assert!(err.contains("password"), "{err}");
+    assert!(
+        !err.contains("Wr0ngPassw0rd"),
+        "the password must not be echoed: {err}"
+    );
+    write("s3cret");
+    let kes = Kes::start(&dir.join("config.yaml"));
+    let c = Client::new(kes.addr, &ca.cert.der, Some(&admin));
+    assert_eq!(c.put("/v1/key/create/k", "").status, 200);
+}

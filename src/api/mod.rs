@@ -484,7 +484,7 @@ impl server::Handler for Api {
             identity,
             resource,
             head,
-            body: &body,
+            body,
             conn,
             route: r,
         };

@@ -70,8 +70,7 @@ Examples:
 
 /// Subcommands of `kes identity`.
 ///
-/// `of` and `new` work offline. Commands that ask a server about identities (`info`, `ls`) are
-/// added to this enum as further variants by the client-commands module; `run` dispatches them.
+/// `of`, `new` and `cert` work offline; `info` and `ls` ask a server.
 #[derive(Subcommand, Debug)]
 pub enum IdentityCommand {
     /// Print the identity of a certificate, private key or API key.
@@ -150,11 +149,49 @@ curl --cert client.crt --key client.key -k https://127.0.0.1:7373/v1/key/list/"
         #[arg(value_name = "API_KEY", env = "KES_API_KEY", hide_env_values = true)]
         api_key: String,
     },
+
+    /// Show an identity's policy on a server (your own identity without IDENTITY).
+    #[command(
+        long_about = "Show what a server knows about an identity: whether it is the admin, or \
+which policy it is assigned to.\n\n\
+Without IDENTITY, shows your own identity (the one of your API key or certificate) and, unless \
+you are the admin, the rules of your policy.",
+        after_help = "Examples:\n  kes identity info\n  kes identity info 3ecfcdf38fcbe141ae26a1030f81e96b753365a46760ae6b578698a97c59fd22"
+    )]
+    Info {
+        /// The identity (64 hex characters).
+        #[arg(value_name = "IDENTITY")]
+        identity: Option<String>,
+        #[command(flatten)]
+        opts: crate::cli::client::ClientOpts,
+    },
+
+    /// List the identities a server knows (the admin and those assigned to a policy).
+    Ls {
+        /// An identity prefix; a trailing '*' is allowed.
+        #[arg(value_name = "PREFIX")]
+        prefix: Option<String>,
+        #[command(flatten)]
+        opts: crate::cli::client::ClientOpts,
+    },
 }
 
 /// Runs a `kes identity` command and returns the process exit code.
 pub fn run(cmd: IdentityCommand) -> ExitCode {
     let result = match cmd {
+        IdentityCommand::Info { identity, opts } => {
+            return crate::cli::exit(crate::cli::policy::identity_info(
+                identity.as_deref(),
+                &opts,
+            ));
+        }
+        IdentityCommand::Ls { prefix, opts } => {
+            return crate::cli::exit(crate::cli::key::list(
+                crate::cli::key::ListKind::Identities,
+                prefix.as_deref(),
+                &opts,
+            ));
+        }
         IdentityCommand::Cert {
             key,
             cert,

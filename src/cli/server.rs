@@ -6,7 +6,6 @@ use crate::auth::ApiKey;
 use crate::auth::policy::PolicySet;
 use crate::cache::Cache;
 use crate::config::{self, Config, KeystoreConfig, Limits};
-use crate::keystore::{Keystore, fs::FsKeystore, mem::MemKeystore};
 use crate::logstream::Hub;
 use crate::metrics::Metrics;
 use crate::server::{self, Server, tls};
@@ -100,7 +99,6 @@ pub fn run(args: ServerArgs) -> ExitCode {
     match start(args, errors, metrics) {
         Ok(code) => code,
         Err(e) => {
-            log::error!("{e}");
             crate::cli::print_error(e);
             ExitCode::FAILURE
         }
@@ -135,22 +133,6 @@ fn build(cfg: &Config) -> Result<Loaded, String> {
         },
         tls: Arc::new(tls),
     })
-}
-
-fn open_keystore(cfg: &KeystoreConfig) -> Result<(Arc<dyn Keystore>, String), String> {
-    match cfg {
-        KeystoreConfig::Fs { path } => {
-            let ks = FsKeystore::open(path)?;
-            Ok((Arc::new(ks), format!("filesystem {}", path.display())))
-        }
-        KeystoreConfig::Memory => Ok((
-            Arc::new(MemKeystore::new()),
-            "in-memory (keys are lost at exit)".into(),
-        )),
-        KeystoreConfig::Vault(_) => {
-            Err("the Vault keystore is not available in this build yet".into())
-        }
-    }
 }
 
 fn dev_config(
@@ -232,7 +214,7 @@ fn start(args: ServerArgs, errors: Arc<Hub>, metrics: Arc<Metrics>) -> Result<Ex
         }
     };
 
-    let (store, store_desc) = open_keystore(&cfg.keystore)?;
+    let (store, store_desc) = crate::keystore::open(&cfg.keystore)?;
     let cache = Cache::new(store, cfg.cache);
     create_predefined_keys(&cache, &cfg)?;
     cache.start_background();

@@ -7,6 +7,7 @@
 
 pub mod fs;
 pub mod mem;
+pub mod vault;
 
 use std::time::Duration;
 use zeroize::Zeroizing;
@@ -87,6 +88,46 @@ pub fn page_of(mut names: Vec<String>, prefix: &str, limit: usize) -> Page {
         Page {
             names,
             continue_at: String::new(),
+        }
+    }
+}
+
+/// Opens the keystore a configuration names; returns it with a one-line description for logs and
+/// the start-up banner. A Vault keystore logs in here: failure aborts start-up.
+pub fn open(
+    cfg: &crate::config::KeystoreConfig,
+) -> Result<(std::sync::Arc<dyn Keystore>, String), String> {
+    use crate::config::KeystoreConfig;
+    use std::sync::Arc;
+    match cfg {
+        KeystoreConfig::Fs { path } => {
+            let ks = fs::FsKeystore::open(path)?;
+            Ok((Arc::new(ks), format!("filesystem {}", path.display())))
+        }
+        KeystoreConfig::Memory => Ok((
+            Arc::new(mem::MemKeystore::new()),
+            "in-memory (keys are lost at exit)".into(),
+        )),
+        KeystoreConfig::Vault(v) => {
+            let ks = vault::VaultKeystore::connect(v)
+                .map_err(|e| format!("cannot connect to Vault: {e}"))?;
+            let mut desc = format!(
+                "vault {} (K/V {} at '{}'",
+                v.endpoints.join(","),
+                if v.kv_v2 { "v2" } else { "v1" },
+                v.engine
+            );
+            if !v.namespace.is_empty() {
+                desc.push_str(&format!(", namespace '{}'", v.namespace));
+            }
+            if !v.prefix.is_empty() {
+                desc.push_str(&format!(", prefix '{}'", v.prefix));
+            }
+            if let Some(t) = &v.transit {
+                desc.push_str(&format!(", transit key '{}'", t.key));
+            }
+            desc.push(')');
+            Ok((Arc::new(ks), desc))
         }
     }
 }

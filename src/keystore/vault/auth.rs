@@ -1,0 +1,555 @@
+//! Logging in to Vault (AppRole or Kubernetes) and keeping the token alive.
+//!
+//! # Token lifecycle
+//! * The background thread renews the token (`renew-self`, increment = the TTL granted at login)
+//!   when two thirds of its TTL have passed. A TTL of 0 means the token never expires.
+//! * It logs in again instead when the token is not renewable, when renewal fails, or when a
+//!   renewal grants less than the login TTL (the token's max TTL is near: logging in while the
+//!   old token is still valid avoids a gap).
+//! * A failed login is retried every `retry` (default 5 s). The same `retry` also limits the
+//!   logins that requests trigger (below), so a Vault that refuses logins is not hammered.
+//! * A request that Vault answers with 403 "permission denied" asks [`Auth::after_denied`]
+//!   whether to retry. Logins are serialized and tagged with a generation, so a burst of 403s
+//!   for one expired token causes one login; every other request of the burst just retries with
+//!   the new token. `lookup-self` tells an expired token (→ log in, retry once) from a policy
+//!   that really denies the request (→ no retry, the 403 stands).
+//!
+//! # When a new token is used
+//! The Go server installs every new or renewed token only after min(10 % of the old TTL, 30 s),
+//! for replication lag. Here:
+//! * A renewed token is the same token: nothing to wait for.
+//! * With one endpoint (a single server or a load balancer in front of a cluster), a new token is
+//!   used at once.
+//! * With several endpoints (a Raft cluster), the login is served by the active node, and a
+//!   standby that answers reads locally may not know the new token for ~100 ms. When the old
+//!   token is still valid (a planned re-login), the new one is installed after
+//!   min(¼ of the old token's remaining TTL, 2 s), so requests keep using a token every node
+//!   knows. When the old token is already dead there is nothing to protect, so the new one is
+//!   installed at once; and a request retried after a login always goes to the active node.
+//!
+//! Never logs a token, a secret ID or a JWT; error texts name the Vault path and status only.
+
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, Instant};
+
+use serde::{Deserialize, Serialize};
+use zeroize::Zeroizing;
+
+use super::client::{Client, Method, Request, Route};
+use super::health::{Signal, Wake};
+use super::join_path;
+use crate::config::VaultConfig;
+use crate::keystore::Error;
+
+/// Longest wait before a new token replaces a still-valid old one on a multi-node setup.
+const MAX_INSTALL_DELAY: Duration = Duration::from_secs(2);
+
+/// Default wait between failed logins.
+const DEFAULT_RETRY: Duration = Duration::from_secs(5);
+
+enum Credentials {
+    AppRole {
+        id: String,
+        secret: Zeroizing<String>,
+    },
+    /// `jwt` is the token itself, or a file path (contains `/`) read at every login.
+    Kubernetes {
+        role: String,
+        jwt: Zeroizing<String>,
+    },
+}
+
+/// A Vault token and what Vault said about its lifetime.
+pub(crate) struct Token {
+    secret: Zeroizing<String>,
+    /// Changes with every login (not with a renewal).
+    pub generation: u64,
+    /// TTL granted by the last login or renewal; zero = never expires.
+    pub ttl: Duration,
+    /// TTL granted at login. A renewal that grants less means the max TTL is near.
+    pub login_ttl: Duration,
+    pub renewable: bool,
+    /// When `ttl` started to run (taken just before the request that granted it).
+    pub since: Instant,
+}
+
+impl Token {
+    pub fn secret(&self) -> &str {
+        &self.secret
+    }
+
+    /// Time left before the token expires (`None` = never).
+    fn remaining(&self) -> Option<Duration> {
+        if self.ttl.is_zero() {
+            None
+        } else {
+            Some(self.ttl.saturating_sub(self.since.elapsed()))
+        }
+    }
+}
+
+/// Whether a request that got 403 should be sent again.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Retry {
+    /// Yes, with the current token, to the active node.
+    Yes,
+    /// No: the 403 is Vault's real answer.
+    No,
+}
+
+#[derive(Default)]
+struct LoginState {
+    /// When the last login failed, and why (cleared by a successful login).
+    last_failure: Option<(Instant, Error)>,
+}
+
+pub(crate) struct Auth {
+    credentials: Credentials,
+    /// What the log lines call the method ("AppRole", "Kubernetes").
+    kind: &'static str,
+    /// `X-Vault-Namespace` of the login and of the token calls (`None` = root).
+    namespace: Option<String>,
+    login_path: String,
+    retry: Duration,
+    multi_node: bool,
+    current: RwLock<Arc<Token>>,
+    login: Mutex<LoginState>,
+}
+
+impl Auth {
+    /// Reads the auth settings and logs in once; a failed login is an error.
+    pub fn login_new(cfg: &VaultConfig, client: &Client) -> Result<Auth, Error> {
+        let (credentials, kind, mount, ns, retry) = match (&cfg.approle, &cfg.kubernetes) {
+            (Some(a), None) => {
+                if a.id.is_empty() || a.secret.is_empty() {
+                    return Err(Error::Failed(
+                        "vault: approle.id and approle.secret are required".into(),
+                    ));
+                }
+                let creds = Credentials::AppRole {
+                    id: a.id.clone(),
+                    secret: Zeroizing::new(a.secret.clone()),
+                };
+                (
+                    creds,
+                    "AppRole",
+                    default(&a.engine, "approle"),
+                    a.namespace.as_str(),
+                    a.retry,
+                )
+            }
+            (None, Some(k)) => {
+                if k.jwt.is_empty() {
+                    return Err(Error::Failed("vault: kubernetes.jwt is required".into()));
+                }
+                let creds = Credentials::Kubernetes {
+                    role: k.role.clone(),
+                    jwt: Zeroizing::new(k.jwt.clone()),
+                };
+                (
+                    creds,
+                    "Kubernetes",
+                    default(&k.engine, "kubernetes"),
+                    k.namespace.as_str(),
+                    k.retry,
+                )
+            }
+            _ => {
+                return Err(Error::Failed(
+                    "vault: exactly one authentication method (approle or kubernetes) must be configured".into(),
+                ));
+            }
+        };
+        // Auth namespace: empty = the keystore's namespace, "/" = the root namespace.
+        let namespace = match ns.trim() {
+            "" => Some(cfg.namespace.clone()).filter(|n| !n.is_empty()),
+            "/" => None,
+            other => Some(other.to_string()),
+        };
+        let login_path = format!("/v1/{}", join_path(&["auth", mount, "login"]));
+        let mut auth = Auth {
+            credentials,
+            kind,
+            namespace,
+            login_path,
+            retry: if retry.is_zero() {
+                DEFAULT_RETRY
+            } else {
+                retry
+            },
+            multi_node: client.node_count() > 1,
+            current: RwLock::new(Arc::new(Token {
+                secret: Zeroizing::new(String::new()),
+                generation: 0,
+                ttl: Duration::ZERO,
+                login_ttl: Duration::ZERO,
+                renewable: false,
+                since: Instant::now(),
+            })),
+            login: Mutex::new(LoginState::default()),
+        };
+        let token = auth.login(client, 1)?;
+        auth.current = RwLock::new(Arc::new(token));
+        Ok(auth)
+    }
+
+    /// The token to send now.
+    pub fn token(&self) -> Arc<Token> {
+        self.current
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    fn install(&self, token: Token) {
+        *self.current.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(token);
+    }
+
+    /// One login. The returned token carries `generation`.
+    fn login(&self, client: &Client, generation: u64) -> Result<Token, Error> {
+        #[derive(Serialize)]
+        struct AppRoleLogin<'a> {
+            role_id: &'a str,
+            secret_id: &'a str,
+        }
+        #[derive(Serialize)]
+        struct KubernetesLogin<'a> {
+            role: &'a str,
+            jwt: &'a str,
+        }
+        let body = match &self.credentials {
+            Credentials::AppRole { id, secret } => to_json(&AppRoleLogin {
+                role_id: id,
+                secret_id: secret,
+            }),
+            Credentials::Kubernetes { role, jwt } => {
+                let jwt = if jwt.contains('/') {
+                    let text = std::fs::read_to_string(jwt.as_str()).map(Zeroizing::new).map_err(|e| {
+                        Error::Failed(format!("vault: cannot read the Kubernetes service account token file '{}': {e}", jwt.as_str()))
+                    })?;
+                    Zeroizing::new(text.trim().to_string())
+                } else {
+                    jwt.clone()
+                };
+                to_json(&KubernetesLogin { role, jwt: &jwt })
+            }
+        }?;
+        let since = Instant::now();
+        let req = Request::new(Method::Put, &self.login_path, Route::Active)
+            .body(&body)
+            .namespace(self.namespace.as_deref());
+        let reply = client.send(&req).map_err(|err| match err {
+            Error::Unreachable(why) => Error::Unreachable(format!(
+                "vault: {} login (PUT {}) failed: {why}",
+                self.kind, self.login_path
+            )),
+            other => other,
+        })?;
+        if !reply.is_success() {
+            return Err(Error::Failed(format!(
+                "vault: {} login failed: PUT {}{} answered {} {}",
+                self.kind,
+                self.login_path,
+                self.namespace
+                    .as_deref()
+                    .map(|ns| format!(" (namespace '{ns}')"))
+                    .unwrap_or_default(),
+                reply.status,
+                reply.errors()
+            )));
+        }
+        let auth = parse_auth(&reply.body).ok_or_else(|| {
+            Error::Failed(format!(
+                "vault: {} login: PUT {} returned no token",
+                self.kind, self.login_path
+            ))
+        })?;
+        let ttl = Duration::from_secs(auth.lease_duration);
+        log::info!(
+            "vault: {} login (PUT {}) succeeded; token TTL {}s, renewable: {}",
+            self.kind,
+            self.login_path,
+            auth.lease_duration,
+            auth.renewable
+        );
+        Ok(Token {
+            secret: auth.client_token,
+            generation,
+            ttl,
+            login_ttl: ttl,
+            renewable: auth.renewable,
+            since,
+        })
+    }
+
+    /// `PUT /v1/auth/token/renew-self`: the new TTL and renewability.
+    fn renew(&self, client: &Client, token: &Token) -> Result<(Duration, bool), Error> {
+        let body = format!("{{\"increment\":{}}}", token.login_ttl.as_secs());
+        const PATH: &str = "/v1/auth/token/renew-self";
+        let req = Request::new(Method::Put, PATH, Route::Active)
+            .body(body.as_bytes())
+            .namespace(self.namespace.as_deref())
+            .token(token.secret());
+        let reply = client.send(&req)?;
+        if !reply.is_success() {
+            return Err(Error::Failed(format!(
+                "vault: PUT {PATH} answered {} {}",
+                reply.status,
+                reply.errors()
+            )));
+        }
+        let auth = parse_auth(&reply.body).ok_or_else(|| {
+            Error::Failed(format!("vault: PUT {PATH} returned no lease information"))
+        })?;
+        Ok((Duration::from_secs(auth.lease_duration), auth.renewable))
+    }
+
+    /// `GET /v1/auth/token/lookup-self` on the active node: whether Vault still accepts `token`.
+    fn is_valid(&self, client: &Client, token: &Token) -> Result<bool, Error> {
+        const PATH: &str = "/v1/auth/token/lookup-self";
+        let req = Request::new(Method::Get, PATH, Route::Active)
+            .namespace(self.namespace.as_deref())
+            .token(token.secret());
+        let reply = client.send(&req)?;
+        match reply.status {
+            200..=299 => Ok(true),
+            401 | 403 => Ok(false),
+            status => Err(Error::Failed(format!(
+                "vault: GET {PATH} answered {status} {}",
+                reply.errors()
+            ))),
+        }
+    }
+
+    /// Called after Vault answered 403 to a request sent with `used` by node `node`. An error
+    /// means the token is no longer valid and no new one could be had (login failed, or failed
+    /// less than `retry` ago).
+    pub fn after_denied(&self, client: &Client, used: &Token, node: usize) -> Result<Retry, Error> {
+        let mut state = self.login.lock().unwrap_or_else(|e| e.into_inner());
+        let current = self.token();
+        if current.generation != used.generation {
+            return Ok(Retry::Yes); // Somebody logged in since the request was sent.
+        }
+        match self.is_valid(client, &current) {
+            // The token is fine: the policy denies the request. A standby that has not seen the
+            // token yet is the one exception worth one more try (on the active node).
+            Ok(true) => {
+                return Ok(if client.is_active(node) {
+                    Retry::No
+                } else {
+                    Retry::Yes
+                });
+            }
+            Ok(false) => {}
+            Err(err) => {
+                log::warn!("vault: cannot check the token after a 403: {err}");
+                return Ok(Retry::No);
+            }
+        }
+        if let Some((failed, err)) = &state.last_failure
+            && failed.elapsed() < self.retry
+        {
+            let context = format!(
+                "the token was rejected, and the last {} login ({:.1?} ago; next try after {:?}) failed",
+                self.kind,
+                failed.elapsed(),
+                self.retry
+            );
+            return Err(explain(err, &context));
+        }
+        log::info!("vault: the token was rejected (expired or revoked); logging in again");
+        match self.login(client, current.generation + 1) {
+            Ok(token) => {
+                state.last_failure = None;
+                self.install(token);
+                Ok(Retry::Yes)
+            }
+            Err(err) => {
+                log::error!("{err}");
+                let result = explain(&err, "the token was rejected, and logging in again failed");
+                state.last_failure = Some((Instant::now(), err));
+                Err(result)
+            }
+        }
+    }
+
+    /// The renewal thread: runs until `signal` stops it.
+    pub fn run(&self, client: &Client, signal: &Signal) {
+        loop {
+            let token = self.token();
+            if token.ttl.is_zero() {
+                // Never expires: nothing to do but to look again soon (a 403 may bring a login
+                // and a token that does expire).
+                if signal.wait(Duration::from_secs(1), false) == Wake::Stop {
+                    return;
+                }
+                continue;
+            }
+            let due = (token.since + token.ttl * 2 / 3).saturating_duration_since(Instant::now());
+            if signal.wait(due, false) == Wake::Stop {
+                return;
+            }
+            let token = self.token();
+            if token.since.elapsed() < token.ttl * 2 / 3 {
+                continue; // Replaced or renewed meanwhile.
+            }
+            let mut relogin = !token.renewable;
+            if token.renewable {
+                // The renewed lease runs from when we asked, not from when the answer arrived.
+                let since = Instant::now();
+                match self.renew(client, &token) {
+                    Ok((ttl, renewable)) => {
+                        if ttl < token.login_ttl {
+                            log::info!(
+                                "vault: token renewed for {}s only (max TTL near); logging in again",
+                                ttl.as_secs()
+                            );
+                            relogin = true;
+                        }
+                        self.update_lease(&token, ttl, renewable, since);
+                    }
+                    Err(err) => {
+                        log::warn!("vault: token renewal failed: {err}; logging in again");
+                        relogin = true;
+                    }
+                }
+            }
+            if relogin && !self.relogin(client, signal, &token) {
+                return;
+            }
+        }
+    }
+
+    /// Records a renewal (same token, same generation) unless the token was replaced meanwhile.
+    fn update_lease(&self, renewed: &Token, ttl: Duration, renewable: bool, since: Instant) {
+        let mut current = self.current.write().unwrap_or_else(|e| e.into_inner());
+        if current.generation == renewed.generation {
+            *current = Arc::new(Token {
+                secret: renewed.secret.clone(),
+                generation: renewed.generation,
+                ttl,
+                login_ttl: renewed.login_ttl,
+                renewable,
+                since,
+            });
+        }
+    }
+
+    /// Logs in until it works (every `retry`), unless a request-triggered login replaces `old`
+    /// first. Returns false when stopped.
+    fn relogin(&self, client: &Client, signal: &Signal, old: &Token) -> bool {
+        loop {
+            // While Vault is known to be sealed or down, a login cannot work: wait for the health
+            // loop (which polls every second then) instead of logging a failure every `retry`.
+            if !client.health.is_ok() {
+                if signal.wait(self.retry.min(Duration::from_secs(1)), false) == Wake::Stop {
+                    return false;
+                }
+                continue;
+            }
+            let token = {
+                let mut state = self.login.lock().unwrap_or_else(|e| e.into_inner());
+                if self.token().generation != old.generation {
+                    return true;
+                }
+                match self.login(client, old.generation + 1) {
+                    Ok(token) => {
+                        state.last_failure = None;
+                        Some(token)
+                    }
+                    Err(err) => {
+                        log::error!("{err}; next try in {:?}", self.retry);
+                        state.last_failure = Some((Instant::now(), err));
+                        None
+                    }
+                }
+            };
+            if let Some(token) = token {
+                let delay = self.install_delay(old);
+                if !delay.is_zero() && signal.wait(delay, false) == Wake::Stop {
+                    return false;
+                }
+                let mut current = self.current.write().unwrap_or_else(|e| e.into_inner());
+                if current.generation == old.generation {
+                    *current = Arc::new(token);
+                }
+                return true;
+            }
+            if signal.wait(self.retry, false) == Wake::Stop {
+                return false;
+            }
+        }
+    }
+
+    /// How long a new token waits before it replaces `old` (see the module docs).
+    fn install_delay(&self, old: &Token) -> Duration {
+        if !self.multi_node {
+            return Duration::ZERO;
+        }
+        match old.remaining() {
+            Some(left) => (left / 4).min(MAX_INSTALL_DELAY),
+            None => MAX_INSTALL_DELAY,
+        }
+    }
+}
+
+/// A login error with what it means for the request that needed the login; same kind of error.
+fn explain(err: &Error, context: &str) -> Error {
+    let why = match err {
+        Error::Unreachable(why) | Error::Failed(why) => why.trim_start_matches("vault: "),
+        Error::NotFound | Error::Exists => "unexpected answer",
+    };
+    let text = format!("vault: {context}: {why}");
+    match err {
+        Error::Unreachable(_) => Error::Unreachable(text),
+        _ => Error::Failed(text),
+    }
+}
+
+fn default<'a>(value: &'a str, fallback: &'a str) -> &'a str {
+    if value.trim().is_empty() {
+        fallback
+    } else {
+        value
+    }
+}
+
+fn to_json<T: Serialize>(value: &T) -> Result<Zeroizing<Vec<u8>>, Error> {
+    let mut out = Zeroizing::new(Vec::with_capacity(256));
+    serde_json::to_writer(&mut *out, value)
+        .map_err(|e| Error::Failed(format!("vault: encoding a login request: {e}")))?;
+    Ok(out)
+}
+
+struct AuthInfo {
+    client_token: Zeroizing<String>,
+    lease_duration: u64,
+    renewable: bool,
+}
+
+/// The `auth` object of a login or renewal answer.
+fn parse_auth(body: &[u8]) -> Option<AuthInfo> {
+    #[derive(Deserialize)]
+    struct Reply {
+        auth: Option<Auth>,
+    }
+    #[derive(Deserialize)]
+    struct Auth {
+        #[serde(default)]
+        client_token: String,
+        #[serde(default)]
+        lease_duration: u64,
+        #[serde(default)]
+        renewable: bool,
+    }
+    let auth = serde_json::from_slice::<Reply>(body).ok()?.auth?;
+    let token = Zeroizing::new(auth.client_token);
+    if token.is_empty() {
+        return None;
+    }
+    Some(AuthInfo {
+        client_token: token,
+        lease_duration: auth.lease_duration,
+        renewable: auth.renewable,
+    })
+}

@@ -1,0 +1,740 @@
+//! The HTTP side of the Vault keystore: one ureq agent, the list of Vault nodes, and the choice of
+//! the node each request goes to.
+//!
+//! Every request has the configured connect timeout and a response budget (see [`Client::new`]);
+//! none can hang a caller longer. Redirects are never followed: a 307 from a standby during an
+//! election points at the old leader, which is usually the node that just died, so a 307 moves
+//! the request on to the next node instead (see the module docs of [`super`] for the HA design).
+//!
+//! This module never logs or formats a token, a request body or a response body other than
+//! Vault's own `errors` list.
+
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU8, AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use serde::Deserialize;
+use zeroize::Zeroizing;
+
+use super::health::Health;
+use super::tls;
+use crate::config::VaultConfig;
+use crate::keystore::Error;
+
+/// Largest response body read for ordinary calls (a stored value is ≤ 1 MiB; wrapped in transit
+/// and JSON it stays well below this).
+pub(crate) const BODY_LIMIT: u64 = 4 << 20;
+
+/// Largest response body read for a list (same cap as the Go server).
+pub(crate) const LIST_BODY_LIMIT: u64 = 32 << 20;
+
+/// How long a request waits between rounds of looking for the active node during an election.
+const DISCOVERY_PAUSE: Duration = Duration::from_millis(250);
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Method {
+    Get,
+    Put,
+    Post,
+    Delete,
+}
+
+impl Method {
+    fn as_str(self) -> &'static str {
+        match self {
+            Method::Get => "GET",
+            Method::Put => "PUT",
+            Method::Post => "POST",
+            Method::Delete => "DELETE",
+        }
+    }
+}
+
+/// Which node may serve a request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Route {
+    /// The active node: reads whose answer decides a write (the existence check before a
+    /// create), writes, logins. Falls back to any node only when no active node shows up within
+    /// the response timeout.
+    Active,
+    /// Any node that answers; the active node first. A standby may answer a read with data that
+    /// is ~100 ms old.
+    Any,
+}
+
+/// One HTTP call to Vault.
+#[derive(Clone)]
+pub(crate) struct Request<'a> {
+    pub method: Method,
+    /// Path and query, starting with `/v1/`.
+    pub path: &'a str,
+    pub body: Option<&'a [u8]>,
+    /// `X-Vault-Namespace`, when set.
+    pub namespace: Option<&'a str>,
+    /// `X-Vault-Token`, when set.
+    pub token: Option<&'a str>,
+    pub route: Route,
+    /// The most response bytes read.
+    pub limit: u64,
+}
+
+impl<'a> Request<'a> {
+    pub fn new(method: Method, path: &'a str, route: Route) -> Self {
+        Request {
+            method,
+            path,
+            body: None,
+            namespace: None,
+            token: None,
+            route,
+            limit: BODY_LIMIT,
+        }
+    }
+
+    pub fn body(mut self, body: &'a [u8]) -> Self {
+        self.body = Some(body);
+        self
+    }
+
+    pub fn namespace(mut self, namespace: Option<&'a str>) -> Self {
+        self.namespace = namespace.filter(|ns| !ns.is_empty());
+        self
+    }
+
+    pub fn token(mut self, token: &'a str) -> Self {
+        self.token = Some(token);
+        self
+    }
+
+    pub fn limit(mut self, limit: u64) -> Self {
+        self.limit = limit;
+        self
+    }
+}
+
+/// Vault's answer. The body may hold secrets (tokens, stored values): it is zeroized on drop.
+pub(crate) struct Reply {
+    pub status: u16,
+    pub body: Zeroizing<Vec<u8>>,
+    /// Index of the node that answered.
+    pub node: usize,
+}
+
+impl Reply {
+    /// Vault's `errors` list, joined, shortened and flattened to one line, for logs and errors.
+    pub fn errors(&self) -> String {
+        vault_errors(&self.body)
+    }
+
+    pub fn is_success(&self) -> bool {
+        (200..300).contains(&self.status)
+    }
+}
+
+/// Vault's `{"errors":[...]}` as one short line. Vault puts no request data into these texts
+/// beyond paths, so they are safe to log.
+pub(crate) fn vault_errors(body: &[u8]) -> String {
+    #[derive(Deserialize)]
+    struct Errors {
+        #[serde(default)]
+        errors: Vec<String>,
+    }
+    let text = match serde_json::from_slice::<Errors>(body) {
+        Ok(e) if !e.errors.is_empty() => e.errors.join("; "),
+        _ => return String::new(),
+    };
+    // Go's multierror format ("1 error occurred:\n\t* permission denied\n\n") → "permission denied".
+    let mut flat: String = text
+        .split(['\n', '\t'])
+        .map(|part| part.trim().trim_start_matches("* "))
+        .filter(|part| {
+            !part.is_empty()
+                && !part.ends_with("error occurred:")
+                && !part.ends_with("errors occurred:")
+        })
+        .collect::<Vec<_>>()
+        .join("; ");
+    if flat.chars().count() > 300 {
+        flat = flat.chars().take(300).collect::<String>() + "…";
+    }
+    flat
+}
+
+/// What the client knows about one node.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
+pub(crate) enum NodeState {
+    /// Answering, role unknown (or not checked yet).
+    Unknown = 0,
+    Active = 1,
+    Standby = 2,
+    Sealed = 3,
+    /// Not reachable (connection refused, timeout, TLS failure).
+    Down = 4,
+}
+
+impl NodeState {
+    fn from_u8(v: u8) -> NodeState {
+        match v {
+            1 => NodeState::Active,
+            2 => NodeState::Standby,
+            3 => NodeState::Sealed,
+            4 => NodeState::Down,
+            _ => NodeState::Unknown,
+        }
+    }
+
+    /// Whether requests should be sent there.
+    fn usable(self) -> bool {
+        !matches!(self, NodeState::Sealed | NodeState::Down)
+    }
+}
+
+struct Node {
+    /// Base URL without a trailing slash, e.g. `https://vault-1:8200`.
+    url: String,
+    state: AtomicU8,
+}
+
+/// The result of one `/v1/sys/health` probe.
+#[derive(Debug, Clone)]
+pub(crate) struct Probe {
+    pub node: usize,
+    pub result: Result<NodeState, String>,
+    pub latency: Duration,
+}
+
+/// The HTTP client of the keystore: agent, nodes, node choice, the shared health flag.
+pub(crate) struct Client {
+    agent: ureq::Agent,
+    nodes: Vec<Node>,
+    /// The node believed to be active; the first choice for every request.
+    preferred: AtomicUsize,
+    /// Serializes the search for the active node, so a burst of requests causes one search.
+    discovery: Mutex<()>,
+    /// How long a request for the active node waits for one to appear (an election).
+    discovery_budget: Duration,
+    pub(crate) health: Health,
+}
+
+impl Client {
+    /// Validates the endpoints and builds the agent.
+    ///
+    /// Timeouts of every call: `connect_timeout` for DNS, TCP and the TLS handshake;
+    /// `response_timeout` for sending the request and receiving the response headers and body;
+    /// `connect_timeout + response_timeout` for the whole exchange.
+    pub fn new(
+        cfg: &VaultConfig,
+        connect_timeout: Duration,
+        response_timeout: Duration,
+    ) -> Result<Client, String> {
+        if cfg.endpoints.is_empty() {
+            return Err("keystore.vault.endpoint is empty".into());
+        }
+        let mut nodes = Vec::with_capacity(cfg.endpoints.len());
+        for endpoint in &cfg.endpoints {
+            let url = endpoint.trim().trim_end_matches('/').to_string();
+            let uri: ureq::http::Uri = url
+                .parse()
+                .map_err(|e| format!("keystore.vault.endpoint '{endpoint}' is not a URL: {e}"))?;
+            match uri.scheme_str() {
+                Some("http" | "https") => {}
+                _ => {
+                    return Err(format!(
+                        "keystore.vault.endpoint '{endpoint}' must start with http:// or https://"
+                    ));
+                }
+            }
+            if uri.host().is_none_or(str::is_empty) {
+                return Err(format!("keystore.vault.endpoint '{endpoint}' has no host"));
+            }
+            if uri.query().is_some() {
+                return Err(format!(
+                    "keystore.vault.endpoint '{endpoint}' must not have a query"
+                ));
+            }
+            if nodes.iter().any(|n: &Node| n.url == url) {
+                return Err(format!("keystore.vault.endpoint lists '{endpoint}' twice"));
+            }
+            nodes.push(Node {
+                url,
+                state: AtomicU8::new(NodeState::Unknown as u8),
+            });
+        }
+        let uses_https = nodes.iter().any(|n| n.url.starts_with("https://"));
+        let tls = tls::config(&cfg.tls, uses_https)?;
+
+        let config = ureq::Agent::config_builder()
+            .http_status_as_error(false)
+            .max_redirects(0)
+            .https_only(false)
+            .user_agent(concat!("kes/", env!("CARGO_PKG_VERSION")))
+            .tls_config(tls)
+            .timeout_resolve(Some(connect_timeout))
+            .timeout_connect(Some(connect_timeout))
+            .timeout_send_request(Some(response_timeout))
+            .timeout_send_body(Some(response_timeout))
+            .timeout_recv_response(Some(response_timeout))
+            .timeout_recv_body(Some(response_timeout))
+            .timeout_per_call(Some(connect_timeout + response_timeout))
+            .max_idle_connections(64)
+            .max_idle_connections_per_host(32)
+            .build();
+        Ok(Client {
+            agent: config.new_agent(),
+            nodes,
+            preferred: AtomicUsize::new(0),
+            discovery: Mutex::new(()),
+            discovery_budget: response_timeout,
+            health: Health::new(),
+        })
+    }
+
+    pub fn node_count(&self) -> usize {
+        self.nodes.len()
+    }
+
+    pub fn node_url(&self, node: usize) -> &str {
+        self.nodes.get(node).map_or("", |n| n.url.as_str())
+    }
+
+    pub fn state(&self, node: usize) -> NodeState {
+        self.nodes.get(node).map_or(NodeState::Down, |n| {
+            NodeState::from_u8(n.state.load(Ordering::Acquire))
+        })
+    }
+
+    /// Whether `node` is (as far as we know) the node that performs writes. With one endpoint
+    /// (a single server or a load balancer) that endpoint is.
+    pub fn is_active(&self, node: usize) -> bool {
+        self.nodes.len() == 1 || self.state(node) == NodeState::Active
+    }
+
+    fn set_state(&self, node: usize, state: NodeState) {
+        let Some(n) = self.nodes.get(node) else {
+            return;
+        };
+        let old = NodeState::from_u8(n.state.swap(state as u8, Ordering::AcqRel));
+        if old.usable() && !state.usable() {
+            // Let the health loop confirm at once, so callers fail fast instead of timing out.
+            self.health.kick();
+        }
+    }
+
+    /// Sends `req` to a node chosen by its route, moving on to other nodes on connection errors,
+    /// redirects (elections), sealed nodes and gateway errors. Any HTTP answer other than those
+    /// is returned as it is, whatever its status.
+    pub fn send(&self, req: &Request<'_>) -> Result<Reply, Error> {
+        if self.nodes.len() > 1 && req.route == Route::Active {
+            self.send_active(req)
+        } else {
+            self.send_any(req)
+        }
+    }
+
+    fn send_any(&self, req: &Request<'_>) -> Result<Reply, Error> {
+        let n = self.nodes.len();
+        let start = self.preferred.load(Ordering::Acquire) % n;
+        let mut order: Vec<usize> = (0..n)
+            .map(|k| (start + k) % n)
+            .filter(|&i| self.state(i).usable())
+            .collect();
+        if order.is_empty() {
+            // Every node looks dead: try them all anyway, the picture may be out of date.
+            order = (0..n).map(|k| (start + k) % n).collect();
+        }
+        let mut failures = Failures::default();
+        for i in order {
+            match self.attempt(i, req) {
+                Ok(reply) => return Ok(reply),
+                Err(failure) => failures.add(failure),
+            }
+        }
+        Err(failures.into_error())
+    }
+
+    fn send_active(&self, req: &Request<'_>) -> Result<Reply, Error> {
+        let deadline = Instant::now() + self.discovery_budget;
+        let mut failures = Failures::default();
+        for _ in 0..2 * self.nodes.len() {
+            let Some(i) = self.active_node(deadline) else {
+                break;
+            };
+            match self.attempt(i, req) {
+                Ok(reply) => return Ok(reply),
+                Err(failure) => failures.add(failure),
+            }
+        }
+        // No active node within the budget. Any node that answers will do: a standby forwards
+        // writes (or refuses them), and a create's refusal by Vault is what decides "exists".
+        log::warn!(
+            "vault: no active node found for {} {}; trying any node",
+            req.method.as_str(),
+            strip_query(req.path)
+        );
+        match self.send_any(req) {
+            Ok(reply) => Ok(reply),
+            Err(err) if failures.count > 0 && matches!(err, Error::Unreachable(_)) => {
+                let mut all = failures;
+                if let Error::Unreachable(why) = err {
+                    all.add(Failure {
+                        sealed: why == SEALED,
+                        why,
+                    });
+                }
+                Err(all.into_error())
+            }
+            Err(err) => Err(err),
+        }
+    }
+
+    /// The active node, searching for it (health probes of all nodes) while `deadline` allows.
+    fn active_node(&self, deadline: Instant) -> Option<usize> {
+        loop {
+            let p = self.preferred.load(Ordering::Acquire);
+            if self.state(p) == NodeState::Active {
+                return Some(p);
+            }
+            {
+                let _guard = self.discovery.lock().unwrap_or_else(|e| e.into_inner());
+                let p = self.preferred.load(Ordering::Acquire);
+                if self.state(p) == NodeState::Active {
+                    return Some(p);
+                }
+                self.probe_all();
+                let p = self.preferred.load(Ordering::Acquire);
+                if self.state(p) == NodeState::Active {
+                    return Some(p);
+                }
+            }
+            let now = Instant::now();
+            if now + DISCOVERY_PAUSE >= deadline {
+                return None;
+            }
+            std::thread::sleep(DISCOVERY_PAUSE);
+        }
+    }
+
+    /// One try of `req` against node `i`.
+    fn attempt(&self, i: usize, req: &Request<'_>) -> Result<Reply, Failure> {
+        let url = self.node_url(i);
+        let (method, path) = (req.method.as_str(), strip_query(req.path));
+        let reply = match self.send_to(i, req) {
+            Ok(reply) => reply,
+            Err(why) => {
+                // Warn once when a node goes down, not for every request that finds it down.
+                if self.state(i).usable() {
+                    log::warn!("vault: {method} {path} on {url}: {why}");
+                } else {
+                    log::debug!("vault: {method} {path} on {url}: {why}");
+                }
+                self.set_state(i, NodeState::Down);
+                return Err(Failure {
+                    why: format!("{url}: {why}"),
+                    sealed: false,
+                });
+            }
+        };
+        match reply.status {
+            503 if reply.errors().to_ascii_lowercase().contains("sealed") => {
+                if self.state(i).usable() {
+                    log::warn!("vault: {method} {path} on {url}: 503 (sealed)");
+                }
+                self.set_state(i, NodeState::Sealed);
+                Err(Failure {
+                    why: SEALED.into(),
+                    sealed: true,
+                })
+            }
+            // Answers that say "not this node, not now": an election (307 towards the old
+            // leader, never followed), a sealed or overloaded node, a gateway, or a standby right
+            // after a KV v2 mount was enabled (400 "Waiting for the primary to upgrade from
+            // non-versioned to versioned data", for a few hundred ms).
+            307 | 308 | 429 | 502 | 503 | 504 => Err(self.not_now(i, method, path, &reply)),
+            400 if reply.errors().contains("Waiting for the primary") => {
+                Err(self.not_now(i, method, path, &reply))
+            }
+            _ => {
+                if !self.state(i).usable() {
+                    self.set_state(i, NodeState::Unknown);
+                }
+                self.health.set_ok();
+                Ok(reply)
+            }
+        }
+    }
+
+    /// A node that cannot serve the request right now; its role is re-checked by the next probe.
+    fn not_now(&self, i: usize, method: &str, path: &str, reply: &Reply) -> Failure {
+        let (url, errors) = (self.node_url(i), reply.errors());
+        log::debug!(
+            "vault: {method} {path} on {url}: {} {errors}; trying another node",
+            reply.status
+        );
+        if self.state(i) == NodeState::Active {
+            self.set_state(i, NodeState::Unknown);
+        }
+        Failure {
+            why: format!("{url} answered {} {errors}", reply.status)
+                .trim_end()
+                .to_string(),
+            sealed: false,
+        }
+    }
+
+    /// The HTTP exchange itself. The error text names the failure (timeout, refused, TLS), never
+    /// a header value.
+    fn send_to(&self, i: usize, req: &Request<'_>) -> Result<Reply, String> {
+        let url = format!("{}{}", self.node_url(i), req.path);
+        let mut builder = ureq::http::Request::builder()
+            .method(req.method.as_str())
+            .uri(url.as_str());
+        if let Some(token) = req.token {
+            builder = builder.header("X-Vault-Token", token);
+        }
+        if let Some(namespace) = req.namespace {
+            builder = builder.header("X-Vault-Namespace", namespace);
+        }
+        let result = match req.body {
+            Some(body) => {
+                let request = builder
+                    .header("Content-Type", "application/json")
+                    .body(body)
+                    .map_err(|e| format!("invalid request: {e}"))?;
+                self.agent.run(request)
+            }
+            None => {
+                let request = builder
+                    .body(())
+                    .map_err(|e| format!("invalid request: {e}"))?;
+                self.agent.run(request)
+            }
+        };
+        let mut response = result.map_err(|e| describe(&e))?;
+        let status = response.status().as_u16();
+        let body = response
+            .body_mut()
+            .with_config()
+            .limit(req.limit)
+            .read_to_vec()
+            .map_err(|e| format!("reading the response: {}", describe(&e)))?;
+        Ok(Reply {
+            status,
+            body: Zeroizing::new(body),
+            node: i,
+        })
+    }
+
+    /// Probes `/v1/sys/health` on every node at once, records the results and moves the
+    /// preferred node to the active one (or, without an active node, to a usable one).
+    pub fn probe_all(&self) -> Vec<Probe> {
+        let probes: Vec<Probe> = if self.nodes.len() == 1 {
+            vec![self.probe(0)]
+        } else {
+            std::thread::scope(|scope| {
+                let handles: Vec<_> = (0..self.nodes.len())
+                    .map(|i| scope.spawn(move || self.probe(i)))
+                    .collect();
+                handles
+                    .into_iter()
+                    .enumerate()
+                    .map(|(i, h)| {
+                        h.join().unwrap_or(Probe {
+                            node: i,
+                            result: Err("health probe panicked".into()),
+                            latency: Duration::ZERO,
+                        })
+                    })
+                    .collect()
+            })
+        };
+        for probe in &probes {
+            let state = match &probe.result {
+                Ok(state) => *state,
+                Err(_) => NodeState::Down,
+            };
+            self.set_state(probe.node, state);
+        }
+        let preferred = self.preferred.load(Ordering::Acquire);
+        if let Some(active) = probes
+            .iter()
+            .find(|p| matches!(p.result, Ok(NodeState::Active)))
+        {
+            self.preferred.store(active.node, Ordering::Release);
+        } else if !self.state(preferred).usable()
+            && let Some(up) = probes
+                .iter()
+                .find(|p| p.result.as_ref().is_ok_and(|s| s.usable()))
+        {
+            self.preferred.store(up.node, Ordering::Release);
+        }
+        probes
+    }
+
+    /// One `/v1/sys/health` call. The `*code` parameters make every state answer 200 or 299 with
+    /// a JSON body, which is what tells the states apart. Sent without a namespace or a token.
+    fn probe(&self, i: usize) -> Probe {
+        const PATH: &str = "/v1/sys/health?uninitcode=299&sealedcode=299&standbycode=299\
+                            &drsecondarycode=299&performancestandbycode=299";
+        #[derive(Deserialize)]
+        struct Health {
+            #[serde(default)]
+            initialized: bool,
+            #[serde(default)]
+            sealed: bool,
+            #[serde(default)]
+            standby: bool,
+        }
+        let start = Instant::now();
+        let req = Request::new(Method::Get, PATH, Route::Any).limit(64 << 10);
+        let result = match self.send_to(i, &req) {
+            Err(why) => Err(format!("{}: {why}", self.node_url(i))),
+            Ok(reply) => match serde_json::from_slice::<Health>(&reply.body) {
+                Ok(h) if !h.initialized => Err(format!("{} is not initialized", self.node_url(i))),
+                Ok(h) if h.sealed => Ok(NodeState::Sealed),
+                Ok(h) if h.standby => Ok(NodeState::Standby),
+                Ok(_) => Ok(NodeState::Active),
+                Err(_) => Err(format!(
+                    "{}: unexpected answer {} to GET /v1/sys/health {}",
+                    self.node_url(i),
+                    reply.status,
+                    reply.errors()
+                )),
+            },
+        };
+        Probe {
+            node: i,
+            result,
+            latency: start.elapsed(),
+        }
+    }
+}
+
+/// The text of [`Error::Unreachable`] while Vault is sealed.
+pub(crate) const SEALED: &str = "vault is sealed";
+
+/// Why one attempt did not produce a usable answer.
+struct Failure {
+    why: String,
+    sealed: bool,
+}
+
+/// The failures of all attempts of one request, turned into one error.
+#[derive(Default)]
+struct Failures {
+    count: usize,
+    sealed: usize,
+    last: String,
+}
+
+impl Failures {
+    fn add(&mut self, f: Failure) {
+        self.count += 1;
+        if f.sealed {
+            self.sealed += 1;
+        } else {
+            self.last = f.why;
+        }
+    }
+
+    fn into_error(self) -> Error {
+        if self.count > 0 && self.sealed == self.count {
+            Error::Unreachable(SEALED.into())
+        } else if self.last.is_empty() {
+            Error::Unreachable("vault is unreachable".into())
+        } else {
+            Error::Unreachable(format!("vault is unreachable: {}", self.last))
+        }
+    }
+}
+
+/// A ureq error in words an operator can act on.
+fn describe(err: &ureq::Error) -> String {
+    match err {
+        ureq::Error::Timeout(t) => format!("timed out ({t})"),
+        ureq::Error::HostNotFound => "host not found".into(),
+        ureq::Error::Io(e) => match e
+            .get_ref()
+            .and_then(|inner| inner.downcast_ref::<rustls::Error>())
+        {
+            Some(tls) => format!("TLS error: {tls}"),
+            None => e.to_string(),
+        },
+        ureq::Error::Rustls(e) => format!("TLS error: {e}"),
+        ureq::Error::BodyExceedsLimit(n) => format!("response larger than {n} bytes"),
+        other => other.to_string(),
+    }
+}
+
+/// A request path without its query, for log lines.
+pub(crate) fn strip_query(path: &str) -> &str {
+    path.split('?').next().unwrap_or(path)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn vault_error_texts() {
+        let body = br#"{"errors":["1 error occurred:\n\t* permission denied\n\n"]}"#;
+        assert_eq!(vault_errors(body), "permission denied");
+        assert_eq!(vault_errors(br#"{"errors":["a","b"]}"#), "a; b");
+        assert_eq!(vault_errors(br#"{"errors":[]}"#), "");
+        assert_eq!(vault_errors(b"<html>"), "");
+        let long = format!(r#"{{"errors":["{}"]}}"#, "x".repeat(1000));
+        assert_eq!(vault_errors(long.as_bytes()).chars().count(), 301);
+    }
+
+    #[test]
+    fn failures_become_one_error() {
+        let mut all = Failures::default();
+        all.add(Failure {
+            why: SEALED.into(),
+            sealed: true,
+        });
+        all.add(Failure {
+            why: SEALED.into(),
+            sealed: true,
+        });
+        assert_eq!(all.into_error(), Error::Unreachable(SEALED.into()));
+        let mut some = Failures::default();
+        some.add(Failure {
+            why: SEALED.into(),
+            sealed: true,
+        });
+        some.add(Failure {
+            why: "http://b: refused".into(),
+            sealed: false,
+        });
+        assert_eq!(
+            some.into_error(),
+            Error::Unreachable("vault is unreachable: http://b: refused".into())
+        );
+    }
+
+    #[test]
+    fn endpoints_are_checked() {
+        let cfg = |endpoints: &[&str]| VaultConfig {
+            endpoints: endpoints.iter().map(|e| e.to_string()).collect(),
+            ..Default::default()
+        };
+        let new = |c: &VaultConfig| {
+            Client::new(c, Duration::from_secs(1), Duration::from_secs(1)).map(|_| ())
+        };
+        assert!(new(&cfg(&["http://127.0.0.1:8200/"])).is_ok());
+        assert!(new(&cfg(&["http://a:8200", "http://b:8200"])).is_ok());
+        assert!(new(&cfg(&[])).is_err());
+        assert!(
+            new(&cfg(&["127.0.0.1:8200"]))
+                .unwrap_err()
+                .contains("http://")
+        );
+        assert!(new(&cfg(&["ftp://a"])).is_err());
+        assert!(
+            new(&cfg(&["http://a:8200", "http://a:8200/"]))
+                .unwrap_err()
+                .contains("twice")
+        );
+    }
+}

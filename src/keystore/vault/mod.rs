@@ -1,0 +1,643 @@
+//! The HashiCorp Vault / OpenBao keystore (§6.3): keys as secrets of a K/V engine (v1 or v2),
+//! optionally wrapped by the transit engine, with AppRole or Kubernetes login.
+//!
+//! * [`client`]: HTTP (ureq), endpoints, node choice, timeouts; [`tls`]: roots and client cert.
+//! * [`auth`]: login, token renewal, re-login after a 403.
+//! * [`kv`]: K/V paths and bodies; [`transit`]: wrapping.
+//! * [`health`]: the background health check and the fail-fast flag.
+//!
+//! What this module must never do: overwrite a key, log or put into an error a token, a secret
+//! ID, a JWT or a stored value, or let a caller wait on Vault longer than the configured
+//! timeouts allow.
+//!
+//! # Operations (§6.3)
+//! * **create**: (transit: encrypt, first, so the check and the write follow each other
+//!   closely), existence check (`GET`, on the active node) → `Exists`; otherwise write (`PUT`;
+//!   v2 with `cas: 0`). When Vault refuses the write — v2 CAS mismatch (400 "check-and-set
+//!   parameter did not match"), or 403 because the policy of the setup procedure grants `create`
+//!   but not `update` — the key is read again on the active node: it exists → `Exists`; it holds
+//!   exactly the value we wrote → success (our own earlier attempt, whose answer was lost and
+//!   that the client sent again to another node).
+//! * **create on KV v1** needs more: v1 has no compare-and-set, and Vault's create-versus-update
+//!   decision is not atomic with the write, so two creates whose existence checks both run
+//!   before either write lands are *both* accepted (even with a create-only policy), and the
+//!   later write silently replaces the earlier. The tests showed this with two keystores racing.
+//!   So on v1 creates of one name are serialized within the process, and after a successful
+//!   write the create waits out a race window (≥ 250 ms, ≥ 3× its own check-to-write time) and
+//!   reads the key back: another value means a concurrent create won → `Exists`. This is exact
+//!   unless a concurrent create takes longer than the window from its check to its write's
+//!   answer, which it logs as a warning. KV v2 (`cas: 0`) is atomic and needs none of this:
+//!   prefer v2 when several KES servers share a Vault.
+//! * **get**: `GET` (v2 pinned to `?version=1`). A value starting with `vault:v` is decrypted
+//!   with transit; without transit settings that is an error.
+//! * **delete**: existence check (→ `NotFound`), then `DELETE` (v2: the metadata, all versions).
+//!   Fixed quirk: the Go server answers 200 for a missing key because Vault's delete is
+//!   idempotent; here it is `NotFound`, like the fs keystore.
+//! * **list**: `GET …?list=true` (v2: metadata path); 404 = no keys; then prefix filter, sort and
+//!   paging via [`page_of`]. A 403 names the missing `list` capability and its policy path.
+//! * **status**: `/v1/sys/health` on every node (no namespace header).
+//!
+//! # High availability (several endpoints)
+//! Vault has one active node; standbys forward writes to it and (OpenBao with Raft) answer
+//! reads from their own, possibly ~100 ms stale, copy. During an election a standby answers
+//! writes with 307 towards the old leader, usually the node that just died.
+//! * Health probes (the background loop, and on demand) learn each node's role; the active node
+//!   is the first choice of every request.
+//! * Requests that decide or change state — the existence check of a create, writes, deletes,
+//!   logins, token calls — go to the active node. When it fails (connection error, 307, 503,
+//!   …), the nodes are probed to find the new active node, waiting through an election for up
+//!   to the response timeout. Only if none appears does the request go to any node: writes are
+//!   then forwarded or refused, and a stale "does not exist" from a standby cannot lead to an
+//!   overwrite because Vault's refusal of the write decides (see create).
+//! * Reads (get, list, transit decrypt) start at the active node and move on to standbys, so
+//!   they keep working while the leader is gone.
+//! * A redirect is never followed (its target is the dead leader); it moves the request on.
+//!   Nodes that fail are skipped until a probe finds them healthy again.
+//! * On KV v2, `cas: 0` makes a create atomic whichever node serves it. On KV v1 see "create on
+//!   KV v1" above.
+//!
+//! # Sealed or unreachable Vault
+//! The health loop probes every `status.ping` (every second while Vault is unusable). While all
+//! nodes are sealed or unreachable, create/get/delete/list fail at once with
+//! `Unreachable("vault is sealed")` or `Unreachable("vault is unreachable: …")`, and recover by
+//! themselves once a probe (or any normal answer from Vault) shows a usable node.
+//!
+//! # Tokens
+//! See [`auth`]: renewal at ⅔ of the TTL, re-login when renewal is impossible or the max TTL is
+//! near, and one retry of a request whose token expired under it, with at most one login per
+//! burst of 403s. Unlike the Go server, a new token is used at once with one endpoint; with
+//! several (a cluster whose standbys may not know a brand-new token for ~100 ms), a planned
+//! re-login keeps using the old, still valid token for a moment (≤ 2 s), while a token that is
+//! already dead is replaced at once and the retried request goes to the active node.
+
+mod auth;
+mod client;
+mod health;
+mod kv;
+mod tls;
+mod transit;
+
+use std::borrow::Cow;
+use std::collections::HashSet;
+use std::sync::{Arc, Condvar, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use subtle::ConstantTimeEq;
+use zeroize::Zeroizing;
+
+use self::auth::{Auth, Retry};
+use self::client::{Client, LIST_BODY_LIMIT, Method, Reply, Request, Route, strip_query};
+use self::kv::{Kv, Op};
+use self::transit::Transit;
+use crate::config::VaultConfig;
+use crate::keystore::{Error, Keystore, MAX_VALUE_SIZE, Page, Status, page_of};
+
+/// Defaults of settings the configuration may leave empty.
+const DEFAULT_PING: Duration = Duration::from_secs(10);
+const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+const DEFAULT_RESPONSE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// KV v1: how long a create waits after its write before it reads the key back to see whether a
+/// concurrent create overwrote it (at least 3× the create's own check-to-write time). A
+/// concurrent create can only land later than this if its own check-to-write time exceeds the
+/// window, which it logs as a warning. See [`Inner::confirm_v1`].
+const V1_RACE_WINDOW: Duration = Duration::from_millis(250);
+
+/// A keystore in HashiCorp Vault or OpenBao. Background threads (health check, token renewal)
+/// run until it is dropped.
+pub struct VaultKeystore {
+    inner: Arc<Inner>,
+    threads: Vec<JoinHandle<()>>,
+}
+
+struct Inner {
+    client: Client,
+    auth: Auth,
+    kv: Kv,
+    transit: Option<Transit>,
+    /// `X-Vault-Namespace` of K/V and transit calls.
+    namespace: Option<String>,
+    creating: NameLocks,
+}
+
+impl VaultKeystore {
+    /// Checks the settings, logs in and starts the background threads. A failed login is an
+    /// error naming the Vault path and status.
+    pub fn connect(cfg: &VaultConfig) -> Result<VaultKeystore, Error> {
+        let connect_timeout = or_default(cfg.connect_timeout, DEFAULT_CONNECT_TIMEOUT);
+        let response_timeout = or_default(cfg.response_timeout, DEFAULT_RESPONSE_TIMEOUT);
+        let ping = or_default(cfg.ping, DEFAULT_PING);
+        for (what, path) in [
+            ("engine", cfg.engine.as_str()),
+            ("prefix", cfg.prefix.as_str()),
+        ] {
+            if path.split('/').any(|s| s == "." || s == "..") {
+                return Err(Error::Failed(format!(
+                    "vault: keystore.vault.{what} must not contain '.' or '..'"
+                )));
+            }
+        }
+        let transit = match &cfg.transit {
+            Some(t) if t.key.trim().is_empty() => {
+                return Err(Error::Failed(
+                    "vault: keystore.vault.transit.key is required".into(),
+                ));
+            }
+            Some(t) => Some(Transit::new(&t.engine, &t.key)),
+            None => None,
+        };
+        let client = Client::new(cfg, connect_timeout, response_timeout)
+            .map_err(|e| Error::Failed(format!("vault: {e}")))?;
+        // Learn the nodes' roles first, so the login goes straight to the active node.
+        let _ = health::check_now(&client);
+        let auth = Auth::login_new(cfg, &client)?;
+        let inner = Arc::new(Inner {
+            client,
+            auth,
+            kv: Kv::new(&cfg.engine, &cfg.prefix, cfg.kv_v2),
+            transit,
+            namespace: Some(cfg.namespace.trim().to_string()).filter(|ns| !ns.is_empty()),
+            creating: NameLocks::default(),
+        });
+
+        let mut keystore = VaultKeystore {
+            inner: inner.clone(),
+            threads: Vec::new(),
+        };
+        let health = inner.clone();
+        keystore.threads.push(spawn("kes-vault-health", move || {
+            health::run(&health.client, ping)
+        })?);
+        let renewal = inner;
+        keystore.threads.push(spawn("kes-vault-token", move || {
+            renewal
+                .auth
+                .run(&renewal.client, renewal.client.health.signal())
+        })?);
+        Ok(keystore)
+    }
+}
+
+impl Drop for VaultKeystore {
+    fn drop(&mut self) {
+        self.inner.client.health.signal().stop();
+        for thread in self.threads.drain(..) {
+            // A thread in the middle of a Vault call finishes it first (bounded by the timeouts).
+            let _ = thread.join();
+        }
+    }
+}
+
+fn spawn(name: &str, f: impl FnOnce() + Send + 'static) -> Result<JoinHandle<()>, Error> {
+    std::thread::Builder::new()
+        .name(name.into())
+        .stack_size(1 << 20)
+        .spawn(f)
+        .map_err(|e| Error::Failed(format!("vault: cannot start the {name} thread: {e}")))
+}
+
+fn or_default(value: Duration, default: Duration) -> Duration {
+    if value.is_zero() { default } else { value }
+}
+
+impl Keystore for VaultKeystore {
+    fn create(&self, name: &str, value: &[u8]) -> Result<(), Error> {
+        self.inner.create(name, value)
+    }
+
+    fn get(&self, name: &str) -> Result<Zeroizing<Vec<u8>>, Error> {
+        self.inner.get(name)
+    }
+
+    fn delete(&self, name: &str) -> Result<(), Error> {
+        self.inner.delete(name)
+    }
+
+    fn list(&self, prefix: &str, limit: usize) -> Result<Page, Error> {
+        self.inner.list(prefix, limit)
+    }
+
+    fn status(&self) -> Result<Status, Error> {
+        health::check_now(&self.inner.client)
+    }
+}
+
+impl std::fmt::Debug for VaultKeystore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("VaultKeystore")
+            .field(
+                "endpoints",
+                &(0..self.inner.client.node_count())
+                    .map(|i| self.inner.client.node_url(i))
+                    .collect::<Vec<_>>(),
+            )
+            .field("kv_v2", &self.inner.kv.is_v2())
+            .field("namespace", &self.inner.namespace)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Constant-time comparison of a stored value with ours.
+fn same(a: &str, b: &str) -> bool {
+    bool::from(a.as_bytes().ct_eq(b.as_bytes()))
+}
+
+/// Names being created in this process (KV v1 only), so that its own creates never race.
+#[derive(Default)]
+struct NameLocks {
+    held: Mutex<HashSet<String>>,
+    released: Condvar,
+}
+
+struct NameGuard<'a> {
+    locks: &'a NameLocks,
+    name: String,
+}
+
+impl NameLocks {
+    fn lock(&self, name: &str) -> NameGuard<'_> {
+        let mut held = self.held.lock().unwrap_or_else(|e| e.into_inner());
+        while held.contains(name) {
+            held = self.released.wait(held).unwrap_or_else(|e| e.into_inner());
+        }
+        held.insert(name.to_string());
+        NameGuard {
+            locks: self,
+            name: name.to_string(),
+        }
+    }
+}
+
+impl Drop for NameGuard<'_> {
+    fn drop(&mut self) {
+        self.locks
+            .held
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&self.name);
+        self.locks.released.notify_all();
+    }
+}
+
+/// How Vault answered a create's write.
+enum Written {
+    Done,
+    /// Refused: v2 CAS mismatch (`cas`) or 403.
+    Refused {
+        cas: bool,
+    },
+}
+
+impl Inner {
+    /// Sends a K/V or transit request with the current token and the keystore's namespace. A 403
+    /// caused by an expired token leads to one login and one retry (see [`auth`]).
+    fn call(&self, req: Request<'_>) -> Result<Reply, Error> {
+        let req = req.namespace(self.namespace.as_deref());
+        let token = self.auth.token();
+        let reply = self.client.send(&req.clone().token(token.secret()))?;
+        if reply.status != 403 {
+            return Ok(reply);
+        }
+        match self.auth.after_denied(&self.client, &token, reply.node)? {
+            Retry::No => Ok(reply),
+            Retry::Yes => {
+                let token = self.auth.token();
+                let mut retry = req.token(token.secret());
+                retry.route = Route::Active;
+                self.client.send(&retry)
+            }
+        }
+    }
+
+    fn create(&self, name: &str, value: &[u8]) -> Result<(), Error> {
+        check_name(name)?;
+        if value.len() > MAX_VALUE_SIZE {
+            return Err(Error::Failed(format!(
+                "vault: the value of '{name}' is larger than {MAX_VALUE_SIZE} bytes"
+            )));
+        }
+        let value_text = std::str::from_utf8(value).map_err(|_| {
+            Error::Failed(format!(
+                "vault: the value of '{name}' is not text and cannot be stored"
+            ))
+        })?;
+        self.client.health.check()?;
+        // KV v1: one create of a name at a time in this process (see `V1_RACE_WINDOW`).
+        let _creating = (!self.kv.is_v2()).then(|| self.creating.lock(name));
+
+        // Transit first, so that nothing but local work lies between the check and the write.
+        let stored = match &self.transit {
+            Some(transit) => self.encrypt(transit, value)?,
+            None => Zeroizing::new(value_text.to_string()),
+        };
+        let body = self.kv.create_body(name, &stored);
+        let url = self.kv.secret_url(name);
+
+        let checked = Instant::now();
+        // Existence check on the active node: a standby's copy may be ~100 ms old.
+        if self.read(name, &url, Route::Active, Op::Create)?.is_some() {
+            return Err(Error::Exists);
+        }
+        let mut retried = false;
+        loop {
+            let token = self.auth.token();
+            let cas = match self.write(&url, &body, token.secret())? {
+                Written::Done if self.kv.is_v2() => return Ok(()),
+                Written::Done => return self.confirm_v1(name, &url, &stored, checked.elapsed()),
+                Written::Refused { cas } => cas,
+            };
+            // Vault refused the write: whatever is there now decides.
+            match self.read(name, &url, Route::Active, Op::Create)? {
+                Some(existing) if same(&existing, &stored) => {
+                    log::info!(
+                        "vault: PUT {url}: refused, but the secret holds our value (an earlier attempt landed)"
+                    );
+                    return Ok(());
+                }
+                Some(_) => return Err(Error::Exists),
+                // v2: some version exists (e.g. a deleted one); the name is taken.
+                None if cas => return Err(Error::Exists),
+                // A 403 while the key does not exist: the token expired (the re-read logged in
+                // again, so try once more) or the policy lacks `create`.
+                None if !retried && self.auth.token().generation != token.generation => {
+                    retried = true
+                }
+                None => return Err(self.denied(Op::Create, name)),
+            }
+        }
+    }
+
+    /// KV v1 has no compare-and-set: two creates whose existence checks both ran before either
+    /// write landed both write, and the later write wins. So after writing, wait out the window
+    /// in which a concurrent create (on another KES server) could still land, and read back:
+    /// a different value means ours was overwritten → `Exists`, so exactly one create succeeds.
+    fn confirm_v1(&self, name: &str, url: &str, stored: &str, span: Duration) -> Result<(), Error> {
+        if span > V1_RACE_WINDOW {
+            log::warn!(
+                "vault: creating '{name}' took {span:?} from the existence check to the written answer; \
+                 with KV v1 a concurrent create of the same name on another KES server may not be detected \
+                 (KV v2 has no such limit)"
+            );
+        }
+        std::thread::sleep(V1_RACE_WINDOW.max(span * 3));
+        match self.read(name, url, Route::Active, Op::Create)? {
+            Some(existing) if !same(&existing, stored) => {
+                log::warn!(
+                    "vault: PUT {url}: a concurrent create of '{name}' overwrote ours; reporting that the key exists"
+                );
+                Err(Error::Exists)
+            }
+            // Ours (or deleted since, which is not our create failing).
+            _ => Ok(()),
+        }
+    }
+
+    /// The create's `PUT`, on the active node, without the re-login logic of [`Inner::call`]:
+    /// a 403 here may just mean "exists" (policy without `update`), which the caller sorts out.
+    fn write(&self, url: &str, body: &[u8], token: &str) -> Result<Written, Error> {
+        let req = Request::new(Method::Put, url, Route::Active)
+            .body(body)
+            .namespace(self.namespace.as_deref())
+            .token(token);
+        let reply = self.client.send(&req)?;
+        match reply.status {
+            200..=299 => Ok(Written::Done),
+            400 if self.kv.is_v2() && reply.errors().contains("check-and-set") => {
+                Ok(Written::Refused { cas: true })
+            }
+            403 => Ok(Written::Refused { cas: false }),
+            status => Err(self.unexpected("PUT", url, &reply, status)),
+        }
+    }
+
+    /// Reads the stored string of `name` (`None`: no such key).
+    fn read(
+        &self,
+        name: &str,
+        url: &str,
+        route: Route,
+        op: Op,
+    ) -> Result<Option<Zeroizing<String>>, Error> {
+        let reply = self.call(Request::new(Method::Get, url, route))?;
+        match reply.status {
+            200 => self
+                .kv
+                .parse_value(name, &reply.body)
+                .map_err(|why| Error::Failed(format!("vault: GET {}: {why}", strip_query(url)))),
+            204 | 404 => Ok(None),
+            403 => Err(self.denied(if op == Op::Create { Op::Read } else { op }, name)),
+            status => Err(self.unexpected("GET", url, &reply, status)),
+        }
+    }
+
+    fn get(&self, name: &str) -> Result<Zeroizing<Vec<u8>>, Error> {
+        check_name(name)?;
+        self.client.health.check()?;
+        let url = self.kv.get_url(name);
+        let stored = self
+            .read(name, &url, Route::Any, Op::Read)?
+            .ok_or(Error::NotFound)?;
+        let value = if transit::is_wrapped(&stored) {
+            match &self.transit {
+                Some(transit) => self.decrypt(transit, &stored)?,
+                None => {
+                    return Err(Error::Failed(format!(
+                        "vault: the value at '{}' is wrapped by Vault transit, but keystore.vault.transit is not configured",
+                        strip_query(&url)
+                    )));
+                }
+            }
+        } else {
+            Zeroizing::new(stored.as_bytes().to_vec())
+        };
+        if value.len() > MAX_VALUE_SIZE {
+            return Err(Error::Failed(format!(
+                "vault: the value of '{name}' is larger than {MAX_VALUE_SIZE} bytes"
+            )));
+        }
+        Ok(value)
+    }
+
+    fn delete(&self, name: &str) -> Result<(), Error> {
+        check_name(name)?;
+        self.client.health.check()?;
+        // Vault's delete succeeds for a missing secret; look first, on the active node.
+        let url = self.kv.secret_url(name);
+        let reply = self.call(Request::new(Method::Get, &url, Route::Active))?;
+        match reply.status {
+            // A secret that is there, even one this keystore cannot parse, can be deleted.
+            200 if !matches!(self.kv.parse_value(name, &reply.body), Ok(None)) => {}
+            200 | 204 | 404 => return Err(Error::NotFound),
+            403 => return Err(self.denied(Op::Read, name)),
+            status => return Err(self.unexpected("GET", &url, &reply, status)),
+        }
+        let url = self.kv.delete_url(name);
+        let reply = self.call(Request::new(Method::Delete, &url, Route::Active))?;
+        match reply.status {
+            200..=299 => Ok(()),
+            404 => Err(Error::NotFound),
+            403 => Err(self.denied(Op::Delete, name)),
+            status => Err(self.unexpected("DELETE", &url, &reply, status)),
+        }
+    }
+
+    fn list(&self, prefix: &str, limit: usize) -> Result<Page, Error> {
+        self.client.health.check()?;
+        let url = self.kv.list_url();
+        let reply =
+            self.call(Request::new(Method::Get, &url, Route::Any).limit(LIST_BODY_LIMIT))?;
+        let names = match reply.status {
+            200 => self
+                .kv
+                .parse_list(&reply.body)
+                .map_err(|why| Error::Failed(format!("vault: GET {}: {why}", strip_query(&url))))?,
+            204 | 404 => Vec::new(),
+            403 => return Err(self.denied(Op::List, "")),
+            status => return Err(self.unexpected("GET", &url, &reply, status)),
+        };
+        Ok(page_of(names, prefix, limit))
+    }
+
+    fn encrypt(&self, transit: &Transit, value: &[u8]) -> Result<Zeroizing<String>, Error> {
+        let body = Transit::encrypt_body(value);
+        let url = transit.encrypt_url();
+        let reply = self.call(Request::new(Method::Post, url, Route::Any).body(&body))?;
+        match reply.status {
+            200 => Transit::parse_encrypt(&reply.body)
+                .map(Zeroizing::new)
+                .map_err(|why| Error::Failed(format!("vault: POST {url}: {why}"))),
+            403 => Err(self.denied_transit("encrypt", url)),
+            status => Err(self.unexpected("POST", url, &reply, status)),
+        }
+    }
+
+    fn decrypt(&self, transit: &Transit, ciphertext: &str) -> Result<Zeroizing<Vec<u8>>, Error> {
+        let body = Transit::decrypt_body(ciphertext);
+        let url = transit.decrypt_url();
+        let reply = self.call(Request::new(Method::Post, url, Route::Any).body(&body))?;
+        match reply.status {
+            200 => Transit::parse_decrypt(&reply.body)
+                .map_err(|why| Error::Failed(format!("vault: POST {url}: {why}"))),
+            403 => Err(self.denied_transit("decrypt", url)),
+            status => Err(self.unexpected("POST", url, &reply, status)),
+        }
+    }
+
+    /// A 403 that survived the token check: the policy lacks a capability. Says which, where.
+    fn denied(&self, op: Op, name: &str) -> Error {
+        let path = self.kv.policy_path(op, name);
+        let msg = format!(
+            "vault: permission denied {} '{path}'{}: the Vault policy needs the '{}' capability on '{path}'",
+            op.verb(),
+            self.in_namespace(),
+            op.capability()
+        );
+        log::error!("{msg}");
+        Error::Failed(msg)
+    }
+
+    fn denied_transit(&self, what: &str, url: &str) -> Error {
+        let path = url.trim_start_matches("/v1/");
+        let msg = format!(
+            "vault: permission denied using transit ({what}) '{path}'{}: the Vault policy needs the 'update' capability on '{path}'",
+            self.in_namespace()
+        );
+        log::error!("{msg}");
+        Error::Failed(msg)
+    }
+
+    fn unexpected(&self, method: &str, url: &str, reply: &Reply, status: u16) -> Error {
+        let msg = format!(
+            "vault: {method} {}{} answered {status} {}",
+            strip_query(url),
+            self.in_namespace(),
+            reply.errors()
+        );
+        log::error!("{msg}");
+        Error::Failed(msg.trim_end().to_string())
+    }
+
+    fn in_namespace(&self) -> String {
+        self.namespace
+            .as_deref()
+            .map(|ns| format!(" in namespace '{ns}'"))
+            .unwrap_or_default()
+    }
+}
+
+/// Key names become one path segment: no separators, no `.`/`..`, no control characters.
+/// (The API's name rule is stricter; this only protects the path.)
+fn check_name(name: &str) -> Result<(), Error> {
+    if name.is_empty()
+        || name == "."
+        || name == ".."
+        || name.contains(['/', '\\'])
+        || name.chars().any(char::is_control)
+    {
+        return Err(Error::Failed(format!(
+            "vault: '{}' is not a valid key name",
+            name.escape_debug()
+        )));
+    }
+    Ok(())
+}
+
+/// Joins path parts with single slashes (`kv/`, `/a//b/`, `name` → `kv/a/b/name`), each segment
+/// percent-encoded.
+pub(crate) fn join_path(parts: &[&str]) -> String {
+    segments(parts)
+        .map(|s| encode_segment(s).into_owned())
+        .collect::<Vec<_>>()
+        .join("/")
+}
+
+/// Like [`join_path`] without encoding, for messages (a policy path as an operator writes it).
+pub(crate) fn join_path_raw(parts: &[&str]) -> String {
+    segments(parts).collect::<Vec<_>>().join("/")
+}
+
+fn segments<'a>(parts: &'a [&'a str]) -> impl Iterator<Item = &'a str> + 'a {
+    parts
+        .iter()
+        .flat_map(|p| p.split('/'))
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+}
+
+fn encode_segment(segment: &str) -> Cow<'_, str> {
+    let plain = |b: u8| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~');
+    if segment.bytes().all(plain) {
+        return Cow::Borrowed(segment);
+    }
+    let mut out = String::with_capacity(segment.len() * 3);
+    for b in segment.bytes() {
+        if plain(b) {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    Cow::Owned(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn joins_paths() {
+        assert_eq!(join_path(&["kv", "", "name"]), "kv/name");
+        assert_eq!(join_path(&["/kv/", "/a//b/", "name"]), "kv/a/b/name");
+        assert_eq!(join_path(&["kv", "a b", "x?y#z%"]), "kv/a%20b/x%3Fy%23z%25");
+        assert_eq!(join_path_raw(&["kv/", "metadata", "", ""]), "kv/metadata");
+    }
+
+    #[test]
+    fn checks_names() {
+        assert!(check_name("my-key_1.v2").is_ok());
+        for bad in ["", ".", "..", "a/b", "a\\b", "a\nb"] {
+            assert!(check_name(bad).is_err(), "{bad:?}");
+        }
+    }
+}

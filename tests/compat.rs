@@ -1,0 +1,132 @@
+//! Compatibility with data written by the Go server: key files in every stored format and
+//! ciphertexts in every format ever produced, decrypted through the real server over TLS. The
+//! vectors come from tests/vectors/gen_vectors.py, an implementation independent of this crate.
+
+mod support;
+
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD as B64;
+use serde_json::{Value, json};
+use support::client::Client;
+use support::pki::{self, Ca, hex};
+use support::{Kes, TempDir};
+
+const ADMIN_API_KEY: &str = "kes:v1:AD9E7FSYWrMD+VjhI6q545cYT9YOyFxZb7UnjEepYDRc";
+
+fn vectors() -> Value {
+    serde_json::from_str(include_str!("vectors/vectors.json")).unwrap()
+}
+
+#[test]
+fn go_key_files_and_every_ciphertext_format_decrypt() {
+    let dir = TempDir::new("compat");
+    let keys = dir.join("keys");
+    std::fs::create_dir_all(&keys).unwrap();
+    let v = vectors();
+
+    // Key files as the Go server wrote them: one file per key, holding the stored value.
+    for (i, s) in v["stored"].as_array().unwrap().iter().enumerate() {
+        std::fs::write(
+            keys.join(format!("stored-{i}")),
+            s["value"].as_str().unwrap(),
+        )
+        .unwrap();
+    }
+    // A key file per ciphertext vector, in the legacy JSON form: without an algorithm where the
+    // vector exercises the fallback of §5.4, else naming the key's algorithm.
+    for (i, c) in v["ciphertexts"].as_array().unwrap().iter().enumerate() {
+        let key = B64.encode(hex(c["key"].as_str().unwrap()));
+        let value = if c["legacy_algorithm_fallback"].as_bool().unwrap() {
+            json!({ "bytes": key })
+        } else {
+            json!({ "bytes": key, "algorithm": c["key_algorithm"] })
+        };
+        std::fs::write(keys.join(format!("ct-{i}")), value.to_string()).unwrap();
+    }
+
+    let ca = Ca::new("ca");
+    ca.server().write(dir.path(), "server");
+    let admin = pki::api_key_client(ADMIN_API_KEY);
+    std::fs::write(
+        dir.join("config.yaml"),
+        format!(
+            "admin:\n  identity: {}\ntls:\n  key: {d}/server.key\n  cert: {d}/server.crt\nkeystore:\n  fs:\n    path: {d}/keys\n",
+            admin.identity,
+            d = dir.path().display()
+        ),
+    )
+    .unwrap();
+    let kes = Kes::start(&dir.join("config.yaml"));
+    let client = Client::new(kes.addr, &ca.cert.der, Some(&admin));
+
+    let mut checked = 0;
+    for (i, c) in v["ciphertexts"].as_array().unwrap().iter().enumerate() {
+        let body = json!({
+            "ciphertext": B64.encode(hex(c["ciphertext"].as_str().unwrap())),
+            "context": B64.encode(hex(c["context"].as_str().unwrap())),
+        });
+        let r = client.post(&format!("/v1/key/decrypt/ct-{i}"), &body.to_string());
+        match c["expect"].as_str().unwrap() {
+            "plaintext" => {
+                assert_eq!(r.status, 200, "{}: {}", c["name"], r.text());
+                let plaintext = B64.decode(r.json()["plaintext"].as_str().unwrap()).unwrap();
+                assert_eq!(
+                    plaintext,
+                    hex(c["plaintext"].as_str().unwrap()),
+                    "{}",
+                    c["name"]
+                );
+            }
+            _ => r.assert_error(400, "decryption failed: ciphertext is not authentic"),
+        }
+        checked += 1;
+    }
+
+    for (i, s) in v["stored"].as_array().unwrap().iter().enumerate() {
+        let name = format!("stored-{i}");
+        let d = client.get(&format!("/v1/key/describe/{name}")).json();
+        assert_eq!(d["algorithm"], s["algorithm"], "{}", s["name"]);
+        if let Some(by) = s["created_by"].as_str().filter(|b| !b.is_empty()) {
+            assert_eq!(d["created_by"], by, "{}", s["name"]);
+        }
+        // The stored key's bytes decrypt the raw vector made with the same key and algorithm.
+        let raw = v["ciphertexts"].as_array().unwrap().iter().find(|c| {
+            c["format"] == "raw" && c["key"] == s["key"] && c["key_algorithm"] == s["algorithm"]
+        });
+        if let Some(c) = raw {
+            let body = json!({
+                "ciphertext": B64.encode(hex(c["ciphertext"].as_str().unwrap())),
+                "context": B64.encode(hex(c["context"].as_str().unwrap())),
+            });
+            let r = client.post(&format!("/v1/key/decrypt/{name}"), &body.to_string());
+            assert_eq!(r.status, 200, "{}: {}", s["name"], r.text());
+            checked += 1;
+        }
+        // Every stored form still generates and decrypts; HMAC only where an HMAC key is stored.
+        let g = client.post(&format!("/v1/key/generate/{name}"), "").json();
+        let p = client
+            .post(
+                &format!("/v1/key/decrypt/{name}"),
+                &json!({"ciphertext": g["ciphertext"]}).to_string(),
+            )
+            .json();
+        assert_eq!(p["plaintext"], g["plaintext"]);
+        let h = client.put(
+            &format!("/v1/key/hmac/{name}"),
+            &json!({"message": "aGk="}).to_string(),
+        );
+        if s["hmac_key"].is_string() {
+            assert_eq!(h.status, 200, "{}", s["name"]);
+        } else {
+            h.assert_error(409, "key does not support HMAC");
+        }
+    }
+    println!("decrypted {checked} vector ciphertexts through the server");
+    // The server never rewrites legacy key files.
+    for (i, s) in v["stored"].as_array().unwrap().iter().enumerate() {
+        assert_eq!(
+            std::fs::read_to_string(keys.join(format!("stored-{i}"))).unwrap(),
+            s["value"].as_str().unwrap()
+        );
+    }
+}
