@@ -233,7 +233,8 @@ vendor_into() {
     # dev-dependencies, though: without them `cargo test --offline` cannot resolve.
     "$FILTERER" vendor-filterer "${args[@]}" \
         --exclude-crate-path '*#tests' --exclude-crate-path '*#benches' \
-        --exclude-crate-path '*#examples' "$dir" >/dev/null
+        --exclude-crate-path '*#examples' "$dir" 2>&1 >/dev/null | grep -v '^Warning: No match for exclude' >&2 || true
+    [ -d "$dir" ] && [ -n "$(ls -A "$dir")" ] || die "cargo-vendor-filterer wrote nothing to $dir"
 }
 
 # The cargo configuration that makes a build use vendor/ and never the network.
@@ -260,7 +261,7 @@ build_vendor() {
     cp "$keep" vendor/README.md
     rm -f "$keep"
     vendored_cargo_config | sed 's#directory = "vendor"#directory = "'"$ROOT"'/vendor"#' >vendor/config.toml
-    log "vendor/ holds $(du -sh vendor | cut -f1); build offline with:"
+    log "vendor/ holds $(du -sm --apparent-size vendor | cut -f1) MiB; build offline with:"
     log "  cargo build --release --offline --config vendor/config.toml"
 }
 
@@ -279,15 +280,17 @@ build_tarball() {
     log "vendoring the dependencies of $commit"
     (cd "$src" && vendor_into "$work/vendor")
     cp -a "$work/vendor/." "$src/vendor/"
+    # The repository's .cargo/config.toml (its [env] table) plus source replacement; the commit
+    # goes in as an environment variable for build.rs, since the tarball has no .git.
     mkdir -p "$src/.cargo"
     {
-        vendored_cargo_config
         echo
-        echo "# The commit this tarball was made from (/version reports it; there is no .git here)."
-        echo "[env]"
-        echo "KES_BUILD_COMMIT = \"$commit\""
-    } >"$src/.cargo/config.toml"
-    log "vendor/ holds $(du -sh "$src/vendor" | cut -f1) in $(find "$src/vendor" -type f | wc -l) files"
+        vendored_cargo_config
+    } >>"$src/.cargo/config.toml"
+    grep -q '^\[env\]' "$src/.cargo/config.toml" || echo "[env]" >>"$src/.cargo/config.toml"
+    sed -i "/^\[env\]/a # The commit this tarball was made from (/version reports it; there is no .git here).\\nKES_BUILD_COMMIT = \"$commit\"" \
+        "$src/.cargo/config.toml"
+    log "vendor/ holds $(du -sm --apparent-size "$src/vendor" | cut -f1) MiB in $(find "$src/vendor" -type f | wc -l) files"
     mkdir -p "$DIST"
     local out=$DIST/$name.tar.gz
     tar --sort=name --mtime="@$SOURCE_DATE_EPOCH" --owner=0 --group=0 --numeric-owner \

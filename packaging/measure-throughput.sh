@@ -58,14 +58,16 @@ keystore:
     path: $work/keys
 YAML
 
-# run BINARY: prints "requests/s peak-RSS-KiB"
+# run BINARY: writes "requests/s peak-RSS-KiB" to $work/result. Runs in this shell (not in a
+# $(...) subshell) so that the EXIT trap knows the server's pid.
 run() {
     "$1" server --config "$work/config.yaml" >"$work/server.log" 2>&1 &
     pid=$!
-    for _ in $(seq 100); do
-        grep -q '^Endpoint' "$work/server.log" && break
+    for _ in $(seq 300); do
+        grep -q '^MLock' "$work/server.log" && break
         sleep 0.1
     done
+    grep -q '^MLock' "$work/server.log" || { cat "$work/server.log" >&2; exit 1; }
     local out rps hwm
     out=$(oha --no-tui --output-format json -z "${seconds}s" -c "$conns" -m POST -d '{"context":"e30="}' \
         --cacert "$work/server.cert" --cert "$work/client.cert" --key "$work/client.key" \
@@ -86,13 +88,14 @@ print(round(r["summary"]["requestsPerSec"]))' "$out") || {
     kill "$pid"
     wait "$pid" 2>/dev/null || true
     pid=
-    echo "$rps $hwm"
+    echo "$rps $hwm" >"$work/result"
 }
 
 declare -A results
 for round in $(seq "$rounds"); do
     for bin in "$@"; do
-        r=$(run "$bin")
+        run "$bin"
+        r=$(cat "$work/result")
         echo "round $round  $bin  $r" >&2
         results[$bin]+="$r"$'\n'
     done
