@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # packaging/build.sh: builds what an operator carries to an air-gapped host. Output: target/dist/.
 #
-#   packaging/build.sh binary    static x86_64 musl binary, profile dist (LTO):
+#   packaging/build.sh binary    static x86_64 musl binary, profile production (LTO):
 #                                target/dist/kes-<version>-x86_64-linux-musl (+ .sha256 in SHA256SUMS)
 #   packaging/build.sh deb       kes_<version>_amd64.deb     (builds the binary first)
 #   packaging/build.sh rpm       kes-<version>-1.x86_64.rpm  (builds the binary first)
@@ -27,7 +27,7 @@ cd "$(dirname "$0")/.."
 ROOT=$PWD
 
 TARGET=x86_64-unknown-linux-musl
-PROFILE=dist
+PROFILE=production
 DIST=$ROOT/target/dist
 TOOLS=$ROOT/target/tools
 # The platforms whose dependencies go into vendor/: the Linux targets we build and ship, for
@@ -229,11 +229,15 @@ vendor_into() {
     need_vendor_filterer
     local dir=$1 args=()
     for p in "${VENDOR_PLATFORMS[@]}"; do args+=(--platform "$p"); done
-    # Tests, benchmarks and examples of dependencies are never compiled by our builds. Keep the
-    # dev-dependencies, though: without them `cargo test --offline` cannot resolve.
+    # Tests and benchmarks of dependencies are never compiled by our builds. (Examples stay:
+    # clap's documentation include_str!s them.) Keep the dev-dependencies, though: without them
+    # `cargo test --offline` cannot resolve.
+    local log
+    log=$(mktemp)
     "$FILTERER" vendor-filterer "${args[@]}" \
-        --exclude-crate-path '*#tests' --exclude-crate-path '*#benches' \
-        --exclude-crate-path '*#examples' "$dir" 2>&1 >/dev/null | grep -v '^Warning: No match for exclude' >&2 || true
+        --exclude-crate-path '*#tests' --exclude-crate-path '*#benches' "$dir" >"$log" 2>&1 ||
+        { cat "$log" >&2; rm -f "$log"; die "cargo-vendor-filterer failed"; }
+    rm -f "$log"
     [ -d "$dir" ] && [ -n "$(ls -A "$dir")" ] || die "cargo-vendor-filterer wrote nothing to $dir"
 }
 
