@@ -29,7 +29,9 @@ shift $((OPTIND - 1))
 PATH=$PATH:$(cd "$(dirname "$0")/.." && pwd)/target/tools/bin
 command -v oha >/dev/null || { echo "$0: needs oha (cargo install --locked oha)" >&2; exit 1; }
 
-work=$(mktemp -d)
+# Under target/, not /tmp: other test suites on a shared machine clean /tmp/tmp.* up.
+mkdir -p "$(dirname "$0")/../target"
+work=$(mktemp -d "$(cd "$(dirname "$0")/../target" && pwd)/measure-XXXXXX")
 pid=
 cleanup() {
     [ -n "$pid" ] && kill "$pid" 2>/dev/null && wait "$pid" 2>/dev/null
