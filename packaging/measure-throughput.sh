@@ -63,6 +63,9 @@ YAML
 # run BINARY: writes "requests/s peak-RSS-KiB" to $work/result. Runs in this shell (not in a
 # $(...) subshell) so that the EXIT trap knows the server's pid.
 run() {
+    # Emptied here, not by the background child's redirection, so that the wait below cannot
+    # see the previous server's banner.
+    : >"$work/server.log"
     "$1" server --config "$work/config.yaml" >"$work/server.log" 2>&1 &
     pid=$!
     for _ in $(seq 300); do

@@ -138,6 +138,9 @@ start_installed() {
         echo "note: cannot raise RLIMIT_MEMLOCK here (no CAP_SYS_RESOURCE); running with CAP_IPC_LOCK alone"
         limit=()
     fi
+    # Empty the log here: the redirection below happens in the background child, and a log left
+    # from an earlier run could otherwise show its banner before the new server starts.
+    : >"$log"
     # shellcheck disable=SC2046
     env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin $(grep -E '^[A-Z_]+=' "$r/etc/kes/kes.env") \
         "${limit[@]}" chroot "$r" setpriv --reuid=kes --regid=kes --init-groups \
@@ -250,6 +253,7 @@ t_static_binary() {
     cp "$bin" "$empty/kes"
     chroot "$empty" /kes --version
     port=$(free_port)
+    : >"$WORK/empty-root.log"
     chroot "$empty" /kes server --dev --addr "127.0.0.1:$port" >"$WORK/empty-root.log" 2>&1 &
     SERVER_PID=$!
     for _ in $(seq 50); do grep -q '^MLock' "$WORK/empty-root.log" && break; sleep 0.1; done
@@ -356,7 +360,7 @@ t_deb_upgrade() {
     mount_proc "$r"
     echo "# edited by the operator" >>"$r/etc/kes/config.yaml"
     local before
-    before=$(cd "$r" && sha256sum etc/kes/* var/lib/kes/keys/*)
+    before=$(cd "$r" && find etc/kes var/lib/kes/keys -type f -print0 | sort -z | xargs -0 sha256sum)
     # A newer version of the same package.
     local next=$WORK/next
     rm -rf "$next"
@@ -366,7 +370,7 @@ t_deb_upgrade() {
     chroot "$r" dpkg -i /tmp/kes-next.deb </dev/null
     chroot "$r" dpkg-query -W kes
     local after
-    after=$(cd "$r" && sha256sum etc/kes/* var/lib/kes/keys/*)
+    after=$(cd "$r" && find etc/kes var/lib/kes/keys -type f -print0 | sort -z | xargs -0 sha256sum)
     diff <(echo "$before") <(echo "$after") || fail "the upgrade changed files"
     echo "unchanged by the upgrade:"
     echo "$after"
@@ -432,9 +436,9 @@ t_rpm_install() {
     stop_installed
     echo "# edited by the operator" >>"$r/etc/kes/config.yaml"
     local before after
-    before=$(cd "$r" && sha256sum etc/kes/* var/lib/kes/keys/*)
+    before=$(cd "$r" && find etc/kes var/lib/kes/keys -type f -print0 | sort -z | xargs -0 sha256sum)
     rpm --root "$r" -Uvh --replacepkgs --nodeps "$RPM"
-    after=$(cd "$r" && sha256sum etc/kes/* var/lib/kes/keys/*)
+    after=$(cd "$r" && find etc/kes var/lib/kes/keys -type f -print0 | sort -z | xargs -0 sha256sum)
     diff <(echo "$before") <(echo "$after") || fail "reinstalling changed files"
     echo "reinstall kept the edited config, keys and certificates"
 }
