@@ -349,8 +349,10 @@ t_deb_install() {
     round_trip "$r" "$port"
     [ "$(stat -c %U "$r/var/lib/kes/keys/pkg-key")" = "$(stat -c %U "$r/var/lib/kes/keys")" ] || fail "key file owner"
     kill -HUP "$SERVER_PID"
-    for _ in $(seq 50); do grep -q 'configuration reloaded' "$WORK/deb-server.log" && break; sleep 0.1; done
-    grep 'configuration reloaded' "$WORK/deb-server.log" || fail "SIGHUP did not reload"
+    # The server logs "reloaded /etc/kes/config.yaml: ..." (older builds: "configuration reloaded").
+    local reloaded='reloaded /etc/kes/config.yaml|configuration reloaded'
+    for _ in $(seq 100); do grep -qE "$reloaded" "$WORK/deb-server.log" && break; sleep 0.1; done
+    grep -E "$reloaded" "$WORK/deb-server.log" || fail "SIGHUP did not reload"
     stop_installed
 }
 
