@@ -1057,3 +1057,22 @@ fn encrypted_server_key_with_tls_password() {
     let c = Client::new(kes.addr, &ca.cert.der, Some(&admin));
     assert_eq!(c.put("/v1/key/create/k", "").status, 200);
 }
+
+#[test]
+fn http10_keep_alive_is_acknowledged() {
+    // `ab -k` and other HTTP/1.0 clients keep a connection open only when the reply says so.
+    let env = Env::start("http10", "");
+    let mut conn = env.admin().connect();
+    for _ in 0..2 {
+        conn.send_raw(b"GET /version HTTP/1.0\r\nConnection: keep-alive\r\n\r\n")
+            .unwrap();
+        let r = conn.read_reply().unwrap();
+        assert_eq!(r.status, 200);
+        assert_eq!(r.header("connection"), Some("keep-alive"));
+    }
+    // Without the header, HTTP/1.0 closes after the reply.
+    conn.send_raw(b"GET /version HTTP/1.0\r\n\r\n").unwrap();
+    let r = conn.read_reply().unwrap();
+    assert_eq!(r.header("connection"), Some("close"));
+    assert!(conn.is_closed());
+}

@@ -78,6 +78,8 @@ pub struct Head {
     /// The raw query string without `?` (may be empty).
     pub query: String,
     pub keep_alive: bool,
+    /// An HTTP/1.0 request: keep-alive only when asked for, and then said in the reply.
+    pub http10: bool,
     pub content_length: Option<u64>,
     pub chunked: bool,
     pub expect_continue: bool,
@@ -456,6 +458,7 @@ fn build_head(req: &httparse::Request<'_, '_>) -> Result<Head, ReadError> {
         path,
         query: query.to_owned(),
         keep_alive: !connection_close,
+        http10: version == 0,
         content_length,
         chunked,
         expect_continue,

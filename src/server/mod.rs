@@ -381,6 +381,7 @@ impl Server {
                     return false;
                 }
                 let keep = head.keep_alive && !self.is_shutting_down();
+                let response = keep_alive_header(response, head, keep);
                 return write_response(conn, response, keep) && keep;
             }
         };
@@ -417,6 +418,7 @@ impl Server {
         if let Some(t) = route.timeout {
             conn.set_write_timeout(t);
         }
+        let response = keep_alive_header(response, head, keep);
         write_response(conn, response, keep) && keep
     }
 }
@@ -431,6 +433,16 @@ fn serialize(response: Response, keep_alive: bool) -> Option<zeroize::Zeroizing<
             Some(out)
         }
         Body::Stream { .. } => None,
+    }
+}
+
+/// An HTTP/1.0 client keeps a connection open only when the reply says so (HTTP/1.1 is
+/// persistent by default and needs no header).
+fn keep_alive_header(response: Response, head: &Head, keep: bool) -> Response {
+    if head.http10 && keep {
+        response.with_header("Connection", "keep-alive")
+    } else {
+        response
     }
 }
 
