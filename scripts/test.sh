@@ -20,3 +20,13 @@ echo "==> $("$BAO_BIN" version)"
 
 echo "==> cargo test"
 cargo test --all-targets "$@"
+
+echo "==> benchmark smoke run (scripts/bench.sh --smoke: the harness works end to end; it asserts no speed)"
+scripts/bench.sh --smoke
+
+# The slow packaging tests (static LTO build, .deb/.rpm installed into a Debian chroot, offline
+# build of the source tarball): 5-15 minutes and root, so only on request. See packaging/README.md.
+if [ "${KES_TEST_PACKAGING:-}" = 1 ]; then
+    echo "==> packaging/test.sh (KES_TEST_PACKAGING=1)"
+    packaging/test.sh
+fi

@@ -1,24 +1,54 @@
-//! Fan-out of log events to `/v1/log/audit` and `/v1/log/error` subscribers.
+//! The error log, and the fan-out of log events to `/v1/log/audit` and `/v1/log/error`
+//! subscribers.
 //!
-//! Publishing never blocks: each subscriber has a bounded queue, and an event that does not fit is
-//! dropped for that subscriber and counted. A slow or stalled subscriber therefore never slows
-//! request handling.
+//! * [`Hub`]: publishing never blocks. Each subscriber has a queue bounded in bytes; an event that
+//!   does not fit is dropped for that subscriber and counted. A slow or stalled subscriber
+//!   therefore never slows request handling, and its memory stays bounded.
+//! * [`init_logger`]: the error log. Human-readable lines on stderr (`RUST_LOG` respected,
+//!   `log.error` honoured through [`set_level`]), the same lines as `{"message":"…"}` JSON to
+//!   error-stream subscribers. Records logged while a request is handled carry the request's
+//!   method, path, client IP and identity (see [`enter_request`]).
+//!
+//! Nothing here ever sees key material: log messages are written by code that never formats keys,
+//! and every client-controlled text (paths) is escaped so that it cannot forge log lines.
 
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::mpsc::{Receiver, SyncSender, TrySendError, sync_channel};
-use std::sync::{Arc, Mutex};
+use crate::auth::Identity;
+use crate::metrics::Metrics;
+use std::cell::RefCell;
+use std::collections::VecDeque;
+use std::io::Write;
+use std::net::IpAddr;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::{Duration, Instant};
 
-/// Events buffered per subscriber before new ones are dropped.
-pub const QUEUE: usize = 4096;
+/// Bytes of events buffered per subscriber before new events are dropped for it. An audit event
+/// is about 250 bytes, so this holds about 4 000 of them; the bound is in bytes because paths
+/// (and so events) can be up to 16 KiB long.
+pub const MAX_QUEUED_BYTES: usize = 1 << 20;
 
+/// A log stream: events go to every current subscriber.
 #[derive(Default)]
 pub struct Hub {
-    subscribers: Mutex<Vec<SyncSender<Arc<[u8]>>>>,
+    subscribers: Mutex<Vec<Arc<Queue>>>,
+    has_subscribers: AtomicBool,
     /// Events delivered into at least one subscriber queue.
     pub published: AtomicU64,
-    /// Events dropped because a subscriber's queue was full.
+    /// Events not delivered because a subscriber's queue was full (counted once per subscriber).
     pub dropped: AtomicU64,
-    has_subscribers: std::sync::atomic::AtomicBool,
+}
+
+#[derive(Default)]
+struct Queue {
+    state: Mutex<QueueState>,
+    ready: Condvar,
+}
+
+#[derive(Default)]
+struct QueueState {
+    events: VecDeque<Arc<[u8]>>,
+    bytes: usize,
+    dropped: u64,
 }
 
 impl Hub {
@@ -31,31 +61,35 @@ impl Hub {
         self.has_subscribers.load(Ordering::Relaxed)
     }
 
-    pub fn subscribe(&self) -> Receiver<Arc<[u8]>> {
-        let (tx, rx) = sync_channel(QUEUE);
+    pub fn subscribe(self: &Arc<Self>) -> Subscription {
+        let queue = Arc::new(Queue::default());
         let mut subs = self.subscribers.lock().unwrap_or_else(|e| e.into_inner());
-        subs.push(tx);
+        subs.push(queue.clone());
         self.has_subscribers.store(true, Ordering::Relaxed);
-        rx
+        Subscription {
+            hub: self.clone(),
+            queue,
+        }
     }
 
-    /// Sends one event (a complete line, `\n` included) to every subscriber.
+    /// Sends one event (a complete line, `\n` included) to every subscriber. Never blocks on a
+    /// subscriber: a full queue drops the event for that subscriber.
     pub fn publish(&self, line: Arc<[u8]>) {
-        let mut subs = self.subscribers.lock().unwrap_or_else(|e| e.into_inner());
+        let subs = self.subscribers.lock().unwrap_or_else(|e| e.into_inner());
         let mut delivered = false;
-        subs.retain(|tx| match tx.try_send(line.clone()) {
-            Ok(()) => {
+        for queue in subs.iter() {
+            let mut state = queue.state.lock().unwrap_or_else(|e| e.into_inner());
+            if state.bytes + line.len() <= MAX_QUEUED_BYTES {
+                state.bytes += line.len();
+                state.events.push_back(line.clone());
                 delivered = true;
-                true
-            }
-            Err(TrySendError::Full(_)) => {
+                drop(state);
+                queue.ready.notify_one();
+            } else {
+                state.dropped += 1;
                 self.dropped.fetch_add(1, Ordering::Relaxed);
-                true
             }
-            Err(TrySendError::Disconnected(_)) => false,
-        });
-        self.has_subscribers
-            .store(!subs.is_empty(), Ordering::Relaxed);
+        }
         if delivered {
             self.published.fetch_add(1, Ordering::Relaxed);
         }
@@ -67,24 +101,320 @@ impl Hub {
             .unwrap_or_else(|e| e.into_inner())
             .len()
     }
+
+    fn unsubscribe(&self, queue: &Arc<Queue>) {
+        let mut subs = self.subscribers.lock().unwrap_or_else(|e| e.into_inner());
+        subs.retain(|q| !Arc::ptr_eq(q, queue));
+        self.has_subscribers
+            .store(!subs.is_empty(), Ordering::Relaxed);
+    }
+}
+
+/// One subscriber's end of a [`Hub`]; unsubscribes when dropped.
+pub struct Subscription {
+    hub: Arc<Hub>,
+    queue: Arc<Queue>,
+}
+
+impl Subscription {
+    /// Waits up to `timeout` for events, then appends every queued event to `out` (so that a
+    /// busy stream is written in few large chunks). Returns false when nothing arrived.
+    pub fn recv_batch(&self, timeout: Duration, out: &mut Vec<u8>) -> bool {
+        let deadline = Instant::now() + timeout;
+        let mut state = self.queue.state.lock().unwrap_or_else(|e| e.into_inner());
+        while state.events.is_empty() {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return false;
+            }
+            state = self
+                .queue
+                .ready
+                .wait_timeout(state, left)
+                .unwrap_or_else(|e| e.into_inner())
+                .0;
+        }
+        while let Some(event) = state.events.pop_front() {
+            out.extend_from_slice(&event);
+        }
+        state.bytes = 0;
+        true
+    }
+
+    /// Events dropped for this subscriber so far.
+    pub fn dropped(&self) -> u64 {
+        self.queue
+            .state
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .dropped
+    }
+}
+
+impl Drop for Subscription {
+    fn drop(&mut self) {
+        self.hub.unsubscribe(&self.queue);
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// The error log.
+
+/// What the error log says about the request being handled on this thread.
+#[derive(Default)]
+struct RequestContext {
+    active: bool,
+    method: String,
+    path: String,
+    ip: Option<IpAddr>,
+    identity: Option<Identity>,
+}
+
+thread_local! {
+    // Reused from request to request (no allocation once its strings have grown).
+    static REQUEST: RefCell<RequestContext> = RefCell::new(RequestContext::default());
+}
+
+/// Marks this thread as handling a request until the guard is dropped: error log records written
+/// meanwhile carry `req.method`, `req.path`, `req.ip` and `req.identity`, as in the Go server.
+pub fn enter_request(
+    method: &str,
+    path: &str,
+    ip: IpAddr,
+    identity: Option<&Identity>,
+) -> RequestGuard {
+    REQUEST.with(|r| {
+        if let Ok(mut r) = r.try_borrow_mut() {
+            r.active = true;
+            r.method.clear();
+            r.method.push_str(method);
+            r.path.clear();
+            r.path.push_str(path);
+            r.ip = Some(ip);
+            r.identity = identity.cloned();
+        }
+    });
+    RequestGuard(())
+}
+
+/// Ends the request context of [`enter_request`] (also when the handler panics).
+pub struct RequestGuard(());
+
+impl Drop for RequestGuard {
+    fn drop(&mut self) {
+        let _ = REQUEST.try_with(|r| {
+            if let Ok(mut r) = r.try_borrow_mut() {
+                r.active = false;
+                r.identity = None;
+            }
+        });
+    }
+}
+
+/// Appends `s`, escaping control characters (a client-chosen path holding `%0A` must not start a
+/// forged log line) and quoting when it holds spaces or quotes.
+pub fn push_escaped(out: &mut String, s: &str) {
+    let plain = !s.is_empty()
+        && s.chars()
+            .all(|c| !c.is_control() && !c.is_whitespace() && c != '"' && c != '\\');
+    if plain {
+        out.push_str(s);
+    } else {
+        out.push('"');
+        for c in s.chars() {
+            match c {
+                '"' => out.push_str("\\\""),
+                '\\' => out.push_str("\\\\"),
+                '\n' => out.push_str("\\n"),
+                '\r' => out.push_str("\\r"),
+                '\t' => out.push_str("\\t"),
+                c if c.is_control() => out.push_str(&format!("\\u{{{:x}}}", c as u32)),
+                c => out.push(c),
+            }
+        }
+        out.push('"');
+    }
+}
+
+/// Escapes control characters only (messages are free text; newlines in them, e.g. from a Vault
+/// error body, must not split a record over several lines).
+fn push_message(out: &mut String, s: &str) {
+    for c in s.chars() {
+        match c {
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push(' '),
+            c if c.is_control() => out.push_str(&format!("\\u{{{:x}}}", c as u32)),
+            c => out.push(c),
+        }
+    }
+}
+
+struct Logger {
+    filter: env_logger::Logger,
+    errors: Arc<Hub>,
+    metrics: Arc<Metrics>,
+}
+
+impl log::Log for Logger {
+    fn enabled(&self, metadata: &log::Metadata<'_>) -> bool {
+        self.filter.enabled(metadata)
+    }
+
+    fn log(&self, record: &log::Record<'_>) {
+        if !self.filter.matches(record) {
+            return;
+        }
+        let mut line = String::with_capacity(128);
+        line.push_str(&crate::api::json::go_time(Some(
+            time::OffsetDateTime::now_utc(),
+        )));
+        line.push(' ');
+        line.push_str(match record.level() {
+            log::Level::Error => "ERROR",
+            log::Level::Warn => "WARN ",
+            log::Level::Info => "INFO ",
+            log::Level::Debug => "DEBUG",
+            log::Level::Trace => "TRACE",
+        });
+        line.push(' ');
+        push_message(&mut line, &record.args().to_string());
+        let _ = REQUEST.try_with(|r| {
+            if let Ok(r) = r.try_borrow()
+                && r.active
+            {
+                line.push_str(" req.method=");
+                push_escaped(&mut line, &r.method);
+                line.push_str(" req.path=");
+                push_escaped(&mut line, &r.path);
+                if let Some(ip) = r.ip {
+                    line.push_str(&format!(" req.ip={ip}"));
+                }
+                line.push_str(" req.identity=");
+                match &r.identity {
+                    Some(id) if !id.is_empty() => push_escaped(&mut line, id.as_str()),
+                    _ => line.push_str("<unknown>"),
+                }
+            }
+        });
+        self.metrics.log_record(record.level());
+        if self.errors.has_subscribers() {
+            let mut json = Vec::with_capacity(line.len() + 16);
+            json.extend_from_slice(b"{\"message\":");
+            crate::api::error::go_json_string(&line, &mut json);
+            json.extend_from_slice(b"}\n");
+            self.errors.publish(Arc::from(json));
+            self.metrics.error_events.fetch_add(1, Ordering::Relaxed);
+        }
+        line.push('\n');
+        let _ = std::io::stderr().lock().write_all(line.as_bytes());
+    }
+
+    fn flush(&self) {
+        let _ = std::io::stderr().flush();
+    }
+}
+
+static RUST_LOG_SET: AtomicBool = AtomicBool::new(false);
+
+/// Installs the error log (once per process; later calls do nothing). Until [`set_level`] is
+/// called, INFO and above are written.
+pub fn init_logger(errors: Arc<Hub>, metrics: Arc<Metrics>) {
+    let mut builder = env_logger::Builder::new();
+    builder.filter_level(log::LevelFilter::Trace);
+    // The libraries' own chatter (handshake details, connection reuse) only when asked for.
+    for noisy in ["rustls", "ureq", "ureq_proto"] {
+        builder.filter_module(noisy, log::LevelFilter::Warn);
+    }
+    let rust_log = std::env::var("RUST_LOG")
+        .ok()
+        .filter(|s| !s.trim().is_empty());
+    if let Some(spec) = &rust_log {
+        builder.parse_filters(spec);
+    }
+    let logger = Logger {
+        filter: builder.build(),
+        errors,
+        metrics,
+    };
+    let max = logger.filter.filter();
+    if log::set_boxed_logger(Box::new(logger)).is_ok() {
+        if rust_log.is_some() {
+            RUST_LOG_SET.store(true, Ordering::Relaxed);
+            log::set_max_level(max);
+        } else {
+            log::set_max_level(log::LevelFilter::Info);
+        }
+    }
+}
+
+/// Applies `log.error` (`None` = off). `RUST_LOG`, when set, wins: it is the operator's explicit
+/// override, e.g. `RUST_LOG=debug` to see why requests are denied.
+pub fn set_level(level: Option<log::LevelFilter>) {
+    if RUST_LOG_SET.load(Ordering::Relaxed) {
+        return;
+    }
+    log::set_max_level(level.unwrap_or(log::LevelFilter::Off));
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    fn event(i: usize) -> Arc<[u8]> {
+        Arc::from(format!("{i:0>99}\n").into_bytes())
+    }
+
     #[test]
     fn slow_subscriber_drops_instead_of_blocking() {
         let hub = Hub::new();
-        let rx = hub.subscribe();
-        for i in 0..QUEUE + 10 {
-            hub.publish(Arc::from(format!("{i}\n").into_bytes()));
+        let sub = hub.subscribe();
+        let fits = MAX_QUEUED_BYTES / 100;
+        for i in 0..fits + 10 {
+            hub.publish(event(i));
         }
         assert_eq!(hub.dropped.load(Ordering::Relaxed), 10);
-        assert_eq!(&*rx.recv().unwrap(), b"0\n");
-        drop(rx);
-        hub.publish(Arc::from(&b"x\n"[..]));
+        assert_eq!(sub.dropped(), 10);
+        let mut out = Vec::new();
+        assert!(sub.recv_batch(Duration::from_millis(10), &mut out));
+        assert_eq!(out.len(), fits * 100);
+        assert_eq!(&out[..100], &*event(0));
+        // Drained: there is room again.
+        hub.publish(event(1));
+        out.clear();
+        assert!(sub.recv_batch(Duration::from_millis(10), &mut out));
+        assert_eq!(out, &*event(1));
+        out.clear();
+        assert!(!sub.recv_batch(Duration::from_millis(10), &mut out));
+        drop(sub);
         assert_eq!(hub.subscriber_count(), 0);
         assert!(!hub.has_subscribers());
+    }
+
+    #[test]
+    fn every_subscriber_gets_every_event() {
+        let hub = Hub::new();
+        let a = hub.subscribe();
+        let b = hub.subscribe();
+        hub.publish(event(7));
+        drop(a);
+        hub.publish(event(8));
+        let mut out = Vec::new();
+        assert!(b.recv_batch(Duration::from_millis(10), &mut out));
+        assert_eq!(out, [&*event(7), &*event(8)].concat());
+        assert_eq!(hub.published.load(Ordering::Relaxed), 2);
+    }
+
+    #[test]
+    fn escaping_keeps_records_on_one_line() {
+        let mut s = String::new();
+        push_escaped(&mut s, "/v1/key/create/a\nINFO forged");
+        assert_eq!(s, "\"/v1/key/create/a\\nINFO forged\"");
+        let mut s = String::new();
+        push_escaped(&mut s, "/v1/key/create/plain");
+        assert_eq!(s, "/v1/key/create/plain");
+        let mut s = String::new();
+        push_message(&mut s, "vault said:\n{\"errors\":[]}\u{1b}");
+        assert_eq!(s, "vault said:\\n{\"errors\":[]}\\u{1b}");
     }
 }

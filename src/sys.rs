@@ -9,16 +9,62 @@
 use std::io;
 
 /// Locks all current and future pages of the process in memory (Linux `mlockall`).
+///
+/// `MCL_ONFAULT` (Linux ≥ 4.4) locks pages as they are first touched instead of populating every
+/// mapping at once: without it, each worker thread's whole stack and each allocator arena would
+/// become resident (measured: 100 MB instead of 22 MB with 300 connections).
 #[cfg(target_os = "linux")]
 pub fn lock_memory() -> io::Result<()> {
     // SAFETY: mlockall takes flags only, touches no Rust-managed memory and cannot violate memory
     // safety; failure is reported through errno.
+    let rc = unsafe { libc::mlockall(libc::MCL_CURRENT | libc::MCL_FUTURE | libc::MCL_ONFAULT) };
+    if rc == 0 {
+        return Ok(());
+    }
+    let err = io::Error::last_os_error();
+    if err.raw_os_error() != Some(libc::EINVAL) {
+        return Err(err);
+    }
+    // A kernel older than 4.4 does not know MCL_ONFAULT.
+    // SAFETY: as above.
     let rc = unsafe { libc::mlockall(libc::MCL_CURRENT | libc::MCL_FUTURE) };
     if rc == 0 {
         Ok(())
     } else {
         Err(io::Error::last_os_error())
     }
+}
+
+/// The soft RLIMIT_MEMLOCK in bytes; `None` when unlimited.
+#[cfg(unix)]
+pub fn memlock_limit() -> io::Result<Option<u64>> {
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit writes into the struct we pass by mutable reference.
+    let rc = unsafe { libc::getrlimit(libc::RLIMIT_MEMLOCK, &mut limit) };
+    if rc != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // rlim_t is not u64 on every platform.
+    #[allow(clippy::unnecessary_cast)]
+    Ok((limit.rlim_cur != libc::RLIM_INFINITY).then_some(limit.rlim_cur as u64))
+}
+
+/// Whether the process holds CAP_IPC_LOCK (which exempts it from RLIMIT_MEMLOCK), from
+/// /proc/self/status (no system call needed).
+pub fn has_ipc_lock_capability() -> bool {
+    const CAP_IPC_LOCK: u32 = 14;
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|status| {
+            status
+                .lines()
+                .find_map(|l| l.strip_prefix("CapEff:"))
+                .and_then(|hex| u64::from_str_radix(hex.trim(), 16).ok())
+        })
+        .is_some_and(|caps| caps & (1 << CAP_IPC_LOCK) != 0)
 }
 
 #[cfg(not(target_os = "linux"))]
@@ -102,4 +148,22 @@ pub fn read_password(_prompt: &str) -> io::Result<zeroize::Zeroizing<String>> {
         io::ErrorKind::Unsupported,
         "password prompts are only supported on Unix",
     ))
+}
+
+/// Raises the accept backlog of a listening socket (the standard library listens with 128).
+/// When every MinIO node reconnects at once after a restart, more than 128 connections can be
+/// pending; beyond the backlog the kernel drops SYNs and clients wait a retransmission (1 s,
+/// then 3 s …). Calling `listen` again on a listening socket only changes its backlog; the
+/// kernel caps it at `net.core.somaxconn`.
+#[cfg(unix)]
+pub fn set_listen_backlog(listener: &std::net::TcpListener, backlog: i32) -> io::Result<()> {
+    use std::os::fd::AsRawFd;
+    // SAFETY: the descriptor is owned by `listener`, which outlives the call; listen(2) takes
+    // integers only.
+    let rc = unsafe { libc::listen(listener.as_raw_fd(), backlog) };
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
 }

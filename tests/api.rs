@@ -387,7 +387,9 @@ fn every_client_key_type_is_accepted_over_tls12_and_tls13() {
         assert_eq!(c.post("/v1/key/generate/app-k", "").status, 200);
         let me = c.get("/v1/identity/self/describe").json();
         assert_eq!(me["identity"], env.app.identity);
-        assert_eq!(me["policy"]["name"], "app");
+        // The shape the Go SDK decodes: the policy name, its rules beside it.
+        assert_eq!(me["policy"], "app");
+        assert!(me["allow"].is_object());
     }
 }
 
@@ -1054,4 +1056,23 @@ fn encrypted_server_key_with_tls_password() {
     let kes = Kes::start(&dir.join("config.yaml"));
     let c = Client::new(kes.addr, &ca.cert.der, Some(&admin));
     assert_eq!(c.put("/v1/key/create/k", "").status, 200);
+}
+
+#[test]
+fn http10_keep_alive_is_acknowledged() {
+    // `ab -k` and other HTTP/1.0 clients keep a connection open only when the reply says so.
+    let env = Env::start("http10", "");
+    let mut conn = env.admin().connect();
+    for _ in 0..2 {
+        conn.send_raw(b"GET /version HTTP/1.0\r\nConnection: keep-alive\r\n\r\n")
+            .unwrap();
+        let r = conn.read_reply().unwrap();
+        assert_eq!(r.status, 200);
+        assert_eq!(r.header("connection"), Some("keep-alive"));
+    }
+    // Without the header, HTTP/1.0 closes after the reply.
+    conn.send_raw(b"GET /version HTTP/1.0\r\n\r\n").unwrap();
+    let r = conn.read_reply().unwrap();
+    assert_eq!(r.header("connection"), Some("close"));
+    assert!(conn.is_closed());
 }

@@ -467,14 +467,12 @@ fn commands_as_a_policy_identity_with_a_client_certificate() {
     }
     assert_eq!(env.key_files(), before);
 
-    // Its own identity: the policy and its rules.
+    // Its own identity: the policy and its rules (in the shape the Go SDK decodes: the policy's
+    // name, its rules beside it).
     let me = env.app(&["identity", "info"]).ok().json();
     assert_eq!(me["identity"], env.app.identity.as_str());
-    assert_eq!(me["policy"]["name"], "app");
-    assert!(
-        me["policy"]["allow"]["/v1/key/create/app-*"].is_object(),
-        "{me}"
-    );
+    assert_eq!(me["policy"], "app");
+    assert!(me["allow"]["/v1/key/create/app-*"].is_object(), "{me}");
 
     // The credentials may come from the environment as well.
     let server = env.server();
@@ -954,7 +952,8 @@ fn metric_counts_the_requests_of_each_interval() {
     env.admin(&["key", "create", "m"]).ok();
     let admin_env = env.admin_env();
     let admin_env: Vec<(&str, &str)> = admin_env.iter().map(|(k, v)| (*k, v.as_str())).collect();
-    let mut child = kes_command(&["metric", "--rate", "2s", "--count", "2"], &admin_env)
+    // A long interval, so that the 8 requests fit in it even on a loaded CI machine.
+    let mut child = kes_command(&["metric", "--rate", "5s", "--count", "2"], &admin_env)
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
@@ -980,7 +979,7 @@ fn metric_counts_the_requests_of_each_interval() {
     println!("metric intervals:\n{first}\n{second}\n(8 requests took {busy:?})");
     assert!(status.success());
     assert!(
-        busy < Duration::from_millis(1500),
+        busy < Duration::from_millis(4500),
         "the requests took too long to fit: {busy:?}"
     );
     assert_eq!(second["requests"], 8, "{second}");
@@ -989,7 +988,8 @@ fn metric_counts_the_requests_of_each_interval() {
     assert_eq!(second["failures"], 0);
     assert_eq!(second["error_ratio"], 0.375);
     let interval = second["interval"].as_f64().unwrap();
-    assert!((1.9..3.0).contains(&interval), "{interval}");
+    // At least the rate; later only by scheduling delays.
+    assert!((4.9..15.0).contains(&interval), "{interval}");
     let rps = second["requests_per_second"].as_f64().unwrap();
     assert!((rps * interval - 8.0).abs() < 1e-6, "{rps}");
     assert!(second["latency_mean"].as_f64().unwrap() > 0.0);

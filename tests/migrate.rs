@@ -5,8 +5,7 @@
 
 mod support;
 
-#[path = "support/openbao.rs"]
-mod openbao;
+use support::openbao;
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as B64;

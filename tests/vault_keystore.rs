@@ -50,6 +50,10 @@ fn config(endpoints: Vec<String>, engine: &str, v2: bool, ids: (String, String))
         ping: Duration::from_secs(1),
         connect_timeout: Duration::from_secs(2),
         response_timeout: Duration::from_secs(5),
+        // These tests are about correctness, not latency: a read may wait as long as any
+        // other call, so that a machine that freezes for a second or two (shared CI runners
+        // do) cannot fail them. tests/faults.rs measures the default read deadline.
+        read_timeout: Duration::from_secs(5),
         ..Default::default()
     }
 }

@@ -22,6 +22,65 @@ pub fn object(body: &[u8]) -> Option<Map<String, Value>> {
     }
 }
 
+/// The base64 fields of a crypto request (generate, encrypt, decrypt, hmac); absent or `null`
+/// fields are empty. `version` is accepted and ignored (§2.3).
+#[derive(Default)]
+pub struct CryptoFields {
+    pub context: Zeroizing<Vec<u8>>,
+    pub plaintext: Zeroizing<Vec<u8>>,
+    pub ciphertext: Zeroizing<Vec<u8>>,
+    pub message: Zeroizing<Vec<u8>>,
+}
+
+/// The common shape of crypto bodies, borrowed from the request: exact lower-case names, no
+/// escapes inside the strings, one JSON value. Anything else falls back to the lenient path.
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FastCrypto<'a> {
+    #[serde(borrow, default)]
+    context: Option<&'a str>,
+    #[serde(borrow, default)]
+    plaintext: Option<&'a str>,
+    #[serde(borrow, default)]
+    ciphertext: Option<&'a str>,
+    #[serde(borrow, default)]
+    message: Option<&'a str>,
+    #[serde(default)]
+    #[allow(dead_code)]
+    version: Option<serde::de::IgnoredAny>,
+}
+
+/// Decodes a crypto request body; `None` when it is not a JSON object or a field is not valid
+/// base64. The usual body (what MinIO and the Go SDK send) takes a fast path that builds no
+/// JSON tree; any other shape Go accepts (other letter case, escapes, trailing bytes, unknown
+/// fields) takes the lenient path and gives the same result.
+pub fn crypto_fields(body: &[u8]) -> Option<CryptoFields> {
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return Some(CryptoFields::default());
+    }
+    // (serde would also read a struct from a JSON array: only objects take the fast path.)
+    let is_object = body.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'{');
+    if is_object && let Ok(fast) = serde_json::from_slice::<FastCrypto<'_>>(body) {
+        let decode = |f: Option<&str>| match f {
+            None => Some(Zeroizing::new(Vec::new())),
+            Some(s) => decode_base64(s),
+        };
+        return Some(CryptoFields {
+            context: decode(fast.context)?,
+            plaintext: decode(fast.plaintext)?,
+            ciphertext: decode(fast.ciphertext)?,
+            message: decode(fast.message)?,
+        });
+    }
+    let obj = object(body)?;
+    Some(CryptoFields {
+        context: bytes_field(&obj, "context")?,
+        plaintext: bytes_field(&obj, "plaintext")?,
+        ciphertext: bytes_field(&obj, "ciphertext")?,
+        message: bytes_field(&obj, "message")?,
+    })
+}
+
 /// Parses the first JSON value of a body as an array of objects.
 pub fn array(body: &[u8]) -> Option<Vec<Value>> {
     let mut values = serde_json::Deserializer::from_slice(body).into_iter::<Value>();
@@ -109,6 +168,55 @@ pub fn reply<T: serde::Serialize>(value: &T) -> Vec<u8> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn fast_and_lenient_paths_agree() {
+        let bodies: [&[u8]; 12] = [
+            br#"{"context":"e30=","ciphertext":"aGVsbG8="}"#,
+            br#"{"Context":"e30=","CipherText":"aGVsbG8="}"#,
+            br#"{"context":"e30\u003d","ciphertext":"aGVsbG8="}"#,
+            br#"{"context":"e30=","ciphertext":"aGVsbG8="} trailing"#,
+            br#"{"context":"e30=","unknown":1,"ciphertext":"aGVsbG8="}"#,
+            br#"{"context":null,"ciphertext":"aGVsbG8=","version":"v1"}"#,
+            br#"{"plaintext":"aGVs\nbG8="}"#,
+            br#"{"message":"aGVsbG8="}"#,
+            b"null",
+            b"",
+            br#"{"context":"e30=","context":"aGVsbG8="}"#,
+            br#"{"version":{"a":[1,2]},"plaintext":"aGVsbG8="}"#,
+        ];
+        for body in bodies {
+            let fields =
+                crypto_fields(body).unwrap_or_else(|| panic!("{}", String::from_utf8_lossy(body)));
+            let obj = object(body).unwrap();
+            for (name, got) in [
+                ("context", &fields.context),
+                ("plaintext", &fields.plaintext),
+                ("ciphertext", &fields.ciphertext),
+                ("message", &fields.message),
+            ] {
+                assert_eq!(
+                    &got[..],
+                    &bytes_field(&obj, name).unwrap()[..],
+                    "{name} of {}",
+                    String::from_utf8_lossy(body)
+                );
+            }
+        }
+        for bad in [
+            &b"{"[..],
+            b"[1]",
+            br#"{"context":5}"#,
+            br#"{"context":"!!"}"#,
+            br#"{"ciphertext":"a"}"#,
+        ] {
+            assert!(
+                crypto_fields(bad).is_none(),
+                "{}",
+                String::from_utf8_lossy(bad)
+            );
+        }
+    }
 
     #[test]
     fn lenient_decoding() {

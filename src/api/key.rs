@@ -139,30 +139,28 @@ pub fn delete(ctx: &Ctx<'_>) -> Result<Response, ApiError> {
 }
 
 pub fn generate(ctx: &Ctx<'_>) -> Result<Response, ApiError> {
+    use base64::Engine as _;
     let name = key_name(ctx)?;
-    let obj = json::object(ctx.body).ok_or(error::INVALID_BODY)?;
-    let context = bytes_field(&obj, "context").ok_or(error::INVALID_BODY)?;
+    let fields = json::crypto_fields(ctx.body).ok_or(error::INVALID_BODY)?;
     let key = ctx
         .api
         .cache
         .get(name)
         .map_err(|e| error::read_key(name, &e))?;
-    let mut dek = zeroize::Zeroizing::new([0u8; 32]);
-    crate::crypto::key::random(&mut dek[..]).map_err(|_| error::GENERATE_FAILED)?;
-    let ciphertext = key
+    let (dek, ciphertext) = key
         .key
-        .encrypt(&dek[..], &context)
+        .generate_data_key(&fields.context)
         .map_err(|_| error::GENERATE_FAILED)?;
-    // The reply holds the plaintext data key: build it in a buffer that is zeroized on drop.
-    let plaintext = zeroize::Zeroizing::new(json::encode_base64(&dek[..]));
-    let ciphertext = json::encode_base64(&ciphertext);
-    let mut body = Vec::with_capacity(plaintext.len() + ciphertext.len() + 32);
-    body.extend_from_slice(b"{\"plaintext\":\"");
-    body.extend_from_slice(plaintext.as_bytes());
-    body.extend_from_slice(b"\",\"ciphertext\":\"");
-    body.extend_from_slice(ciphertext.as_bytes());
-    body.extend_from_slice(b"\"}\n");
-    Ok(Response::bytes(200, "application/json", body))
+    // The reply holds the plaintext data key: it is encoded straight into the reply buffer,
+    // which is zeroized on drop.
+    let b64 = base64::engine::general_purpose::STANDARD;
+    let mut body = String::with_capacity(48 + 4 * (dek.len() + ciphertext.len()) / 3 + 8);
+    body.push_str("{\"plaintext\":\"");
+    b64.encode_string(&dek[..], &mut body);
+    body.push_str("\",\"ciphertext\":\"");
+    b64.encode_string(&ciphertext, &mut body);
+    body.push_str("\"}\n");
+    Ok(Response::bytes(200, "application/json", body.into_bytes()))
 }
 
 #[derive(Serialize)]
@@ -172,9 +170,9 @@ struct EncryptReply {
 
 pub fn encrypt(ctx: &Ctx<'_>) -> Result<Response, ApiError> {
     let name = key_name(ctx)?;
-    let obj = json::object(ctx.body).ok_or(error::INVALID_BODY)?;
-    let plaintext = bytes_field(&obj, "plaintext").ok_or(error::INVALID_BODY)?;
-    let context = bytes_field(&obj, "context").ok_or(error::INVALID_BODY)?;
+    let json::CryptoFields {
+        plaintext, context, ..
+    } = json::crypto_fields(ctx.body).ok_or(error::INVALID_BODY)?;
     let key = ctx
         .api
         .cache
@@ -209,19 +207,27 @@ fn open(
 
 pub fn decrypt(ctx: &Ctx<'_>) -> Result<Response, ApiError> {
     let name = key_name(ctx)?;
-    let obj = json::object(ctx.body).ok_or(error::INVALID_BODY)?;
-    let ciphertext = bytes_field(&obj, "ciphertext").ok_or(error::INVALID_BODY)?;
-    let context = bytes_field(&obj, "context").ok_or(error::INVALID_BODY)?;
+    let json::CryptoFields {
+        ciphertext,
+        context,
+        ..
+    } = json::crypto_fields(ctx.body).ok_or(error::INVALID_BODY)?;
     let key = ctx
         .api
         .cache
         .get(name)
         .map_err(|e| error::read_key(name, &e))?;
     let plaintext = open(&key, &ciphertext, &context)?;
-    let body = json::reply(&DecryptReply {
-        plaintext: json::encode_base64(&plaintext),
-    });
-    Ok(Response::bytes(200, "application/json", body))
+    // Encoded straight into the reply buffer (zeroized on drop): no other copy of the plaintext.
+    let mut body = String::with_capacity(20 + 4 * plaintext.len() / 3 + 4);
+    body.push_str("{\"plaintext\":\"");
+    base64::Engine::encode_string(
+        &base64::engine::general_purpose::STANDARD,
+        &plaintext[..],
+        &mut body,
+    );
+    body.push_str("\"}\n");
+    Ok(Response::bytes(200, "application/json", body.into_bytes()))
 }
 
 /// Legacy `/v1/key/bulk/decrypt/<name>` (v0.19 … 2023-10): a JSON array of
@@ -259,8 +265,8 @@ struct HmacReply {
 
 pub fn hmac(ctx: &Ctx<'_>) -> Result<Response, ApiError> {
     let name = key_name(ctx)?;
-    let obj = json::object(ctx.body).ok_or(error::INVALID_BODY)?;
-    let message = bytes_field(&obj, "message").ok_or(error::INVALID_BODY)?;
+    let json::CryptoFields { message, .. } =
+        json::crypto_fields(ctx.body).ok_or(error::INVALID_BODY)?;
     let key = ctx
         .api
         .cache

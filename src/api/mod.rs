@@ -22,7 +22,7 @@ use crate::server::{self, ClientIdentity, ConnInfo, Route};
 pub use error::{ApiError, error_body};
 use std::collections::BTreeMap;
 use std::io::Write;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
@@ -245,7 +245,13 @@ pub struct State {
     pub api_config: BTreeMap<String, ApiConfig>,
     /// Write audit events to stdout (`log.audit`).
     pub audit_stdout: bool,
+    /// Set by [`Api`] (any value given is replaced): distinguishes configurations, so that a
+    /// connection's cached policy resolution is redone after a reload.
+    pub generation: u64,
 }
+
+/// Source of [`State::generation`] values.
+static GENERATION: AtomicU64 = AtomicU64::new(1);
 
 /// The API: route table, reloadable state and shared services.
 pub struct Api {
@@ -261,6 +267,12 @@ pub struct Api {
     /// Set at shutdown; ends log streams.
     pub stopping: Arc<AtomicBool>,
     pub started: Instant,
+    /// `server.max_connections`, for the metrics.
+    pub max_connections: usize,
+    /// The listening address, once bound (for the accept-queue metric).
+    pub listen: std::sync::OnceLock<std::net::SocketAddr>,
+    /// Requests by route (index = route id), every route included.
+    route_requests: Box<[AtomicU64]>,
 }
 
 impl Api {
@@ -270,10 +282,16 @@ impl Api {
         metrics: Arc<Metrics>,
         server_stats: Arc<server::Stats>,
         errors: Arc<Hub>,
+        max_connections: usize,
     ) -> Api {
+        let routes = routes();
+        let route_requests = routes.iter().map(|_| AtomicU64::new(0)).collect();
         Api {
-            routes: routes(),
-            state: RwLock::new(Arc::new(state)),
+            routes,
+            state: RwLock::new(Arc::new(State {
+                generation: GENERATION.fetch_add(1, Ordering::Relaxed),
+                ..state
+            })),
             cache,
             metrics,
             server_stats,
@@ -281,12 +299,21 @@ impl Api {
             errors,
             stopping: Arc::new(AtomicBool::new(false)),
             started: Instant::now(),
+            max_connections,
+            listen: std::sync::OnceLock::new(),
+            route_requests,
         }
     }
 
-    /// Emits one audit event (§8.1, one per request as before 2023-10-24): to stdout when
-    /// `log.audit` is on and to stream subscribers. Never holds key material, plaintext or
-    /// ciphertext: only who called which path and what came back.
+    /// Emits one audit event: to stdout when `log.audit` is on and to `/v1/log/audit`
+    /// subscribers. One event per request-response pair, every route included (as before
+    /// 2023-10-24; HEAD audits only create/import/delete). The shape is the Go server's (§8.1):
+    ///
+    /// `{"time":"<RFC 3339>","request":{"ip","method","path","identity"},"response":{"code","time"}}`
+    ///
+    /// with `response.time` in nanoseconds (what the Go client decodes) and `identity` omitted
+    /// when the client presented none. Never holds key material, plaintext or ciphertext: only who
+    /// called which path and what came back. Formatted only when someone reads it.
     fn audit(&self, state: &State, head: &Head, conn: &ConnInfo, status: u16, elapsed: Duration) {
         let to_stream = self.audit.has_subscribers();
         if !state.audit_stdout && !to_stream {
@@ -298,13 +325,12 @@ impl Api {
         line.extend_from_slice(b"\",\"request\":{\"ip\":\"");
         line.extend_from_slice(conn.peer.ip().to_string().as_bytes());
         line.extend_from_slice(b"\",\"method\":");
-        error::go_json_string(&head.method, &mut line);
+        json_string(&head.method, &mut line);
         line.extend_from_slice(b",\"path\":");
-        error::go_json_string(&head.path, &mut line);
+        json_string(&head.path, &mut line);
         if let ClientIdentity::Known(id) = &conn.identity {
-            line.extend_from_slice(b",\"identity\":\"");
-            line.extend_from_slice(id.as_str().as_bytes());
-            line.push(b'"');
+            line.extend_from_slice(b",\"identity\":");
+            json_string(id.as_str(), &mut line);
         }
         let nanos = u64::try_from(elapsed.as_nanos()).unwrap_or(u64::MAX);
         line.extend_from_slice(
@@ -317,8 +343,24 @@ impl Api {
         }
         if to_stream {
             self.audit.publish(Arc::from(line));
-            self.metrics.audit_events.fetch_add(1, Ordering::Relaxed);
         }
+        self.metrics.audit_events.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Counts a request of route `id` (all routes, for `kes_http_requests_total`).
+    fn count_route(&self, id: usize) {
+        if let Some(c) = self.route_requests.get(id) {
+            c.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// Requests per route path so far (route paths in table order).
+    pub fn route_counts(&self) -> Vec<(&'static str, &'static str, u64)> {
+        self.routes
+            .iter()
+            .zip(self.route_requests.iter())
+            .map(|(r, c)| (r.method, r.path, c.load(Ordering::Relaxed)))
+            .collect()
     }
 
     pub fn state(&self) -> Arc<State> {
@@ -327,6 +369,10 @@ impl Api {
 
     /// Installs new policies and API settings (config reload).
     pub fn set_state(&self, state: State) {
+        let state = State {
+            generation: GENERATION.fetch_add(1, Ordering::Relaxed),
+            ..state
+        };
         *self.state.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(state);
     }
 
@@ -409,17 +455,49 @@ impl Api {
         let Some(identity) = identity else {
             return Err(error::CERT_REQUIRED);
         };
-        match state.policies.verify(identity, path) {
-            Ok(()) => Ok(()),
-            Err(Denied::UnknownIdentity) => {
-                log::debug!("denied {path} for {identity}: identity has no policy");
-                Err(error::NOT_AUTHORIZED)
+        // Resolve the identity once per connection and configuration (a constant-time pass over
+        // all assignments); per request only the path is checked.
+        let mut cached = conn.resolved.borrow_mut();
+        let resolved = match &*cached {
+            Some((generation, resolved)) if *generation == state.generation => resolved,
+            _ => {
+                &cached
+                    .insert((state.generation, state.policies.resolve(identity)))
+                    .1
             }
-            Err(Denied::NotAllowed) => {
-                log::debug!("denied {path} for {identity}: not allowed by policy");
+        };
+        let verdict = state.policies.check(resolved, path);
+        drop(cached);
+        match verdict {
+            Ok(()) => Ok(()),
+            Err(denied) => {
+                if log::log_enabled!(log::Level::Debug) {
+                    let mut p = String::new();
+                    crate::logstream::push_escaped(&mut p, path);
+                    let why = match denied {
+                        Denied::UnknownIdentity => "identity has no policy",
+                        Denied::NotAllowed => "not allowed by policy",
+                    };
+                    log::debug!("denied {p} for {identity}: {why}");
+                }
                 Err(error::NOT_AUTHORIZED)
             }
         }
+    }
+}
+
+/// Writes a JSON string as Go's encoder does; copies it whole when nothing needs escaping (the
+/// usual case for paths, and far cheaper than escaping character by character).
+fn json_string(s: &str, out: &mut Vec<u8>) {
+    let plain = s
+        .bytes()
+        .all(|b| b >= 0x20 && !matches!(b, b'"' | b'\\' | b'<' | b'>' | b'&') && b != 0xE2);
+    if plain {
+        out.push(b'"');
+        out.extend_from_slice(s.as_bytes());
+        out.push(b'"');
+    } else {
+        error::go_json_string(s, out);
     }
 }
 
@@ -439,17 +517,20 @@ fn not_found() -> Response {
 
 impl server::Handler for Api {
     fn prepare(&self, head: &Head, conn: &ConnInfo) -> Result<Route, Response> {
+        let start = Instant::now();
         let Some((id, _)) = self.find(&head.path) else {
+            self.audit(&self.state(), head, conn, 404, start.elapsed());
             return Err(not_found());
         };
+        self.count_route(id);
         let r = &self.routes[id];
         let method_ok = head.method == r.method || (r.method == "PUT" && head.method == "POST");
+        let state = self.state();
         if !method_ok {
             let e = error::method_not_allowed(&head.method, r.method);
+            self.audit(&state, head, conn, e.status, start.elapsed());
             return Err(error_response(&e).with_header("Accept", r.method));
         }
-        let state = self.state();
-        let start = Instant::now();
         if let Err(e) = self.authorize(&state, r, &head.path, conn) {
             if r.counted {
                 self.metrics.observe(e.status, start.elapsed());
@@ -488,19 +569,52 @@ impl server::Handler for Api {
             conn,
             route: r,
         };
-        if r.counted {
-            self.metrics.active.fetch_add(1, Ordering::Relaxed);
+        // Error log records written by the handler name the request they belong to.
+        let request_log = crate::logstream::enter_request(
+            &head.method,
+            &head.path,
+            conn.peer.ip(),
+            Some(identity),
+        );
+        // Decremented on drop, so that a panicking handler does not leave the gauge raised.
+        struct Active<'a>(Option<&'a AtomicU64>);
+        impl Drop for Active<'_> {
+            fn drop(&mut self) {
+                if let Some(a) = self.0 {
+                    a.fetch_sub(1, Ordering::Relaxed);
+                }
+            }
+        }
+        let active = Active(r.counted.then_some(&self.metrics.active));
+        if let Some(a) = active.0 {
+            a.fetch_add(1, Ordering::Relaxed);
         }
         let response = match (r.handler)(&ctx) {
             Ok(response) => response,
             Err(e) => error_response(&e),
         };
+        drop(active);
+        drop(request_log);
         if r.counted {
-            self.metrics.active.fetch_sub(1, Ordering::Relaxed);
             self.metrics.observe(response.status, start.elapsed());
         }
         self.audit(&state, head, conn, response.status, start.elapsed());
         response
+    }
+
+    fn refused(&self, status: u16, head: Option<&Head>, conn: &ConnInfo) {
+        // Malformed framing (no head) is not a request anyone made; an oversized or broken body
+        // of a routed request is, and is counted and audited like any other reply.
+        let Some(head) = head else {
+            log::debug!("refused a malformed request from {}: {status}", conn.peer);
+            return;
+        };
+        if let Some((id, _)) = self.find(&head.path)
+            && self.routes[id].counted
+        {
+            self.metrics.observe(status, Duration::ZERO);
+        }
+        self.audit(&self.state(), head, conn, status, Duration::ZERO);
     }
 }
 
@@ -564,6 +678,25 @@ mod tests {
             "a*",
         ] {
             assert!(!valid_name(bad), "{bad}");
+        }
+    }
+
+    #[test]
+    fn audit_json_strings_match_go_escaping() {
+        for s in [
+            "/v1/key/create/my-key",
+            "",
+            "a\"b",
+            "a\\b",
+            "<&>",
+            "line\nbreak\u{1}",
+            "caf\u{e9} \u{2028} \u{2029} \u{2030}",
+            "\u{7f}",
+        ] {
+            let (mut fast, mut slow) = (Vec::new(), Vec::new());
+            json_string(s, &mut fast);
+            error::go_json_string(s, &mut slow);
+            assert_eq!(fast, slow, "{s:?}");
         }
     }
 

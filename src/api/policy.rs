@@ -1,5 +1,6 @@
-//! Policy and identity handlers (§2.3). Policies come from the config file only; these routes
-//! describe them.
+//! Policy and identity handlers (§2.3). Policies come from the config file only (a reload
+//! replaces them); these routes describe them. `created_at` of policies and identities is when
+//! the running configuration was loaded, `created_by` the admin identity, as in the Go server.
 
 use super::error::{self, ApiError};
 use super::json::{self, go_time};
@@ -8,6 +9,7 @@ use crate::auth::policy::Policy;
 use crate::server::http::Response;
 use serde::Serialize;
 use serde_json::{Map, Value};
+use subtle::ConstantTimeEq;
 
 fn ok_json<T: Serialize>(value: &T) -> Result<Response, ApiError> {
     Ok(Response::bytes(200, "application/json", json::reply(value)))
@@ -138,7 +140,7 @@ pub fn describe_identity(ctx: &Ctx<'_>) -> Result<Response, ApiError> {
     }
     let set = &ctx.state.policies;
     let created_at = go_time(Some(set.created_at));
-    if id == set.admin {
+    if bool::from(id.as_bytes().ct_eq(set.admin.as_bytes())) {
         return ok_json(&DescribeAdmin {
             admin: true,
             created_at,
@@ -183,16 +185,24 @@ struct SelfAdmin<'a> {
     created_at: String,
 }
 
+/// Self-describe of a non-admin, in the shape the Go SDK decodes: `policy` is the policy's name,
+/// and its rules are `allow`/`deny` beside it (objects as in a policy read, omitted when empty).
 #[derive(Serialize)]
 struct SelfDescribe<'a> {
     identity: &'a str,
+    policy: &'a str,
     created_at: String,
     created_by: &'a str,
-    policy: ReadPolicy<'a>,
+    #[serde(skip_serializing_if = "Map::is_empty")]
+    allow: Map<String, Value>,
+    #[serde(skip_serializing_if = "Map::is_empty")]
+    deny: Map<String, Value>,
 }
 
-/// Describes the caller. The Go server looks up the (empty) resource instead of the caller, so
-/// non-admins get 404 there; here every identity with a policy gets its description.
+/// Describes the caller. Two fixes over the Go server: it looks up the caller (the Go server
+/// looks up the always-empty resource, so non-admins get 404), and the reply has the shape the
+/// Go SDK decodes (the Go server's intended reply nests the policy as an object under `policy`,
+/// which the SDK, expecting a string there, cannot read).
 pub fn self_describe(ctx: &Ctx<'_>) -> Result<Response, ApiError> {
     let set = &ctx.state.policies;
     let created_at = go_time(Some(set.created_at));
@@ -211,8 +221,10 @@ pub fn self_describe(ctx: &Ctx<'_>) -> Result<Response, ApiError> {
         .ok_or(error::IDENTITY_NOT_FOUND)?;
     ok_json(&SelfDescribe {
         identity: ctx.identity.as_str(),
+        policy: &policy.name,
         created_at,
         created_by: &set.admin,
-        policy: read_policy_reply(ctx, policy),
+        allow: pattern_object(&policy.allow),
+        deny: pattern_object(&policy.deny),
     })
 }

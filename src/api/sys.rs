@@ -1,16 +1,21 @@
 //! System handlers: version, readiness, status, metrics, the route table, and log streams.
+//!
+//! None of these touch key material. `/v1/status` and `/v1/ready` ask the keystore for its health
+//! (through the cache, which answers "unreachable" at once while the keystore is known offline).
 
 use super::Ctx;
 use super::error::{self, ApiError};
 use super::json;
 use crate::keystore;
+use crate::logstream::Hub;
 use crate::metrics::{counter, gauge};
 use crate::server::http::{Body, Response};
 use serde::Serialize;
+use std::fmt::Write as _;
 use std::io::Write;
+use std::sync::Arc;
 use std::sync::atomic::Ordering;
-use std::sync::mpsc::RecvTimeoutError;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// The server's version string.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
@@ -120,9 +125,12 @@ fn is_zero(n: &u64) -> bool {
     *n == 0
 }
 
-pub fn status(ctx: &Ctx<'_>) -> Result<Response, ApiError> {
-    let proc = process_stats();
-    let (latency, unavailable, unreachable) = match ctx.api.cache.status() {
+/// (keystore_latency in ns, keystore_unavailable, keystore_unreachable) of a keystore health
+/// check. Latency has a 1 ns floor so that a healthy keystore always reports one (0 = omitted).
+/// Unreachable implies unavailable: the Go client treats "unreachable" without "unavailable" as
+/// an error, while "unavailable" alone means the keystore answered but is not usable.
+fn keystore_health(r: &Result<keystore::Status, keystore::Error>) -> (u64, bool, bool) {
+    match r {
         Ok(s) => (
             u64::try_from(s.latency.as_nanos())
                 .unwrap_or(u64::MAX)
@@ -130,10 +138,14 @@ pub fn status(ctx: &Ctx<'_>) -> Result<Response, ApiError> {
             false,
             false,
         ),
-        // The Go client treats "unreachable" without "unavailable" as an error: set both.
         Err(keystore::Error::Unreachable(_)) => (0, true, true),
         Err(_) => (0, true, false),
-    };
+    }
+}
+
+pub fn status(ctx: &Ctx<'_>) -> Result<Response, ApiError> {
+    let proc = process_stats();
+    let (latency, unavailable, unreachable) = keystore_health(&ctx.api.cache.status());
     ok_json(&Status {
         version: VERSION,
         os: go_os(),
@@ -149,9 +161,11 @@ pub fn status(ctx: &Ctx<'_>) -> Result<Response, ApiError> {
     })
 }
 
+/// `/v1/metrics`: the Go server's families (§8.3) and this server's own. See the module docs of
+/// [`crate::metrics`] for the rule every family follows so that the Go SDK can read them.
 pub fn metrics(ctx: &Ctx<'_>) -> Result<Response, ApiError> {
     let api = ctx.api;
-    let mut out = String::with_capacity(4096);
+    let mut out = String::with_capacity(16 * 1024);
     api.metrics.write_requests(&mut out);
     let proc = process_stats();
     gauge(
@@ -181,7 +195,7 @@ pub fn metrics(ctx: &Ctx<'_>) -> Result<Response, ApiError> {
     gauge(
         &mut out,
         "kes_system_mem_heap_used",
-        "The number of bytes currently allocated (resident set size).",
+        "The number of bytes of memory in use (resident set size).",
         proc.rss_bytes as f64,
     );
     gauge(
@@ -196,12 +210,32 @@ pub fn metrics(ctx: &Ctx<'_>) -> Result<Response, ApiError> {
         "The number of bytes currently used on the stack.",
         proc.stack_bytes as f64,
     );
+    let _ = writeln!(
+        out,
+        "# HELP kes_build_info The server's version and commit (value 1).\n# TYPE kes_build_info gauge\nkes_build_info{{version=\"{VERSION}\",commit=\"{COMMIT}\"}} 1"
+    );
+
+    let name = "kes_http_requests_total";
+    let _ = writeln!(
+        out,
+        "# HELP {name} Number of requests by API route (every route, also those the Go server does not count).\n# TYPE {name} counter"
+    );
+    for (method, path, n) in api.route_counts() {
+        let _ = writeln!(out, "{name}{{method=\"{method}\",path=\"{path}\"}} {n}");
+    }
+
     let s = &api.server_stats;
     gauge(
         &mut out,
         "kes_server_connections_open",
-        "Number of open client connections.",
+        "Number of open client connections (each has one worker thread).",
         s.open_connections.load(Ordering::Relaxed) as f64,
+    );
+    gauge(
+        &mut out,
+        "kes_server_connections_max",
+        "Most client connections served at once (server.max_connections); more are refused.",
+        api.max_connections as f64,
     );
     counter(
         &mut out,
@@ -212,27 +246,36 @@ pub fn metrics(ctx: &Ctx<'_>) -> Result<Response, ApiError> {
     counter(
         &mut out,
         "kes_server_connections_rejected_total",
-        "Number of client connections refused because server.max_connections was reached.",
+        "Number of client connections refused because server.max_connections was reached or no worker thread could be started.",
         s.rejected.load(Ordering::Relaxed),
     );
     counter(
         &mut out,
         "kes_server_tls_handshake_failures_total",
-        "Number of failed TLS handshakes.",
+        "Number of TLS handshakes that failed or timed out (bad or missing client certificates, port scans, TCP health checks).",
         s.handshake_failures.load(Ordering::Relaxed),
     );
     gauge(
         &mut out,
         "kes_server_workers",
-        "Number of worker threads (busy or idle).",
+        "Number of worker threads (one per open connection, idle ones kept for reuse).",
         s.workers.load(Ordering::Relaxed) as f64,
     );
     gauge(
         &mut out,
         "kes_server_workers_busy",
-        "Number of worker threads processing a request.",
+        "Number of worker threads processing a request now (log stream subscribers included).",
         s.busy.load(Ordering::Relaxed) as f64,
     );
+    if let Some(backlog) = api.listen.get().and_then(|addr| accept_backlog(*addr)) {
+        gauge(
+            &mut out,
+            "kes_server_accept_backlog",
+            "Connections waiting in the kernel's accept queue of the listening socket (Linux). Workers are started per connection, so nothing else queues.",
+            backlog as f64,
+        );
+    }
+
     let c = &api.cache.stats;
     counter(
         &mut out,
@@ -249,7 +292,7 @@ pub fn metrics(ctx: &Ctx<'_>) -> Result<Response, ApiError> {
     counter(
         &mut out,
         "kes_cache_offline_hits_total",
-        "Number of key lookups served from the cache while the keystore was offline.",
+        "Number of key lookups served from the cache past expiry while the keystore was offline.",
         c.stale_hits.load(Ordering::Relaxed),
     );
     gauge(
@@ -264,17 +307,83 @@ pub fn metrics(ctx: &Ctx<'_>) -> Result<Response, ApiError> {
         "1 while the keystore is known to be unreachable, else 0.",
         if api.cache.is_offline() { 1.0 } else { 0.0 },
     );
-    counter(
+    c.keystore.write(&mut out);
+
+    gauge(
         &mut out,
-        "kes_log_dropped_events_total",
-        "Number of log events dropped because a stream subscriber was too slow.",
-        api.audit.dropped.load(Ordering::Relaxed) + api.errors.dropped.load(Ordering::Relaxed),
+        "kes_log_audit_subscribers",
+        "Number of clients subscribed to /v1/log/audit.",
+        api.audit.subscriber_count() as f64,
+    );
+    gauge(
+        &mut out,
+        "kes_log_error_subscribers",
+        "Number of clients subscribed to /v1/log/error.",
+        api.errors.subscriber_count() as f64,
+    );
+    let name = "kes_log_dropped_events_total";
+    let _ = writeln!(
+        out,
+        "# HELP {name} Number of log events not delivered because a stream subscriber was too slow (counted once per subscriber).\n# TYPE {name} counter\n{name}{{log=\"audit\"}} {}\n{name}{{log=\"error\"}} {}",
+        api.audit.dropped.load(Ordering::Relaxed),
+        api.errors.dropped.load(Ordering::Relaxed),
     );
     Ok(Response::bytes(
         200,
         "text/plain; version=0.0.4; charset=utf-8",
         out.into_bytes(),
     ))
+}
+
+/// Length of the kernel's accept queue of the listening socket at `addr`, from
+/// `/proc/net/tcp{,6}` (the `rx_queue` column of a LISTEN socket). `None` where that cannot be
+/// read (not Linux). The kernel lists listening sockets first, so reading stops at the first
+/// socket in another state: cheap even with many connections open.
+fn accept_backlog(addr: std::net::SocketAddr) -> Option<u64> {
+    use std::io::BufRead;
+    let file = if addr.is_ipv4() {
+        "/proc/net/tcp"
+    } else {
+        "/proc/net/tcp6"
+    };
+    let reader = std::io::BufReader::new(std::fs::File::open(file).ok()?);
+    for line in reader.lines().skip(1) {
+        let line = line.ok()?;
+        let mut fields = line.split_whitespace().skip(1);
+        let (Some(local), Some(_remote), Some(state), Some(queues)) =
+            (fields.next(), fields.next(), fields.next(), fields.next())
+        else {
+            return None;
+        };
+        if state != "0A" {
+            break;
+        }
+        let (ip_hex, port_hex) = local.split_once(':')?;
+        if u16::from_str_radix(port_hex, 16).ok()? != addr.port() {
+            continue;
+        }
+        if proc_net_ip(ip_hex)? != addr.ip() {
+            continue;
+        }
+        let (_, rx) = queues.split_once(':')?;
+        return u64::from_str_radix(rx, 16).ok();
+    }
+    None
+}
+
+/// An address as `/proc/net/tcp*` prints it: each 32-bit word of the network-order address
+/// printed as a native-endian number.
+fn proc_net_ip(hex: &str) -> Option<std::net::IpAddr> {
+    let mut bytes = Vec::with_capacity(16);
+    for i in (0..hex.len()).step_by(8) {
+        let word = u32::from_str_radix(hex.get(i..i + 8)?, 16).ok()?;
+        bytes.extend_from_slice(&word.to_ne_bytes());
+    }
+    match bytes.len() {
+        4 => Some(std::net::IpAddr::from(<[u8; 4]>::try_from(bytes).ok()?)),
+        16 => Some(std::net::IpAddr::from(<[u8; 16]>::try_from(bytes).ok()?)),
+        _ => None,
+    }
 }
 
 #[derive(Serialize)]
@@ -300,22 +409,38 @@ pub fn api(ctx: &Ctx<'_>) -> Result<Response, ApiError> {
     ok_json(&routes)
 }
 
-fn stream(hub: &std::sync::Arc<crate::logstream::Hub>, api: &super::Api) -> Response {
-    let rx = hub.subscribe();
-    let stopping = api.stopping.clone();
-    let writer = move |w: &mut dyn Write| loop {
-        match rx.recv_timeout(Duration::from_millis(500)) {
-            Ok(line) => {
-                if w.write_all(&line).is_err() {
-                    return;
-                }
-            }
-            Err(RecvTimeoutError::Timeout) => {
+/// A log stream: NDJSON, one event per line, written as soon as it is available, until the
+/// client goes away or the server shuts down. Events queued while the connection was busy are
+/// written together in one chunk. A subscriber too slow to keep up loses events (counted in
+/// `kes_log_dropped_events_total`, and warned about at most once a minute), never slows requests.
+fn stream(ctx: &Ctx<'_>, hub: &Arc<Hub>, log: &'static str) -> Response {
+    let subscription = hub.subscribe();
+    let stopping = ctx.api.stopping.clone();
+    let who = ctx.identity.clone();
+    let writer = move |w: &mut dyn Write| {
+        let mut batch = Vec::with_capacity(4096);
+        let mut reported = 0u64;
+        let mut last_warning: Option<Instant> = None;
+        loop {
+            batch.clear();
+            if !subscription.recv_batch(Duration::from_millis(500), &mut batch) {
                 if stopping.load(Ordering::Relaxed) {
                     return;
                 }
+                continue;
             }
-            Err(RecvTimeoutError::Disconnected) => return,
+            if w.write_all(&batch).is_err() {
+                return;
+            }
+            let dropped = subscription.dropped();
+            if dropped > reported && last_warning.is_none_or(|t| t.elapsed() >= MINUTE) {
+                log::warn!(
+                    "{log} log subscriber {who} is too slow: {} events dropped ({dropped} in total)",
+                    dropped - reported
+                );
+                reported = dropped;
+                last_warning = Some(Instant::now());
+            }
         }
     };
     Response {
@@ -328,10 +453,54 @@ fn stream(hub: &std::sync::Arc<crate::logstream::Hub>, api: &super::Api) -> Resp
     }
 }
 
+const MINUTE: Duration = Duration::from_secs(60);
+
 pub fn log_error(ctx: &Ctx<'_>) -> Result<Response, ApiError> {
-    Ok(stream(&ctx.api.errors, ctx.api))
+    Ok(stream(ctx, &ctx.api.errors, "error"))
 }
 
 pub fn log_audit(ctx: &Ctx<'_>) -> Result<Response, ApiError> {
-    Ok(stream(&ctx.api.audit, ctx.api))
+    Ok(stream(ctx, &ctx.api.audit, "audit"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::keystore::{Error, Status};
+
+    #[test]
+    fn status_flags_are_consistent() {
+        let ok = Ok(Status {
+            latency: Duration::from_micros(1500),
+        });
+        assert_eq!(keystore_health(&ok), (1_500_000, false, false));
+        let instant = Ok(Status {
+            latency: Duration::ZERO,
+        });
+        assert_eq!(keystore_health(&instant), (1, false, false));
+        assert_eq!(
+            keystore_health(&Err(Error::Unreachable("sealed".into()))),
+            (0, true, true)
+        );
+        assert_eq!(
+            keystore_health(&Err(Error::Failed("permission denied".into()))),
+            (0, true, false)
+        );
+    }
+
+    #[test]
+    #[cfg(target_endian = "little")]
+    fn proc_net_addresses() {
+        // As /proc/net/tcp{,6} print 127.0.0.1 and ::1 on a little-endian machine.
+        assert_eq!(
+            proc_net_ip("0100007F"),
+            Some(std::net::IpAddr::from([127, 0, 0, 1]))
+        );
+        assert_eq!(
+            proc_net_ip("00000000000000000000000001000000"),
+            Some(std::net::Ipv6Addr::LOCALHOST.into())
+        );
+        assert_eq!(proc_net_ip("xyz"), None);
+        assert_eq!(proc_net_ip("0100007"), None);
+    }
 }

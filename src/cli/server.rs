@@ -1,22 +1,37 @@
 //! `kes server`: loads the configuration, connects the keystore, and serves the API until SIGINT
-//! or SIGTERM; SIGHUP reloads the configuration file.
+//! or SIGTERM.
+//!
+//! Reloading, without dropping connections (existing connections keep the TLS session and the
+//! settings they started with; new requests and connections get the new ones):
+//! * SIGHUP re-reads the config file and swaps policies, admin, API settings, log settings,
+//!   cache expiry, the `keys:` to create, and the TLS certificate and key. A file that fails to
+//!   load or validate is reported and changes nothing. The keystore, the listen address and the
+//!   `server:` limits are never changed by a reload (a restart is needed; a reload that would
+//!   change them says so in the log).
+//! * A watcher thread stats the TLS certificate, key and CA files every [`TLS_POLL`] and, when
+//!   they changed and have stayed unchanged for one more poll (so that a certificate and key
+//!   written one after the other are read as a pair), rebuilds only the TLS configuration. So a
+//!   certificate rotation (cert-manager, ACME renewals) needs no signal.
 
 use crate::api::{self, Api, State};
 use crate::auth::ApiKey;
 use crate::auth::policy::PolicySet;
 use crate::cache::Cache;
 use crate::config::{self, Config, KeystoreConfig, Limits};
-use crate::logstream::Hub;
+use crate::logstream::{self, Hub};
 use crate::metrics::Metrics;
 use crate::server::{self, Server, tls};
 use crate::{certs, sys};
 use std::io::Write;
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
-use std::sync::Arc;
 use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
+
+/// How often the TLS certificate, key and CA files are checked for changes.
+pub const TLS_POLL: Duration = Duration::from_secs(2);
 
 #[derive(clap::Args, Debug)]
 #[command(
@@ -28,8 +43,10 @@ With --dev, it starts a throw-away development server: an in-memory keystore, a 
 self-signed certificate for localhost and 127.0.0.1, and a fresh admin API key printed at \
 start. Keys are lost when it stops. Never use --dev in production.",
     after_help = "Examples:\n  kes server --dev\n  kes server --config /etc/kes/config.yaml\n  kes server --config config.yaml --addr 127.0.0.1:7373\n\n\
-Signals: SIGHUP reloads the config file (policies, admin, logging, cache, TLS certificate); \
-SIGINT and SIGTERM stop the server after in-flight requests finish."
+Signals: SIGHUP reloads the config file (policies, admin, API settings, logging, cache, keys, \
+TLS certificate; not the keystore or the listen address); SIGINT and SIGTERM stop the server \
+after in-flight requests finish. A changed TLS certificate or key file is picked up without a \
+signal within a few seconds."
 )]
 pub struct ServerArgs {
     /// Path to the YAML configuration file.
@@ -80,7 +97,7 @@ fn parse_addr(s: &str) -> Result<SocketAddr, String> {
 pub fn run(args: ServerArgs) -> ExitCode {
     let errors = Hub::new();
     let metrics = Arc::new(Metrics::default());
-    init_logging(errors.clone(), metrics.clone());
+    logstream::init_logger(errors.clone(), metrics.clone());
     for (flag, value) in [
         ("--key", &args.key),
         ("--cert", &args.cert),
@@ -111,7 +128,8 @@ struct Loaded {
     tls: Arc<rustls::ServerConfig>,
 }
 
-fn build(cfg: &Config) -> Result<Loaded, String> {
+/// Builds the TLS configuration of `cfg` (reads the certificate, key and CA files).
+fn build_tls(cfg: &Config) -> Result<Arc<rustls::ServerConfig>, String> {
     let chain = certs::load_certificates(&cfg.tls.cert)?;
     let key = certs::load_private_key(&cfg.tls.key, cfg.tls.password.as_deref())?;
     let roots = if cfg.tls.verify_client_certs {
@@ -125,13 +143,18 @@ fn build(cfg: &Config) -> Result<Loaded, String> {
     };
     let required = !Api::any_skip_auth(&cfg.api);
     let tls = tls::server_config(chain, key, roots, tls::ClientAuth { required })?;
+    Ok(Arc::new(tls))
+}
+
+fn build(cfg: &Config) -> Result<Loaded, String> {
     Ok(Loaded {
         state: State {
             policies: PolicySet::new(&cfg.admin, &cfg.policies),
             api_config: cfg.api.clone(),
             audit_stdout: cfg.log.audit,
+            generation: 0,
         },
-        tls: Arc::new(tls),
+        tls: build_tls(cfg)?,
     })
 }
 
@@ -183,35 +206,33 @@ fn start(args: ServerArgs, errors: Arc<Hub>, metrics: Arc<Metrics>) -> Result<Ex
         log::warn!("cannot disable core dumps: {e}");
     }
 
+    let mut tls_file_stamps = Vec::new();
     let (cfg, dev_key, loaded) = if args.dev {
         let (cfg, key, tls) = dev_config(addr_flag)?;
         let state = State {
             policies: PolicySet::new(&cfg.admin, &cfg.policies),
             api_config: Default::default(),
             audit_stdout: false,
+            generation: 0,
         };
         (cfg, Some(key), Loaded { state, tls })
     } else {
         let path = args.config.clone().unwrap_or_default();
         let cfg = config::load(&path).map_err(|e| e.to_string())?;
+        // Stamped before the files are read: a change during the read is then seen by the
+        // watcher (at worst the same certificate is loaded twice; none is ever missed).
+        tls_file_stamps = stamps(&tls_paths(&cfg));
         let loaded = build(&cfg)?;
         (cfg, None, loaded)
     };
-    apply_log_level(&cfg);
+
+    logstream::set_level(cfg.log.error);
 
     // Lock memory so keys never reach swap (the Go server does this for `kes server` too).
     let mlock = if args.dev {
         "disabled (--dev)".to_string()
     } else {
-        match sys::lock_memory() {
-            Ok(()) => "enabled".to_string(),
-            Err(e) => {
-                log::warn!(
-                    "cannot lock memory (mlockall): {e}; keys may be written to swap. Grant CAP_IPC_LOCK or raise RLIMIT_MEMLOCK (systemd: LimitMEMLOCK=infinity)"
-                );
-                format!("failed ({e})")
-            }
-        }
+        lock_memory()
     };
 
     let (store, store_desc) = crate::keystore::open(&cfg.keystore)?;
@@ -231,19 +252,39 @@ fn start(args: ServerArgs, errors: Arc<Hub>, metrics: Arc<Metrics>) -> Result<Ex
         metrics,
         stats.clone(),
         errors,
+        cfg.limits.max_connections,
     ));
     let server = Server::bind(addr, cfg.limits, loaded.tls, api.clone(), stats)
         .map_err(|e| format!("cannot listen on {addr}: {e}"))?;
     let local = server.local_addr().map_err(|e| e.to_string())?;
+    let _ = api.listen.set(local);
 
-    print_banner(&cfg, local, &store_desc, &mlock, dev_key.as_ref());
-
+    // Before the banner: whoever waits for it may signal at once, and SIGHUP's default action
+    // would end the process.
     let signals = signal_hook::iterator::Signals::new([
         signal_hook::consts::SIGINT,
         signal_hook::consts::SIGTERM,
         signal_hook::consts::SIGHUP,
     ])
     .map_err(|e| format!("cannot install signal handlers: {e}"))?;
+
+    let reloader = args.config.clone().map(|path| {
+        Arc::new(Reloader::new(
+            path,
+            &cfg,
+            tls_file_stamps,
+            api.clone(),
+            server.clone(),
+            cache.clone(),
+            addr_flag.is_some(),
+        ))
+    });
+    if let Some(reloader) = &reloader {
+        reloader.clone().watch_tls_files(api.stopping.clone());
+    }
+
+    print_banner(&cfg, local, &store_desc, &mlock, dev_key.as_ref());
+
     let acceptor = {
         let server = server.clone();
         std::thread::Builder::new()
@@ -252,12 +293,11 @@ fn start(args: ServerArgs, errors: Arc<Hub>, metrics: Arc<Metrics>) -> Result<Ex
             .map_err(|e| e.to_string())?
     };
 
-    let config_path = args.config.clone();
     let mut signals = signals;
     for signal in signals.forever() {
         match signal {
-            signal_hook::consts::SIGHUP => match &config_path {
-                Some(path) => reload(path, &api, &server, &cache),
+            signal_hook::consts::SIGHUP => match &reloader {
+                Some(reloader) => reloader.reload(),
                 None => log::info!("SIGHUP ignored: a --dev server has no config file"),
             },
             _ => {
@@ -277,6 +317,33 @@ fn start(args: ServerArgs, errors: Arc<Hub>, metrics: Arc<Metrics>) -> Result<Ex
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Locks the process memory when that is safe; returns the banner's "MLock" text.
+///
+/// Only with CAP_IPC_LOCK or an unlimited RLIMIT_MEMLOCK: with a finite limit, locking succeeds
+/// at start-up but every later allocation beyond the limit fails, and a failed allocation aborts
+/// the process, so a server that grows with its connections would crash under load.
+fn lock_memory() -> String {
+    let unlimited = matches!(sys::memlock_limit(), Ok(None));
+    if !unlimited && !sys::has_ipc_lock_capability() {
+        let limit = match sys::memlock_limit() {
+            Ok(Some(n)) => format!("{n} bytes"),
+            _ => "unknown".to_string(),
+        };
+        log::warn!(
+            "memory is not locked: RLIMIT_MEMLOCK is {limit} and the process lacks CAP_IPC_LOCK, so keys may be written to swap. \
+             Run with LimitMEMLOCK=infinity (systemd) or 'ulimit -l unlimited', or grant CAP_IPC_LOCK"
+        );
+        return format!("disabled (RLIMIT_MEMLOCK is {limit}; see the log)");
+    }
+    match sys::lock_memory() {
+        Ok(()) => "enabled".to_string(),
+        Err(e) => {
+            log::warn!("cannot lock memory (mlockall): {e}; keys may be written to swap");
+            format!("failed ({e})")
+        }
+    }
 }
 
 /// Creates the `keys:` of the config; existing keys are fine, other errors abort startup.
@@ -306,19 +373,198 @@ fn create_predefined_keys(cache: &Cache, cfg: &Config) -> Result<(), String> {
     Ok(())
 }
 
-fn reload(path: &std::path::Path, api: &Api, server: &Server, cache: &Cache) {
-    let result = config::load(path)
-        .map_err(|e| e.to_string())
-        .and_then(|cfg| build(&cfg).map(|l| (cfg, l)));
-    match result {
-        Ok((cfg, loaded)) => {
-            api.set_state(loaded.state);
-            server.set_tls(loaded.tls);
-            cache.configure(cfg.cache);
-            apply_log_level(&cfg);
-            log::info!("configuration reloaded from {}", path.display());
+/// A file's identity and version as far as `stat` tells: (device, inode, size, mtime ns).
+/// `None` when the file cannot be read (e.g. between the two renames of a replacement).
+type FileStamp = Option<(u64, u64, u64, i128)>;
+
+fn stamp(path: &Path) -> FileStamp {
+    use std::os::unix::fs::MetadataExt;
+    // Follows symlinks, so a Kubernetes secret volume (whose files are links into a directory
+    // that is swapped atomically) is seen to change.
+    let m = std::fs::metadata(path).ok()?;
+    let mtime = i128::from(m.mtime()) * 1_000_000_000 + i128::from(m.mtime_nsec());
+    Some((m.dev(), m.ino(), m.size(), mtime))
+}
+
+/// The files the TLS configuration is built from.
+fn tls_paths(cfg: &Config) -> Vec<PathBuf> {
+    let mut paths = vec![cfg.tls.cert.clone(), cfg.tls.key.clone()];
+    if cfg.tls.verify_client_certs
+        && let Some(ca) = &cfg.tls.ca
+    {
+        paths.push(ca.clone());
+    }
+    paths
+}
+
+fn stamps(paths: &[PathBuf]) -> Vec<FileStamp> {
+    paths.iter().map(|p| stamp(p)).collect()
+}
+
+/// Reloads the configuration (SIGHUP) and the TLS files (watcher). Both go through one lock, so a
+/// signal and a file change never interleave.
+struct Reloader {
+    path: PathBuf,
+    api: Arc<Api>,
+    server: Arc<Server>,
+    cache: Arc<Cache>,
+    /// The listen address came from `--addr`: the file's `address` does not matter.
+    addr_from_flag: bool,
+    running: Mutex<Running>,
+}
+
+struct Running {
+    /// The configuration in force (keystore, address and limits as at startup: never reloaded).
+    cfg: Config,
+    /// `Debug` text of the startup keystore settings, to tell whether a reloaded file changes
+    /// them (the keystore config types have no `PartialEq`). Credentials are redacted in it, so
+    /// a changed Vault secret alone goes unnoticed: it is only used to warn.
+    keystore: String,
+    /// Stamps of the TLS files the running TLS configuration was built from.
+    tls_files: Vec<FileStamp>,
+    /// A change seen by the watcher, applied once it is seen again unchanged.
+    pending: Option<Vec<FileStamp>>,
+    /// A change that failed to load; reported once, retried when the files change again.
+    failed: Option<Vec<FileStamp>>,
+}
+
+impl Reloader {
+    fn new(
+        path: PathBuf,
+        cfg: &Config,
+        tls_files: Vec<FileStamp>,
+        api: Arc<Api>,
+        server: Arc<Server>,
+        cache: Arc<Cache>,
+        addr_from_flag: bool,
+    ) -> Reloader {
+        Reloader {
+            path,
+            api,
+            server,
+            cache,
+            addr_from_flag,
+            running: Mutex::new(Running {
+                cfg: cfg.clone(),
+                keystore: format!("{:?}", cfg.keystore),
+                tls_files,
+                pending: None,
+                failed: None,
+            }),
         }
-        Err(e) => log::error!("reload failed, keeping the running configuration: {e}"),
+    }
+
+    /// SIGHUP: re-reads the config file and applies everything a reload may change, or nothing.
+    fn reload(&self) {
+        let mut running = self.running.lock().unwrap_or_else(|e| e.into_inner());
+        log::info!("SIGHUP: reloading {}", self.path.display());
+        let loaded = config::load(&self.path)
+            .map_err(|e| e.to_string())
+            .and_then(|cfg| {
+                // Stamped before the files are read: a change during the read is seen again by
+                // the watcher and merely reloads once more.
+                let files = stamps(&tls_paths(&cfg));
+                build(&cfg).map(|loaded| (cfg, loaded, files))
+            });
+        let (mut cfg, loaded, files) = match loaded {
+            Ok(x) => x,
+            Err(e) => {
+                log::error!(
+                    "reload of {} failed, the running configuration stays in force: {e}",
+                    self.path.display()
+                );
+                return;
+            }
+        };
+        let mut kept = Vec::new();
+        if format!("{:?}", cfg.keystore) != running.keystore {
+            kept.push("keystore");
+        }
+        if !self.addr_from_flag && cfg.address != running.cfg.address {
+            kept.push("address");
+        }
+        if cfg.limits != running.cfg.limits {
+            kept.push("server limits");
+        }
+        if !kept.is_empty() {
+            log::warn!(
+                "{} changed in {} but cannot change while the server runs: restart to apply",
+                kept.join(", "),
+                self.path.display()
+            );
+        }
+        cfg.keystore = running.cfg.keystore.clone();
+        cfg.address = running.cfg.address;
+        cfg.limits = running.cfg.limits;
+
+        self.api.set_state(loaded.state);
+        self.server.set_tls(loaded.tls);
+        self.cache.configure(cfg.cache);
+        logstream::set_level(cfg.log.error);
+        if let Err(e) = create_predefined_keys(&self.cache, &cfg) {
+            log::error!("{e}");
+        }
+        log::info!(
+            "reloaded {}: {} policies, admin, API settings, logging, cache and TLS certificate; keystore and listen address unchanged",
+            self.path.display(),
+            cfg.policies.len(),
+        );
+        running.cfg = cfg;
+        running.tls_files = files;
+        running.pending = None;
+        running.failed = None;
+    }
+
+    /// One watcher poll: rebuilds the TLS configuration when its files changed and have stayed
+    /// unchanged since the previous poll.
+    fn check_tls_files(&self) {
+        let mut running = self.running.lock().unwrap_or_else(|e| e.into_inner());
+        let paths = tls_paths(&running.cfg);
+        let now = stamps(&paths);
+        if now == running.tls_files {
+            running.pending = None;
+            return;
+        }
+        if running.pending.as_ref() != Some(&now) {
+            running.pending = Some(now);
+            return;
+        }
+        if running.failed.as_ref() == Some(&now) {
+            return;
+        }
+        match build_tls(&running.cfg) {
+            Ok(tls) => {
+                self.server.set_tls(tls);
+                log::info!(
+                    "TLS certificate {} changed on disk: reloaded (new connections use it, open ones keep theirs)",
+                    running.cfg.tls.cert.display()
+                );
+                running.tls_files = now;
+                running.pending = None;
+                running.failed = None;
+            }
+            Err(e) => {
+                log::error!(
+                    "TLS files changed on disk but cannot be loaded, the running certificate stays in force: {e}"
+                );
+                running.failed = Some(now);
+            }
+        }
+    }
+
+    /// Starts the watcher thread; it ends when `stopping` is set.
+    fn watch_tls_files(self: Arc<Self>, stopping: Arc<std::sync::atomic::AtomicBool>) {
+        let spawned = std::thread::Builder::new()
+            .name("kes-tls-watch".into())
+            .spawn(move || {
+                while !stopping.load(Ordering::Relaxed) {
+                    std::thread::sleep(TLS_POLL);
+                    self.check_tls_files();
+                }
+            });
+        if let Err(e) = spawned {
+            log::warn!("cannot watch the TLS files for changes (use SIGHUP to reload them): {e}");
+        }
     }
 }
 
@@ -359,64 +605,4 @@ fn print_banner(
         let _ = writeln!(out, "  export KES_API_KEY={}", key.to_text());
     }
     let _ = out.flush();
-}
-
-/// The logger: human-readable lines on stderr (RUST_LOG respected), and the same lines as JSON to
-/// `/v1/log/error` subscribers.
-fn init_logging(errors: Arc<Hub>, metrics: Arc<Metrics>) {
-    struct Tee {
-        errors: Arc<Hub>,
-        metrics: Arc<Metrics>,
-    }
-    impl Write for Tee {
-        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-            let _ = std::io::stderr().write_all(buf);
-            if self.errors.has_subscribers() {
-                let text = String::from_utf8_lossy(buf);
-                let mut line = Vec::with_capacity(buf.len() + 16);
-                line.extend_from_slice(b"{\"message\":");
-                api::error::go_json_string(text.trim_end_matches('\n'), &mut line);
-                line.extend_from_slice(b"}\n");
-                self.errors.publish(Arc::from(line));
-                self.metrics.error_events.fetch_add(1, Ordering::Relaxed);
-            }
-            Ok(buf.len())
-        }
-        fn flush(&mut self) -> std::io::Result<()> {
-            std::io::stderr().flush()
-        }
-    }
-    let mut builder = env_logger::Builder::new();
-    builder.filter_level(log::LevelFilter::Trace);
-    // Quiet the libraries' own chatter unless asked for.
-    for noisy in ["rustls", "ureq", "ureq_proto"] {
-        builder.filter_module(noisy, log::LevelFilter::Warn);
-    }
-    if let Ok(spec) = std::env::var("RUST_LOG") {
-        builder.parse_filters(&spec);
-        RUST_LOG_SET.store(true, Ordering::Relaxed);
-    }
-    builder.format(|buf, record| {
-        writeln!(
-            buf,
-            "{} {:<5} {}",
-            api::json::go_time(Some(time::OffsetDateTime::now_utc())),
-            record.level(),
-            record.args()
-        )
-    });
-    builder.target(env_logger::Target::Pipe(Box::new(Tee { errors, metrics })));
-    let _ = builder.try_init();
-    log::set_max_level(log::LevelFilter::Info);
-}
-
-static RUST_LOG_SET: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
-
-/// `log.error` sets the level unless RUST_LOG does.
-fn apply_log_level(cfg: &Config) {
-    if RUST_LOG_SET.load(Ordering::Relaxed) {
-        log::set_max_level(log::LevelFilter::Trace);
-        return;
-    }
-    log::set_max_level(cfg.log.error.unwrap_or(log::LevelFilter::Off));
 }

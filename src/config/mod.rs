@@ -243,6 +243,9 @@ pub struct VaultConfig {
     pub connect_timeout: Duration,
     /// Response timeout of every Vault call (`timeout.response`), default 10 s.
     pub response_timeout: Duration,
+    /// The most time reading one key may take in all, every retry, node and transit call
+    /// included (`timeout.read`), default 1.5 s. Zero means the default.
+    pub read_timeout: Duration,
 }
 
 #[derive(Debug, Clone, Default)]

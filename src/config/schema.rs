@@ -1167,6 +1167,10 @@ const VAULT_PING: Duration = Duration::from_secs(10);
 const VAULT_RETRY: Duration = Duration::from_secs(5);
 const VAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 const VAULT_RESPONSE_TIMEOUT: Duration = Duration::from_secs(10);
+/// Reading a key (what a generate or decrypt of an uncached key waits for): well below the 2 s
+/// within which a client must get its 502 when Vault is slow, and far above a healthy Vault's
+/// read latency (milliseconds), so that a busy Vault does not fail reads.
+const VAULT_READ_TIMEOUT: Duration = Duration::from_millis(1500);
 
 #[derive(Deserialize)]
 #[serde(
@@ -1196,11 +1200,12 @@ struct RawVaultStatus {
 #[derive(Deserialize)]
 #[serde(
     deny_unknown_fields,
-    expecting = "a timeout section with connect and response"
+    expecting = "a timeout section with connect, response and read"
 )]
 struct RawVaultTimeout {
     connect: Option<PositiveDur>,
     response: Option<PositiveDur>,
+    read: Option<PositiveDur>,
 }
 
 struct VaultBlock(VaultConfig);
@@ -1247,8 +1252,12 @@ impl<'de> Deserialize<'de> for VaultBlock {
                     .and_then(|t| t.connect.as_ref())
                     .map_or(VAULT_CONNECT_TIMEOUT, |t| t.0),
                 response_timeout: timeout
-                    .and_then(|t| t.response)
+                    .as_ref()
+                    .and_then(|t| t.response.as_ref())
                     .map_or(VAULT_RESPONSE_TIMEOUT, |t| t.0),
+                read_timeout: timeout
+                    .and_then(|t| t.read)
+                    .map_or(VAULT_READ_TIMEOUT, |t| t.0),
             }))
         })
     }

@@ -166,6 +166,7 @@ keystore:
     timeout:
       connect: 2s
       response: 20s
+      read: 800ms
 server:
   max_connections: 64
   handshake_timeout: 3s
@@ -258,6 +259,7 @@ server:
     assert_eq!(v.ping, Duration::from_secs(30));
     assert_eq!(v.connect_timeout, Duration::from_secs(2));
     assert_eq!(v.response_timeout, Duration::from_secs(20));
+    assert_eq!(v.read_timeout, Duration::from_millis(800));
 
     assert_eq!(
         c.limits,
@@ -421,8 +423,12 @@ fn the_example_file_parses() {
     assert_eq!(c.limits, Limits::default());
     assert_eq!(v.ping, Duration::from_secs(10));
     assert_eq!(
-        (v.connect_timeout, v.response_timeout),
-        (Duration::from_secs(5), Duration::from_secs(10))
+        (v.connect_timeout, v.response_timeout, v.read_timeout),
+        (
+            Duration::from_secs(5),
+            Duration::from_secs(10),
+            Duration::from_millis(1500)
+        )
     );
 
     // Every variable it references is required.
@@ -557,6 +563,7 @@ fn vault_defaults() {
     assert_eq!(v.ping, Duration::from_secs(10));
     assert_eq!(v.connect_timeout, Duration::from_secs(5));
     assert_eq!(v.response_timeout, Duration::from_secs(10));
+    assert_eq!(v.read_timeout, Duration::from_millis(1500));
 
     let c = ok(&with_vault(&format!(
         "{APPROLE}transit:\n  key: wrap\nstatus:\n  ping: 0s\n"

@@ -71,27 +71,21 @@ impl From<io::Error> for ReadError {
 /// The parsed head of a request.
 #[derive(Debug, Clone)]
 pub struct Head {
-    pub method: String,
+    /// The method; the common ones without an allocation.
+    pub method: std::borrow::Cow<'static, str>,
     /// The decoded URL path (`%XX` resolved), as policies and routes see it.
     pub path: String,
     /// The raw query string without `?` (may be empty).
     pub query: String,
-    /// Header names lower-cased, in request order.
-    pub headers: Vec<(String, String)>,
     pub keep_alive: bool,
+    /// An HTTP/1.0 request: keep-alive only when asked for, and then said in the reply.
+    pub http10: bool,
     pub content_length: Option<u64>,
     pub chunked: bool,
     pub expect_continue: bool,
 }
 
 impl Head {
-    pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(n, _)| n == name)
-            .map(|(_, v)| v.as_str())
-    }
-
     /// Whether the request announces a body.
     pub fn has_body(&self) -> bool {
         self.chunked || self.content_length.unwrap_or(0) > 0
@@ -104,6 +98,11 @@ pub struct Conn<T: Transport> {
     buf: Vec<u8>,
     start: usize,
     end: usize,
+    /// Reused for every reply (head and body in one buffer), zeroized after each write.
+    pub out: Vec<u8>,
+    /// The socket's current timeouts as last set through this `Conn` (`None`: unknown).
+    read_timeout: Option<Duration>,
+    write_timeout: Option<Duration>,
 }
 
 impl<T: Transport> Conn<T> {
@@ -113,6 +112,9 @@ impl<T: Transport> Conn<T> {
             buf: vec![0; 8 * 1024],
             start: 0,
             end: 0,
+            out: Vec::new(),
+            read_timeout: None,
+            write_timeout: None,
         }
     }
 
@@ -122,11 +124,6 @@ impl<T: Transport> Conn<T> {
 
     /// Reads more bytes into the buffer before `deadline`. Returns the number read (0 = EOF).
     fn fill(&mut self, deadline: Instant) -> io::Result<usize> {
-        let left = deadline.saturating_duration_since(Instant::now());
-        if left.is_zero() {
-            return Err(io::Error::new(io::ErrorKind::TimedOut, "deadline exceeded"));
-        }
-        self.stream.set_read_timeout(Some(left))?;
         if self.start > 0 && self.start == self.end {
             self.start = 0;
             self.end = 0;
@@ -142,18 +139,50 @@ impl<T: Transport> Conn<T> {
             }
         }
         loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return Err(io::Error::new(io::ErrorKind::TimedOut, "deadline exceeded"));
+            }
+            // The socket's timeout only has to end a read no later than the deadline. Changing
+            // it costs a system call, so it is changed only when it would let a read outlast
+            // the deadline: a keep-alive connection whose requests arrive whole never pays it.
+            // A timeout shorter than needed just makes the loop read again.
+            if self.read_timeout.is_none_or(|current| current > left) {
+                self.stream.set_read_timeout(Some(left))?;
+                self.read_timeout = Some(left);
+            }
             match self.stream.read(&mut self.buf[self.end..]) {
                 Ok(n) => {
                     self.end += n;
                     return Ok(n);
                 }
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                    return Err(io::Error::new(io::ErrorKind::TimedOut, "read timed out"));
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+                    ) =>
+                {
+                    continue;
                 }
                 Err(e) => return Err(e),
             }
         }
+    }
+
+    /// Sets the socket's write timeout, with a system call only when it changes.
+    pub fn set_write_timeout(&mut self, timeout: Duration) {
+        if self.write_timeout != Some(timeout)
+            && self.stream.set_write_timeout(Some(timeout)).is_ok()
+        {
+            self.write_timeout = Some(timeout);
+        }
+    }
+
+    /// Forgets the cached socket timeouts (after the stream's timeouts were changed directly).
+    pub fn timeouts_changed(&mut self) {
+        self.read_timeout = None;
+        self.write_timeout = None;
     }
 
     /// Reads the next request head. Waits up to `idle` for its first byte, then up to
@@ -351,10 +380,16 @@ fn is_disconnect(e: &io::Error) -> bool {
 }
 
 fn build_head(req: &httparse::Request<'_, '_>) -> Result<Head, ReadError> {
-    let method = req
+    let method = match req
         .method
         .ok_or(ReadError::Bad(400, "malformed HTTP request"))?
-        .to_owned();
+    {
+        "GET" => "GET".into(),
+        "PUT" => "PUT".into(),
+        "POST" => "POST".into(),
+        "DELETE" => "DELETE".into(),
+        other => other.to_owned().into(),
+    };
     let target = req
         .path
         .ok_or(ReadError::Bad(400, "malformed HTTP request"))?;
@@ -368,62 +403,54 @@ fn build_head(req: &httparse::Request<'_, '_>) -> Result<Head, ReadError> {
     }
     let path = percent_decode(raw_path).ok_or(ReadError::Bad(400, "invalid URL path escape"))?;
 
-    let mut headers = Vec::with_capacity(req.headers.len());
+    // Only the framing headers matter to this server; none is copied (no allocation per header).
     let mut content_length: Option<u64> = None;
-    let mut transfer_encoding: Option<String> = None;
+    let mut transfer_encoding: Option<&str> = None;
     let mut connection_close = version == 0;
     let mut expect_continue = false;
     for h in req.headers.iter() {
-        let name = h.name.to_ascii_lowercase();
-        let value = std::str::from_utf8(h.value)
-            .map_err(|_| ReadError::Bad(400, "invalid header value"))?;
-        let value = value.trim().to_owned();
-        match name.as_str() {
-            "content-length" => {
-                if content_length.is_some() {
-                    return Err(ReadError::Bad(400, "duplicate Content-Length header"));
-                }
-                if value.is_empty()
-                    || value.len() > 19
-                    || !value.bytes().all(|b| b.is_ascii_digit())
-                {
-                    return Err(ReadError::Bad(400, "invalid Content-Length header"));
-                }
-                content_length = Some(
-                    value
-                        .parse()
-                        .map_err(|_| ReadError::Bad(400, "invalid Content-Length header"))?,
-                );
-            }
-            "transfer-encoding" => {
-                if transfer_encoding.is_some() {
-                    return Err(ReadError::Bad(400, "duplicate Transfer-Encoding header"));
-                }
-                transfer_encoding = Some(value.to_ascii_lowercase());
-            }
-            "connection" => {
-                for token in value.split(',').map(|t| t.trim().to_ascii_lowercase()) {
-                    if token == "close" {
-                        connection_close = true;
-                    } else if token == "keep-alive" && version == 0 {
-                        connection_close = false;
-                    }
-                }
-            }
-            "expect" => {
-                if value.eq_ignore_ascii_case("100-continue") {
-                    expect_continue = true;
-                } else {
-                    return Err(ReadError::Bad(417, "unsupported Expect header"));
-                }
-            }
-            _ => {}
+        let name = h.name;
+        let is = |n: &str| name.eq_ignore_ascii_case(n);
+        if !(is("content-length") || is("transfer-encoding") || is("connection") || is("expect")) {
+            continue;
         }
-        headers.push((name, value));
+        let value = std::str::from_utf8(h.value)
+            .map_err(|_| ReadError::Bad(400, "invalid header value"))?
+            .trim();
+        if is("content-length") {
+            if content_length.is_some() {
+                return Err(ReadError::Bad(400, "duplicate Content-Length header"));
+            }
+            if value.is_empty() || value.len() > 19 || !value.bytes().all(|b| b.is_ascii_digit()) {
+                return Err(ReadError::Bad(400, "invalid Content-Length header"));
+            }
+            content_length = Some(
+                value
+                    .parse()
+                    .map_err(|_| ReadError::Bad(400, "invalid Content-Length header"))?,
+            );
+        } else if is("transfer-encoding") {
+            if transfer_encoding.is_some() {
+                return Err(ReadError::Bad(400, "duplicate Transfer-Encoding header"));
+            }
+            transfer_encoding = Some(value);
+        } else if is("connection") {
+            for token in value.split(',').map(str::trim) {
+                if token.eq_ignore_ascii_case("close") {
+                    connection_close = true;
+                } else if token.eq_ignore_ascii_case("keep-alive") && version == 0 {
+                    connection_close = false;
+                }
+            }
+        } else if value.eq_ignore_ascii_case("100-continue") {
+            expect_continue = true;
+        } else {
+            return Err(ReadError::Bad(417, "unsupported Expect header"));
+        }
     }
-    let chunked = match transfer_encoding.as_deref() {
+    let chunked = match transfer_encoding {
         None => false,
-        Some("chunked") => true,
+        Some(te) if te.eq_ignore_ascii_case("chunked") => true,
         Some(_) => return Err(ReadError::Bad(501, "unsupported Transfer-Encoding")),
     };
     if chunked && content_length.is_some() {
@@ -439,8 +466,8 @@ fn build_head(req: &httparse::Request<'_, '_>) -> Result<Head, ReadError> {
         method,
         path,
         query: query.to_owned(),
-        headers,
         keep_alive: !connection_close,
+        http10: version == 0,
         content_length,
         chunked,
         expect_continue,
@@ -553,37 +580,61 @@ impl Response {
         self
     }
 
-    /// Serializes status line, headers and (non-stream) body into one buffer, so the response goes
-    /// out in as few TLS records as possible.
+    /// The status line and headers, ending with the empty line.
     pub fn head_bytes(&self, keep_alive: bool) -> Vec<u8> {
-        use std::fmt::Write as _;
-        let mut out = String::with_capacity(160);
-        let _ = write!(out, "HTTP/1.1 {} {}\r\n", self.status, reason(self.status));
+        let mut out = Vec::with_capacity(160);
+        self.write_head(keep_alive, &mut out);
+        out
+    }
+
+    /// Appends the status line and headers to `out` (no formatting machinery, no allocation
+    /// beyond `out` growing), so that head and body leave in one write and one TLS record.
+    pub fn write_head(&self, keep_alive: bool, out: &mut Vec<u8>) {
+        out.extend_from_slice(b"HTTP/1.1 ");
+        push_decimal(out, u64::from(self.status));
+        out.push(b' ');
+        out.extend_from_slice(reason(self.status).as_bytes());
+        out.extend_from_slice(b"\r\n");
         for (name, value) in &self.headers {
-            let _ = write!(out, "{name}: {value}\r\n");
+            out.extend_from_slice(name.as_bytes());
+            out.extend_from_slice(b": ");
+            out.extend_from_slice(value.as_bytes());
+            out.extend_from_slice(b"\r\n");
         }
         match &self.body {
-            Body::Empty => out.push_str("Content-Length: 0\r\n"),
+            Body::Empty => out.extend_from_slice(b"Content-Length: 0\r\n"),
             Body::Bytes { content_type, data } => {
-                let _ = write!(
-                    out,
-                    "Content-Type: {content_type}\r\nContent-Length: {}\r\n",
-                    data.len()
-                );
+                out.extend_from_slice(b"Content-Type: ");
+                out.extend_from_slice(content_type.as_bytes());
+                out.extend_from_slice(b"\r\nContent-Length: ");
+                push_decimal(out, data.len() as u64);
+                out.extend_from_slice(b"\r\n");
             }
             Body::Stream { content_type, .. } => {
-                let _ = write!(
-                    out,
-                    "Content-Type: {content_type}\r\nTransfer-Encoding: chunked\r\n"
-                );
+                out.extend_from_slice(b"Content-Type: ");
+                out.extend_from_slice(content_type.as_bytes());
+                out.extend_from_slice(b"\r\nTransfer-Encoding: chunked\r\n");
             }
         }
         if !keep_alive {
-            out.push_str("Connection: close\r\n");
+            out.extend_from_slice(b"Connection: close\r\n");
         }
-        out.push_str("\r\n");
-        out.into_bytes()
+        out.extend_from_slice(b"\r\n");
     }
+}
+
+fn push_decimal(out: &mut Vec<u8>, mut n: u64) {
+    let mut digits = [0u8; 20];
+    let mut i = digits.len();
+    loop {
+        i -= 1;
+        digits[i] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    out.extend_from_slice(&digits[i..]);
 }
 
 /// Writes chunked-encoding frames, flushing each one so that stream events arrive at once.

@@ -3,9 +3,23 @@
 //!
 //! Threads: one acceptor thread, and one worker thread per open connection up to
 //! `limits.max_connections`. Workers are created on demand and kept for reuse (the pool grows to
-//! the high-water mark and never beyond the cap). A connection over the cap is closed at once, so
-//! overload is refused quickly instead of queued without bound. Every socket read and write has a
-//! deadline (handshake, header, body, idle), so stalled clients release their worker.
+//! the high-water mark and never beyond the cap). Every socket read and write has a deadline
+//! (handshake, header, body, idle), so stalled clients release their worker.
+//!
+//! # Overload
+//! Nothing waits in a queue of ours: a connection the acceptor takes either gets a worker at
+//! once or, over `max_connections`, is closed at once, before any TLS (the client sees the
+//! connection close during its handshake, a network error, which the KES SDK that MinIO uses
+//! retries exactly as it retries a 503: twice, 200-1000 ms apart; protocol reference §3). The
+//! only queue is the kernel's listen backlog
+//! (128 connections), which the acceptor drains as fast as it can close them.
+//!
+//! Why not answer 503 with a JSON message instead: the message can only be sent after a full
+//! TLS handshake with client-certificate verification, by far the most CPU-expensive step of a
+//! connection (the fault suite measures it), and it would have to be spent exactly when the
+//! server is short of threads, on a thread a slow client could hold. A refusal costs one
+//! `accept` and one `close`. Refusals are counted (`rejected`) and logged as a warning at most
+//! every 10 seconds, with the number refused since the last warning.
 //!
 //! This module never decides what a request means: routes, policies and replies are the API's.
 
@@ -26,8 +40,14 @@ use std::time::{Duration, Instant};
 /// How long a connection closed after an error reply keeps draining what the client still sends.
 const LINGER: Duration = Duration::from_secs(2);
 
+/// Longest a log stream may wait for its client to take data before the stream is ended.
+const STREAM_WRITE_TIMEOUT: Duration = Duration::from_secs(60);
+
 /// Stack size of worker threads: requests need little stack, and many workers may exist.
 const WORKER_STACK: usize = 256 * 1024;
+
+/// Least time between two warnings about refused connections.
+const REFUSAL_WARNING_EVERY: Duration = Duration::from_secs(10);
 
 /// Who is on the other end of a connection, as far as the TLS handshake tells (§1.1).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -46,6 +66,10 @@ pub enum ClientIdentity {
 pub struct ConnInfo {
     pub peer: SocketAddr,
     pub identity: ClientIdentity,
+    /// The client's identity resolved against the policies, with the generation of the
+    /// configuration it was resolved in: the identity cannot change on a connection, so the
+    /// resolution is done once and redone only after a reload.
+    pub resolved: std::cell::RefCell<Option<(u64, crate::auth::policy::Resolved)>>,
 }
 
 /// What the server needs to know about a request's route before reading its body.
@@ -94,6 +118,8 @@ pub struct Server {
     jobs: Mutex<Option<SyncSender<TcpStream>>>,
     queue: Arc<Mutex<Receiver<TcpStream>>>,
     spawn_lock: Mutex<()>,
+    /// When refusals were last logged, and the `rejected` count then.
+    refusal_warning: Mutex<Option<(Instant, u64)>>,
 }
 
 impl Server {
@@ -106,6 +132,9 @@ impl Server {
         stats: Arc<Stats>,
     ) -> io::Result<Arc<Server>> {
         let listener = TcpListener::bind(addr)?;
+        if let Err(e) = crate::sys::set_listen_backlog(&listener, 4096) {
+            log::warn!("cannot raise the listen backlog: {e}");
+        }
         let (tx, rx) = sync_channel(limits.max_connections.max(1));
         Ok(Arc::new(Server {
             listener,
@@ -117,6 +146,7 @@ impl Server {
             jobs: Mutex::new(Some(tx)),
             queue: Arc::new(Mutex::new(rx)),
             spawn_lock: Mutex::new(()),
+            refusal_warning: Mutex::new(None),
         }))
     }
 
@@ -150,22 +180,27 @@ impl Server {
         let open = self.stats.open_connections.fetch_add(1, Ordering::AcqRel) + 1;
         if open > self.limits.max_connections {
             self.stats.open_connections.fetch_sub(1, Ordering::AcqRel);
-            self.stats.rejected.fetch_add(1, Ordering::Relaxed);
-            log::debug!(
-                "connection refused: {} connections open (server.max_connections)",
-                open - 1
-            );
+            let rejected = self.stats.rejected.fetch_add(1, Ordering::Relaxed) + 1;
             let _ = stream.shutdown(std::net::Shutdown::Both);
+            self.warn_refused(
+                rejected,
+                &format!(
+                    "{} connections are open (server.max_connections)",
+                    self.limits.max_connections
+                ),
+            );
             return;
         }
         self.stats.accepted.fetch_add(1, Ordering::Relaxed);
         // Every queued connection has a worker: workers >= open connections.
         {
             let _guard = self.spawn_lock.lock().unwrap_or_else(|e| e.into_inner());
-            if self.stats.workers.load(Ordering::Acquire) < open && self.spawn_worker().is_err() {
+            if self.stats.workers.load(Ordering::Acquire) < open
+                && let Err(e) = self.spawn_worker()
+            {
                 self.stats.open_connections.fetch_sub(1, Ordering::AcqRel);
-                self.stats.rejected.fetch_add(1, Ordering::Relaxed);
-                log::warn!("connection refused: cannot start a worker thread");
+                let rejected = self.stats.rejected.fetch_add(1, Ordering::Relaxed) + 1;
+                self.warn_refused(rejected, &format!("cannot start a worker thread: {e}"));
                 return;
             }
         }
@@ -180,6 +215,22 @@ impl Server {
                 self.stats.open_connections.fetch_sub(1, Ordering::AcqRel);
             }
         }
+    }
+
+    /// Logs refused connections, at most once every [`REFUSAL_WARNING_EVERY`], with the reason
+    /// of the latest refusal.
+    fn warn_refused(&self, rejected: u64, why: &str) {
+        let mut last = self
+            .refusal_warning
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        let since = match *last {
+            Some((at, _)) if at.elapsed() < REFUSAL_WARNING_EVERY => return,
+            Some((_, count)) => rejected.saturating_sub(count),
+            None => rejected,
+        };
+        *last = Some((Instant::now(), rejected));
+        log::warn!("overload: refused {since} connection(s) since the last warning: {why}");
     }
 
     fn spawn_worker(self: &Arc<Self>) -> io::Result<()> {
@@ -281,9 +332,15 @@ impl Server {
                 Err(e) => ClientIdentity::Invalid(e.to_string()),
             },
         };
-        let info = ConnInfo { peer, identity };
-        let _ = stream.sock.set_write_timeout(Some(Duration::from_secs(15)));
-        self.serve_requests(Conn::new(stream), &info);
+        let info = ConnInfo {
+            peer,
+            identity,
+            resolved: Default::default(),
+        };
+        let mut conn = Conn::new(stream);
+        // Until a route says otherwise (error replies before routing, for instance).
+        conn.set_write_timeout(Duration::from_secs(15));
+        self.serve_requests(conn, &info);
     }
 
     fn serve_requests<T: Transport>(&self, mut conn: Conn<T>, info: &ConnInfo) {
@@ -324,6 +381,7 @@ impl Server {
                     return false;
                 }
                 let keep = head.keep_alive && !self.is_shutting_down();
+                let response = keep_alive_header(response, head, keep);
                 return write_response(conn, response, keep) && keep;
             }
         };
@@ -358,8 +416,9 @@ impl Server {
         let response = self.handler.handle(&route, head, &body, info);
         let keep = head.keep_alive && !self.is_shutting_down();
         if let Some(t) = route.timeout {
-            let _ = conn.stream.set_write_timeout(Some(t));
+            conn.set_write_timeout(t);
         }
+        let response = keep_alive_header(response, head, keep);
         write_response(conn, response, keep) && keep
     }
 }
@@ -377,30 +436,60 @@ fn serialize(response: Response, keep_alive: bool) -> Option<zeroize::Zeroizing<
     }
 }
 
+/// An HTTP/1.0 client keeps a connection open only when the reply says so (HTTP/1.1 is
+/// persistent by default and needs no header).
+fn keep_alive_header(response: Response, head: &Head, keep: bool) -> Response {
+    if head.http10 && keep {
+        response.with_header("Connection", "keep-alive")
+    } else {
+        response
+    }
+}
+
 /// Writes a response; returns false when the connection failed.
 fn write_response<T: Transport>(conn: &mut Conn<T>, response: Response, keep_alive: bool) -> bool {
-    let mut out = zeroize::Zeroizing::new(response.head_bytes(keep_alive));
-    match response.body {
+    use zeroize::Zeroize as _;
+    let mut out = std::mem::take(&mut conn.out);
+    response.write_head(keep_alive, &mut out);
+    let ok = match response.body {
         Body::Empty => conn.write_all(&out).is_ok(),
         Body::Bytes { data, .. } => {
             out.extend_from_slice(&data);
             conn.write_all(&out).is_ok()
         }
         Body::Stream { writer, .. } => {
-            if conn.write_all(&out).is_err() {
-                return false;
-            }
-            // Streams run until the client goes away; no write deadline beyond TCP's own.
-            let _ = conn.stream.set_write_timeout(None);
-            let mut chunked = ChunkedWriter {
-                inner: &mut conn.stream,
-            };
-            writer(&mut chunked);
-            let _ = conn.stream.write_all(b"0\r\n\r\n");
-            let _ = conn.stream.flush();
-            false
+            let ok = write_stream(conn, &out, writer);
+            out.clear();
+            conn.out = out;
+            return ok;
         }
+    };
+    // Replies may hold plaintext data keys: wipe the buffer before reusing it. A buffer grown
+    // by a large reply is given back rather than kept per connection.
+    out.as_mut_slice().zeroize();
+    out.clear();
+    if out.capacity() <= 64 * 1024 {
+        conn.out = out;
     }
+    ok
+}
+
+/// Sends a stream's head, then its events until the client goes away; the connection closes.
+fn write_stream<T: Transport>(conn: &mut Conn<T>, head: &[u8], writer: http::StreamWriter) -> bool {
+    if conn.write_all(head).is_err() {
+        return false;
+    }
+    // Streams run until the client goes away. A client that stops reading blocks a write only
+    // this long: then the stream ends and its worker is free (the events it missed meanwhile
+    // were dropped, never held up requests).
+    conn.set_write_timeout(STREAM_WRITE_TIMEOUT);
+    let mut chunked = ChunkedWriter {
+        inner: &mut conn.stream,
+    };
+    writer(&mut chunked);
+    let _ = conn.stream.write_all(b"0\r\n\r\n");
+    let _ = conn.stream.flush();
+    false
 }
 
 /// A complete JSON error response for framing errors, before any route is known.

@@ -122,18 +122,23 @@ impl Client {
 
     /// Opens a TLS connection (the handshake completes on first use).
     pub fn connect(&self) -> Conn {
-        let tcp = TcpStream::connect_timeout(&self.addr, Duration::from_secs(5)).expect("connect");
-        tcp.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
-        tcp.set_nodelay(true).unwrap();
+        self.try_connect().expect("connect")
+    }
+
+    /// Like [`Client::connect`], but a failed TCP connect is an error instead of a panic.
+    pub fn try_connect(&self) -> std::io::Result<Conn> {
+        let tcp = TcpStream::connect_timeout(&self.addr, Duration::from_secs(5))?;
+        tcp.set_read_timeout(Some(Duration::from_secs(20)))?;
+        tcp.set_nodelay(true)?;
         let conn = rustls::ClientConnection::new(
             self.config.clone(),
             ServerName::try_from("localhost").unwrap(),
         )
-        .unwrap();
-        Conn {
+        .map_err(std::io::Error::other)?;
+        Ok(Conn {
             stream: rustls::StreamOwned::new(conn, tcp),
             buf: Vec::new(),
-        }
+        })
     }
 
     /// One request on a new connection.

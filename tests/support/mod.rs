@@ -1,9 +1,14 @@
-//! Test support: a certificate factory, a launcher for the real `kes` binary, and a TLS client
-//! that speaks raw HTTP/1.1 (so tests control framing byte by byte).
+//! Test support: a certificate factory, a launcher for the real `kes` binary, a TLS client
+//! that speaks raw HTTP/1.1 (so tests control framing byte by byte), real OpenBao servers
+//! ([`openbao`]) and a TCP proxy that injects network faults between `kes` and OpenBao
+//! ([`proxy`]).
 #![allow(dead_code)]
 
 pub mod client;
+pub mod openbao;
 pub mod pki;
+pub mod prom;
+pub mod proxy;
 
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
@@ -72,7 +77,20 @@ impl Kes {
 
     /// Starts `kes` with arguments and environment; on failure returns what it printed.
     pub fn start_with(args: &[&str], env: &[(&str, &str)]) -> Result<Kes, String> {
+        Self::start_in(None, args, env)
+    }
+
+    /// Like [`Kes::start_with`], in working directory `dir` (relative paths of a config file
+    /// are relative to it).
+    pub fn start_in(
+        dir: Option<&Path>,
+        args: &[&str],
+        env: &[(&str, &str)],
+    ) -> Result<Kes, String> {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_kes"));
+        if let Some(dir) = dir {
+            cmd.current_dir(dir);
+        }
         cmd.args(args)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())

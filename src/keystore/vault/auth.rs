@@ -207,6 +207,16 @@ impl Auth {
 
     /// One login. The returned token carries `generation`.
     fn login(&self, client: &Client, generation: u64) -> Result<Token, Error> {
+        self.login_until(client, generation, None)
+    }
+
+    /// One login that ends by `deadline` (if any).
+    fn login_until(
+        &self,
+        client: &Client,
+        generation: u64,
+        deadline: Option<Instant>,
+    ) -> Result<Token, Error> {
         #[derive(Serialize)]
         struct AppRoleLogin<'a> {
             role_id: &'a str,
@@ -237,7 +247,8 @@ impl Auth {
         let since = Instant::now();
         let req = Request::new(Method::Put, &self.login_path, Route::Active)
             .body(&body)
-            .namespace(self.namespace.as_deref());
+            .namespace(self.namespace.as_deref())
+            .deadline(deadline);
         let reply = client.send(&req).map_err(|err| match err {
             Error::Unreachable(why) => Error::Unreachable(format!(
                 "vault: {} login (PUT {}) failed: {why}",
@@ -305,11 +316,17 @@ impl Auth {
     }
 
     /// `GET /v1/auth/token/lookup-self` on the active node: whether Vault still accepts `token`.
-    fn is_valid(&self, client: &Client, token: &Token) -> Result<bool, Error> {
+    fn is_valid(
+        &self,
+        client: &Client,
+        token: &Token,
+        deadline: Option<Instant>,
+    ) -> Result<bool, Error> {
         const PATH: &str = "/v1/auth/token/lookup-self";
         let req = Request::new(Method::Get, PATH, Route::Active)
             .namespace(self.namespace.as_deref())
-            .token(token.secret());
+            .token(token.secret())
+            .deadline(deadline);
         let reply = client.send(&req)?;
         match reply.status {
             200..=299 => Ok(true),
@@ -323,14 +340,26 @@ impl Auth {
 
     /// Called after Vault answered 403 to a request sent with `used` by node `node`. An error
     /// means the token is no longer valid and no new one could be had (login failed, or failed
-    /// less than `retry` ago).
-    pub fn after_denied(&self, client: &Client, used: &Token, node: usize) -> Result<Retry, Error> {
-        let mut state = self.login.lock().unwrap_or_else(|e| e.into_inner());
+    /// less than `retry` ago). With a `deadline` (a read), waiting for another thread's login,
+    /// checking the token and logging in all end by then.
+    pub fn after_denied(
+        &self,
+        client: &Client,
+        used: &Token,
+        node: usize,
+        deadline: Option<Instant>,
+    ) -> Result<Retry, Error> {
+        let mut state = lock_until(&self.login, deadline).ok_or_else(|| {
+            Error::Unreachable(format!(
+                "vault: the token was rejected, and the {} login in progress did not finish in time",
+                self.kind
+            ))
+        })?;
         let current = self.token();
         if current.generation != used.generation {
             return Ok(Retry::Yes); // Somebody logged in since the request was sent.
         }
-        match self.is_valid(client, &current) {
+        match self.is_valid(client, &current, deadline) {
             // The token is fine: the policy denies the request. A standby that has not seen the
             // token yet is the one exception worth one more try (on the active node).
             Ok(true) => {
@@ -358,7 +387,7 @@ impl Auth {
             return Err(explain(err, &context));
         }
         log::info!("vault: the token was rejected (expired or revoked); logging in again");
-        match self.login(client, current.generation + 1) {
+        match self.login_until(client, current.generation + 1, deadline) {
             Ok(token) => {
                 state.last_failure = None;
                 self.install(token);
@@ -489,6 +518,30 @@ impl Auth {
         match old.remaining() {
             Some(left) => (left / 4).min(MAX_INSTALL_DELAY),
             None => MAX_INSTALL_DELAY,
+        }
+    }
+}
+
+/// Locks `mutex`, waiting at most until `deadline` (if any); `None` when the time is up.
+fn lock_until<T>(
+    mutex: &Mutex<T>,
+    deadline: Option<Instant>,
+) -> Option<std::sync::MutexGuard<'_, T>> {
+    let Some(deadline) = deadline else {
+        return Some(mutex.lock().unwrap_or_else(|e| e.into_inner()));
+    };
+    loop {
+        match mutex.try_lock() {
+            Ok(guard) => return Some(guard),
+            Err(std::sync::TryLockError::Poisoned(e)) => return Some(e.into_inner()),
+            Err(std::sync::TryLockError::WouldBlock) => {
+                if Instant::now() >= deadline {
+                    return None;
+                }
+                // Logins are rare and short; polling keeps the wait bounded without a
+                // second lock type.
+                std::thread::sleep(Duration::from_millis(2));
+            }
         }
     }
 }

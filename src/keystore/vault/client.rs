@@ -2,7 +2,9 @@
 //! the node each request goes to.
 //!
 //! Every request has the configured connect timeout and a response budget (see [`Client::new`]);
-//! none can hang a caller longer. Redirects are never followed: a 307 from a standby during an
+//! none can hang a caller longer. A request may also carry a deadline for the whole operation
+//! (reads: `timeout.read`): every attempt, on every node, then gets only the time left, and no
+//! new attempt starts after it. Redirects are never followed: a 307 from a standby during an
 //! election points at the old leader, which is usually the node that just died, so a 307 moves
 //! the request on to the next node instead (see the module docs of [`super`] for the HA design).
 //!
@@ -76,6 +78,9 @@ pub(crate) struct Request<'a> {
     pub route: Route,
     /// The most response bytes read.
     pub limit: u64,
+    /// When the whole operation this request belongs to must be done (`None`: only the
+    /// per-call timeouts apply).
+    pub deadline: Option<Instant>,
 }
 
 impl<'a> Request<'a> {
@@ -88,7 +93,13 @@ impl<'a> Request<'a> {
             token: None,
             route,
             limit: BODY_LIMIT,
+            deadline: None,
         }
+    }
+
+    pub fn deadline(mut self, deadline: Option<Instant>) -> Self {
+        self.deadline = deadline;
+        self
     }
 
     pub fn body(mut self, body: &'a [u8]) -> Self {
@@ -214,6 +225,7 @@ pub(crate) struct Client {
     discovery: Mutex<()>,
     /// How long a request for the active node waits for one to appear (an election).
     discovery_budget: Duration,
+    connect_timeout: Duration,
     pub(crate) health: Health,
 }
 
@@ -286,6 +298,7 @@ impl Client {
             preferred: AtomicUsize::new(0),
             discovery: Mutex::new(()),
             discovery_budget: response_timeout,
+            connect_timeout,
             health: Health::new(),
         })
     }
@@ -325,7 +338,9 @@ impl Client {
     /// redirects (elections), sealed nodes and gateway errors. Any HTTP answer other than those
     /// is returned as it is, whatever its status.
     pub fn send(&self, req: &Request<'_>) -> Result<Reply, Error> {
-        if self.nodes.len() > 1 && req.route == Route::Active {
+        // A request with a deadline (a read) cannot wait for health probes of the nodes to find
+        // the active one: it goes to the node believed active first, then to any other.
+        if self.nodes.len() > 1 && req.route == Route::Active && req.deadline.is_none() {
             self.send_active(req)
         } else {
             self.send_any(req)
@@ -344,8 +359,13 @@ impl Client {
             order = (0..n).map(|k| (start + k) % n).collect();
         }
         let mut failures = Failures::default();
-        for i in order {
-            match self.attempt(i, req) {
+        let candidates = order.len();
+        for (k, i) in order.into_iter().enumerate() {
+            let Some(budget) = Budget::of(req, self.connect_timeout, candidates - k - 1) else {
+                failures.add(Failure::out_of_time());
+                break;
+            };
+            match self.attempt(i, req, budget) {
                 Ok(reply) => return Ok(reply),
                 Err(failure) => failures.add(failure),
             }
@@ -354,13 +374,21 @@ impl Client {
     }
 
     fn send_active(&self, req: &Request<'_>) -> Result<Reply, Error> {
-        let deadline = Instant::now() + self.discovery_budget;
+        let mut deadline = Instant::now() + self.discovery_budget;
+        if let Some(d) = req.deadline {
+            deadline = deadline.min(d);
+        }
         let mut failures = Failures::default();
         for _ in 0..2 * self.nodes.len() {
             let Some(i) = self.active_node(deadline) else {
                 break;
             };
-            match self.attempt(i, req) {
+            // Leave time for trying another node afterwards.
+            let Some(budget) = Budget::of(req, self.connect_timeout, 1) else {
+                failures.add(Failure::out_of_time());
+                break;
+            };
+            match self.attempt(i, req, budget) {
                 Ok(reply) => return Ok(reply),
                 Err(failure) => failures.add(failure),
             }
@@ -380,6 +408,7 @@ impl Client {
                     all.add(Failure {
                         sealed: why == SEALED,
                         why,
+                        out_of_time: false,
                     });
                 }
                 Err(all.into_error())
@@ -401,7 +430,7 @@ impl Client {
                 if self.state(p) == NodeState::Active {
                     return Some(p);
                 }
-                self.probe_all();
+                self.probe_all(None);
                 let p = self.preferred.load(Ordering::Acquire);
                 if self.state(p) == NodeState::Active {
                     return Some(p);
@@ -415,11 +444,11 @@ impl Client {
         }
     }
 
-    /// One try of `req` against node `i`.
-    fn attempt(&self, i: usize, req: &Request<'_>) -> Result<Reply, Failure> {
+    /// One try of `req` against node `i`, within `budget`.
+    fn attempt(&self, i: usize, req: &Request<'_>, budget: Budget) -> Result<Reply, Failure> {
         let url = self.node_url(i);
         let (method, path) = (req.method.as_str(), strip_query(req.path));
-        let reply = match self.send_to(i, req) {
+        let reply = match self.send_to(i, req, budget) {
             Ok(reply) => reply,
             Err(why) => {
                 // Warn once when a node goes down, not for every request that finds it down.
@@ -432,6 +461,7 @@ impl Client {
                 return Err(Failure {
                     why: format!("{url}: {why}"),
                     sealed: false,
+                    out_of_time: false,
                 });
             }
         };
@@ -444,6 +474,7 @@ impl Client {
                 Err(Failure {
                     why: SEALED.into(),
                     sealed: true,
+                    out_of_time: false,
                 })
             }
             // Answers that say "not this node, not now": an election (307 towards the old
@@ -479,12 +510,13 @@ impl Client {
                 .trim_end()
                 .to_string(),
             sealed: false,
+            out_of_time: false,
         }
     }
 
     /// The HTTP exchange itself. The error text names the failure (timeout, refused, TLS), never
     /// a header value.
-    fn send_to(&self, i: usize, req: &Request<'_>) -> Result<Reply, String> {
+    fn send_to(&self, i: usize, req: &Request<'_>, budget: Budget) -> Result<Reply, String> {
         let url = format!("{}{}", self.node_url(i), req.path);
         let mut builder = ureq::http::Request::builder()
             .method(req.method.as_str())
@@ -501,14 +533,20 @@ impl Client {
                     .header("Content-Type", "application/json")
                     .body(body)
                     .map_err(|e| format!("invalid request: {e}"))?;
-                self.agent.run(request)
+                self.run(request, budget)
             }
             None => {
                 let request = builder
                     .body(())
                     .map_err(|e| format!("invalid request: {e}"))?;
-                self.agent.run(request)
+                self.run(request, budget)
             }
+        };
+        let describe = |e: &ureq::Error| match (e, budget.total) {
+            (ureq::Error::Timeout(_), Some(total)) => {
+                format!("no answer within {}", short(total))
+            }
+            _ => describe(e),
         };
         let mut response = result.map_err(|e| describe(&e))?;
         let status = response.status().as_u16();
@@ -525,15 +563,36 @@ impl Client {
         })
     }
 
+    /// Runs one exchange, limited to `budget` when the request has a deadline.
+    fn run<S: ureq::AsSendBody>(
+        &self,
+        request: ureq::http::Request<S>,
+        budget: Budget,
+    ) -> Result<ureq::http::Response<ureq::Body>, ureq::Error> {
+        match budget.total {
+            None => self.agent.run(request),
+            Some(total) => {
+                let request = self
+                    .agent
+                    .configure_request(request)
+                    .timeout_global(Some(total))
+                    .timeout_connect(Some(budget.connect))
+                    .build();
+                self.agent.run(request)
+            }
+        }
+    }
+
     /// Probes `/v1/sys/health` on every node at once, records the results and moves the
-    /// preferred node to the active one (or, without an active node, to a usable one).
-    pub fn probe_all(&self) -> Vec<Probe> {
+    /// preferred node to the active one (or, without an active node, to a usable one). With a
+    /// `deadline`, a node that has not answered by then counts as down.
+    pub fn probe_all(&self, deadline: Option<Instant>) -> Vec<Probe> {
         let probes: Vec<Probe> = if self.nodes.len() == 1 {
-            vec![self.probe(0)]
+            vec![self.probe(0, deadline)]
         } else {
             std::thread::scope(|scope| {
                 let handles: Vec<_> = (0..self.nodes.len())
-                    .map(|i| scope.spawn(move || self.probe(i)))
+                    .map(|i| scope.spawn(move || self.probe(i, deadline)))
                     .collect();
                 handles
                     .into_iter()
@@ -573,7 +632,7 @@ impl Client {
 
     /// One `/v1/sys/health` call. The `*code` parameters make every state answer 200 or 299 with
     /// a JSON body, which is what tells the states apart. Sent without a namespace or a token.
-    fn probe(&self, i: usize) -> Probe {
+    fn probe(&self, i: usize, deadline: Option<Instant>) -> Probe {
         const PATH: &str = "/v1/sys/health?uninitcode=299&sealedcode=299&standbycode=299\
                             &drsecondarycode=299&performancestandbycode=299";
         #[derive(Deserialize)]
@@ -586,8 +645,13 @@ impl Client {
             standby: bool,
         }
         let start = Instant::now();
-        let req = Request::new(Method::Get, PATH, Route::Any).limit(64 << 10);
-        let result = match self.send_to(i, &req) {
+        let req = Request::new(Method::Get, PATH, Route::Any)
+            .limit(64 << 10)
+            .deadline(deadline);
+        let result = match Budget::of(&req, self.connect_timeout, 0)
+            .ok_or_else(|| "no time left".to_string())
+            .and_then(|budget| self.send_to(i, &req, budget))
+        {
             Err(why) => Err(format!("{}: {why}", self.node_url(i))),
             Ok(reply) => match serde_json::from_slice::<Health>(&reply.body) {
                 Ok(h) if !h.initialized => Err(format!("{} is not initialized", self.node_url(i))),
@@ -617,6 +681,65 @@ pub(crate) const SEALED: &str = "vault is sealed";
 struct Failure {
     why: String,
     sealed: bool,
+    /// The operation's deadline passed before this attempt could start.
+    out_of_time: bool,
+}
+
+impl Failure {
+    fn out_of_time() -> Failure {
+        Failure {
+            why: "the time for this operation is up".into(),
+            sealed: false,
+            out_of_time: true,
+        }
+    }
+}
+
+/// The time one attempt may take.
+#[derive(Debug, Clone, Copy)]
+struct Budget {
+    /// The whole exchange, when the request has a deadline (`None`: the agent's own timeouts).
+    total: Option<Duration>,
+    connect: Duration,
+}
+
+impl Budget {
+    fn unlimited(connect: Duration) -> Budget {
+        Budget {
+            total: None,
+            connect,
+        }
+    }
+
+    /// The budget of an attempt of `req` with `others` more nodes to try after it; `None` when
+    /// the deadline has passed. The attempt may use all the time left, but while other nodes
+    /// remain, connecting may take at most half of it: a node that does not even accept
+    /// connections must leave time for the next.
+    fn of(req: &Request<'_>, connect: Duration, others: usize) -> Option<Budget> {
+        let Some(deadline) = req.deadline else {
+            return Some(Budget::unlimited(connect));
+        };
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left < Duration::from_millis(1) {
+            return None;
+        }
+        let connect_share = if others > 0 { left / 2 } else { left };
+        Some(Budget {
+            total: Some(left),
+            connect: connect.min(connect_share),
+        })
+    }
+}
+
+/// A duration for messages: `1.5s`, `250ms`.
+fn short(d: Duration) -> String {
+    if d.subsec_millis() == 0 && d.as_secs() > 0 {
+        format!("{}s", d.as_secs())
+    } else if d < Duration::from_secs(1) {
+        format!("{}ms", d.as_millis())
+    } else {
+        format!("{:.1}s", d.as_secs_f64())
+    }
 }
 
 /// The failures of all attempts of one request, turned into one error.
@@ -629,6 +752,13 @@ struct Failures {
 
 impl Failures {
     fn add(&mut self, f: Failure) {
+        if f.out_of_time {
+            // Not an attempt; only says why there were no more. Keep the last real failure.
+            if self.last.is_empty() && self.sealed == 0 {
+                self.last = f.why;
+            }
+            return;
+        }
         self.count += 1;
         if f.sealed {
             self.sealed += 1;
@@ -657,12 +787,30 @@ fn describe(err: &ureq::Error) -> String {
             .get_ref()
             .and_then(|inner| inner.downcast_ref::<rustls::Error>())
         {
-            Some(tls) => format!("TLS error: {tls}"),
+            Some(tls) => describe_tls(tls),
             None => e.to_string(),
         },
-        ureq::Error::Rustls(e) => format!("TLS error: {e}"),
+        ureq::Error::Rustls(e) => describe_tls(e),
         ureq::Error::BodyExceedsLimit(n) => format!("response larger than {n} bytes"),
         other => other.to_string(),
+    }
+}
+
+/// A TLS failure, with what to do about the common one: a Vault certificate we do not trust.
+fn describe_tls(err: &rustls::Error) -> String {
+    use rustls::CertificateError;
+    match err {
+        rustls::Error::InvalidCertificate(
+            CertificateError::UnknownIssuer | CertificateError::BadSignature,
+        ) => format!(
+            "TLS error: Vault's certificate is not trusted ({err}): set keystore.vault.tls.ca to the CA certificate that issued it"
+        ),
+        rustls::Error::InvalidCertificate(
+            CertificateError::NotValidForName | CertificateError::NotValidForNameContext { .. },
+        ) => format!(
+            "TLS error: Vault's certificate is not valid for this endpoint's host name ({err}): use a host name or IP address the certificate names"
+        ),
+        other => format!("TLS error: {other}"),
     }
 }
 
@@ -692,25 +840,64 @@ mod tests {
         all.add(Failure {
             why: SEALED.into(),
             sealed: true,
+            out_of_time: false,
         });
         all.add(Failure {
             why: SEALED.into(),
             sealed: true,
+            out_of_time: false,
         });
         assert_eq!(all.into_error(), Error::Unreachable(SEALED.into()));
         let mut some = Failures::default();
         some.add(Failure {
             why: SEALED.into(),
             sealed: true,
+            out_of_time: false,
         });
         some.add(Failure {
             why: "http://b: refused".into(),
             sealed: false,
+            out_of_time: false,
         });
         assert_eq!(
             some.into_error(),
             Error::Unreachable("vault is unreachable: http://b: refused".into())
         );
+    }
+
+    #[test]
+    fn attempts_share_the_deadline() {
+        let connect = Duration::from_secs(5);
+        let req = Request::new(Method::Get, "/v1/kv/k", Route::Any);
+        let b = Budget::of(&req, connect, 2).unwrap();
+        assert_eq!(
+            (b.total, b.connect),
+            (None, connect),
+            "no deadline: per-call timeouts"
+        );
+
+        let req = req.deadline(Some(Instant::now() + Duration::from_millis(1500)));
+        let last = Budget::of(&req, connect, 0).unwrap();
+        let total = last.total.unwrap();
+        assert!(total <= Duration::from_millis(1500) && total > Duration::from_millis(1000));
+        assert_eq!(
+            last.connect, total,
+            "the last node may use all the time left to connect"
+        );
+        let first = Budget::of(&req, connect, 2).unwrap();
+        assert!(first.connect <= Duration::from_millis(750), "{first:?}");
+        assert!(first.total.unwrap() > first.connect);
+        let short = Budget::of(&req, Duration::from_millis(100), 2).unwrap();
+        assert_eq!(short.connect, Duration::from_millis(100));
+
+        let late = req.deadline(Some(Instant::now()));
+        assert!(
+            Budget::of(&late, connect, 0).is_none(),
+            "no attempt after the deadline"
+        );
+        assert_eq!(super::short(Duration::from_millis(1500)), "1.5s");
+        assert_eq!(super::short(Duration::from_secs(2)), "2s");
+        assert_eq!(super::short(Duration::from_millis(250)), "250ms");
     }
 
     #[test]

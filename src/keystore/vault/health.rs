@@ -84,9 +84,30 @@ impl Health {
 }
 
 /// Probes all nodes once, updates the flag and returns the keystore status: the latency of the
-/// probe of the active node (or of the first usable node when there is no active one).
+/// probe of the active node (or of the first usable node when there is no active one). The
+/// probes have the per-call timeouts: only a Vault that fails them is declared unusable (which
+/// makes every key operation fail at once), not one that is merely slow.
 pub(crate) fn check_now(client: &Client) -> Result<Status, Error> {
-    let probes = client.probe_all();
+    let result = evaluate(&client.probe_all(None));
+    match &result {
+        Ok(_) => client.health.set_ok(),
+        Err(err) => client.health.set(err),
+    }
+    result
+}
+
+/// The status for `/v1/status` and the key cache's probe: like [`check_now`], but it answers by
+/// `deadline` (a Vault that cannot answer its health check in time counts as unreachable,
+/// like a read that cannot), and it never sets the fail-fast flag, only clears it.
+pub(crate) fn status_until(client: &Client, deadline: Instant) -> Result<Status, Error> {
+    let result = evaluate(&client.probe_all(Some(deadline)));
+    if result.is_ok() {
+        client.health.set_ok();
+    }
+    result
+}
+
+fn evaluate(probes: &[super::client::Probe]) -> Result<Status, Error> {
     let best = probes
         .iter()
         .find(|p| matches!(p.result, Ok(NodeState::Active)))
@@ -95,7 +116,7 @@ pub(crate) fn check_now(client: &Client) -> Result<Status, Error> {
                 .iter()
                 .find(|p| matches!(p.result, Ok(NodeState::Standby | NodeState::Unknown)))
         });
-    let result = match best {
+    match best {
         Some(p) => Ok(Status { latency: p.latency }),
         None if probes
             .iter()
@@ -111,12 +132,7 @@ pub(crate) fn check_now(client: &Client) -> Result<Status, Error> {
                 .unwrap_or_default();
             Err(Error::Unreachable(format!("vault is unreachable: {why}")))
         }
-    };
-    match &result {
-        Ok(_) => client.health.set_ok(),
-        Err(err) => client.health.set(err),
     }
-    result
 }
 
 /// The background loop: a probe every `ping` (every second while Vault is not usable, and at

@@ -10,6 +10,22 @@
 //! ID, a JWT or a stored value, or let a caller wait on Vault longer than the configured
 //! timeouts allow.
 //!
+//! # Time limits
+//! * **Reading a key** (what every generate, encrypt or decrypt of an uncached key waits for)
+//!   has one deadline for the whole operation, `timeout.read` (default 1.5 s): the K/V read,
+//!   the transit decrypt, a re-login after an expired token, and every node tried, together.
+//!   A read that cannot finish in time fails with `Unreachable` ("no answer within …"), which
+//!   the client sees as 502 within the deadline. The deadline only ends attempts that are still
+//!   waiting; a busy Vault that answers within it is never cut short, and one slow answer does
+//!   not mark Vault unusable (only a failed health probe does, see below).
+//! * **Status** (`/v1/status`, and the key cache's health probe) also answers within
+//!   `timeout.read`: a Vault whose health check does not answer in time is reported unreachable.
+//! * **Creates, deletes, listings, logins, token renewals and health probes** are bounded per
+//!   HTTP call (`timeout.connect` for the connection, `timeout.response` for the exchange) and,
+//!   for calls that need the active node, by the search for it (at most `timeout.response`).
+//!   They are rare, and a create that gives up early would leave the client unsure whether the
+//!   key exists; they favour finishing over failing fast.
+//!
 //! # Operations (§6.3)
 //! * **create**: (transit: encrypt, first, so the check and the write follow each other
 //!   closely), existence check (`GET`, on the active node) → `Exists`; otherwise write (`PUT`;
@@ -97,6 +113,7 @@ use crate::keystore::{Error, Keystore, MAX_VALUE_SIZE, Page, Status, page_of};
 const DEFAULT_PING: Duration = Duration::from_secs(10);
 const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 const DEFAULT_RESPONSE_TIMEOUT: Duration = Duration::from_secs(10);
+const DEFAULT_READ_TIMEOUT: Duration = Duration::from_millis(1500);
 
 /// KV v1: how long a create waits after its write before it reads the key back to see whether a
 /// concurrent create overwrote it (at least 3× the create's own check-to-write time). A
@@ -119,6 +136,8 @@ struct Inner {
     /// `X-Vault-Namespace` of K/V and transit calls.
     namespace: Option<String>,
     creating: NameLocks,
+    /// Deadline of a whole key read (`timeout.read`).
+    read_timeout: Duration,
 }
 
 impl VaultKeystore {
@@ -159,6 +178,7 @@ impl VaultKeystore {
             transit,
             namespace: Some(cfg.namespace.trim().to_string()).filter(|ns| !ns.is_empty()),
             creating: NameLocks::default(),
+            read_timeout: or_default(cfg.read_timeout, DEFAULT_READ_TIMEOUT),
         });
 
         let mut keystore = VaultKeystore {
@@ -218,8 +238,9 @@ impl Keystore for VaultKeystore {
         self.inner.list(prefix, limit)
     }
 
+    /// Answers within `timeout.read` (see [`health::status_until`]).
     fn status(&self) -> Result<Status, Error> {
-        health::check_now(&self.inner.client)
+        health::status_until(&self.inner.client, Instant::now() + self.inner.read_timeout)
     }
 }
 
@@ -299,7 +320,10 @@ impl Inner {
         if reply.status != 403 {
             return Ok(reply);
         }
-        match self.auth.after_denied(&self.client, &token, reply.node)? {
+        match self
+            .auth
+            .after_denied(&self.client, &token, reply.node, req.deadline)?
+        {
             Retry::No => Ok(reply),
             Retry::Yes => {
                 let token = self.auth.token();
@@ -336,7 +360,10 @@ impl Inner {
 
         let checked = Instant::now();
         // Existence check on the active node: a standby's copy may be ~100 ms old.
-        if self.read(name, &url, Route::Active, Op::Create)?.is_some() {
+        if self
+            .read(name, &url, Route::Active, Op::Create, None)?
+            .is_some()
+        {
             return Err(Error::Exists);
         }
         let mut retried = false;
@@ -348,7 +375,7 @@ impl Inner {
                 Written::Refused { cas } => cas,
             };
             // Vault refused the write: whatever is there now decides.
-            match self.read(name, &url, Route::Active, Op::Create)? {
+            match self.read(name, &url, Route::Active, Op::Create, None)? {
                 Some(existing) if same(&existing, &stored) => {
                     log::info!(
                         "vault: PUT {url}: refused, but the secret holds our value (an earlier attempt landed)"
@@ -381,7 +408,7 @@ impl Inner {
             );
         }
         std::thread::sleep(V1_RACE_WINDOW.max(span * 3));
-        match self.read(name, url, Route::Active, Op::Create)? {
+        match self.read(name, url, Route::Active, Op::Create, None)? {
             Some(existing) if !same(&existing, stored) => {
                 log::warn!(
                     "vault: PUT {url}: a concurrent create of '{name}' overwrote ours; reporting that the key exists"
@@ -418,8 +445,9 @@ impl Inner {
         url: &str,
         route: Route,
         op: Op,
+        deadline: Option<Instant>,
     ) -> Result<Option<Zeroizing<String>>, Error> {
-        let reply = self.call(Request::new(Method::Get, url, route))?;
+        let reply = self.call(Request::new(Method::Get, url, route).deadline(deadline))?;
         match reply.status {
             200 => self
                 .kv
@@ -434,13 +462,24 @@ impl Inner {
     fn get(&self, name: &str) -> Result<Zeroizing<Vec<u8>>, Error> {
         check_name(name)?;
         self.client.health.check()?;
+        let deadline = Instant::now() + self.read_timeout;
+        self.get_until(name, deadline).map_err(|err| match err {
+            Error::Unreachable(why) if Instant::now() >= deadline => Error::Unreachable(format!(
+                "no answer from Vault within keystore.vault.timeout.read ({:?}): {why}",
+                self.read_timeout
+            )),
+            other => other,
+        })
+    }
+
+    fn get_until(&self, name: &str, deadline: Instant) -> Result<Zeroizing<Vec<u8>>, Error> {
         let url = self.kv.get_url(name);
         let stored = self
-            .read(name, &url, Route::Any, Op::Read)?
+            .read(name, &url, Route::Any, Op::Read, Some(deadline))?
             .ok_or(Error::NotFound)?;
         let value = if transit::is_wrapped(&stored) {
             match &self.transit {
-                Some(transit) => self.decrypt(transit, &stored)?,
+                Some(transit) => self.decrypt(transit, &stored, deadline)?,
                 None => {
                     return Err(Error::Failed(format!(
                         "vault: the value at '{}' is wrapped by Vault transit, but keystore.vault.transit is not configured",
@@ -512,10 +551,19 @@ impl Inner {
         }
     }
 
-    fn decrypt(&self, transit: &Transit, ciphertext: &str) -> Result<Zeroizing<Vec<u8>>, Error> {
+    fn decrypt(
+        &self,
+        transit: &Transit,
+        ciphertext: &str,
+        deadline: Instant,
+    ) -> Result<Zeroizing<Vec<u8>>, Error> {
         let body = Transit::decrypt_body(ciphertext);
         let url = transit.decrypt_url();
-        let reply = self.call(Request::new(Method::Post, url, Route::Any).body(&body))?;
+        let reply = self.call(
+            Request::new(Method::Post, url, Route::Any)
+                .body(&body)
+                .deadline(Some(deadline)),
+        )?;
         match reply.status {
             200 => Transit::parse_decrypt(&reply.body)
                 .map_err(|why| Error::Failed(format!("vault: POST {url}: {why}"))),
