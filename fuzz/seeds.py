@@ -199,8 +199,21 @@ def small_seeds():
         write("small_parsers", f"{which}-{i}", bytes([which]) + text.encode())
 
 
+def crypto_body_seeds():
+    bodies = [
+        '{"context":"e30="}', '{"context":"e30=","ciphertext":"aGVsbG8="}',
+        '{"Context":"e30=","CipherText":"aGVsbG8="}', '{"context":"e30\\u003d"}',
+        '{"plaintext":"aGVs\\nbG8=","version":"v1"} trailing', '{"message":null}', "null", "", "[]",
+        '{"context":"e30=","context":"aGk="}', '{"version":{"a":[1,2.5]},"plaintext":"aGk="}',
+        '{"ciphertext":5}', '{"context":"!!"}',
+    ]
+    for i, body in enumerate(bodies):
+        write("crypto_body", f"body-{i}", body.encode())
+
+
 def main():
     v = vectors()
+    crypto_body_seeds()
     ciphertext_seeds(v)
     stored_seeds(v)
     config_seeds()

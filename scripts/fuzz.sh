@@ -72,7 +72,7 @@ for target in "${targets[@]}"; do
     case $target in
         http_request) args+=("-dict=$root/fuzz/dicts/http.dict") ;;
         config) args+=("-dict=$root/fuzz/dicts/yaml.dict") ;;
-        ciphertext | stored_key | small_parsers) args+=("-dict=$root/fuzz/dicts/json.dict") ;;
+        ciphertext | stored_key | small_parsers | crypto_body) args+=("-dict=$root/fuzz/dicts/json.dict") ;;
     esac
     wrap=()
     if [ "$target" = config ]; then
