@@ -140,6 +140,35 @@ pub fn load_ca_certificates(path: &Path) -> Result<Vec<CertificateDer<'static>>,
     Ok(certs)
 }
 
+/// Where Linux distributions (and the BSDs, macOS with Homebrew) keep the system CA bundle, in
+/// the order Go's crypto/x509 looks on Unix: the `kes` server (towards Vault) and the `kes`
+/// command trust what the Go programs did.
+pub const SYSTEM_CA_FILES: &[&str] = &[
+    "/etc/ssl/certs/ca-certificates.crt", // Debian, Ubuntu, Gentoo, Arch
+    "/etc/pki/tls/certs/ca-bundle.crt",   // Fedora, RHEL 6
+    "/etc/ssl/ca-bundle.pem",             // OpenSUSE
+    "/etc/pki/tls/cacert.pem",            // OpenELEC
+    "/etc/pki/ca-trust/extracted/pem/tls-ca-bundle.pem", // Fedora, RHEL 7+
+    "/etc/ssl/cert.pem",                  // Alpine, macOS, OpenBSD
+    "/usr/local/etc/ssl/cert.pem",        // FreeBSD
+];
+
+/// The system's CA certificates: `SSL_CERT_FILE`, then `SSL_CERT_DIR`, then the first bundle of
+/// [`SYSTEM_CA_FILES`] that exists and holds certificates. `None` when there is none.
+pub fn load_system_roots() -> Option<Vec<CertificateDer<'static>>> {
+    let mut candidates: Vec<std::path::PathBuf> = Vec::new();
+    for var in ["SSL_CERT_FILE", "SSL_CERT_DIR"] {
+        if let Some(path) = std::env::var_os(var).filter(|p| !p.is_empty()) {
+            candidates.push(path.into());
+        }
+    }
+    candidates.extend(SYSTEM_CA_FILES.iter().map(std::path::PathBuf::from));
+    candidates
+        .iter()
+        .filter(|path| path.exists())
+        .find_map(|path| load_ca_certificates(path).ok())
+}
+
 /// The DER SubjectPublicKeyInfo of a private key's public key (RSA, ECDSA P-256/P-384, Ed25519).
 pub fn spki_of_private_key(key: &PrivateKeyDer<'_>) -> Result<Vec<u8>, String> {
     let signer = rustls::crypto::ring::sign::any_supported_type(key).map_err(|_| {

@@ -69,17 +69,6 @@ const MAX_REPLY: u64 = 16 << 20;
 /// Longest error text taken from a non-JSON error reply.
 const MAX_ERROR_TEXT: usize = 1024;
 
-/// Where the system's CA bundle lives on common Linux distributions and BSDs (the list Go's
-/// crypto/x509 reads, so the `kes` command trusts what the Go one did).
-const SYSTEM_CA_FILES: &[&str] = &[
-    "/etc/ssl/certs/ca-certificates.crt",
-    "/etc/pki/tls/certs/ca-bundle.crt",
-    "/etc/ssl/ca-bundle.pem",
-    "/etc/pki/tls/cacert.pem",
-    "/etc/pki/ca-trust/extracted/pem/tls-ca-bundle.pem",
-    "/etc/ssl/cert.pem",
-];
-
 /// Connection and output options shared by every command that talks to a server.
 #[derive(clap::Args, Debug, Clone, Default)]
 pub struct ClientOpts {
@@ -475,21 +464,8 @@ fn client_identity(
 
 /// The system's CA certificates (`SSL_CERT_FILE`, `SSL_CERT_DIR`, then the usual bundle files).
 fn system_roots() -> Result<Vec<CertificateDer<'static>>, Error> {
-    let mut candidates: Vec<PathBuf> = Vec::new();
-    for var in ["SSL_CERT_FILE", "SSL_CERT_DIR"] {
-        if let Ok(path) = std::env::var(var)
-            && !path.is_empty()
-        {
-            candidates.push(PathBuf::from(path));
-        }
-    }
-    candidates.extend(SYSTEM_CA_FILES.iter().map(PathBuf::from));
-    for path in &candidates {
-        if path.exists()
-            && let Ok(certs) = certs::load_ca_certificates(path)
-        {
-            return Ok(certs);
-        }
+    if let Some(certs) = certs::load_system_roots() {
+        return Ok(certs);
     }
     Err(Error::Usage(
         "no system CA certificates found: pass the server's CA certificate with --ca (or set \

@@ -9,7 +9,7 @@
 //! first request when the key does not belong to the certificate.
 
 use std::fs;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 
 use rustls::RootCertStore;
@@ -20,18 +20,6 @@ use ureq::tls::{Certificate, ClientCert, PrivateKey, RootCerts, TlsConfig, TlsPr
 use zeroize::Zeroizing;
 
 use crate::config::VaultTls;
-
-/// Where Linux distributions (and the BSDs, macOS with Homebrew) keep the system CA bundle;
-/// the first one that exists is used. `SSL_CERT_FILE` / `SSL_CERT_DIR` take precedence.
-const SYSTEM_CA_FILES: &[&str] = &[
-    "/etc/ssl/certs/ca-certificates.crt", // Debian, Ubuntu, Gentoo, Arch
-    "/etc/pki/ca-trust/extracted/pem/tls-ca-bundle.pem", // Fedora, RHEL 7+
-    "/etc/pki/tls/certs/ca-bundle.crt",   // Fedora, RHEL 6
-    "/etc/ssl/ca-bundle.pem",             // OpenSUSE
-    "/etc/pki/tls/cacert.pem",            // OpenELEC
-    "/etc/ssl/cert.pem",                  // Alpine, macOS, OpenBSD
-    "/usr/local/etc/ssl/cert.pem",        // FreeBSD
-];
 
 /// The rustls crypto provider for Vault connections: ring, like the rest of the crate.
 pub(crate) fn provider() -> Arc<CryptoProvider> {
@@ -89,61 +77,19 @@ pub(crate) fn config(tls: &VaultTls, uses_https: bool) -> Result<TlsConfig, Stri
     Ok(builder.build())
 }
 
-/// Reads the certificates of `path`: one PEM file, or every regular file of a directory (not
-/// recursive; files without certificates, like a README, are skipped).
+/// The certificates of `keystore.vault.tls.ca`: one PEM file, or every regular file of a
+/// directory (not recursive; files without certificates, like a README, are skipped).
 fn load_ca(path: &Path) -> Result<Vec<CertificateDer<'static>>, String> {
-    let meta = fs::metadata(path).map_err(|e| {
-        format!(
-            "cannot read keystore.vault.tls.ca '{}': {e}",
-            path.display()
-        )
-    })?;
-    let certs = if meta.is_dir() {
-        let mut files: Vec<PathBuf> = fs::read_dir(path)
-            .map_err(|e| {
-                format!(
-                    "cannot read directory keystore.vault.tls.ca '{}': {e}",
-                    path.display()
-                )
-            })?
-            .filter_map(|entry| entry.ok().map(|e| e.path()))
-            .filter(|p| p.is_file())
-            .collect();
-        files.sort();
-        let mut certs = Vec::new();
-        for file in files {
-            certs.extend(read_certificates(&file)?);
-        }
-        certs
-    } else {
-        read_certificates(path)?
-    };
-    if certs.is_empty() {
-        return Err(format!(
-            "keystore.vault.tls.ca '{}' contains no PEM certificate",
-            path.display()
-        ));
-    }
-    Ok(certs)
+    crate::certs::load_ca_certificates(path).map_err(|e| format!("keystore.vault.tls.ca: {e}"))
 }
 
-/// The system CA bundle (see [`SYSTEM_CA_FILES`]), as Go's crypto/x509 finds it on Unix.
+/// The system CA bundle (see [`crate::certs::load_system_roots`]).
 fn load_system_roots() -> Result<Vec<CertificateDer<'static>>, String> {
-    if let Some(file) = std::env::var_os("SSL_CERT_FILE") {
-        return load_ca(Path::new(&file));
-    }
-    if let Some(dir) = std::env::var_os("SSL_CERT_DIR") {
-        return load_ca(Path::new(&dir));
-    }
-    for file in SYSTEM_CA_FILES {
-        let path = Path::new(file);
-        if path.is_file() {
-            return load_ca(path);
-        }
-    }
-    Err("Vault is reached over https but keystore.vault.tls.ca is not set and no system CA bundle was found \
+    crate::certs::load_system_roots().ok_or_else(|| {
+        "Vault is reached over https but keystore.vault.tls.ca is not set and no system CA bundle was found \
          (looked for /etc/ssl/certs/ca-certificates.crt and similar; SSL_CERT_FILE may name one)"
-        .into())
+            .to_string()
+    })
 }
 
 fn read_certificates(path: &Path) -> Result<Vec<CertificateDer<'static>>, String> {
