@@ -60,7 +60,13 @@ pub fn crypto_fields(body: &[u8]) -> Option<CryptoFields> {
     }
     // (serde would also read a struct from a JSON array: only objects take the fast path.)
     let is_object = body.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'{');
-    if is_object && let Ok(fast) = serde_json::from_slice::<FastCrypto<'_>>(body) {
+    // Only valid UTF-8 takes the fast path: serde_json skips an ignored value (`version`)
+    // without checking its strings, where the lenient path (a JSON tree) refuses invalid UTF-8.
+    // Found by the crypto_body fuzz target (fuzz/regressions/crypto_body).
+    if is_object
+        && let Ok(text) = std::str::from_utf8(body)
+        && let Ok(fast) = serde_json::from_str::<FastCrypto<'_>>(text)
+    {
         let decode = |f: Option<&str>| match f {
             None => Some(Zeroizing::new(Vec::new())),
             Some(s) => decode_base64(s),
@@ -209,6 +215,10 @@ mod tests {
             br#"{"context":5}"#,
             br#"{"context":"!!"}"#,
             br#"{"ciphertext":"a"}"#,
+            // invalid UTF-8 inside the ignored `version` (found by fuzzing: the fast path
+            // accepted it, the lenient path refuses it).
+            b"{\"version\":{\"asse\xe2mge\":\t\t\t5}}",
+            b"{\"version\":\"\xff\",\"plaintext\":\"aGVsbG8=\"}",
         ] {
             assert!(
                 crypto_fields(bad).is_none(),
