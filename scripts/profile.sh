@@ -65,7 +65,26 @@ count() {
         sleep 0.1
     done
     [ -n "$f" ] || { echo "profile.sh: callgrind wrote no dump" >&2; exit 1; }
-    awk '/^totals:/ {print $2}' "$f"
+    # Instructions, then calls of the allocator functions (summed over every caller).
+    python3 - "$f" <<'PY'
+import re, sys
+names, calls, cfn = {}, {"malloc": 0, "calloc": 0, "realloc": 0, "free": 0}, None
+total = 0
+for line in open(sys.argv[1], errors="replace"):
+    if line.startswith("totals:"):
+        total = int(line.split()[1])
+    # A name is given once, with its id ("fn=(12) malloc"); later lines give the id only.
+    m = re.match(r"(c?)fn=\((\d+)\)(?: (.*))?", line)
+    if m:
+        if m.group(3):
+            names[m.group(2)] = m.group(3).strip()
+        if m.group(1):
+            cfn = names.get(m.group(2))
+        continue
+    if line.startswith("calls=") and cfn in calls:
+        calls[cfn] += int(line[6:].split()[0])
+print(total, calls["malloc"], calls["calloc"], calls["realloc"], calls["free"])
+PY
 }
 
 echo "==> counting ($N requests per operation)" >&2
@@ -74,8 +93,11 @@ for op in generate decrypt; do
     [ "$op" = decrypt ] && body=$DEC_BODY
     $LOADGEN run -c 1 -n 50 --url "$URL/v1/key/$op/bench" --body "$body" \
         --cert "$DIR/client.crt" --key "$DIR/client.key" --cacert "$DIR/server.crt" >/dev/null 2>&1
-    one=$(count "$op" "$body" 1)
-    many=$(count "$op" "$body" $((N + 1)))
+    read -r one m1 c1 r1 f1 < <(count "$op" "$body" 1)
+    read -r many m2 c2 r2 f2 < <(count "$op" "$body" $((N + 1)))
     per=$(( (many - one) / N ))
     printf '%-9s %8d instructions per request (1 request incl. handshake: %d)\n' "$op" "$per" "$one"
+    printf '%-9s allocator calls per request: malloc %s, calloc %s, realloc %s, free %s\n' "$op" \
+        "$(python3 -c "print(round(($m2 - $m1) / $N, 2))")" "$(python3 -c "print(round(($c2 - $c1) / $N, 2))")" \
+        "$(python3 -c "print(round(($r2 - $r1) / $N, 2))")" "$(python3 -c "print(round(($f2 - $f1) / $N, 2))")"
 done
