@@ -211,14 +211,15 @@ pub struct CertificateRequest {
 /// The certificate is X.509 v3 with a random 128-bit serial, key usage digitalSignature, the
 /// requested extended key usages and SANs, and basicConstraints CA=false. The key is PKCS#8 v1,
 /// the form Go's `x509.MarshalPKCS8PrivateKey` writes.
-pub fn self_signed_ed25519(req: &CertificateRequest) -> Result<(String, String), String> {
+pub fn self_signed_ed25519(
+    req: &CertificateRequest,
+) -> Result<(String, Zeroizing<String>), String> {
     let mut seed = Zeroizing::new([0u8; 32]);
     fill_random(seed.as_mut())?;
     let (cert, key) = self_signed_ed25519_from_seed(&seed, req)?;
-    Ok((
-        pem_encode("CERTIFICATE", cert.as_ref()),
-        pem_encode("PRIVATE KEY", key.secret_pkcs8_der()),
-    ))
+    // The certificate is public: moved out of its zeroizing buffer, not copied.
+    let cert_pem = std::mem::take(&mut *pem_encode("CERTIFICATE", cert.as_ref()));
+    Ok((cert_pem, pem_encode("PRIVATE KEY", key.secret_pkcs8_der())))
 }
 
 /// A new ECDSA P-256 key pair and self-signed certificate, as DER (for `kes server --dev`).
@@ -332,10 +333,13 @@ fn fill_random(buf: &mut [u8]) -> Result<(), String> {
         .map_err(|_| "no randomness available from the operating system".to_string())
 }
 
-/// PEM text of one DER object, with 64-character lines.
-fn pem_encode(label: &str, der: &[u8]) -> String {
+/// PEM text of one DER object, with 64-character lines, in a zeroizing buffer sized up front
+/// (no reallocation leaves a copy of a private key behind).
+pub fn pem_encode(label: &str, der: &[u8]) -> Zeroizing<String> {
     let b64 = Zeroizing::new(STANDARD.encode(der));
-    let mut out = String::with_capacity(b64.len() + b64.len() / 64 + 2 * label.len() + 40);
+    let mut out = Zeroizing::new(String::with_capacity(
+        b64.len() + b64.len() / 64 + 2 * label.len() + 40,
+    ));
     out.push_str("-----BEGIN ");
     out.push_str(label);
     out.push_str("-----\n");

@@ -497,7 +497,7 @@ impl Client {
             PrivateKeyDer::Pkcs8(_) => "PRIVATE KEY",
             _ => return Err(Error::Usage("unsupported private key format".into())),
         };
-        let pem = pem_block(label, key.secret_der());
+        let pem = certs::pem_encode(label, key.secret_der());
         drop(key);
         let private = PrivateKey::from_pem(pem.as_bytes())
             .map_err(|e| Error::Failed(format!("cannot use the private key: {e}")))?;
@@ -672,25 +672,6 @@ impl Client {
         }
         Ok(reply.into_body().into_reader())
     }
-}
-
-/// PEM-encodes one DER block into a zeroizing buffer.
-fn pem_block(label: &str, der: &[u8]) -> Zeroizing<String> {
-    use base64::Engine as _;
-    let b64 = Zeroizing::new(base64::engine::general_purpose::STANDARD.encode(der));
-    let mut pem = Zeroizing::new(String::with_capacity(b64.len() + b64.len() / 64 + 80));
-    pem.push_str("-----BEGIN ");
-    pem.push_str(label);
-    pem.push_str("-----\n");
-    for line in b64.as_bytes().chunks(64) {
-        // Base64 is ASCII: every chunk is valid UTF-8.
-        pem.push_str(std::str::from_utf8(line).unwrap_or_default());
-        pem.push('\n');
-    }
-    pem.push_str("-----END ");
-    pem.push_str(label);
-    pem.push_str("-----\n");
-    pem
 }
 
 /// Parses a JSON reply.

@@ -360,27 +360,14 @@ fn api_key_certificate(
     }
     let api_key = read_api_key(api_key)?;
     let (cert, key) = api_key.client_certificate()?;
-    let cert_pem = pem_block("CERTIFICATE", cert.as_ref());
-    let key_pem = zeroize::Zeroizing::new(pem_block("PRIVATE KEY", key.secret_der()));
+    let cert_pem = certs::pem_encode("CERTIFICATE", cert.as_ref());
+    let key_pem = certs::pem_encode("PRIVATE KEY", key.secret_der());
     write_new_file(key_path, key_pem.as_bytes(), 0o600, force)?;
     if let Err(e) = write_new_file(cert_path, cert_pem.as_bytes(), 0o644, force) {
         let _ = std::fs::remove_file(key_path);
         return Err(e.into());
     }
     write_stdout(&format!("{}\n", api_key.identity()))
-}
-
-/// PEM-encodes one DER block.
-fn pem_block(label: &str, der: &[u8]) -> String {
-    use base64::Engine as _;
-    let b64 = zeroize::Zeroizing::new(base64::engine::general_purpose::STANDARD.encode(der));
-    let mut out = format!("-----BEGIN {label}-----\n");
-    for line in b64.as_bytes().chunks(64) {
-        out.push_str(std::str::from_utf8(line).unwrap_or_default());
-        out.push('\n');
-    }
-    out.push_str(&format!("-----END {label}-----\n"));
-    out
 }
 
 fn new_api_key() -> Result<(), Failure> {
@@ -423,7 +410,6 @@ fn new_certificate(
         }
     }
     let (cert_pem, key_pem) = certs::self_signed_ed25519(request)?;
-    let key_pem = zeroize::Zeroizing::new(key_pem);
     let cert_der = CertificateDer::from_pem_slice(cert_pem.as_bytes())
         .map_err(|e| format!("internal error: the new certificate is not valid PEM: {e}"))?;
     let identity = Identity::of_certificate(&cert_der)?;
