@@ -979,7 +979,9 @@ fn config_errors_are_reported_with_context() {
     ] {
         let path = dir.join(&format!("{name}.yaml"));
         std::fs::write(&path, format!("{base}{extra}")).unwrap();
-        let (code, _out, err) = support::kes_cmd(
+        let support::Run {
+            code, stderr: err, ..
+        } = support::kes_cmd(
             &[
                 "server",
                 "--config",
@@ -1036,7 +1038,9 @@ fn encrypted_server_key_with_tls_password() {
         std::fs::write(dir.join("config.yaml"), cfg).unwrap();
     };
     write("Wr0ngPassw0rd");
-    let (code, _, err) = support::kes_cmd(
+    let support::Run {
+        code, stderr: err, ..
+    } = support::kes_cmd(
         &[
             "server",
             "--config",

@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 use support::pki::{self, Ca, Cert, KeyKind};
-use support::{Kes, TempDir};
+use support::{Kes, Run, TempDir};
 
 const ADMIN_API_KEY: &str = "kes:v1:AD9E7FSYWrMD+VjhI6q545cYT9YOyFxZb7UnjEepYDRc";
 const ADMIN_IDENTITY: &str = "3ecfcdf38fcbe141ae26a1030f81e96b753365a46760ae6b578698a97c59fd22";
@@ -55,34 +55,6 @@ struct Env {
     ca_file: PathBuf,
 }
 
-/// The output of one `kes` run.
-#[derive(Debug)]
-struct Run {
-    code: i32,
-    stdout: String,
-    stderr: String,
-}
-
-impl Run {
-    fn json(&self) -> Value {
-        serde_json::from_str(self.stdout.trim())
-            .unwrap_or_else(|e| panic!("not JSON ({e}): {self:?}"))
-    }
-
-    #[track_caller]
-    fn ok(self) -> Run {
-        assert_eq!(self.code, 0, "{self:?}");
-        self
-    }
-
-    #[track_caller]
-    fn fails(self, code: i32, stderr_has: &str) -> Run {
-        assert_eq!(self.code, code, "{self:?}");
-        assert!(self.stderr.contains(stderr_has), "{self:?}");
-        self
-    }
-}
-
 fn kes_command(args: &[&str], env: &[(&str, &str)]) -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_kes"));
     cmd.args(args);
@@ -111,12 +83,7 @@ fn kes_in(args: &[&str], env: &[(&str, &str)], stdin: &str) -> Run {
         .unwrap()
         .write_all(stdin.as_bytes())
         .unwrap();
-    let out = child.wait_with_output().unwrap();
-    Run {
-        code: out.status.code().unwrap_or(-1),
-        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-    }
+    Run::from_output(child.wait_with_output().unwrap())
 }
 
 fn kes(args: &[&str], env: &[(&str, &str)]) -> Run {

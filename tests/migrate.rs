@@ -9,43 +9,20 @@ use support::openbao;
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as B64;
-use serde_json::Value;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 use support::client::Client;
 use support::pki::{self, Ca};
-use support::{Kes, TempDir};
+use support::{Kes, Run, TempDir};
 
 const ADMIN_API_KEY: &str = "kes:v1:AD9E7FSYWrMD+VjhI6q545cYT9YOyFxZb7UnjEepYDRc";
 const ADMIN_IDENTITY: &str = "3ecfcdf38fcbe141ae26a1030f81e96b753365a46760ae6b578698a97c59fd22";
 
-#[derive(Debug)]
-struct Run {
-    code: i32,
-    stdout: String,
-    stderr: String,
-}
-
-impl Run {
-    fn json(&self) -> Value {
-        serde_json::from_str(self.stdout.trim())
-            .unwrap_or_else(|e| panic!("not JSON ({e}): {self:?}"))
-    }
-}
-
 fn migrate(args: &[&str]) -> Run {
-    let out = Command::new(env!("CARGO_BIN_EXE_kes"))
-        .arg("migrate")
-        .args(args)
-        .stdin(Stdio::null())
-        .output()
-        .unwrap();
-    Run {
-        code: out.status.code().unwrap_or(-1),
-        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-    }
+    let mut argv = vec!["migrate"];
+    argv.extend_from_slice(args);
+    support::kes_cmd(&argv, &[])
 }
 
 /// A full server config for a filesystem keystore at `keys`.

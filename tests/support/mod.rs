@@ -209,17 +209,50 @@ impl Drop for Kes {
     }
 }
 
-/// Runs the `kes` binary to completion; returns (exit code, stdout, stderr).
-pub fn kes_cmd(args: &[&str], env: &[(&str, &str)]) -> (i32, String, String) {
+/// The outcome of one `kes` command run to completion.
+#[derive(Debug)]
+pub struct Run {
+    pub code: i32,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl Run {
+    pub fn from_output(out: std::process::Output) -> Run {
+        Run {
+            code: out.status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        }
+    }
+
+    /// Standard output as JSON.
+    #[track_caller]
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_str(self.stdout.trim())
+            .unwrap_or_else(|e| panic!("not JSON ({e}): {self:?}"))
+    }
+
+    #[track_caller]
+    pub fn ok(self) -> Run {
+        assert_eq!(self.code, 0, "{self:?}");
+        self
+    }
+
+    #[track_caller]
+    pub fn fails(self, code: i32, stderr_has: &str) -> Run {
+        assert_eq!(self.code, code, "{self:?}");
+        assert!(self.stderr.contains(stderr_has), "{self:?}");
+        self
+    }
+}
+
+/// Runs the `kes` binary to completion, standard input from /dev/null.
+pub fn kes_cmd(args: &[&str], env: &[(&str, &str)]) -> Run {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_kes"));
     cmd.args(args).stdin(Stdio::null());
     for (k, v) in env {
         cmd.env(k, v);
     }
-    let out = cmd.output().expect("run kes");
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
+    Run::from_output(cmd.output().expect("run kes"))
 }
