@@ -97,7 +97,6 @@ for op in generate decrypt; do
     read -r many m2 c2 r2 f2 < <(count "$op" "$body" $((N + 1)))
     per=$(( (many - one) / N ))
     printf '%-9s %8d instructions per request (1 request incl. handshake: %d)\n' "$op" "$per" "$one"
-    printf '%-9s allocator calls per request: malloc %s, calloc %s, realloc %s, free %s\n' "$op" \
-        "$(python3 -c "print(round(($m2 - $m1) / $N, 2))")" "$(python3 -c "print(round(($c2 - $c1) / $N, 2))")" \
-        "$(python3 -c "print(round(($r2 - $r1) / $N, 2))")" "$(python3 -c "print(round(($f2 - $f1) / $N, 2))")"
+    awk -v op="$op" -v n="$N" -v m=$((m2 - m1)) -v c=$((c2 - c1)) -v r=$((r2 - r1)) -v f=$((f2 - f1)) \
+        'BEGIN { printf "%-9s allocator calls per request: malloc %.2f, calloc %.2f, realloc %.2f, free %.2f\n", op, m/n, c/n, r/n, f/n }'
 done
