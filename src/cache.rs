@@ -276,6 +276,20 @@ impl Cache {
         }
     }
 
+    /// The key `name` if the cache holds it fresh; never asks the keystore (so it never waits).
+    /// `None` leaves the request to [`Cache::get`], which counts the hit or miss.
+    pub fn get_cached(&self, name: &str) -> Option<Arc<KeyVersion>> {
+        let now = self.now_ms();
+        let entries = self.entries.read().unwrap_or_else(|e| e.into_inner());
+        let e = entries.get(name)?;
+        if !self.fresh(e, now) {
+            return None;
+        }
+        e.used_ms.store(now, Ordering::Relaxed);
+        self.stats.hits.fetch_add(1, Ordering::Relaxed);
+        Some(e.key.clone())
+    }
+
     /// Loads a key, coalescing concurrent loads of the same name into one keystore call.
     fn load(&self, name: &str) -> Result<Arc<KeyVersion>, Error> {
         let (flight, leader) = {

@@ -3,7 +3,9 @@
 //!
 //! * [`Hub`]: publishing never blocks. Each subscriber has a queue bounded in bytes; an event that
 //!   does not fit is dropped for that subscriber and counted. A slow or stalled subscriber
-//!   therefore never slows request handling, and its memory stays bounded.
+//!   therefore never slows request handling, and its memory stays bounded. A subscriber is told
+//!   (through the callback it set) when its queue receives an event after being empty, and takes
+//!   events without waiting: no thread waits for a subscriber.
 //! * [`init_logger`]: the error log. Human-readable lines on stderr (`RUST_LOG` respected,
 //!   `log.error` honoured through [`set_level`]), the same lines as `{"message":"…"}` JSON to
 //!   error-stream subscribers. Records logged while a request is handled carry the request's
@@ -19,8 +21,7 @@ use std::collections::VecDeque;
 use std::io::Write;
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Condvar, Mutex};
-use std::time::{Duration, Instant};
+use std::sync::{Arc, Mutex};
 
 /// Bytes of events buffered per subscriber before new events are dropped for it. An audit event
 /// is about 250 bytes, so this holds about 4 000 of them; the bound is in bytes because paths
@@ -38,10 +39,12 @@ pub struct Hub {
     pub dropped: AtomicU64,
 }
 
+/// Called when a subscriber's empty queue receives an event.
+pub type Notify = Arc<dyn Fn() + Send + Sync>;
+
 #[derive(Default)]
 struct Queue {
     state: Mutex<QueueState>,
-    ready: Condvar,
 }
 
 #[derive(Default)]
@@ -49,6 +52,7 @@ struct QueueState {
     events: VecDeque<Arc<[u8]>>,
     bytes: usize,
     dropped: u64,
+    notify: Option<Notify>,
 }
 
 impl Hub {
@@ -80,11 +84,19 @@ impl Hub {
         for queue in subs.iter() {
             let mut state = queue.state.lock().unwrap_or_else(|e| e.into_inner());
             if state.bytes + line.len() <= MAX_QUEUED_BYTES {
+                let was_empty = state.events.is_empty();
                 state.bytes += line.len();
                 state.events.push_back(line.clone());
                 delivered = true;
+                let notify = if was_empty {
+                    state.notify.clone()
+                } else {
+                    None
+                };
                 drop(state);
-                queue.ready.notify_one();
+                if let Some(notify) = notify {
+                    notify();
+                }
             } else {
                 state.dropped += 1;
                 self.dropped.fetch_add(1, Ordering::Relaxed);
@@ -117,28 +129,30 @@ pub struct Subscription {
 }
 
 impl Subscription {
-    /// Waits up to `timeout` for events, then appends every queued event to `out` (so that a
-    /// busy stream is written in few large chunks). Returns false when nothing arrived.
-    pub fn recv_batch(&self, timeout: Duration, out: &mut Vec<u8>) -> bool {
-        let deadline = Instant::now() + timeout;
+    /// Appends every queued event to `out` (so that a busy stream is written in few large
+    /// chunks) without waiting. Returns false when there was none.
+    pub fn try_recv(&self, out: &mut Vec<u8>) -> bool {
         let mut state = self.queue.state.lock().unwrap_or_else(|e| e.into_inner());
-        while state.events.is_empty() {
-            let left = deadline.saturating_duration_since(Instant::now());
-            if left.is_zero() {
-                return false;
-            }
-            state = self
-                .queue
-                .ready
-                .wait_timeout(state, left)
-                .unwrap_or_else(|e| e.into_inner())
-                .0;
+        if state.events.is_empty() {
+            return false;
         }
         while let Some(event) = state.events.pop_front() {
             out.extend_from_slice(&event);
         }
         state.bytes = 0;
         true
+    }
+
+    /// Sets the callback run when an event arrives in the empty queue (from the publishing
+    /// thread, outside any lock of the hub). Runs at once when events are already waiting.
+    pub fn set_notify(&self, notify: Notify) {
+        let mut state = self.queue.state.lock().unwrap_or_else(|e| e.into_inner());
+        state.notify = Some(notify.clone());
+        let waiting = !state.events.is_empty();
+        drop(state);
+        if waiting {
+            notify();
+        }
     }
 
     /// Events dropped for this subscriber so far.
@@ -376,19 +390,47 @@ mod tests {
         assert_eq!(hub.dropped.load(Ordering::Relaxed), 10);
         assert_eq!(sub.dropped(), 10);
         let mut out = Vec::new();
-        assert!(sub.recv_batch(Duration::from_millis(10), &mut out));
+        assert!(sub.try_recv(&mut out));
         assert_eq!(out.len(), fits * 100);
         assert_eq!(&out[..100], &*event(0));
         // Drained: there is room again.
         hub.publish(event(1));
         out.clear();
-        assert!(sub.recv_batch(Duration::from_millis(10), &mut out));
+        assert!(sub.try_recv(&mut out));
         assert_eq!(out, &*event(1));
         out.clear();
-        assert!(!sub.recv_batch(Duration::from_millis(10), &mut out));
+        assert!(!sub.try_recv(&mut out));
         drop(sub);
         assert_eq!(hub.subscriber_count(), 0);
         assert!(!hub.has_subscribers());
+    }
+
+    #[test]
+    fn a_subscriber_is_told_when_its_empty_queue_gets_an_event() {
+        let hub = Hub::new();
+        let sub = hub.subscribe();
+        let told = Arc::new(AtomicU64::new(0));
+        let t = told.clone();
+        sub.set_notify(Arc::new(move || {
+            t.fetch_add(1, Ordering::SeqCst);
+        }));
+        assert_eq!(told.load(Ordering::SeqCst), 0);
+        hub.publish(event(1));
+        hub.publish(event(2));
+        // Once per transition from empty, not per event.
+        assert_eq!(told.load(Ordering::SeqCst), 1);
+        let mut out = Vec::new();
+        assert!(sub.try_recv(&mut out));
+        hub.publish(event(3));
+        assert_eq!(told.load(Ordering::SeqCst), 2);
+        // Events already waiting when the callback is set are announced at once.
+        let late = hub.subscribe();
+        hub.publish(event(4));
+        let t = told.clone();
+        late.set_notify(Arc::new(move || {
+            t.fetch_add(10, Ordering::SeqCst);
+        }));
+        assert_eq!(told.load(Ordering::SeqCst), 12);
     }
 
     #[test]
@@ -400,7 +442,7 @@ mod tests {
         drop(a);
         hub.publish(event(8));
         let mut out = Vec::new();
-        assert!(b.recv_batch(Duration::from_millis(10), &mut out));
+        assert!(b.try_recv(&mut out));
         assert_eq!(out, [&*event(7), &*event(8)].concat());
         assert_eq!(hub.published.load(Ordering::Relaxed), 2);
     }

@@ -1,5 +1,6 @@
-//! The few system calls that need `unsafe`: locking memory, disabling core dumps, and turning
-//! off the terminal echo while `kes` reads a password.
+//! The few system calls that need `unsafe`: locking memory, disabling core dumps, turning off
+//! the terminal echo while `kes` reads a password, and the socket and resource limits the server
+//! sets (listen backlog, open files, TCP keep-alive).
 //!
 //! Keys live in process memory. `mlockall` keeps every page (current and future) out of swap, and a
 //! core-dump limit of zero keeps them out of crash dumps. Both are best-effort: the server reports
@@ -166,4 +167,94 @@ pub fn set_listen_backlog(listener: &std::net::TcpListener, backlog: i32) -> io:
     } else {
         Err(io::Error::last_os_error())
     }
+}
+
+/// Raises the soft limit on open files to the hard limit (every connection is a descriptor; the
+/// soft limit of a login shell is often 1024) and returns the limit now in force.
+#[cfg(unix)]
+pub fn raise_fd_limit() -> io::Result<u64> {
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit writes into the struct we pass by mutable reference.
+    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    if limit.rlim_cur < limit.rlim_max {
+        let raised = libc::rlimit {
+            rlim_cur: limit.rlim_max,
+            rlim_max: limit.rlim_max,
+        };
+        // SAFETY: setrlimit reads the struct we pass by reference for the duration of the call.
+        if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &raised) } == 0 {
+            limit = raised;
+        }
+    }
+    // rlim_t is not u64 on every platform.
+    #[allow(clippy::unnecessary_cast)]
+    Ok(if limit.rlim_cur == libc::RLIM_INFINITY {
+        u64::MAX
+    } else {
+        limit.rlim_cur as u64
+    })
+}
+
+#[cfg(not(unix))]
+pub fn raise_fd_limit() -> io::Result<u64> {
+    Ok(u64::MAX)
+}
+
+/// Turns on TCP keep-alive probes (first after `idle` seconds without traffic, then every
+/// `interval` seconds, `count` unanswered probes close the connection) and bounds how long sent
+/// data may stay unacknowledged (`user_timeout_ms`, Linux `TCP_USER_TIMEOUT`), so that a peer
+/// that vanished without closing its connection is noticed by the kernel.
+#[cfg(target_os = "linux")]
+pub fn set_keepalive(
+    stream: &std::net::TcpStream,
+    idle: i32,
+    interval: i32,
+    count: i32,
+    user_timeout_ms: u32,
+) -> io::Result<()> {
+    use std::os::fd::AsRawFd;
+    let fd = stream.as_raw_fd();
+    let set = |level: i32, name: i32, value: i32| -> io::Result<()> {
+        // SAFETY: the descriptor is owned by `stream`, which outlives the call; the option value
+        // is a c_int on our stack whose size we pass.
+        let rc = unsafe {
+            libc::setsockopt(
+                fd,
+                level,
+                name,
+                (&value as *const i32).cast(),
+                std::mem::size_of::<i32>() as libc::socklen_t,
+            )
+        };
+        if rc == 0 {
+            Ok(())
+        } else {
+            Err(io::Error::last_os_error())
+        }
+    };
+    set(libc::SOL_SOCKET, libc::SO_KEEPALIVE, 1)?;
+    set(libc::IPPROTO_TCP, libc::TCP_KEEPIDLE, idle)?;
+    set(libc::IPPROTO_TCP, libc::TCP_KEEPINTVL, interval)?;
+    set(libc::IPPROTO_TCP, libc::TCP_KEEPCNT, count)?;
+    set(
+        libc::IPPROTO_TCP,
+        libc::TCP_USER_TIMEOUT,
+        i32::try_from(user_timeout_ms).unwrap_or(i32::MAX),
+    )
+}
+
+#[cfg(not(target_os = "linux"))]
+pub fn set_keepalive(
+    _stream: &std::net::TcpStream,
+    _idle: i32,
+    _interval: i32,
+    _count: i32,
+    _user_timeout_ms: u32,
+) -> io::Result<()> {
+    Ok(())
 }

@@ -25,7 +25,16 @@ impl ApiError {
             message: Cow::Owned(message),
         }
     }
+
+    /// See [`WOULD_BLOCK`].
+    pub fn is_would_block(&self) -> bool {
+        self.status == WOULD_BLOCK.status
+    }
 }
+
+/// Not an error reply: a handler running on the event loop needs a call that may block (a key
+/// that is not cached), and the request moves to a worker. Never sent to a client.
+pub const WOULD_BLOCK: ApiError = ApiError::new(0, "the request must run on a worker");
 
 pub const NOT_AUTHORIZED: ApiError = ApiError::new(403, "not authorized: insufficient permissions");
 pub const KEY_NOT_FOUND: ApiError = ApiError::new(404, "key does not exist");

@@ -6,7 +6,7 @@ use super::json::{self, bytes_field, string_field};
 use super::{Ctx, valid_name, valid_pattern};
 use crate::crypto::{Algorithm, HmacKey, KeyVersion, SecretKey};
 use crate::keystore::LIST_PAGE;
-use crate::server::http::Response;
+use crate::server::Response;
 use serde::Serialize;
 use time::OffsetDateTime;
 
@@ -91,11 +91,7 @@ struct DescribeReply<'a> {
 
 pub fn describe(ctx: &Ctx<'_>) -> Result<Response, ApiError> {
     let name = key_name(ctx)?;
-    let key = ctx
-        .api
-        .cache
-        .get(name)
-        .map_err(|e| error::read_key(name, &e))?;
+    let key = ctx.key(name)?;
     ok_json(&DescribeReply {
         name,
         algorithm: key.key.algorithm().as_str(),
@@ -142,11 +138,7 @@ pub fn generate(ctx: &Ctx<'_>) -> Result<Response, ApiError> {
     use base64::Engine as _;
     let name = key_name(ctx)?;
     let fields = json::crypto_fields(ctx.body).ok_or(error::INVALID_BODY)?;
-    let key = ctx
-        .api
-        .cache
-        .get(name)
-        .map_err(|e| error::read_key(name, &e))?;
+    let key = ctx.key(name)?;
     let (dek, ciphertext) = key
         .key
         .generate_data_key(&fields.context)
@@ -173,11 +165,7 @@ pub fn encrypt(ctx: &Ctx<'_>) -> Result<Response, ApiError> {
     let json::CryptoFields {
         plaintext, context, ..
     } = json::crypto_fields(ctx.body).ok_or(error::INVALID_BODY)?;
-    let key = ctx
-        .api
-        .cache
-        .get(name)
-        .map_err(|e| error::read_key(name, &e))?;
+    let key = ctx.key(name)?;
     let ciphertext = key
         .key
         .encrypt(&plaintext, &context)
@@ -212,11 +200,7 @@ pub fn decrypt(ctx: &Ctx<'_>) -> Result<Response, ApiError> {
         context,
         ..
     } = json::crypto_fields(ctx.body).ok_or(error::INVALID_BODY)?;
-    let key = ctx
-        .api
-        .cache
-        .get(name)
-        .map_err(|e| error::read_key(name, &e))?;
+    let key = ctx.key(name)?;
     let plaintext = open(&key, &ciphertext, &context)?;
     // Encoded straight into the reply buffer (zeroized on drop): no other copy of the plaintext.
     let mut body = String::with_capacity(20 + 4 * plaintext.len() / 3 + 4);
@@ -238,11 +222,7 @@ pub fn bulk_decrypt(ctx: &Ctx<'_>) -> Result<Response, ApiError> {
     if items.len() > 1000 {
         return Err(error::TOO_MANY_CIPHERTEXTS);
     }
-    let key = ctx
-        .api
-        .cache
-        .get(name)
-        .map_err(|e| error::read_key(name, &e))?;
+    let key = ctx.key(name)?;
     let mut replies = Vec::with_capacity(items.len());
     for item in &items {
         let serde_json::Value::Object(obj) = item else {
@@ -267,11 +247,7 @@ pub fn hmac(ctx: &Ctx<'_>) -> Result<Response, ApiError> {
     let name = key_name(ctx)?;
     let json::CryptoFields { message, .. } =
         json::crypto_fields(ctx.body).ok_or(error::INVALID_BODY)?;
-    let key = ctx
-        .api
-        .cache
-        .get(name)
-        .map_err(|e| error::read_key(name, &e))?;
+    let key = ctx.key(name)?;
     let hmac_key = key.hmac_key.as_ref().ok_or(error::NO_HMAC)?;
     ok_json(&HmacReply {
         hmac: json::encode_base64(&hmac_key.sign(&message)),

@@ -15,10 +15,12 @@ use crate::auth::Identity;
 use crate::auth::policy::{Denied, PolicySet};
 use crate::cache::Cache;
 use crate::config::ApiConfig;
+use crate::crypto::KeyVersion;
 use crate::logstream::Hub;
 use crate::metrics::Metrics;
-use crate::server::http::{Head, Response};
-use crate::server::{self, ClientIdentity, ConnInfo, Route};
+use crate::server::{
+    self, ClientIdentity, ConnInfo, Handled, Inline, Mode, Request, RequestHead, Response, Route,
+};
 pub use error::{ApiError, error_body};
 use std::collections::BTreeMap;
 use std::io::Write;
@@ -53,175 +55,128 @@ pub struct RouteDef {
     pub auth: Auth,
     /// Counted in the request metrics (key, policy and identity routes only, as in the Go server).
     pub counted: bool,
+    /// Whether the handler may block (keystore calls), which decides where it runs.
+    pub inline: Inline,
     handler: HandlerFn,
 }
 
-const fn route(
-    method: &'static str,
-    path: &'static str,
-    max_body: usize,
-    timeout_secs: u64,
-    auth: Auth,
-    counted: bool,
-    handler: HandlerFn,
-) -> RouteDef {
-    let prefix = path.as_bytes()[path.len() - 1] == b'/';
-    let timeout = if timeout_secs == 0 {
-        None
-    } else {
-        Some(Duration::from_secs(timeout_secs))
-    };
-    RouteDef {
-        method,
-        path,
-        prefix,
-        max_body,
-        timeout,
-        auth,
-        counted,
-        handler,
+impl RouteDef {
+    /// A route with the defaults of most routes: no body, 15 s, policy, not counted, never
+    /// blocks.
+    const fn new(method: &'static str, path: &'static str, handler: HandlerFn) -> RouteDef {
+        RouteDef {
+            method,
+            path,
+            prefix: path.as_bytes()[path.len() - 1] == b'/',
+            max_body: 0,
+            timeout: Some(Duration::from_secs(15)),
+            auth: Auth::Policy,
+            counted: false,
+            inline: Inline::Always,
+            handler,
+        }
+    }
+
+    /// Takes a JSON body of at most [`MAX_BODY`] bytes.
+    const fn with_body(mut self) -> RouteDef {
+        self.max_body = MAX_BODY;
+        self
+    }
+
+    const fn timeout_secs(mut self, secs: u64) -> RouteDef {
+        self.timeout = Some(Duration::from_secs(secs));
+        self
+    }
+
+    /// A stream: no timeout.
+    const fn streaming(mut self) -> RouteDef {
+        self.timeout = None;
+        self
+    }
+
+    const fn auth(mut self, auth: Auth) -> RouteDef {
+        self.auth = auth;
+        self
+    }
+
+    /// Counted in `kes_http_request_*` (key, policy and identity routes, as in the Go server).
+    const fn counted(mut self) -> RouteDef {
+        self.counted = true;
+        self
+    }
+
+    /// Runs on the event loop when its key is cached, on a worker otherwise.
+    const fn reads_key(mut self) -> RouteDef {
+        self.inline = Inline::Try;
+        self
+    }
+
+    /// Calls the keystore every time: always on a worker.
+    const fn blocks(mut self) -> RouteDef {
+        self.inline = Inline::Never;
+        self
     }
 }
 
-/// The route table of §2.2, plus the legacy bulk decrypt of §2.4 and list paths without slash.
+/// The route table of §2.2, plus the legacy bulk decrypt of §2.4. A prefix route's path without
+/// its trailing slash matches too (see [`Api::find`]).
 fn routes() -> Vec<RouteDef> {
-    use Auth::*;
+    const fn get(path: &'static str, handler: HandlerFn) -> RouteDef {
+        RouteDef::new("GET", path, handler)
+    }
+    const fn put(path: &'static str, handler: HandlerFn) -> RouteDef {
+        RouteDef::new("PUT", path, handler)
+    }
     vec![
-        route("GET", "/version", 0, 10, None, false, sys::version),
-        route("GET", "/v1/ready", 0, 15, Policy, false, sys::ready),
-        route("GET", "/v1/status", 0, 15, Policy, false, sys::status),
-        route("GET", "/v1/metrics", 0, 15, Policy, false, sys::metrics),
-        route("GET", "/v1/api", 0, 10, Policy, false, sys::api),
-        route("PUT", "/v1/key/create/", 0, 15, Policy, true, key::create),
-        route(
-            "PUT",
-            "/v1/key/import/",
-            MAX_BODY,
-            15,
-            Policy,
-            true,
-            key::import,
-        ),
-        route(
-            "GET",
-            "/v1/key/describe/",
-            0,
-            15,
-            Policy,
-            true,
-            key::describe,
-        ),
-        route("GET", "/v1/key/list/", 0, 15, Policy, true, key::list),
-        route(
-            "DELETE",
-            "/v1/key/delete/",
-            0,
-            15,
-            Policy,
-            true,
-            key::delete,
-        ),
-        route(
-            "PUT",
-            "/v1/key/generate/",
-            MAX_BODY,
-            15,
-            Policy,
-            true,
-            key::generate,
-        ),
-        route(
-            "PUT",
-            "/v1/key/encrypt/",
-            MAX_BODY,
-            15,
-            Policy,
-            true,
-            key::encrypt,
-        ),
-        route(
-            "PUT",
-            "/v1/key/decrypt/",
-            MAX_BODY,
-            15,
-            Policy,
-            true,
-            key::decrypt,
-        ),
-        route(
-            "PUT",
-            "/v1/key/hmac/",
-            MAX_BODY,
-            15,
-            Policy,
-            true,
-            key::hmac,
-        ),
-        route(
-            "PUT",
-            "/v1/key/bulk/decrypt/",
-            MAX_BODY,
-            15,
-            Policy,
-            true,
-            key::bulk_decrypt,
-        ),
-        route(
-            "GET",
-            "/v1/policy/describe/",
-            0,
-            15,
-            Policy,
-            true,
-            policy::describe_policy,
-        ),
-        route(
-            "GET",
-            "/v1/policy/read/",
-            0,
-            15,
-            Policy,
-            true,
-            policy::read_policy,
-        ),
-        route(
-            "GET",
-            "/v1/policy/list/",
-            0,
-            15,
-            Policy,
-            true,
-            policy::list_policies,
-        ),
-        route(
-            "GET",
-            "/v1/identity/describe/",
-            0,
-            15,
-            Policy,
-            true,
-            policy::describe_identity,
-        ),
-        route(
-            "GET",
-            "/v1/identity/list/",
-            0,
-            15,
-            Policy,
-            true,
-            policy::list_identities,
-        ),
-        route(
-            "GET",
-            "/v1/identity/self/describe",
-            0,
-            15,
-            Identity,
-            true,
-            policy::self_describe,
-        ),
-        route("GET", "/v1/log/error", 0, 0, Policy, false, sys::log_error),
-        route("GET", "/v1/log/audit", 0, 0, Policy, false, sys::log_audit),
+        get("/version", sys::version)
+            .timeout_secs(10)
+            .auth(Auth::None),
+        get("/v1/ready", sys::ready).blocks(),
+        get("/v1/status", sys::status).blocks(),
+        get("/v1/metrics", sys::metrics),
+        get("/v1/api", sys::api).timeout_secs(10),
+        put("/v1/key/create/", key::create).counted().blocks(),
+        put("/v1/key/import/", key::import)
+            .with_body()
+            .counted()
+            .blocks(),
+        get("/v1/key/describe/", key::describe)
+            .counted()
+            .reads_key(),
+        get("/v1/key/list/", key::list).counted().blocks(),
+        RouteDef::new("DELETE", "/v1/key/delete/", key::delete)
+            .counted()
+            .blocks(),
+        put("/v1/key/generate/", key::generate)
+            .with_body()
+            .counted()
+            .reads_key(),
+        put("/v1/key/encrypt/", key::encrypt)
+            .with_body()
+            .counted()
+            .reads_key(),
+        put("/v1/key/decrypt/", key::decrypt)
+            .with_body()
+            .counted()
+            .reads_key(),
+        put("/v1/key/hmac/", key::hmac)
+            .with_body()
+            .counted()
+            .reads_key(),
+        put("/v1/key/bulk/decrypt/", key::bulk_decrypt)
+            .with_body()
+            .counted()
+            .reads_key(),
+        get("/v1/policy/describe/", policy::describe_policy).counted(),
+        get("/v1/policy/read/", policy::read_policy).counted(),
+        get("/v1/policy/list/", policy::list_policies).counted(),
+        get("/v1/identity/describe/", policy::describe_identity).counted(),
+        get("/v1/identity/list/", policy::list_identities).counted(),
+        get("/v1/identity/self/describe", policy::self_describe)
+            .counted()
+            .auth(Auth::Identity),
+        get("/v1/log/error", sys::log_error).streaming(),
+        get("/v1/log/audit", sys::log_audit).streaming(),
     ]
 }
 
@@ -233,10 +188,35 @@ pub struct Ctx<'a> {
     pub identity: &'a Identity,
     /// The URL path after the route's path (key name, pattern, …).
     pub resource: &'a str,
-    pub head: &'a Head,
+    pub head: &'a RequestHead,
     pub body: &'a [u8],
     pub conn: &'a ConnInfo,
     pub route: &'a RouteDef,
+    /// On the event loop, key lookups must not wait for the keystore.
+    pub mode: Mode,
+}
+
+impl Ctx<'_> {
+    /// The key `name`: from the cache, or (on a worker) from the keystore. On the event loop a
+    /// key that is not cached answers [`error::WOULD_BLOCK`], and the request moves to a worker.
+    pub fn key(&self, name: &str) -> Result<Arc<KeyVersion>, ApiError> {
+        match self.mode {
+            Mode::Inline => self.api.cache.get_cached(name).ok_or(error::WOULD_BLOCK),
+            Mode::Worker => self
+                .api
+                .cache
+                .get(name)
+                .map_err(|e| error::read_key(name, &e)),
+        }
+    }
+}
+
+/// What the API keeps per connection: the client's identity resolved against the policies, with
+/// the generation of the configuration it was resolved in. The identity cannot change on a
+/// connection, so the resolution is done once and redone only after a reload.
+#[derive(Default)]
+pub struct PolicyCache {
+    resolved: Option<(u64, crate::auth::policy::Resolved)>,
 }
 
 /// The parts of the API that a config reload replaces.
@@ -314,7 +294,14 @@ impl Api {
     /// with `response.time` in nanoseconds (what the Go client decodes) and `identity` omitted
     /// when the client presented none. Never holds key material, plaintext or ciphertext: only who
     /// called which path and what came back. Formatted only when someone reads it.
-    fn audit(&self, state: &State, head: &Head, conn: &ConnInfo, status: u16, elapsed: Duration) {
+    fn audit(
+        &self,
+        state: &State,
+        head: &RequestHead,
+        conn: &ConnInfo,
+        status: u16,
+        elapsed: Duration,
+    ) {
         let to_stream = self.audit.has_subscribers();
         if !state.audit_stdout && !to_stream {
             return;
@@ -434,6 +421,7 @@ impl Api {
         r: &RouteDef,
         path: &str,
         conn: &ConnInfo,
+        cache: &mut PolicyCache,
     ) -> Result<(), ApiError> {
         let (skip, _) = self.settings(state, r);
         if r.auth == Auth::None {
@@ -457,17 +445,16 @@ impl Api {
         };
         // Resolve the identity once per connection and configuration (a constant-time pass over
         // all assignments); per request only the path is checked.
-        let mut cached = conn.resolved.borrow_mut();
-        let resolved = match &*cached {
+        let resolved = match &cache.resolved {
             Some((generation, resolved)) if *generation == state.generation => resolved,
             _ => {
-                &cached
+                &cache
+                    .resolved
                     .insert((state.generation, state.policies.resolve(identity)))
                     .1
             }
         };
         let verdict = state.policies.check(resolved, path);
-        drop(cached);
         match verdict {
             Ok(()) => Ok(()),
             Err(denied) => {
@@ -516,7 +503,14 @@ fn not_found() -> Response {
 }
 
 impl server::Handler for Api {
-    fn prepare(&self, head: &Head, conn: &ConnInfo) -> Result<Route, Response> {
+    type ConnState = PolicyCache;
+
+    fn prepare(
+        &self,
+        head: &RequestHead,
+        conn: &ConnInfo,
+        cache: &mut PolicyCache,
+    ) -> Result<Route, Response> {
         let start = Instant::now();
         let Some((id, _)) = self.find(&head.path) else {
             self.audit(&self.state(), head, conn, 404, start.elapsed());
@@ -531,7 +525,7 @@ impl server::Handler for Api {
             self.audit(&state, head, conn, e.status, start.elapsed());
             return Err(error_response(&e).with_header("Accept", r.method));
         }
-        if let Err(e) = self.authorize(&state, r, &head.path, conn) {
+        if let Err(e) = self.authorize(&state, r, &head.path, conn, cache) {
             if r.counted {
                 self.metrics.observe(e.status, start.elapsed());
             }
@@ -542,12 +536,16 @@ impl server::Handler for Api {
             id,
             max_body: r.max_body,
             timeout: self.settings(&state, r).1,
+            inline: r.inline,
         })
     }
 
-    fn handle(&self, route: &Route, head: &Head, body: &[u8], conn: &ConnInfo) -> Response {
+    fn handle(&self, route: &Route, request: &Request, conn: &ConnInfo, mode: Mode) -> Handled {
         let start = Instant::now();
-        let r = &self.routes[route.id];
+        let head = &request.head;
+        let Some(r) = self.routes.get(route.id) else {
+            return Handled::Done(error_response(&ApiError::new(500, "internal server error")));
+        };
         let state = self.state();
         let empty = Identity::default();
         let identity = match &conn.identity {
@@ -565,9 +563,10 @@ impl server::Handler for Api {
             identity,
             resource,
             head,
-            body,
+            body: &request.body,
             conn,
             route: r,
+            mode,
         };
         // Error log records written by the handler name the request they belong to.
         let request_log = crate::logstream::enter_request(
@@ -591,6 +590,8 @@ impl server::Handler for Api {
         }
         let response = match (r.handler)(&ctx) {
             Ok(response) => response,
+            // Nothing was done yet: the request runs again on a worker, and is counted there.
+            Err(e) if e.is_would_block() => return Handled::WouldBlock,
             Err(e) => error_response(&e),
         };
         drop(active);
@@ -599,10 +600,10 @@ impl server::Handler for Api {
             self.metrics.observe(response.status, start.elapsed());
         }
         self.audit(&state, head, conn, response.status, start.elapsed());
-        response
+        Handled::Done(response)
     }
 
-    fn refused(&self, status: u16, head: Option<&Head>, conn: &ConnInfo) {
+    fn refused(&self, status: u16, head: Option<&RequestHead>, conn: &ConnInfo) {
         // Malformed framing (no head) is not a request anyone made; an oversized or broken body
         // of a routed request is, and is counted and audited like any other reply.
         let Some(head) = head else {
@@ -615,6 +616,10 @@ impl server::Handler for Api {
             self.metrics.observe(status, Duration::ZERO);
         }
         self.audit(&self.state(), head, conn, status, Duration::ZERO);
+    }
+
+    fn error(&self, status: u16, message: &str) -> Response {
+        Response::bytes(status, "application/json", error_body(message))
     }
 }
 

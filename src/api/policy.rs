@@ -6,7 +6,7 @@ use super::error::{self, ApiError};
 use super::json::{self, go_time};
 use super::{Ctx, pattern_prefix, valid_name, valid_pattern};
 use crate::auth::policy::Policy;
-use crate::server::http::Response;
+use crate::server::Response;
 use serde::Serialize;
 use serde_json::{Map, Value};
 use subtle::ConstantTimeEq;

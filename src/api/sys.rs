@@ -7,12 +7,11 @@ use super::Ctx;
 use super::error::{self, ApiError};
 use super::json;
 use crate::keystore;
-use crate::logstream::Hub;
+use crate::logstream::{Hub, Subscription};
 use crate::metrics::{counter, gauge};
-use crate::server::http::{Body, Response};
+use crate::server::{EventSource, Response, Waker};
 use serde::Serialize;
 use std::fmt::Write as _;
-use std::io::Write;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
@@ -413,44 +412,51 @@ pub fn api(ctx: &Ctx<'_>) -> Result<Response, ApiError> {
 /// client goes away or the server shuts down. Events queued while the connection was busy are
 /// written together in one chunk. A subscriber too slow to keep up loses events (counted in
 /// `kes_log_dropped_events_total`, and warned about at most once a minute), never slows requests.
-fn stream(ctx: &Ctx<'_>, hub: &Arc<Hub>, log: &'static str) -> Response {
-    let subscription = hub.subscribe();
-    let stopping = ctx.api.stopping.clone();
-    let who = ctx.identity.clone();
-    let writer = move |w: &mut dyn Write| {
-        let mut batch = Vec::with_capacity(4096);
-        let mut reported = 0u64;
-        let mut last_warning: Option<Instant> = None;
-        loop {
-            batch.clear();
-            if !subscription.recv_batch(Duration::from_millis(500), &mut batch) {
-                if stopping.load(Ordering::Relaxed) {
-                    return;
-                }
-                continue;
-            }
-            if w.write_all(&batch).is_err() {
-                return;
-            }
-            let dropped = subscription.dropped();
-            if dropped > reported && last_warning.is_none_or(|t| t.elapsed() >= MINUTE) {
-                log::warn!(
-                    "{log} log subscriber {who} is too slow: {} events dropped ({dropped} in total)",
-                    dropped - reported
-                );
-                reported = dropped;
-                last_warning = Some(Instant::now());
-            }
+/// A log subscription as a stream reply: events as they are published, as NDJSON.
+struct LogStream {
+    subscription: Subscription,
+    log: &'static str,
+    who: crate::auth::Identity,
+    /// Drops already reported in a warning, and when the last warning was.
+    reported: u64,
+    last_warning: Option<Instant>,
+}
+
+impl EventSource for LogStream {
+    fn poll(&mut self, out: &mut Vec<u8>) -> bool {
+        self.subscription.try_recv(out);
+        let dropped = self.subscription.dropped();
+        if dropped > self.reported && self.last_warning.is_none_or(|t| t.elapsed() >= MINUTE) {
+            log::warn!(
+                "{} log subscriber {} is too slow: {} events dropped ({dropped} in total)",
+                self.log,
+                self.who,
+                dropped - self.reported
+            );
+            self.reported = dropped;
+            self.last_warning = Some(Instant::now());
         }
-    };
-    Response {
-        status: 200,
-        headers: Vec::new(),
-        body: Body::Stream {
-            content_type: "application/x-ndjson",
-            writer: Box::new(writer),
-        },
+        // A subscription ends only with its connection (or at shutdown).
+        true
     }
+
+    fn set_waker(&mut self, waker: Waker) {
+        self.subscription.set_notify(Arc::new(move || waker.wake()));
+    }
+}
+
+fn stream(ctx: &Ctx<'_>, hub: &Arc<Hub>, log: &'static str) -> Response {
+    Response::stream(
+        200,
+        "application/x-ndjson",
+        Box::new(LogStream {
+            subscription: hub.subscribe(),
+            log,
+            who: ctx.identity.clone(),
+            reported: 0,
+            last_warning: None,
+        }),
+    )
 }
 
 const MINUTE: Duration = Duration::from_secs(60);

@@ -142,7 +142,13 @@ fn build_tls(cfg: &Config) -> Result<Arc<rustls::ServerConfig>, String> {
         None
     };
     let required = !Api::any_skip_auth(&cfg.api);
-    let tls = tls::server_config(chain, key, roots, tls::ClientAuth { required })?;
+    let tls = tls::server_config(
+        chain,
+        key,
+        roots,
+        tls::ClientAuth { required },
+        cfg.limits.http2,
+    )?;
     Ok(Arc::new(tls))
 }
 
@@ -171,7 +177,13 @@ fn dev_config(
         client_auth: false,
     };
     let (cert, key) = certs::self_signed_ecdsa(&req)?;
-    let tls = tls::server_config(vec![cert], key, None, tls::ClientAuth { required: true })?;
+    let tls = tls::server_config(
+        vec![cert],
+        key,
+        None,
+        tls::ClientAuth { required: true },
+        true,
+    )?;
     let cfg = Config {
         address: Some(addr.unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 7373)))),
         admin: api_key.identity().as_str().to_owned(),
@@ -254,7 +266,8 @@ fn start(args: ServerArgs, errors: Arc<Hub>, metrics: Arc<Metrics>) -> Result<Ex
         errors,
         cfg.limits.max_connections,
     ));
-    let server = Server::bind(addr, cfg.limits, loaded.tls, api.clone(), stats)
+    let settings = server::Settings::new(cfg.limits.clone());
+    let server = Server::bind(addr, settings, loaded.tls, api.clone(), stats)
         .map_err(|e| format!("cannot listen on {addr}: {e}"))?;
     let local = server.local_addr().map_err(|e| e.to_string())?;
     let _ = api.listen.set(local);
@@ -406,7 +419,7 @@ fn stamps(paths: &[PathBuf]) -> Vec<FileStamp> {
 struct Reloader {
     path: PathBuf,
     api: Arc<Api>,
-    server: Arc<Server>,
+    server: Arc<Server<Api>>,
     cache: Arc<Cache>,
     /// The listen address came from `--addr`: the file's `address` does not matter.
     addr_from_flag: bool,
@@ -434,7 +447,7 @@ impl Reloader {
         cfg: &Config,
         tls_files: Vec<FileStamp>,
         api: Arc<Api>,
-        server: Arc<Server>,
+        server: Arc<Server<Api>>,
         cache: Arc<Cache>,
         addr_from_flag: bool,
     ) -> Reloader {

@@ -313,11 +313,19 @@ pub struct VaultTls {
 /// Connection and thread limits of the server (`server:` block).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Limits {
-    /// Most connections served at once (one worker thread each). Default 1024.
+    /// Most connections open at once. At the limit, a new connection takes the place of the
+    /// connection that has been idle longest; with none idle, it is refused. Default 4096.
     pub max_connections: usize,
+    /// Most connections open at once from one client address, with the same rule. Default 1024.
+    pub max_connections_per_address: usize,
+    /// Threads that run requests which may block (keystore and Vault calls). Default 64.
+    pub workers: usize,
+    /// Offer HTTP/2 in ALPN (`h2`). Default on; off leaves HTTP/1.1 only.
+    pub http2: bool,
     /// Time allowed for the TLS handshake. Default 5 s.
     pub handshake_timeout: Duration,
-    /// Time allowed to receive a request's headers. Default 5 s.
+    /// Time allowed to receive a request's headers; also the time a new connection has, after
+    /// its handshake, to send its first request. Default 5 s.
     pub header_timeout: Duration,
     /// Time allowed to receive a request's body. Default 10 s.
     pub body_timeout: Duration,
@@ -330,7 +338,10 @@ pub struct Limits {
 impl Default for Limits {
     fn default() -> Self {
         Limits {
-            max_connections: 1024,
+            max_connections: 4096,
+            max_connections_per_address: 1024,
+            workers: 64,
+            http2: true,
             handshake_timeout: Duration::from_secs(5),
             header_timeout: Duration::from_secs(5),
             body_timeout: Duration::from_secs(10),

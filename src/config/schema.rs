@@ -907,6 +907,9 @@ impl<'de> Deserialize<'de> for ApiMap {
 )]
 struct RawServer {
     max_connections: Option<Count>,
+    max_connections_per_address: Option<Count>,
+    workers: Option<Count>,
+    http2: Option<Flag>,
     handshake_timeout: Option<PositiveDur>,
     header_timeout: Option<PositiveDur>,
     body_timeout: Option<PositiveDur>,
@@ -926,6 +929,11 @@ impl<'de> Deserialize<'de> for ServerBlock {
         };
         Ok(ServerBlock(Limits {
             max_connections: raw.max_connections.map_or(d.max_connections, |c| c.0),
+            max_connections_per_address: raw
+                .max_connections_per_address
+                .map_or(d.max_connections_per_address, |c| c.0),
+            workers: raw.workers.map_or(d.workers, |c| c.0),
+            http2: raw.http2.map_or(d.http2, |f| f.0),
             handshake_timeout: raw.handshake_timeout.map_or(d.handshake_timeout, |t| t.0),
             header_timeout: raw.header_timeout.map_or(d.header_timeout, |t| t.0),
             body_timeout: raw.body_timeout.map_or(d.body_timeout, |t| t.0),

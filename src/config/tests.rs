@@ -169,6 +169,9 @@ keystore:
       read: 800ms
 server:
   max_connections: 64
+  max_connections_per_address: 16
+  workers: 8
+  http2: off
   handshake_timeout: 3s
   header_timeout: 4s
   body_timeout: 6s
@@ -265,6 +268,9 @@ server:
         c.limits,
         Limits {
             max_connections: 64,
+            max_connections_per_address: 16,
+            workers: 8,
+            http2: false,
             handshake_timeout: Duration::from_secs(3),
             header_timeout: Duration::from_secs(4),
             body_timeout: Duration::from_secs(6),
@@ -507,7 +513,10 @@ fn defaults_of_a_minimal_file() {
     assert_eq!(
         c.limits,
         Limits {
-            max_connections: 1024,
+            max_connections: 4096,
+            max_connections_per_address: 1024,
+            workers: 64,
+            http2: true,
             handshake_timeout: Duration::from_secs(5),
             header_timeout: Duration::from_secs(5),
             body_timeout: Duration::from_secs(10),

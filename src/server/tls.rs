@@ -161,14 +161,37 @@ impl ClientCertVerifier for AnyClientCert {
     }
 }
 
+/// The session-ticket keys of this process, shared by every TLS configuration it builds, so
+/// that a reload (new certificate, new policies) does not end the sessions clients resume.
+///
+/// rustls's ticketer encrypts tickets with AES-256-GCM under a key made at random in memory,
+/// replaced every 6 hours (tickets of the previous key are still accepted), never written to
+/// disk: a restart invalidates every ticket. A resumed session keeps the client certificate it
+/// was made with, so the client's identity is the same as on its first connection.
+fn ticketer() -> Option<Arc<dyn rustls::server::ProducesTickets>> {
+    static TICKETER: std::sync::OnceLock<Option<Arc<dyn rustls::server::ProducesTickets>>> =
+        std::sync::OnceLock::new();
+    TICKETER
+        .get_or_init(|| match rustls::crypto::ring::Ticketer::new() {
+            Ok(t) => Some(t),
+            Err(e) => {
+                log::warn!("TLS session tickets are off (cannot make a ticket key: {e})");
+                None
+            }
+        })
+        .clone()
+}
+
 /// Builds the server's TLS configuration.
 ///
 /// `verify_roots`: `Some(roots)` for `tls.auth: on` (chains verified), `None` for any certificate.
+/// `http2`: offer `h2` in ALPN (preferred over `http/1.1` when a client offers both).
 pub fn server_config(
     chain: Vec<CertificateDer<'static>>,
     key: PrivateKeyDer<'static>,
     verify_roots: Option<Vec<CertificateDer<'static>>>,
     auth: ClientAuth,
+    http2: bool,
 ) -> Result<rustls::ServerConfig, String> {
     let provider = provider();
     let verifier: Arc<dyn ClientCertVerifier> = match verify_roots {
@@ -203,8 +226,19 @@ pub fn server_config(
         .map_err(|e| {
             format!("the TLS private key does not match the certificate or is unsupported: {e}")
         })?;
-    // Only HTTP/1.1 is spoken; Go clients fall back to it when h2 is not selected.
-    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    // Our order wins: h2 when the client offers it (MinIO's client does: all its requests then
+    // share one connection), else HTTP/1.1. A client that offers no ALPN at all gets HTTP/1.1.
+    config.alpn_protocols = if http2 {
+        vec![b"h2".to_vec(), b"http/1.1".to_vec()]
+    } else {
+        vec![b"http/1.1".to_vec()]
+    };
     config.ignore_client_order = true;
+    // Clients that reconnect (HTTP/1.1 clients keep few idle connections) resume their session:
+    // no certificate verification, no key exchange signature.
+    if let Some(ticketer) = ticketer() {
+        config.ticketer = ticketer;
+    }
+    config.session_storage = rustls::server::ServerSessionMemoryCache::new(4096);
     Ok(config)
 }

@@ -1,0 +1,1123 @@
+//! One client connection, driven by its event loop: the socket, TLS (rustls, non-blocking), the
+//! plaintext buffers, deadlines, and the protocol chosen by ALPN ([`H1`] here, or
+//! [`super::h2::Session`]).
+//!
+//! The loop calls [`Connection::drive`] when the socket is ready or a reply came back from a
+//! worker; `drive` reads what the socket has (up to a budget, so one busy connection cannot starve
+//! the others on its loop), lets the protocol turn bytes into requests and replies into bytes,
+//! and writes what it can. Nothing here blocks. The loop calls [`Connection::tick`] a few times a
+//! second to enforce deadlines.
+//!
+//! Memory held per connection is bounded: input is read only while less than [`MAX_INPUT`] is
+//! waiting to be parsed (and while the protocol wants it), output is produced only while less than
+//! [`MAX_OUTPUT`] waits to be sent. Plaintext buffers are wiped as they are consumed: requests
+//! and replies carry keys.
+
+use super::accept::MakeRoom;
+use super::h1;
+use super::h2;
+use super::message::{Body, EventSource, Request, Response, Waker};
+use super::reactor::{Completion, Inbox};
+use super::{ClientIdentity, ConnInfo, Handled, Handler, Inline, Mode, Protocol, Route, Shared};
+use crate::auth::Identity;
+use crate::auth::identity::PeerIdentityError;
+use std::collections::VecDeque;
+use std::io::{self, Read, Write};
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+use zeroize::Zeroize;
+
+/// Most plaintext waiting to be parsed before the connection stops reading its socket. Above
+/// the largest request body (1 MB) plus a head, so that one request always fits.
+pub const MAX_INPUT: usize = 1 << 21;
+/// Most plaintext waiting to be encrypted and sent before a connection stops producing more
+/// (streams pause, HTTP/2 stops reading frames that would make replies).
+pub const MAX_OUTPUT: usize = 256 * 1024;
+/// Bytes read from one socket per call of `drive`, so a busy connection leaves room for others.
+const READ_BUDGET: usize = 256 * 1024;
+/// How long a connection closed after an error reply keeps draining what the client still sends.
+const LINGER: Duration = Duration::from_secs(2);
+/// How long a reply may wait for the client to take it before the connection is closed.
+const WRITE_STALL: Duration = Duration::from_secs(15);
+/// The same for connections with a log stream, whose subscribers may pause longer.
+const STREAM_WRITE_STALL: Duration = Duration::from_secs(25);
+
+/// What the event loop passes down: the server, and how to reach this loop from other threads.
+pub(crate) struct Ctx<'a, H: Handler> {
+    pub shared: &'a Arc<Shared<H>>,
+    pub inbox: &'a Arc<Inbox>,
+    pub slot: usize,
+    pub now: Instant,
+}
+
+/// Requests of one connection that run or wait for a worker.
+#[derive(Default)]
+pub struct Jobs {
+    /// Submitted to the pool and not answered yet.
+    pub submitted: usize,
+    /// Over the connection's share of workers: waiting here, in order.
+    waiting: VecDeque<(Route, Request, u32)>,
+}
+
+/// What a protocol session may use while it handles input or replies.
+pub(crate) struct Env<'a, 'c, H: Handler> {
+    pub ctx: &'a Ctx<'c, H>,
+    pub conn_id: u64,
+    pub info: &'a Arc<ConnInfo>,
+    pub state: &'a mut H::ConnState,
+    /// Plaintext to send.
+    pub out: &'a mut Vec<u8>,
+    pub jobs: &'a mut Jobs,
+}
+
+impl<H: Handler> Env<'_, '_, H> {
+    pub fn handler(&self) -> &H {
+        &self.ctx.shared.handler
+    }
+
+    pub fn now(&self) -> Instant {
+        self.ctx.now
+    }
+
+    pub fn shutting_down(&self) -> bool {
+        self.ctx.shared.is_shutting_down()
+    }
+
+    pub fn limits(&self) -> &crate::config::Limits {
+        &self.ctx.shared.limits
+    }
+
+    /// Bytes of output not yet handed to TLS (the protocols stop producing more above
+    /// [`MAX_OUTPUT`]).
+    pub fn output_len(&self) -> usize {
+        self.out.len()
+    }
+
+    /// Runs a complete request. Answered at once (`Some`) when its route allows running on the
+    /// event loop and the handler needed nothing that blocks; otherwise it goes to the worker
+    /// pool (or waits for this connection's share of it) and its reply comes back later as a
+    /// [`Completion`] for `stream`.
+    pub fn run(&mut self, route: Route, request: Request, stream: u32) -> Option<Response> {
+        let shared = self.ctx.shared;
+        shared.stats.in_flight.fetch_add(1, Ordering::AcqRel);
+        if route.inline != Inline::Never {
+            let handled = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                shared
+                    .handler
+                    .handle(&route, &request, self.info, Mode::Inline)
+            }));
+            match handled {
+                Ok(Handled::Done(response)) => {
+                    shared.stats.in_flight.fetch_sub(1, Ordering::AcqRel);
+                    return Some(response);
+                }
+                Ok(Handled::WouldBlock) => {}
+                Err(_) => {
+                    shared.stats.in_flight.fetch_sub(1, Ordering::AcqRel);
+                    log::error!(
+                        "internal error: a handler panicked serving {} {}",
+                        request.head.method,
+                        request.head.path
+                    );
+                    return Some(shared.handler.error(500, "internal server error"));
+                }
+            }
+        }
+        if self.jobs.submitted < shared.jobs_per_connection {
+            self.submit(route, request, stream);
+        } else {
+            self.jobs.waiting.push_back((route, request, stream));
+        }
+        None
+    }
+
+    fn submit(&mut self, route: Route, request: Request, stream: u32) {
+        self.jobs.submitted += 1;
+        let shared = self.ctx.shared.clone();
+        let reply = Reply {
+            inbox: self.ctx.inbox.clone(),
+            slot: self.ctx.slot,
+            conn_id: self.conn_id,
+            stream,
+            shared: shared.clone(),
+            sent: false,
+        };
+        let info = self.info.clone();
+        let deadline = route.timeout.map(|t| self.ctx.now + t);
+        shared.clone().pool.submit(Box::new(move || {
+            let mut reply = reply;
+            let handler = &shared.handler;
+            // A request that waited for a worker past its route's timeout is not started: the
+            // client has likely given up, and the SDK retries a 503.
+            let response = if deadline.is_some_and(|d| Instant::now() > d) {
+                handler.refused(503, Some(&request.head), &info);
+                handler.error(503, "request timeout exceeded")
+            } else {
+                match handler.handle(&route, &request, &info, Mode::Worker) {
+                    Handled::Done(response) => response,
+                    Handled::WouldBlock => handler.error(500, "internal server error"),
+                }
+            };
+            drop(request);
+            reply.send(response);
+        }));
+    }
+
+    /// Called when a worker's reply for this connection arrives: starts the next waiting request.
+    pub fn job_done(&mut self) {
+        self.jobs.submitted = self.jobs.submitted.saturating_sub(1);
+        if self.jobs.submitted < self.ctx.shared.jobs_per_connection
+            && let Some((route, request, stream)) = self.jobs.waiting.pop_front()
+        {
+            self.submit(route, request, stream);
+        }
+    }
+
+    /// Forgets a request waiting for a worker (its stream was reset); true when it was waiting.
+    pub fn cancel_waiting(&mut self, stream: u32) -> bool {
+        let before = self.jobs.waiting.len();
+        self.jobs.waiting.retain(|(_, _, s)| *s != stream);
+        let removed = before - self.jobs.waiting.len();
+        self.ctx
+            .shared
+            .stats
+            .in_flight
+            .fetch_sub(removed, Ordering::AcqRel);
+        removed > 0
+    }
+
+    /// A waker for a stream body of this connection.
+    pub fn waker(&self, stream: u32) -> Waker {
+        let inbox = self.ctx.inbox.clone();
+        let (slot, conn_id) = (self.ctx.slot, self.conn_id);
+        Waker::new(move || inbox.stream_ready(slot, conn_id, stream))
+    }
+}
+
+/// Delivers a worker's reply to the loop that owns the connection; answers 500 if the job ends
+/// without a reply (a panic in the handler), so that no request is left without an answer.
+struct Reply<H: Handler> {
+    inbox: Arc<Inbox>,
+    slot: usize,
+    conn_id: u64,
+    stream: u32,
+    shared: Arc<Shared<H>>,
+    sent: bool,
+}
+
+impl<H: Handler> Reply<H> {
+    fn send(&mut self, response: Response) {
+        self.sent = true;
+        self.inbox.complete(Completion {
+            slot: self.slot,
+            conn_id: self.conn_id,
+            stream: self.stream,
+            response,
+        });
+    }
+}
+
+impl<H: Handler> Drop for Reply<H> {
+    fn drop(&mut self) {
+        if !self.sent {
+            log::error!("internal error: a handler panicked on a worker");
+            let response = self.shared.handler.error(500, "internal server error");
+            self.send(response);
+        }
+    }
+}
+
+/// The socket or TLS failed: the connection ends at once.
+#[derive(Debug)]
+pub enum Close {
+    Failed,
+}
+
+/// The result of driving a connection.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Status {
+    Open,
+    /// More could be done right away (the read budget ran out): drive again soon.
+    Again,
+    Closed,
+}
+
+/// The protocol a connection speaks.
+enum Proto<H: Handler> {
+    Handshake,
+    H1(H1),
+    H2(Box<h2::Session<H>>),
+}
+
+pub struct Connection<H: Handler> {
+    pub id: u64,
+    sock: mio::net::TcpStream,
+    tls: rustls::ServerConnection,
+    pub peer: SocketAddr,
+    pub ip: IpAddr,
+    info: Option<Arc<ConnInfo>>,
+    state: H::ConnState,
+    proto: Proto<H>,
+    jobs: Jobs,
+    /// Received plaintext; `in_pos` bytes of it are consumed.
+    input: Vec<u8>,
+    in_pos: usize,
+    /// Plaintext to send.
+    out: Vec<u8>,
+    /// The socket may have more to read / accepts more (edge-triggered readiness).
+    readable: bool,
+    writable: bool,
+    /// The client closed its side (TLS close_notify or TCP FIN).
+    peer_closed: bool,
+    /// Our side is closed for writing (close_notify sent); we only drain input until `deadline`.
+    write_closed: bool,
+    created: Instant,
+    /// When the connection last had nothing in progress; `None` while busy.
+    idle_since: Option<Instant>,
+    /// When the current deadline (handshake, first request, header, body, idle, linger) passes.
+    deadline: Option<Instant>,
+    /// When output last made progress while some was pending.
+    last_write: Instant,
+    /// A stream reply is in progress (longer write stall allowed).
+    streaming: bool,
+}
+
+impl<H: Handler> Connection<H> {
+    pub fn new(
+        id: u64,
+        sock: mio::net::TcpStream,
+        tls: rustls::ServerConnection,
+        peer: SocketAddr,
+        ip: IpAddr,
+        handshake_timeout: Duration,
+        now: Instant,
+    ) -> Connection<H> {
+        Connection {
+            id,
+            sock,
+            tls,
+            peer,
+            ip,
+            info: None,
+            state: H::ConnState::default(),
+            proto: Proto::Handshake,
+            jobs: Jobs::default(),
+            input: Vec::new(),
+            in_pos: 0,
+            out: Vec::new(),
+            readable: true,
+            writable: true,
+            peer_closed: false,
+            write_closed: false,
+            created: now,
+            idle_since: Some(now),
+            deadline: Some(now + handshake_timeout),
+            last_write: now,
+            streaming: false,
+        }
+    }
+
+    pub fn socket(&mut self) -> &mut mio::net::TcpStream {
+        &mut self.sock
+    }
+
+    pub fn is_h2(&self) -> bool {
+        matches!(self.proto, Proto::H2(_))
+    }
+
+    /// Since when the connection has had nothing in progress (`None`: busy), for eviction.
+    pub fn idle_since(&self) -> Option<Instant> {
+        if self.pending_output() {
+            return None;
+        }
+        match &self.proto {
+            Proto::Handshake => Some(self.created),
+            Proto::H1(h) if h.is_idle() && self.in_pos == self.input.len() => self.idle_since,
+            Proto::H1(_) => None,
+            Proto::H2(s) if s.is_idle() && self.jobs.submitted == 0 => self.idle_since,
+            Proto::H2(_) => None,
+        }
+    }
+
+    fn pending_output(&self) -> bool {
+        !self.out.is_empty() || self.tls.wants_write()
+    }
+
+    /// Reads, processes and writes whatever can be done now.
+    pub fn drive(&mut self, ctx: &Ctx<'_, H>, readable: bool, writable: bool) -> Status {
+        self.readable |= readable;
+        self.writable |= writable;
+        match self.drive_inner(ctx) {
+            Ok(status) => status,
+            Err(_) => Status::Closed,
+        }
+    }
+
+    fn drive_inner(&mut self, ctx: &Ctx<'_, H>) -> Result<Status, Close> {
+        let mut budget = READ_BUDGET;
+        loop {
+            let mut progress = false;
+            if self.readable && self.wants_input() && budget > 0 {
+                let (n, more) = self.read(ctx, budget)?;
+                budget = budget.saturating_sub(n);
+                progress |= more;
+            }
+            progress |= self.process(ctx)?;
+            progress |= self.flush(ctx.now)?;
+            if self.finished() {
+                return Ok(Status::Closed);
+            }
+            if !progress {
+                break;
+            }
+        }
+        if self.readable && self.wants_input() && budget == 0 {
+            return Ok(Status::Again);
+        }
+        Ok(Status::Open)
+    }
+
+    /// Whether the connection has nothing more to do and can be dropped.
+    fn finished(&self) -> bool {
+        if self.pending_output() {
+            return false;
+        }
+        if self.write_closed {
+            // Lingering: until the client closes or the deadline passes.
+            return self.peer_closed;
+        }
+        match &self.proto {
+            Proto::Handshake => self.peer_closed,
+            Proto::H1(h) => h.finished(self.peer_closed),
+            Proto::H2(s) => s.finished() || (self.peer_closed && self.jobs.submitted == 0),
+        }
+    }
+
+    fn wants_input(&self) -> bool {
+        if self.peer_closed || self.input.len() - self.in_pos >= MAX_INPUT {
+            return false;
+        }
+        if self.write_closed {
+            return true;
+        }
+        match &self.proto {
+            Proto::Handshake => true,
+            Proto::H1(h) => h.wants_input(),
+            Proto::H2(_) => self.out.len() < MAX_OUTPUT,
+        }
+    }
+
+    /// Reads from the socket through TLS into `input`. Returns (bytes read, progress).
+    fn read(&mut self, ctx: &Ctx<'_, H>, budget: usize) -> Result<(usize, bool), Close> {
+        let mut total = 0;
+        let mut progress = false;
+        while self.readable && total < budget && self.wants_input() {
+            match self.tls.read_tls(&mut self.sock) {
+                Ok(0) => {
+                    self.peer_closed = true;
+                    progress = true;
+                    break;
+                }
+                Ok(n) => {
+                    total += n;
+                    progress = true;
+                    let was_handshaking = self.tls.is_handshaking();
+                    let io_state = match self.tls.process_new_packets() {
+                        Ok(state) => state,
+                        Err(e) => {
+                            if was_handshaking {
+                                ctx.shared
+                                    .stats
+                                    .handshake_failures
+                                    .fetch_add(1, Ordering::Relaxed);
+                                log::debug!("TLS handshake with {} failed: {e}", self.peer);
+                            } else {
+                                log::debug!("TLS error on the connection of {}: {e}", self.peer);
+                            }
+                            // Send the alert, if any, before closing.
+                            let _ = self.tls.write_tls(&mut self.sock);
+                            return Err(Close::Failed);
+                        }
+                    };
+                    let available = io_state.plaintext_bytes_to_read();
+                    if available > 0 {
+                        self.compact_input();
+                        let start = self.input.len();
+                        self.input.resize(start + available, 0);
+                        if self
+                            .tls
+                            .reader()
+                            .read_exact(&mut self.input[start..])
+                            .is_err()
+                        {
+                            return Err(Close::Failed);
+                        }
+                    }
+                    if io_state.peer_has_closed() {
+                        self.peer_closed = true;
+                    }
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    self.readable = false;
+                    break;
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(_) => return Err(Close::Failed),
+            }
+        }
+        Ok((total, progress))
+    }
+
+    /// Drops consumed input (wiping it) so the buffer does not grow without bound.
+    fn compact_input(&mut self) {
+        if self.in_pos == 0 {
+            return;
+        }
+        self.input[..self.in_pos].zeroize();
+        self.input.drain(..self.in_pos);
+        self.in_pos = 0;
+        if self.input.is_empty() && self.input.capacity() > 64 * 1024 {
+            self.input = Vec::new();
+        }
+    }
+
+    /// Lets the protocol work on buffered input (or start, once the handshake is done).
+    fn process(&mut self, ctx: &Ctx<'_, H>) -> Result<bool, Close> {
+        if matches!(self.proto, Proto::Handshake) {
+            if self.tls.is_handshaking() {
+                return Ok(false);
+            }
+            self.start_protocol(ctx);
+        }
+        if self.write_closed {
+            // Lingering after a final reply: what the client still sends is discarded.
+            let n = self.input.len() - self.in_pos;
+            self.in_pos = self.input.len();
+            self.compact_input();
+            return Ok(n > 0);
+        }
+        let Some(info) = self.info.clone() else {
+            return Err(Close::Failed);
+        };
+        let before_in = self.in_pos;
+        let before_out = self.out.len();
+        let mut env = Env {
+            ctx,
+            conn_id: self.id,
+            info: &info,
+            state: &mut self.state,
+            out: &mut self.out,
+            jobs: &mut self.jobs,
+        };
+        let input = &self.input[self.in_pos..];
+        let consumed = match &mut self.proto {
+            Proto::Handshake => 0,
+            Proto::H1(h) => h.on_input(&mut env, input, self.peer_closed),
+            Proto::H2(s) => s.on_input(&mut env, input),
+        };
+        self.in_pos += consumed;
+        if self.in_pos == self.input.len() {
+            self.compact_input();
+        }
+        self.after_protocol(ctx.now);
+        Ok(self.in_pos != before_in || self.out.len() != before_out)
+    }
+
+    /// Deadlines and the idle mark after the protocol did something.
+    fn after_protocol(&mut self, now: Instant) {
+        if self.write_closed {
+            // Lingering: the linger deadline stands.
+            return;
+        }
+        let (deadline, idle) = match &mut self.proto {
+            Proto::Handshake => return,
+            Proto::H1(h) => (h.deadline, h.is_idle()),
+            Proto::H2(s) => (s.deadline(), s.is_idle()),
+        };
+        self.deadline = deadline;
+        if !idle {
+            self.idle_since = None;
+        } else if self.idle_since.is_none() {
+            self.idle_since = Some(now);
+        }
+        let close_write = match &self.proto {
+            Proto::H1(h) => h.close_write(),
+            Proto::H2(s) => s.close_write(),
+            Proto::Handshake => None,
+        };
+        if let Some(linger) = close_write
+            && !self.write_closed
+            && !self.pending_output()
+        {
+            self.close_write(now, linger);
+        }
+    }
+
+    /// Ends our sending side (TLS close_notify, then TCP FIN). With `linger`, keeps draining
+    /// what the client still sends for a while, so that closing does not reset the connection
+    /// before the client has read our last reply.
+    fn close_write(&mut self, now: Instant, linger: bool) {
+        self.tls.send_close_notify();
+        let _ = self.tls.write_tls(&mut self.sock);
+        let _ = self.sock.shutdown(std::net::Shutdown::Write);
+        self.write_closed = true;
+        if linger {
+            self.deadline = Some(now + LINGER);
+        } else {
+            self.peer_closed = true;
+        }
+    }
+
+    fn start_protocol(&mut self, ctx: &Ctx<'_, H>) {
+        let shared = ctx.shared;
+        if self.tls.handshake_kind() == Some(rustls::HandshakeKind::Resumed) {
+            shared.stats.resumed.fetch_add(1, Ordering::Relaxed);
+        }
+        let identity = match self.tls.peer_certificates() {
+            None => ClientIdentity::Missing,
+            Some(certs) => match Identity::of_peer(certs) {
+                Ok(id) => ClientIdentity::Known(id),
+                Err(PeerIdentityError::Missing) => ClientIdentity::Missing,
+                Err(PeerIdentityError::MoreThanOne) => ClientIdentity::TooMany,
+                Err(e) => ClientIdentity::Invalid(e.to_string()),
+            },
+        };
+        let protocol = if self.tls.alpn_protocol() == Some(b"h2") {
+            Protocol::Http2
+        } else {
+            Protocol::Http1
+        };
+        self.info = Some(Arc::new(ConnInfo {
+            peer: self.peer,
+            identity,
+            protocol,
+        }));
+        let now = ctx.now;
+        let first_request = now + shared.limits.header_timeout;
+        self.proto = match protocol {
+            Protocol::Http1 => Proto::H1(H1::new(first_request)),
+            Protocol::Http2 => {
+                shared.stats.h2_connections.fetch_add(1, Ordering::Relaxed);
+                Proto::H2(Box::new(h2::Session::new(
+                    &shared.limits,
+                    first_request,
+                    &mut self.out,
+                )))
+            }
+        };
+        self.deadline = Some(first_request);
+        self.idle_since = Some(now);
+    }
+
+    /// Encrypts pending plaintext and writes what the socket takes. Returns whether anything
+    /// was written.
+    fn flush(&mut self, now: Instant) -> Result<bool, Close> {
+        let mut progress = false;
+        let mut fed = 0;
+        loop {
+            if fed < self.out.len() && !self.tls.is_handshaking() {
+                let n = self
+                    .tls
+                    .writer()
+                    .write(&self.out[fed..])
+                    .map_err(|_| Close::Failed)?;
+                fed += n;
+            }
+            if !self.tls.wants_write() || !self.writable {
+                break;
+            }
+            match self.tls.write_tls(&mut self.sock) {
+                Ok(_) => {
+                    progress = true;
+                    self.last_write = now;
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    self.writable = false;
+                    break;
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(_) => return Err(Close::Failed),
+            }
+        }
+        if fed > 0 {
+            // Replies may hold plaintext data keys: wipe what TLS has taken.
+            self.out[..fed].zeroize();
+            self.out.drain(..fed);
+            if self.out.is_empty() && self.out.capacity() > 64 * 1024 {
+                self.out = Vec::new();
+            }
+        }
+        if !self.pending_output() {
+            self.last_write = now;
+        }
+        Ok(progress)
+    }
+
+    /// A worker's reply for this connection.
+    pub fn complete(&mut self, ctx: &Ctx<'_, H>, stream: u32, response: Response) -> Status {
+        let Some(info) = self.info.clone() else {
+            return Status::Closed;
+        };
+        let mut env = Env {
+            ctx,
+            conn_id: self.id,
+            info: &info,
+            state: &mut self.state,
+            out: &mut self.out,
+            jobs: &mut self.jobs,
+        };
+        env.job_done();
+        match &mut self.proto {
+            Proto::Handshake => {}
+            Proto::H1(h) => h.respond(&mut env, response),
+            Proto::H2(s) => s.respond(&mut env, stream, response),
+        }
+        self.after_protocol(ctx.now);
+        self.drive(ctx, false, false)
+    }
+
+    /// A stream body of this connection has new data.
+    pub fn stream_ready(&mut self, ctx: &Ctx<'_, H>, stream: u32) -> Status {
+        let Some(info) = self.info.clone() else {
+            return Status::Closed;
+        };
+        let mut env = Env {
+            ctx,
+            conn_id: self.id,
+            info: &info,
+            state: &mut self.state,
+            out: &mut self.out,
+            jobs: &mut self.jobs,
+        };
+        match &mut self.proto {
+            Proto::Handshake => {}
+            Proto::H1(h) => h.pump(&mut env),
+            Proto::H2(s) => s.pump(&mut env, stream),
+        }
+        self.after_protocol(ctx.now);
+        self.drive(ctx, false, false)
+    }
+
+    /// Deadlines and shutdown. Called by the loop a few times a second.
+    pub fn tick(&mut self, ctx: &Ctx<'_, H>) -> Status {
+        let now = ctx.now;
+        let stall = if self.streaming {
+            STREAM_WRITE_STALL
+        } else {
+            WRITE_STALL
+        };
+        if self.pending_output() && now.duration_since(self.last_write) > stall {
+            log::debug!(
+                "closing the connection of {}: the client took no data for {stall:?}",
+                self.peer
+            );
+            return Status::Closed;
+        }
+        if let Some(info) = self.info.clone() {
+            let mut env = Env {
+                ctx,
+                conn_id: self.id,
+                info: &info,
+                state: &mut self.state,
+                out: &mut self.out,
+                jobs: &mut self.jobs,
+            };
+            let alive = match &mut self.proto {
+                Proto::Handshake => true,
+                Proto::H1(h) => h.tick(&mut env),
+                Proto::H2(s) => s.tick(&mut env),
+            };
+            self.streaming = match &self.proto {
+                Proto::H1(h) => h.is_streaming(),
+                Proto::H2(s) => s.has_streams_out(),
+                Proto::Handshake => false,
+            };
+            if !alive {
+                return Status::Closed;
+            }
+            self.after_protocol(now);
+        }
+        if let Some(deadline) = self.deadline
+            && now >= deadline
+        {
+            if matches!(self.proto, Proto::Handshake) {
+                ctx.shared
+                    .stats
+                    .handshake_failures
+                    .fetch_add(1, Ordering::Relaxed);
+                log::debug!("TLS handshake with {} timed out", self.peer);
+            }
+            return Status::Closed;
+        }
+        self.drive(ctx, false, false)
+    }
+
+    /// Makes room at a limit: an idle connection is closed (HTTP/2 says GOAWAY first).
+    pub fn evict(&mut self, now: Instant) {
+        if let Proto::H2(s) = &mut self.proto {
+            s.goaway_now(&mut self.out, h2::frame::ErrorCode::NoError);
+            let _ = self.flush(now);
+        }
+    }
+
+    /// Server shutdown: finish what is in progress, take nothing new.
+    pub fn shutdown(&mut self, ctx: &Ctx<'_, H>) -> Status {
+        match &mut self.proto {
+            Proto::Handshake => return Status::Closed,
+            Proto::H1(h) => {
+                if let Some(info) = self.info.clone() {
+                    let mut env = Env {
+                        ctx,
+                        conn_id: self.id,
+                        info: &info,
+                        state: &mut self.state,
+                        out: &mut self.out,
+                        jobs: &mut self.jobs,
+                    };
+                    h.shutdown(&mut env);
+                }
+            }
+            Proto::H2(s) => s.shutdown(&mut self.out),
+        }
+        self.after_protocol(ctx.now);
+        self.drive(ctx, false, false)
+    }
+
+    /// Connection closing: HTTP/2 count, stream sources dropped.
+    pub fn closed(&mut self, ctx: &Ctx<'_, H>) {
+        if self.is_h2() {
+            ctx.shared
+                .stats
+                .h2_connections
+                .fetch_sub(1, Ordering::Relaxed);
+        }
+        ctx.shared
+            .stats
+            .in_flight
+            .fetch_sub(self.jobs.waiting.len(), Ordering::AcqRel);
+        self.jobs.waiting.clear();
+        self.input.zeroize();
+        self.out.zeroize();
+    }
+
+    pub fn make_room(&self, room: MakeRoom) -> bool {
+        match room {
+            MakeRoom::No => false,
+            MakeRoom::Any => true,
+            MakeRoom::FromAddress(ip) => ip == self.ip,
+        }
+    }
+}
+
+// -------------------------------------------------------------------------------------------
+// HTTP/1.1
+
+/// Where an HTTP/1.1 connection stands.
+enum H1State {
+    /// Waiting for a request head; `started`: some of it has arrived.
+    Head { started: bool },
+    Body {
+        head: h1::Head,
+        route: Route,
+        reader: h1::BodyReader,
+    },
+    /// The request runs on a worker; nothing more is read meanwhile (pipelined requests wait).
+    Waiting { reply: ReplyTo },
+    /// A log stream is being sent.
+    Streaming {
+        source: Box<dyn EventSource>,
+        scratch: Vec<u8>,
+    },
+    /// The last reply is out: close once it is sent (`linger`: the client may still be sending).
+    Closing { linger: bool },
+}
+
+/// How to frame the reply to a request.
+#[derive(Debug, Clone, Copy)]
+struct ReplyTo {
+    keep_alive: bool,
+    http10: bool,
+    head_request: bool,
+}
+
+/// An HTTP/1.1 connection after its handshake.
+pub struct H1 {
+    state: H1State,
+    /// When the current stage must be done (first request, header, body, idle).
+    deadline: Option<Instant>,
+}
+
+impl H1 {
+    fn new(first_request: Instant) -> H1 {
+        H1 {
+            state: H1State::Head { started: false },
+            deadline: Some(first_request),
+        }
+    }
+
+    fn is_idle(&self) -> bool {
+        matches!(self.state, H1State::Head { started: false })
+    }
+
+    fn is_streaming(&self) -> bool {
+        matches!(self.state, H1State::Streaming { .. })
+    }
+
+    fn wants_input(&self) -> bool {
+        // While a request runs or a stream is sent, reading stops except to notice the client
+        // leaving (a stream's subscriber closing its connection), which `read` sees as EOF: a
+        // few bytes of a pipelined request may be buffered meanwhile, never more than a head.
+        match self.state {
+            H1State::Head { .. } | H1State::Body { .. } => true,
+            H1State::Streaming { .. } | H1State::Waiting { .. } => true,
+            H1State::Closing { linger } => linger,
+        }
+    }
+
+    fn finished(&self, peer_closed: bool) -> bool {
+        match self.state {
+            // A head that has not arrived whole by now never will.
+            H1State::Head { .. } => peer_closed,
+            H1State::Body { .. } | H1State::Streaming { .. } => peer_closed,
+            H1State::Waiting { .. } => false,
+            H1State::Closing { .. } => false,
+        }
+    }
+
+    /// `Some(linger)` once the final reply is written and our side should close.
+    fn close_write(&self) -> Option<bool> {
+        match self.state {
+            H1State::Closing { linger } => Some(linger),
+            _ => None,
+        }
+    }
+
+    fn on_input<H: Handler>(
+        &mut self,
+        env: &mut Env<'_, '_, H>,
+        input: &[u8],
+        peer_closed: bool,
+    ) -> usize {
+        let mut pos = 0;
+        loop {
+            let rest = &input[pos..];
+            match &mut self.state {
+                H1State::Head { started } => {
+                    if rest.is_empty() {
+                        if env.shutting_down() {
+                            self.state = H1State::Closing { linger: false };
+                        }
+                        return pos;
+                    }
+                    if !*started {
+                        *started = true;
+                        let header_deadline = env.now() + env.limits().header_timeout;
+                        self.deadline = Some(
+                            self.deadline
+                                .map_or(header_deadline, |d| d.min(header_deadline)),
+                        );
+                    }
+                    match h1::parse_head(rest) {
+                        Ok(None) => return pos,
+                        Err(bad) => {
+                            env.handler().refused(bad.status, None, env.info);
+                            self.final_error(env, bad, true);
+                            return input.len();
+                        }
+                        Ok(Some((head, n))) => {
+                            pos += n;
+                            self.on_head(env, head);
+                        }
+                    }
+                }
+                H1State::Body {
+                    head,
+                    route,
+                    reader,
+                } => match reader.feed(rest) {
+                    Err(bad) => {
+                        env.handler().refused(bad.status, Some(&head.req), env.info);
+                        self.final_error(env, bad, true);
+                        return input.len();
+                    }
+                    Ok(n) => {
+                        pos += n;
+                        if !reader.is_done() {
+                            return pos;
+                        }
+                        let route = *route;
+                        let H1State::Body { head, reader, .. } =
+                            std::mem::replace(&mut self.state, H1State::Head { started: false })
+                        else {
+                            return pos;
+                        };
+                        let reply = ReplyTo {
+                            keep_alive: head.keep_alive && !peer_closed,
+                            http10: head.http10,
+                            head_request: head.req.is_head(),
+                        };
+                        let request = Request {
+                            head: head.req,
+                            body: zeroize::Zeroizing::new(reader.into_body()),
+                        };
+                        self.state = H1State::Waiting { reply };
+                        self.deadline = None;
+                        if let Some(response) = env.run(route, request, 0) {
+                            self.respond(env, response);
+                        }
+                    }
+                },
+                H1State::Waiting { .. } | H1State::Streaming { .. } => {
+                    // Pipelined bytes wait for the reply; a subscriber sends nothing we use.
+                    if matches!(self.state, H1State::Streaming { .. }) {
+                        return input.len();
+                    }
+                    return pos;
+                }
+                H1State::Closing { .. } => return input.len(),
+            }
+        }
+    }
+
+    fn on_head<H: Handler>(&mut self, env: &mut Env<'_, '_, H>, head: h1::Head) {
+        let route = match env
+            .ctx
+            .shared
+            .handler
+            .prepare(&head.req, env.info, env.state)
+        {
+            Ok(route) => route,
+            Err(response) => {
+                // The request's body (if any) was not read: only a bodiless request keeps the
+                // connection usable.
+                let reply = ReplyTo {
+                    keep_alive: head.keep_alive && !head.has_body(),
+                    http10: head.http10,
+                    head_request: head.req.is_head(),
+                };
+                let linger = head.has_body();
+                self.write_reply(env, reply, response, linger);
+                return;
+            }
+        };
+        // Routes without a body may still receive a small one; read it to keep the framing.
+        let max = if route.max_body == 0 {
+            64 * 1024
+        } else {
+            route.max_body
+        };
+        match h1::BodyReader::new(&head, max) {
+            Err(bad) => {
+                env.handler().refused(bad.status, Some(&head.req), env.info);
+                self.final_error(env, bad, true);
+            }
+            Ok(reader) => {
+                if head.expect_continue && head.has_body() {
+                    env.out.extend_from_slice(h1::CONTINUE);
+                }
+                let timeout = route.timeout.map_or(env.limits().body_timeout, |t| {
+                    t.min(env.limits().body_timeout)
+                });
+                self.deadline = Some(env.now() + timeout);
+                self.state = H1State::Body {
+                    head,
+                    route,
+                    reader,
+                };
+            }
+        }
+    }
+
+    /// Answers a malformed request and closes.
+    fn final_error<H: Handler>(&mut self, env: &mut Env<'_, '_, H>, bad: h1::Bad, linger: bool) {
+        let response = env.handler().error(bad.status, bad.message);
+        let reply = ReplyTo {
+            keep_alive: false,
+            http10: false,
+            head_request: false,
+        };
+        self.write_reply(env, reply, response, linger);
+    }
+
+    /// The reply to the request in progress (from the event loop or a worker).
+    fn respond<H: Handler>(&mut self, env: &mut Env<'_, '_, H>, response: Response) {
+        let H1State::Waiting { reply } = self.state else {
+            return;
+        };
+        self.write_reply(env, reply, response, false);
+    }
+
+    fn write_reply<H: Handler>(
+        &mut self,
+        env: &mut Env<'_, '_, H>,
+        reply: ReplyTo,
+        response: Response,
+        linger: bool,
+    ) {
+        let keep = reply.keep_alive && !env.shutting_down();
+        if matches!(response.body, Body::Stream { .. }) && !reply.head_request {
+            h1::write_head(&response, false, reply.http10, env.out);
+            if let Body::Stream { mut source, .. } = response.body {
+                source.set_waker(env.waker(0));
+                self.state = H1State::Streaming {
+                    source,
+                    scratch: Vec::new(),
+                };
+                self.deadline = None;
+                self.pump(env);
+            }
+            return;
+        }
+        h1::write_response(&response, keep, reply.http10, reply.head_request, env.out);
+        drop(response);
+        if keep {
+            self.state = H1State::Head { started: false };
+            self.deadline = Some(env.now() + env.limits().idle_timeout);
+        } else {
+            self.state = H1State::Closing { linger };
+            self.deadline = None;
+        }
+    }
+
+    /// Sends what a stream has ready (unless the client is behind with what was sent).
+    fn pump<H: Handler>(&mut self, env: &mut Env<'_, '_, H>) {
+        let H1State::Streaming { source, scratch } = &mut self.state else {
+            return;
+        };
+        if env.output_len() >= MAX_OUTPUT {
+            return;
+        }
+        scratch.clear();
+        let alive = source.poll(scratch) && !env.shutting_down();
+        h1::write_chunk(scratch, env.out);
+        scratch.clear();
+        if !alive {
+            env.out.extend_from_slice(h1::LAST_CHUNK);
+            self.state = H1State::Closing { linger: false };
+        }
+    }
+
+    fn tick<H: Handler>(&mut self, env: &mut Env<'_, '_, H>) -> bool {
+        if matches!(self.state, H1State::Streaming { .. }) {
+            // Catches up a stream that paused for output room.
+            self.pump(env);
+        }
+        true
+    }
+
+    fn shutdown<H: Handler>(&mut self, env: &mut Env<'_, '_, H>) {
+        match self.state {
+            H1State::Head { .. } | H1State::Body { .. } => {
+                self.state = H1State::Closing { linger: false };
+            }
+            H1State::Streaming { .. } => {
+                env.out.extend_from_slice(h1::LAST_CHUNK);
+                self.state = H1State::Closing { linger: false };
+            }
+            // The reply in progress says `Connection: close`.
+            H1State::Waiting { .. } | H1State::Closing { .. } => {}
+        }
+    }
+}

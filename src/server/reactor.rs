@@ -1,0 +1,375 @@
+//! The event loops. Each loop thread owns a set of connections, waits for their sockets with
+//! `mio` (epoll on Linux, edge-triggered) and drives them ([`Connection::drive`]); other threads
+//! reach it only through its [`Inbox`]: new connections from the accept thread, replies from
+//! workers, and "new data" notices from log streams, each followed by one wake-up of the loop
+//! (coalesced: a loop that is already awake is not woken again).
+//!
+//! A loop never blocks on anything but `poll`. Every [`TICK`] it checks the deadlines of its
+//! connections. A panic while driving one connection closes that connection only.
+
+use super::accept::MakeRoom;
+use super::conn::{Connection, Ctx, Status};
+use super::message::Response;
+use super::{Handler, Shared};
+use mio::{Events, Interest, Poll, Token};
+use std::net::{IpAddr, SocketAddr};
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// How often deadlines are checked. Timeouts are therefore up to this much late.
+const TICK: Duration = Duration::from_millis(200);
+const WAKER: Token = Token(usize::MAX);
+
+/// A connection handed over by the accept thread.
+pub struct NewConn {
+    pub stream: mio::net::TcpStream,
+    pub peer: SocketAddr,
+    pub ip: IpAddr,
+    pub room: MakeRoom,
+}
+
+/// A worker's reply for stream `stream` (0 for HTTP/1.1) of connection `conn_id` in `slot`.
+pub struct Completion {
+    pub slot: usize,
+    pub conn_id: u64,
+    pub stream: u32,
+    pub response: Response,
+}
+
+#[derive(Default)]
+struct InboxState {
+    conns: Vec<NewConn>,
+    done: Vec<Completion>,
+    /// (slot, connection id, stream) of stream bodies with new data.
+    ready: Vec<(usize, u64, u32)>,
+    /// A wake-up is pending (the loop has not drained the inbox since).
+    woken: bool,
+    shutdown: bool,
+    stop: bool,
+}
+
+/// How other threads reach a loop.
+pub struct Inbox {
+    waker: mio::Waker,
+    state: Mutex<InboxState>,
+}
+
+impl Inbox {
+    fn push(&self, f: impl FnOnce(&mut InboxState)) {
+        let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        f(&mut state);
+        let wake = !state.woken;
+        state.woken = true;
+        drop(state);
+        if wake && let Err(e) = self.waker.wake() {
+            log::error!("cannot wake an event loop: {e}");
+        }
+    }
+
+    pub fn add_connection(&self, conn: NewConn) {
+        self.push(|s| s.conns.push(conn));
+    }
+
+    pub fn complete(&self, completion: Completion) {
+        self.push(|s| s.done.push(completion));
+    }
+
+    pub fn stream_ready(&self, slot: usize, conn_id: u64, stream: u32) {
+        self.push(|s| {
+            // A busy stream wakes many times per drain: one notice is enough.
+            if !s.ready.contains(&(slot, conn_id, stream)) {
+                s.ready.push((slot, conn_id, stream));
+            }
+        });
+    }
+
+    /// Begins a graceful shutdown of every connection of the loop.
+    pub fn shutdown(&self) {
+        self.push(|s| s.shutdown = true);
+    }
+
+    /// Ends the loop (after the shutdown grace period).
+    pub fn stop(&self) {
+        self.push(|s| s.stop = true);
+    }
+}
+
+pub struct Loop<H: Handler> {
+    id: usize,
+    poll: Poll,
+    inbox: Arc<Inbox>,
+    conns: Vec<Option<Connection<H>>>,
+    free: Vec<usize>,
+    /// Connections to drive again without waiting for readiness (their read budget ran out).
+    again: Vec<usize>,
+    shutting_down: bool,
+}
+
+impl<H: Handler> Loop<H> {
+    pub fn new(id: usize) -> std::io::Result<(Loop<H>, Arc<Inbox>)> {
+        let poll = Poll::new()?;
+        let waker = mio::Waker::new(poll.registry(), WAKER)?;
+        let inbox = Arc::new(Inbox {
+            waker,
+            state: Mutex::new(InboxState::default()),
+        });
+        Ok((
+            Loop {
+                id,
+                poll,
+                inbox: inbox.clone(),
+                conns: Vec::new(),
+                free: Vec::new(),
+                again: Vec::new(),
+                shutting_down: false,
+            },
+            inbox,
+        ))
+    }
+
+    pub fn id(&self) -> usize {
+        self.id
+    }
+
+    pub fn run(mut self, shared: &Arc<Shared<H>>) {
+        let mut events = Events::with_capacity(1024);
+        let mut next_tick = Instant::now() + TICK;
+        let mut ready: Vec<(usize, bool, bool)> = Vec::with_capacity(1024);
+        loop {
+            let timeout = if self.again.is_empty() {
+                next_tick.saturating_duration_since(Instant::now())
+            } else {
+                Duration::ZERO
+            };
+            if let Err(e) = self.poll.poll(&mut events, Some(timeout)) {
+                if e.kind() != std::io::ErrorKind::Interrupted {
+                    log::error!("event loop {}: poll failed: {e}", self.id);
+                    std::thread::sleep(Duration::from_millis(10));
+                }
+                continue;
+            }
+            let mut woken = false;
+            ready.clear();
+            for event in events.iter() {
+                if event.token() == WAKER {
+                    woken = true;
+                } else {
+                    ready.push((
+                        event.token().0,
+                        event.is_readable() || event.is_read_closed() || event.is_error(),
+                        event.is_writable() || event.is_write_closed(),
+                    ));
+                }
+            }
+            let now = Instant::now();
+            for &(slot, r, w) in &ready {
+                self.drive(shared, slot, now, |c, ctx| c.drive(ctx, r, w));
+            }
+            if woken && self.drain_inbox(shared, now) {
+                break;
+            }
+            for slot in std::mem::take(&mut self.again) {
+                self.drive(shared, slot, now, |c, ctx| c.drive(ctx, false, false));
+            }
+            if now >= next_tick {
+                next_tick = now + TICK;
+                for slot in 0..self.conns.len() {
+                    if self.conns[slot].is_some() {
+                        self.drive(shared, slot, now, |c, ctx| c.tick(ctx));
+                    }
+                }
+            }
+        }
+        for slot in 0..self.conns.len() {
+            if self.conns[slot].is_some() {
+                self.close(shared, slot, Instant::now());
+            }
+        }
+    }
+
+    /// Runs `f` on the connection in `slot`, containing a panic to that connection, and closes
+    /// the connection when it is done.
+    fn drive(
+        &mut self,
+        shared: &Arc<Shared<H>>,
+        slot: usize,
+        now: Instant,
+        f: impl FnOnce(&mut Connection<H>, &Ctx<'_, H>) -> Status,
+    ) {
+        let Some(Some(conn)) = self.conns.get_mut(slot) else {
+            return;
+        };
+        let ctx = Ctx {
+            shared,
+            inbox: &self.inbox,
+            slot,
+            now,
+        };
+        let status = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| f(conn, &ctx)))
+            .unwrap_or_else(|_| {
+                log::error!("internal error: panic while serving a connection; it is closed");
+                Status::Closed
+            });
+        match status {
+            Status::Open => {}
+            Status::Again => {
+                if !self.again.contains(&slot) {
+                    self.again.push(slot);
+                }
+            }
+            Status::Closed => self.close(shared, slot, now),
+        }
+    }
+
+    fn close(&mut self, shared: &Arc<Shared<H>>, slot: usize, now: Instant) {
+        let Some(mut conn) = self.conns.get_mut(slot).and_then(Option::take) else {
+            return;
+        };
+        let ctx = Ctx {
+            shared,
+            inbox: &self.inbox,
+            slot,
+            now,
+        };
+        conn.closed(&ctx);
+        let _ = self.poll.registry().deregister(conn.socket());
+        shared.admission.release(conn.ip, self.id);
+        shared.stats.open_connections.fetch_sub(1, Ordering::AcqRel);
+        self.free.push(slot);
+    }
+
+    /// Handles what other threads sent. Returns true when the loop must end.
+    fn drain_inbox(&mut self, shared: &Arc<Shared<H>>, now: Instant) -> bool {
+        let (conns, done, ready, shutdown, stop) = {
+            let mut s = self.inbox.state.lock().unwrap_or_else(|e| e.into_inner());
+            s.woken = false;
+            (
+                std::mem::take(&mut s.conns),
+                std::mem::take(&mut s.done),
+                std::mem::take(&mut s.ready),
+                s.shutdown,
+                s.stop,
+            )
+        };
+        if stop {
+            return true;
+        }
+        for c in done {
+            shared.stats.in_flight.fetch_sub(1, Ordering::AcqRel);
+            let live = matches!(self.conns.get(c.slot), Some(Some(conn)) if conn.id == c.conn_id);
+            if live {
+                let (stream, response) = (c.stream, c.response);
+                self.drive(shared, c.slot, now, |conn, ctx| {
+                    conn.complete(ctx, stream, response)
+                });
+            }
+        }
+        for (slot, conn_id, stream) in ready {
+            let live = matches!(self.conns.get(slot), Some(Some(conn)) if conn.id == conn_id);
+            if live {
+                self.drive(shared, slot, now, |conn, ctx| {
+                    conn.stream_ready(ctx, stream)
+                });
+            }
+        }
+        for c in conns {
+            self.accept(shared, c, now);
+        }
+        if shutdown && !self.shutting_down {
+            self.shutting_down = true;
+            for slot in 0..self.conns.len() {
+                if self.conns[slot].is_some() {
+                    self.drive(shared, slot, now, |conn, ctx| conn.shutdown(ctx));
+                }
+            }
+        }
+        false
+    }
+
+    /// Takes a new connection: makes room at a limit (or refuses it), then starts its handshake.
+    fn accept(&mut self, shared: &Arc<Shared<H>>, c: NewConn, now: Instant) {
+        if self.shutting_down {
+            shared.admission.release(c.ip, self.id);
+            return;
+        }
+        if c.room != MakeRoom::No {
+            let victim = self
+                .conns
+                .iter()
+                .enumerate()
+                .filter_map(|(i, conn)| {
+                    let conn = conn.as_ref()?;
+                    if !conn.make_room(c.room) {
+                        return None;
+                    }
+                    conn.idle_since().map(|since| (since, i))
+                })
+                .min();
+            match victim {
+                Some((_, slot)) => {
+                    if let Some(Some(conn)) = self.conns.get_mut(slot) {
+                        conn.evict(now);
+                    }
+                    self.close(shared, slot, now);
+                    shared.stats.evicted.fetch_add(1, Ordering::Relaxed);
+                }
+                None => {
+                    shared.admission.release(c.ip, self.id);
+                    drop(c.stream);
+                    shared.refused(match c.room {
+                        MakeRoom::FromAddress(ip) => format!(
+                            "{} connections from {ip} are open (server.max_connections_per_address) and none is idle",
+                            shared.limits.max_connections_per_address
+                        ),
+                        _ => format!(
+                            "{} connections are open (server.max_connections) and none is idle",
+                            shared.limits.max_connections
+                        ),
+                    }
+                    .as_str());
+                    return;
+                }
+            }
+        }
+        let config = shared.tls.read().unwrap_or_else(|e| e.into_inner()).clone();
+        let tls = match rustls::ServerConnection::new(config) {
+            Ok(tls) => tls,
+            Err(e) => {
+                log::error!("cannot start TLS for a connection from {}: {e}", c.peer);
+                shared.admission.release(c.ip, self.id);
+                return;
+            }
+        };
+        let slot = match self.free.pop() {
+            Some(slot) => slot,
+            None => {
+                self.conns.push(None);
+                self.conns.len() - 1
+            }
+        };
+        let id = shared.next_conn_id.fetch_add(1, Ordering::Relaxed);
+        let mut conn = Connection::new(
+            id,
+            c.stream,
+            tls,
+            c.peer,
+            c.ip,
+            shared.limits.handshake_timeout,
+            now,
+        );
+        // Edge-triggered, both directions, registered once: no re-registration per request.
+        if let Err(e) = self.poll.registry().register(
+            conn.socket(),
+            Token(slot),
+            Interest::READABLE | Interest::WRITABLE,
+        ) {
+            log::error!("cannot watch a connection from {}: {e}", c.peer);
+            shared.admission.release(c.ip, self.id);
+            self.free.push(slot);
+            return;
+        }
+        shared.stats.open_connections.fetch_add(1, Ordering::AcqRel);
+        self.conns[slot] = Some(conn);
+    }
+}
