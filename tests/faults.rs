@@ -854,12 +854,34 @@ fn stalled_connections_do_not_block_a_normal_client() {
     assert!(cut_after < Duration::from_secs(20));
 }
 
+/// Opens `/v1/log/audit` on a new connection and reads the reply head: a connection that is
+/// busy (streaming), never idle.
+fn subscribe(c: &Client) -> std::io::Result<Conn> {
+    let mut conn = c.try_connect()?;
+    conn.send_raw(b"GET /v1/log/audit HTTP/1.1\r\nHost: localhost\r\n\r\n")?;
+    let mut head = Vec::new();
+    let mut byte = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        if conn.stream.read(&mut byte)? == 0 {
+            return Err(std::io::ErrorKind::UnexpectedEof.into());
+        }
+        head.push(byte[0]);
+    }
+    assert!(
+        head.starts_with(b"HTTP/1.1 200"),
+        "{}",
+        String::from_utf8_lossy(&head)
+    );
+    Ok(conn)
+}
+
 #[test]
-fn worker_pool_driven_past_its_size() {
-    let srv = fs_server("pool", "server:\n  max_connections: 16\n");
+fn connection_limit_driven_past_its_size() {
+    let srv = fs_server("limit", "server:\n  max_connections: 16\n");
     let c = srv.client();
-    // Fill the pool: 16 connections, each served once and kept alive.
-    let mut held: Vec<Conn> = (0..16)
+    // Idle keep-alive connections fill the limit; more clients take their places (the longest
+    // idle first) and are served.
+    let mut idle: Vec<Conn> = (0..16)
         .map(|_| {
             let mut conn = c.connect();
             assert_eq!(
@@ -871,7 +893,25 @@ fn worker_pool_driven_past_its_size() {
             conn
         })
         .collect();
-    // One more: refused at once, before TLS.
+    let start = Instant::now();
+    let served_over_idle = (0..8)
+        .filter(|_| c.post("/v1/key/generate/k", "").status == 200)
+        .count();
+    let over_idle_took = start.elapsed();
+    // Idle connections made room, the longest idle first (each new client closes its
+    // connection after its request, so fewer than 8 may have been needed).
+    let evicted = idle
+        .iter_mut()
+        .take(8)
+        .map(|conn| conn.request("GET", "/version", None).is_err())
+        .filter(|closed| *closed)
+        .count();
+    idle.clear();
+    std::thread::sleep(Duration::from_millis(300));
+
+    // Busy connections (16 log subscribers) fill the limit: one more is refused at once,
+    // before TLS.
+    let mut held: Vec<Conn> = (0..16).map(|_| subscribe(&c).unwrap()).collect();
     let start = Instant::now();
     let refused = c.try_connect().and_then(|mut conn| conn.handshake());
     let refusal = start.elapsed();
@@ -895,8 +935,8 @@ fn worker_pool_driven_past_its_size() {
     let burst_took = burst_start.elapsed();
     let served = results.iter().filter(|r| r.0).count();
     let slowest = results.iter().map(|r| r.1).max().unwrap();
-    // What a refusal costs the server (while the pool is full), compared with a TLS handshake
-    // (what answering 503 would cost at least).
+    // What a refusal costs the server (while the limit is reached), compared with a TLS
+    // handshake (what answering 503 would cost at least).
     let ticks = srv.cpu_ticks();
     for _ in 0..300 {
         assert!(
@@ -906,16 +946,7 @@ fn worker_pool_driven_past_its_size() {
         );
     }
     let refusal_ticks = srv.cpu_ticks() - ticks;
-    // The held connections still work.
-    for conn in held.iter_mut().take(4) {
-        assert_eq!(
-            conn.request("POST", "/v1/key/generate/k", Some(""))
-                .unwrap()
-                .status,
-            200
-        );
-    }
-    // Release half: new clients are served again at once.
+    // Subscribers that go away free their places at once: new clients are served again.
     held.truncate(8);
     std::thread::sleep(Duration::from_millis(300));
     let again: usize = (0..8)
@@ -931,20 +962,31 @@ fn worker_pool_driven_past_its_size() {
     }
     let handshake_ticks = srv.cpu_ticks() - ticks;
     let rejected = srv.metric("kes_server_connections_rejected_total");
+    let evictions = srv.metric("kes_server_connections_evicted_total");
     println!(
-        "max_connections 16, all held: a 17th connection was refused in {refusal:?}; a burst of 48 took {burst_took:?}: {served} served, slowest answer {slowest:?}; after releasing 8, {again}/8 new clients served"
+        "max_connections 16 held by idle connections: 8 more clients served in {over_idle_took:?} ({evicted} idle connections closed to make room)"
     );
     println!(
-        "server CPU for 300 refused connections: {} ms; for 300 connections with a TLS handshake and one request: {} ms; rejected connections counted: {rejected}",
+        "max_connections 16 held by 16 log subscribers: a 17th connection was refused in {refusal:?}; a burst of 48 took {burst_took:?}: {served} served, slowest answer {slowest:?}; after 8 subscribers left, {again}/8 new clients served"
+    );
+    println!(
+        "server CPU for 300 refused connections: {} ms; for 300 connections with a TLS handshake and one request: {} ms; counted: {rejected} rejected, {evictions} evicted",
         refusal_ticks * 10,
         handshake_ticks * 10
     );
-    assert_eq!(served, 0, "nothing beyond the cap may be served");
+    assert_eq!(served_over_idle, 8, "idle connections must make room");
+    assert!(evicted >= 1, "idle connections must make room");
+    assert_eq!(
+        evictions, evicted as f64,
+        "the longest-idle connections made room"
+    );
+    assert_eq!(served, 0, "nothing beyond the limit may be served");
     assert!(
         slowest < Duration::from_secs(5),
         "a refused client waited {slowest:?}"
     );
     assert_eq!(again, 8);
+    assert!(rejected >= 349.0);
     assert!(
         srv.kes
             .wait_for_output("overload: refused", Duration::from_secs(2)),

@@ -613,11 +613,11 @@ fn metrics_are_valid_prometheus_text_and_count_the_requests_sent() {
     assert_eq!(c("kes_server_connections_rejected_total"), 0.0);
     assert!(fam(&m1, "kes_server_connections_open").value() >= 1.0);
     assert!(
-        fam(&m1, "kes_server_workers_busy").value() >= 1.0,
+        fam(&m1, "kes_server_requests_in_flight").value() >= 1.0,
         "the scrape itself"
     );
     assert!(fam(&m1, "kes_server_workers").value() >= 1.0);
-    assert_eq!(fam(&m1, "kes_server_connections_max").value(), 1024.0);
+    assert_eq!(fam(&m1, "kes_server_connections_max").value(), 4096.0);
     assert_eq!(fam(&m1, "kes_server_accept_backlog").value(), 0.0);
     assert_eq!(fam(&m1, "kes_http_request_active").value(), 0.0);
     assert_eq!(fam(&m1, "kes_keystore_offline").value(), 0.0);
@@ -721,33 +721,65 @@ fn metrics_are_valid_prometheus_text_and_count_the_requests_sent() {
 }
 
 #[test]
-fn refused_connections_are_counted() {
+fn connection_limit_evicts_the_longest_idle_and_refuses_when_none_is_idle() {
     let env = Env::start("limit", "server:\n  max_connections: 2\n");
     let admin = env.admin();
+    let version = |conn: &mut Conn| conn.request("GET", "/version", None).map(|r| r.status);
+    // Two idle keep-alive connections fill the limit.
     let mut a = admin.connect();
+    assert_eq!(version(&mut a).unwrap(), 200);
+    std::thread::sleep(Duration::from_millis(50));
     let mut b = admin.connect();
-    for conn in [&mut a, &mut b] {
-        assert_eq!(conn.request("GET", "/version", None).unwrap().status, 200);
-    }
-    // A third connection is closed at once.
+    assert_eq!(version(&mut b).unwrap(), 200);
+    // A third takes the place of the one idle longest (a); b is untouched.
     let mut c = admin.connect();
-    assert!(c.handshake().is_err() || c.request("GET", "/version", None).is_err());
-    // Scrape over a held connection (there is no free slot for a new one).
-    let r = a.request("GET", "/v1/metrics", None).unwrap();
+    assert_eq!(version(&mut c).unwrap(), 200);
+    assert!(
+        version(&mut a).is_err(),
+        "the longest-idle connection was closed"
+    );
+    assert_eq!(version(&mut b).unwrap(), 200);
+    drop((a, b, c));
+    // Two log subscribers hold both places; they are busy, not idle: a new connection is
+    // refused before TLS.
+    let (status, _, first) = LogStream::open(&admin, "/v1/log/audit");
+    assert_eq!(status, 200);
+    let (status, _, second) = LogStream::open(&admin, "/v1/log/error");
+    assert_eq!(status, 200);
+    let mut d = admin.connect();
+    assert!(d.handshake().is_err() || version(&mut d).is_err());
+    // A subscriber that goes away frees its place at once.
+    drop(first);
+    assert!(
+        wait_until(Duration::from_secs(5), || {
+            admin
+                .try_connect()
+                .is_ok_and(|mut conn| version(&mut conn).is_ok_and(|s| s == 200))
+        }),
+        "a closed subscription must free its connection"
+    );
+    let r = admin.connect().request("GET", "/v1/metrics", None).unwrap();
     let m = prom::parse(&r.text()).unwrap();
     println!(
-        "open {} of {}, rejected {}",
+        "open {} of {}, evicted {}, rejected {}",
         fam(&m, "kes_server_connections_open").value(),
         fam(&m, "kes_server_connections_max").value(),
+        fam(&m, "kes_server_connections_evicted_total").value(),
         fam(&m, "kes_server_connections_rejected_total").value()
     );
     assert_eq!(
         fam(&m, "kes_server_connections_rejected_total").value(),
         1.0
     );
+    assert!(fam(&m, "kes_server_connections_evicted_total").value() >= 1.0);
     assert_eq!(fam(&m, "kes_server_connections_open").value(), 2.0);
     assert_eq!(fam(&m, "kes_server_connections_max").value(), 2.0);
-    drop(b);
+    drop(second);
+    assert!(
+        env.kes
+            .wait_for_output("overload: refused", Duration::from_secs(2)),
+        "refusals must be logged"
+    );
 }
 
 /// Checks one audit event's exact shape and values.

@@ -227,13 +227,19 @@ pub fn metrics(ctx: &Ctx<'_>) -> Result<Response, ApiError> {
     gauge(
         &mut out,
         "kes_server_connections_open",
-        "Number of open client connections (each has one worker thread).",
+        "Number of open client connections (in their TLS handshake, idle, busy or streaming).",
         s.open_connections.load(Ordering::Relaxed) as f64,
     );
     gauge(
         &mut out,
+        "kes_server_connections_http2",
+        "Number of open client connections that speak HTTP/2.",
+        s.h2_connections.load(Ordering::Relaxed) as f64,
+    );
+    gauge(
+        &mut out,
         "kes_server_connections_max",
-        "Most client connections served at once (server.max_connections); more are refused.",
+        "Most client connections open at once (server.max_connections).",
         api.max_connections as f64,
     );
     counter(
@@ -244,8 +250,14 @@ pub fn metrics(ctx: &Ctx<'_>) -> Result<Response, ApiError> {
     );
     counter(
         &mut out,
+        "kes_server_connections_evicted_total",
+        "Number of idle client connections closed to make room for a new one at server.max_connections or server.max_connections_per_address.",
+        s.evicted.load(Ordering::Relaxed),
+    );
+    counter(
+        &mut out,
         "kes_server_connections_rejected_total",
-        "Number of client connections refused because server.max_connections was reached or no worker thread could be started.",
+        "Number of client connections refused at a connection limit because no connection was idle.",
         s.rejected.load(Ordering::Relaxed),
     );
     counter(
@@ -254,23 +266,47 @@ pub fn metrics(ctx: &Ctx<'_>) -> Result<Response, ApiError> {
         "Number of TLS handshakes that failed or timed out (bad or missing client certificates, port scans, TCP health checks).",
         s.handshake_failures.load(Ordering::Relaxed),
     );
+    counter(
+        &mut out,
+        "kes_server_tls_resumed_total",
+        "Number of TLS handshakes that resumed an earlier session (no certificate exchange).",
+        s.resumed.load(Ordering::Relaxed),
+    );
+    counter(
+        &mut out,
+        "kes_server_http2_errors_total",
+        "Number of HTTP/2 connections ended with a GOAWAY error (protocol violations and floods).",
+        s.h2_errors.load(Ordering::Relaxed),
+    );
+    gauge(
+        &mut out,
+        "kes_server_requests_in_flight",
+        "Number of requests received and not answered yet.",
+        s.in_flight.load(Ordering::Relaxed) as f64,
+    );
     gauge(
         &mut out,
         "kes_server_workers",
-        "Number of worker threads (one per open connection, idle ones kept for reuse).",
+        "Number of worker threads (started on demand up to server.workers; they run requests that may wait for the keystore).",
         s.workers.load(Ordering::Relaxed) as f64,
     );
     gauge(
         &mut out,
         "kes_server_workers_busy",
-        "Number of worker threads processing a request now (log stream subscribers included).",
+        "Number of worker threads running a request now.",
         s.busy.load(Ordering::Relaxed) as f64,
+    );
+    gauge(
+        &mut out,
+        "kes_server_workers_queued",
+        "Number of requests waiting for a free worker thread.",
+        s.queued.load(Ordering::Relaxed) as f64,
     );
     if let Some(backlog) = api.listen.get().and_then(|addr| accept_backlog(*addr)) {
         gauge(
             &mut out,
             "kes_server_accept_backlog",
-            "Connections waiting in the kernel's accept queue of the listening socket (Linux). Workers are started per connection, so nothing else queues.",
+            "Connections waiting in the kernel's accept queue of the listening socket (Linux).",
             backlog as f64,
         );
     }

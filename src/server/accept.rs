@@ -4,112 +4,217 @@
 //! Limits: `server.max_connections` in total and `server.max_connections_per_address` from one
 //! client address. A connection over a limit takes the place of the connection that has been idle
 //! longest (in its TLS handshake, or between requests with nothing in progress), of the same
-//! address when the per-address limit is what was reached; only when no such connection exists
-//! is the new one refused, by closing it before any TLS (a refusal costs one `accept` and one
+//! address when the per-address limit is what was reached; only when no connection is idle is
+//! the new one refused, by closing it before any TLS (a refusal costs one `accept` and one
 //! `close`; a 503 would cost a full handshake exactly when the server is short of resources).
-//! nginx reuses idle keep-alive connections the same way when it runs out of connections.
-//! A client then sees a closed idle connection, which HTTP clients retry, instead of a server
+//! nginx reuses idle keep-alive connections the same way when it runs out of connections. A
+//! client then sees an idle connection closed, which HTTP clients retry, instead of a server
 //! that a few hoarded connections lock.
 //!
-//! Admission keeps, per address and per loop, how many connections are open, so that the loop
-//! asked to make room is one that holds a connection it may close; per request nothing here is
-//! touched.
+//! Admission keeps a register of the open connections: address, loop, and an idle mark each
+//! connection updates itself (one atomic store when it turns idle or busy, nothing else per
+//! request), so the choice of the connection to close is exact across loops. The loop that owns
+//! it closes it, or, if it turned busy meanwhile, closes it as soon as its request is answered.
 
 use super::reactor::NewConn;
 use super::{Handler, Shared};
 use std::collections::HashMap;
 use std::net::{IpAddr, TcpListener};
-use std::sync::Mutex;
-use std::sync::atomic::Ordering;
-use std::time::Duration;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
-/// What the loop must do before it serves a new connection.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum MakeRoom {
-    /// Nothing: the connection is within the limits.
-    No,
-    /// Close the longest-idle connection of this address first, or refuse the new one.
-    FromAddress(IpAddr),
-    /// Close the longest-idle connection first, or refuse the new one.
-    Any,
+/// A connection's idle mark: milliseconds since [`Admission`]'s epoch, plus one, at which it
+/// became idle; 0 while it is busy.
+#[derive(Debug, Clone)]
+pub struct IdleMark {
+    epoch: Instant,
+    mark: Arc<AtomicU64>,
+}
+
+impl IdleMark {
+    /// Records that the connection is idle since `since`, or busy (`None`).
+    pub fn set(&self, since: Option<Instant>) {
+        let value = since.map_or(0, |t| {
+            u64::try_from(t.saturating_duration_since(self.epoch).as_millis())
+                .unwrap_or(u64::MAX - 1)
+                + 1
+        });
+        // Most calls change nothing: skip the store (and the cache line write) then.
+        if self.mark.load(Ordering::Relaxed) != value {
+            self.mark.store(value, Ordering::Relaxed);
+        }
+    }
+
+    fn idle_since(&self) -> Option<u64> {
+        match self.mark.load(Ordering::Relaxed) {
+            0 => None,
+            m => Some(m),
+        }
+    }
+}
+
+/// What admission decided for a new connection.
+#[derive(Debug)]
+pub enum Admit {
+    /// Serve it on loop `lp`.
+    Serve { lp: usize, id: u64, idle: IdleMark },
+    /// Serve it on loop `lp` once connection `victim` (on loop `victim_lp`) made room.
+    Replace {
+        lp: usize,
+        id: u64,
+        idle: IdleMark,
+        victim: u64,
+        victim_lp: usize,
+    },
+    /// Refuse it: a limit is reached and nothing is idle. The text says which.
+    Refuse(String),
+}
+
+struct Registered {
+    lp: usize,
+    ip: IpAddr,
+    idle: IdleMark,
 }
 
 pub struct Admission {
+    epoch: Instant,
     state: Mutex<State>,
 }
 
 struct State {
-    /// Open connections per loop.
+    conns: HashMap<u64, Registered>,
     per_loop: Vec<usize>,
-    total: usize,
-    /// Open connections per client address, per loop.
-    per_address: HashMap<IpAddr, Vec<u32>>,
+    per_address: HashMap<IpAddr, usize>,
+    next_id: u64,
     /// Where the search for the least-loaded loop starts (spreads ties).
-    next: usize,
+    next_loop: usize,
 }
 
 impl Admission {
     pub fn new(loops: usize) -> Admission {
         Admission {
+            epoch: Instant::now(),
             state: Mutex::new(State {
+                conns: HashMap::new(),
                 per_loop: vec![0; loops.max(1)],
-                total: 0,
                 per_address: HashMap::new(),
-                next: 0,
+                next_id: 1,
+                next_loop: 0,
             }),
         }
     }
 
-    /// Counts a new connection from `ip` and says which loop takes it and whether it must make
-    /// room first.
-    pub fn admit(&self, ip: IpAddr, max_total: usize, max_per_address: usize) -> (usize, MakeRoom) {
+    /// Registers a new connection from `ip` (idle from `now`: it has not finished its handshake)
+    /// and says where it goes, and whether another must make room.
+    pub fn admit(
+        &self,
+        ip: IpAddr,
+        max_total: usize,
+        max_per_address: usize,
+        now: Instant,
+    ) -> Admit {
         let mut s = self.state.lock().unwrap_or_else(|e| e.into_inner());
-        let loops = s.per_loop.len();
-        let from_ip = s.per_address.get(&ip);
-        let of_ip: u32 = from_ip.map_or(0, |v| v.iter().sum());
-        let (lp, room) = if of_ip as usize >= max_per_address {
-            // The loop holding most connections of this address has the best chance of an idle one.
-            let counts = from_ip.cloned().unwrap_or_default();
-            let lp = (0..loops)
-                .max_by_key(|&i| counts.get(i).copied().unwrap_or(0))
-                .unwrap_or(0);
-            (lp, MakeRoom::FromAddress(ip))
-        } else if s.total >= max_total {
-            let lp = (0..loops).max_by_key(|&i| s.per_loop[i]).unwrap_or(0);
-            (lp, MakeRoom::Any)
+        let from_ip = s.per_address.get(&ip).copied().unwrap_or(0);
+        let victim = if from_ip >= max_per_address {
+            match s.longest_idle(Some(ip)) {
+                Some(v) => Some(v),
+                None => {
+                    return Admit::Refuse(format!(
+                        "{from_ip} connections from {ip} are open (server.max_connections_per_address) and none is idle"
+                    ));
+                }
+            }
+        } else if s.conns.len() >= max_total {
+            match s.longest_idle(None) {
+                Some(v) => Some(v),
+                None => {
+                    return Admit::Refuse(format!(
+                        "{} connections are open (server.max_connections) and none is idle",
+                        s.conns.len()
+                    ));
+                }
+            }
         } else {
-            let start = s.next;
-            s.next = (s.next + 1) % loops;
-            let lp = (0..loops)
-                .map(|k| (start + k) % loops)
-                .min_by_key(|&i| s.per_loop[i])
-                .unwrap_or(0);
-            (lp, MakeRoom::No)
+            None
         };
+        let victim = victim.and_then(|v| s.remove(v).map(|r| (v, r.lp)));
+        let loops = s.per_loop.len();
+        let start = s.next_loop;
+        s.next_loop = (start + 1) % loops;
+        let lp = (0..loops)
+            .map(|k| (start + k) % loops)
+            .min_by_key(|&i| s.per_loop[i])
+            .unwrap_or(0);
+        let id = s.next_id;
+        s.next_id += 1;
+        let idle = IdleMark {
+            epoch: self.epoch,
+            mark: Arc::new(AtomicU64::new(0)),
+        };
+        idle.set(Some(now));
         s.per_loop[lp] += 1;
-        s.total += 1;
-        let counts = s.per_address.entry(ip).or_insert_with(|| vec![0; loops]);
-        if let Some(c) = counts.get_mut(lp) {
-            *c += 1;
+        *s.per_address.entry(ip).or_insert(0) += 1;
+        s.conns.insert(
+            id,
+            Registered {
+                lp,
+                ip,
+                idle: idle.clone(),
+            },
+        );
+        match victim {
+            Some((victim, victim_lp)) => Admit::Replace {
+                lp,
+                id,
+                idle,
+                victim,
+                victim_lp,
+            },
+            None => Admit::Serve { lp, id, idle },
         }
-        (lp, room)
     }
 
-    /// Forgets a connection from `ip` on loop `lp` (closed, or refused after `admit`).
-    pub fn release(&self, ip: IpAddr, lp: usize) {
+    /// Forgets connection `id` (closed); nothing when it was already replaced.
+    pub fn release(&self, id: u64) {
         let mut s = self.state.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(n) = s.per_loop.get_mut(lp) {
+        s.remove(id);
+    }
+
+    /// Open connections.
+    #[cfg(test)]
+    fn open(&self) -> usize {
+        self.state
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .conns
+            .len()
+    }
+}
+
+impl State {
+    /// The connection idle longest (of `ip` when given).
+    fn longest_idle(&self, ip: Option<IpAddr>) -> Option<u64> {
+        self.conns
+            .iter()
+            .filter(|(_, r)| ip.is_none_or(|ip| r.ip == ip))
+            .filter_map(|(id, r)| r.idle.idle_since().map(|since| (since, *id)))
+            .min()
+            .map(|(_, id)| id)
+    }
+
+    fn remove(&mut self, id: u64) -> Option<Registered> {
+        let r = self.conns.remove(&id)?;
+        if let Some(n) = self.per_loop.get_mut(r.lp) {
             *n = n.saturating_sub(1);
         }
-        s.total = s.total.saturating_sub(1);
-        if let Some(counts) = s.per_address.get_mut(&ip) {
-            if let Some(c) = counts.get_mut(lp) {
-                *c = c.saturating_sub(1);
-            }
-            if counts.iter().all(|c| *c == 0) {
-                s.per_address.remove(&ip);
+        if let Some(n) = self.per_address.get_mut(&r.ip) {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                self.per_address.remove(&r.ip);
             }
         }
+        Some(r)
     }
 }
 
@@ -139,7 +244,38 @@ pub fn run<H: Handler>(listener: &TcpListener, shared: &Shared<H>) {
         let Ok(peer) = stream.peer_addr() else {
             continue;
         };
+        let ip = canonical(peer.ip());
+        let limits = &shared.limits;
+        let admit = shared.admission.admit(
+            ip,
+            limits.max_connections,
+            limits.max_connections_per_address,
+            Instant::now(),
+        );
+        let (lp, id, idle) = match admit {
+            Admit::Refuse(why) => {
+                drop(stream);
+                shared.refused(&why);
+                continue;
+            }
+            Admit::Serve { lp, id, idle } => (lp, id, idle),
+            Admit::Replace {
+                lp,
+                id,
+                idle,
+                victim,
+                victim_lp,
+            } => {
+                shared.stats.evicted.fetch_add(1, Ordering::Relaxed);
+                if let Some(inbox) = shared.loops.get(victim_lp) {
+                    inbox.evict(victim);
+                }
+                (lp, id, idle)
+            }
+        };
+        shared.stats.accepted.fetch_add(1, Ordering::Relaxed);
         if stream.set_nonblocking(true).is_err() {
+            shared.admission.release(id);
             continue;
         }
         let _ = stream.set_nodelay(true);
@@ -149,23 +285,15 @@ pub fn run<H: Handler>(listener: &TcpListener, shared: &Shared<H>) {
         if let Err(e) = crate::sys::set_keepalive(&stream, 10, 5, 3, 25_000) {
             log::debug!("cannot set TCP keep-alive on a connection from {peer}: {e}");
         }
-        let ip = canonical(peer.ip());
-        let limits = &shared.limits;
-        let (lp, room) = shared.admission.admit(
-            ip,
-            limits.max_connections,
-            limits.max_connections_per_address,
-        );
-        shared.stats.accepted.fetch_add(1, Ordering::Relaxed);
         let conn = NewConn {
             stream: mio::net::TcpStream::from_std(stream),
             peer,
-            ip,
-            room,
+            id,
+            idle,
         };
         match shared.loops.get(lp) {
             Some(inbox) => inbox.add_connection(conn),
-            None => shared.admission.release(ip, lp),
+            None => shared.admission.release(id),
         }
     }
 }
@@ -178,37 +306,69 @@ mod tests {
         IpAddr::from([10, 0, 0, last])
     }
 
-    #[test]
-    fn spreads_connections_and_asks_for_room_at_the_limits() {
-        let a = Admission::new(2);
-        // Below the limits: spread over both loops.
-        let (l1, r1) = a.admit(ip(1), 4, 3);
-        let (l2, r2) = a.admit(ip(1), 4, 3);
-        assert_eq!((r1, r2), (MakeRoom::No, MakeRoom::No));
-        assert_ne!(l1, l2);
-        let (_, r3) = a.admit(ip(1), 4, 3);
-        assert_eq!(r3, MakeRoom::No);
-        // The fourth from the same address is over its limit.
-        let (_, r4) = a.admit(ip(1), 4, 3);
-        assert_eq!(r4, MakeRoom::FromAddress(ip(1)));
-        // Another address, but the total is reached.
-        let (_, r5) = a.admit(ip(2), 4, 3);
-        assert_eq!(r5, MakeRoom::Any);
-        // Releasing brings it back under.
-        a.release(ip(2), 0);
-        a.release(ip(2), 1);
-        a.release(ip(1), l1);
-        let (_, r6) = a.admit(ip(2), 4, 3);
-        assert_eq!(r6, MakeRoom::No);
+    fn id(a: &Admit) -> u64 {
+        match a {
+            Admit::Serve { id, .. } | Admit::Replace { id, .. } => *id,
+            Admit::Refuse(_) => 0,
+        }
+    }
+
+    fn mark(a: &Admit) -> IdleMark {
+        match a {
+            Admit::Serve { idle, .. } | Admit::Replace { idle, .. } => idle.clone(),
+            Admit::Refuse(why) => panic!("refused: {why}"),
+        }
     }
 
     #[test]
-    fn per_address_room_is_asked_of_the_loop_holding_that_address() {
-        let a = Admission::new(3);
-        let loops: Vec<usize> = (0..2).map(|_| a.admit(ip(7), 100, 2).0).collect();
-        let (lp, room) = a.admit(ip(7), 100, 2);
-        assert_eq!(room, MakeRoom::FromAddress(ip(7)));
-        assert!(loops.contains(&lp));
+    fn the_longest_idle_connection_makes_room_across_loops() {
+        let a = Admission::new(2);
+        let t0 = Instant::now();
+        let first = a.admit(ip(1), 2, 10, t0);
+        let second = a.admit(ip(2), 2, 10, t0);
+        // Spread over both loops.
+        let lp = |x: &Admit| match x {
+            Admit::Serve { lp, .. } | Admit::Replace { lp, .. } => *lp,
+            Admit::Refuse(_) => 99,
+        };
+        assert_ne!(lp(&first), lp(&second));
+        // The first turns busy, then idle again later than the second.
+        mark(&first).set(None);
+        mark(&second).set(Some(t0 + Duration::from_millis(5)));
+        mark(&first).set(Some(t0 + Duration::from_millis(50)));
+        let third = a.admit(ip(3), 2, 10, t0 + Duration::from_millis(60));
+        match third {
+            Admit::Replace { victim, .. } => assert_eq!(victim, id(&second)),
+            other => panic!("expected a replacement, got {other:?}"),
+        }
+        assert_eq!(a.open(), 2);
+        // Both busy: refused.
+        mark(&first).set(None);
+        mark(&third).set(None);
+        assert!(matches!(
+            a.admit(ip(4), 2, 10, t0),
+            Admit::Refuse(why) if why.contains("server.max_connections")
+        ));
+        // A release makes room without replacing anyone; releasing a replaced one is a no-op.
+        a.release(id(&second));
+        assert_eq!(a.open(), 2);
+        a.release(id(&first));
+        assert!(matches!(a.admit(ip(4), 2, 10, t0), Admit::Serve { .. }));
+    }
+
+    #[test]
+    fn an_address_at_its_limit_replaces_its_own_idle_connections() {
+        let a = Admission::new(2);
+        let t0 = Instant::now();
+        let other = a.admit(ip(9), 100, 2, t0);
+        let x = a.admit(ip(1), 100, 2, t0 + Duration::from_millis(1));
+        let _y = a.admit(ip(1), 100, 2, t0 + Duration::from_millis(2));
+        // ip(9)'s connection is idle longest, but ip(1) replaces one of its own.
+        match a.admit(ip(1), 100, 2, t0 + Duration::from_millis(3)) {
+            Admit::Replace { victim, .. } => assert_eq!(victim, id(&x)),
+            other => panic!("expected a replacement, got {other:?}"),
+        }
+        assert!(mark(&other).idle_since().is_some());
     }
 
     #[test]

@@ -13,7 +13,7 @@
 //! [`MAX_OUTPUT`] waits to be sent. Plaintext buffers are wiped as they are consumed: requests
 //! and replies carry keys.
 
-use super::accept::MakeRoom;
+use super::accept::IdleMark;
 use super::h1;
 use super::h2;
 use super::message::{Body, EventSource, Request, Response, Waker};
@@ -23,7 +23,7 @@ use crate::auth::Identity;
 use crate::auth::identity::PeerIdentityError;
 use std::collections::VecDeque;
 use std::io::{self, Read, Write};
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
@@ -256,7 +256,10 @@ pub struct Connection<H: Handler> {
     sock: mio::net::TcpStream,
     tls: rustls::ServerConnection,
     pub peer: SocketAddr,
-    pub ip: IpAddr,
+    /// Tells admission whether (and since when) this connection is idle.
+    idle_mark: IdleMark,
+    /// Chosen to make room: close as soon as nothing is in progress.
+    retiring: bool,
     info: Option<Arc<ConnInfo>>,
     state: H::ConnState,
     proto: Proto<H>,
@@ -290,7 +293,7 @@ impl<H: Handler> Connection<H> {
         sock: mio::net::TcpStream,
         tls: rustls::ServerConnection,
         peer: SocketAddr,
-        ip: IpAddr,
+        idle_mark: IdleMark,
         handshake_timeout: Duration,
         now: Instant,
     ) -> Connection<H> {
@@ -299,7 +302,8 @@ impl<H: Handler> Connection<H> {
             sock,
             tls,
             peer,
-            ip,
+            idle_mark,
+            retiring: false,
             info: None,
             state: H::ConnState::default(),
             proto: Proto::Handshake,
@@ -367,6 +371,10 @@ impl<H: Handler> Connection<H> {
             progress |= self.process(ctx)?;
             progress |= self.flush(ctx.now)?;
             if self.finished() {
+                return Ok(Status::Closed);
+            }
+            if self.retiring && self.idle_since().is_some() {
+                self.evict(ctx.now);
                 return Ok(Status::Closed);
             }
             if !progress {
@@ -542,6 +550,7 @@ impl<H: Handler> Connection<H> {
         } else if self.idle_since.is_none() {
             self.idle_since = Some(now);
         }
+        self.idle_mark.set(self.idle_since());
         let close_write = match &self.proto {
             Proto::H1(h) => h.close_write(),
             Proto::H2(s) => s.close_write(),
@@ -779,7 +788,19 @@ impl<H: Handler> Connection<H> {
                     h.shutdown(&mut env);
                 }
             }
-            Proto::H2(s) => s.shutdown(&mut self.out),
+            Proto::H2(s) => {
+                if let Some(info) = self.info.clone() {
+                    let mut env = Env {
+                        ctx,
+                        conn_id: self.id,
+                        info: &info,
+                        state: &mut self.state,
+                        out: &mut self.out,
+                        jobs: &mut self.jobs,
+                    };
+                    s.shutdown(&mut env);
+                }
+            }
         }
         self.after_protocol(ctx.now);
         self.drive(ctx, false, false)
@@ -802,12 +823,11 @@ impl<H: Handler> Connection<H> {
         self.out.zeroize();
     }
 
-    pub fn make_room(&self, room: MakeRoom) -> bool {
-        match room {
-            MakeRoom::No => false,
-            MakeRoom::Any => true,
-            MakeRoom::FromAddress(ip) => ip == self.ip,
-        }
+    /// Chosen to make room for a new connection: closes now if idle, else once the request in
+    /// progress is answered.
+    pub fn retire(&mut self, ctx: &Ctx<'_, H>) -> Status {
+        self.retiring = true;
+        self.drive(ctx, false, false)
     }
 }
 

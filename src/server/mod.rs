@@ -196,8 +196,6 @@ pub(crate) struct Shared<H: Handler> {
     pub jobs_per_connection: usize,
     pub admission: accept::Admission,
     pub loops: Vec<Arc<reactor::Inbox>>,
-    /// Source of connection ids (never reused, so a late reply cannot reach a new connection).
-    pub next_conn_id: AtomicU64,
     /// When refusals were last logged, and the `rejected` count then.
     refusal_warning: Mutex<Option<(Instant, u64)>>,
 }
@@ -281,7 +279,6 @@ impl<H: Handler> Server<H> {
             pool,
             shutting_down: AtomicBool::new(false),
             loops: inboxes,
-            next_conn_id: AtomicU64::new(1),
             refusal_warning: Mutex::new(None),
         });
         let mut threads = Vec::new();

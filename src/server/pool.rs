@@ -169,6 +169,11 @@ mod tests {
         pool.submit(Box::new(move || tx.send(1).unwrap()));
         assert_eq!(rx.recv_timeout(Duration::from_secs(5)).unwrap(), 1);
         assert_eq!(stats.workers.load(Ordering::Relaxed), 1);
+        // The job has sent; the worker marks itself free right after.
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        while stats.busy.load(Ordering::Relaxed) != 0 && std::time::Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(1));
+        }
         assert_eq!(stats.busy.load(Ordering::Relaxed), 0);
     }
 }

@@ -7,12 +7,12 @@
 //! A loop never blocks on anything but `poll`. Every [`TICK`] it checks the deadlines of its
 //! connections. A panic while driving one connection closes that connection only.
 
-use super::accept::MakeRoom;
+use super::accept::IdleMark;
 use super::conn::{Connection, Ctx, Status};
 use super::message::Response;
 use super::{Handler, Shared};
 use mio::{Events, Interest, Poll, Token};
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -21,12 +21,12 @@ use std::time::{Duration, Instant};
 const TICK: Duration = Duration::from_millis(200);
 const WAKER: Token = Token(usize::MAX);
 
-/// A connection handed over by the accept thread.
+/// A connection handed over by the accept thread, with its admission id and idle mark.
 pub struct NewConn {
     pub stream: mio::net::TcpStream,
     pub peer: SocketAddr,
-    pub ip: IpAddr,
-    pub room: MakeRoom,
+    pub id: u64,
+    pub idle: IdleMark,
 }
 
 /// A worker's reply for stream `stream` (0 for HTTP/1.1) of connection `conn_id` in `slot`.
@@ -43,6 +43,8 @@ struct InboxState {
     done: Vec<Completion>,
     /// (slot, connection id, stream) of stream bodies with new data.
     ready: Vec<(usize, u64, u32)>,
+    /// Connections to close to make room for new ones (admission ids).
+    evict: Vec<u64>,
     /// A wake-up is pending (the loop has not drained the inbox since).
     woken: bool,
     shutdown: bool,
@@ -82,6 +84,12 @@ impl Inbox {
                 s.ready.push((slot, conn_id, stream));
             }
         });
+    }
+
+    /// Closes connection `id` to make room: at once if it is idle, else once its request is
+    /// answered.
+    pub fn evict(&self, id: u64) {
+        self.push(|s| s.evict.push(id));
     }
 
     /// Begins a graceful shutdown of every connection of the loop.
@@ -234,20 +242,21 @@ impl<H: Handler> Loop<H> {
         };
         conn.closed(&ctx);
         let _ = self.poll.registry().deregister(conn.socket());
-        shared.admission.release(conn.ip, self.id);
+        shared.admission.release(conn.id);
         shared.stats.open_connections.fetch_sub(1, Ordering::AcqRel);
         self.free.push(slot);
     }
 
     /// Handles what other threads sent. Returns true when the loop must end.
     fn drain_inbox(&mut self, shared: &Arc<Shared<H>>, now: Instant) -> bool {
-        let (conns, done, ready, shutdown, stop) = {
+        let (conns, done, ready, evict, shutdown, stop) = {
             let mut s = self.inbox.state.lock().unwrap_or_else(|e| e.into_inner());
             s.woken = false;
             (
                 std::mem::take(&mut s.conns),
                 std::mem::take(&mut s.done),
                 std::mem::take(&mut s.ready),
+                std::mem::take(&mut s.evict),
                 s.shutdown,
                 s.stop,
             )
@@ -273,6 +282,16 @@ impl<H: Handler> Loop<H> {
                 });
             }
         }
+        // Room first, then the connections it was made for.
+        for id in evict {
+            if let Some(slot) = self
+                .conns
+                .iter()
+                .position(|c| c.as_ref().is_some_and(|c| c.id == id))
+            {
+                self.drive(shared, slot, now, |conn, ctx| conn.retire(ctx));
+            }
+        }
         for c in conns {
             self.accept(shared, c, now);
         }
@@ -287,57 +306,18 @@ impl<H: Handler> Loop<H> {
         false
     }
 
-    /// Takes a new connection: makes room at a limit (or refuses it), then starts its handshake.
+    /// Takes a new connection and starts its handshake.
     fn accept(&mut self, shared: &Arc<Shared<H>>, c: NewConn, now: Instant) {
         if self.shutting_down {
-            shared.admission.release(c.ip, self.id);
+            shared.admission.release(c.id);
             return;
-        }
-        if c.room != MakeRoom::No {
-            let victim = self
-                .conns
-                .iter()
-                .enumerate()
-                .filter_map(|(i, conn)| {
-                    let conn = conn.as_ref()?;
-                    if !conn.make_room(c.room) {
-                        return None;
-                    }
-                    conn.idle_since().map(|since| (since, i))
-                })
-                .min();
-            match victim {
-                Some((_, slot)) => {
-                    if let Some(Some(conn)) = self.conns.get_mut(slot) {
-                        conn.evict(now);
-                    }
-                    self.close(shared, slot, now);
-                    shared.stats.evicted.fetch_add(1, Ordering::Relaxed);
-                }
-                None => {
-                    shared.admission.release(c.ip, self.id);
-                    drop(c.stream);
-                    shared.refused(match c.room {
-                        MakeRoom::FromAddress(ip) => format!(
-                            "{} connections from {ip} are open (server.max_connections_per_address) and none is idle",
-                            shared.limits.max_connections_per_address
-                        ),
-                        _ => format!(
-                            "{} connections are open (server.max_connections) and none is idle",
-                            shared.limits.max_connections
-                        ),
-                    }
-                    .as_str());
-                    return;
-                }
-            }
         }
         let config = shared.tls.read().unwrap_or_else(|e| e.into_inner()).clone();
         let tls = match rustls::ServerConnection::new(config) {
             Ok(tls) => tls,
             Err(e) => {
                 log::error!("cannot start TLS for a connection from {}: {e}", c.peer);
-                shared.admission.release(c.ip, self.id);
+                shared.admission.release(c.id);
                 return;
             }
         };
@@ -348,13 +328,12 @@ impl<H: Handler> Loop<H> {
                 self.conns.len() - 1
             }
         };
-        let id = shared.next_conn_id.fetch_add(1, Ordering::Relaxed);
         let mut conn = Connection::new(
-            id,
+            c.id,
             c.stream,
             tls,
             c.peer,
-            c.ip,
+            c.idle,
             shared.limits.handshake_timeout,
             now,
         );
@@ -365,7 +344,7 @@ impl<H: Handler> Loop<H> {
             Interest::READABLE | Interest::WRITABLE,
         ) {
             log::error!("cannot watch a connection from {}: {e}", c.peer);
-            shared.admission.release(c.ip, self.id);
+            shared.admission.release(c.id);
             self.free.push(slot);
             return;
         }

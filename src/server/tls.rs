@@ -161,25 +161,22 @@ impl ClientCertVerifier for AnyClientCert {
     }
 }
 
-/// The session-ticket keys of this process, shared by every TLS configuration it builds, so
-/// that a reload (new certificate, new policies) does not end the sessions clients resume.
+/// A fresh session-ticket key for one TLS configuration.
 ///
 /// rustls's ticketer encrypts tickets with AES-256-GCM under a key made at random in memory,
 /// replaced every 6 hours (tickets of the previous key are still accepted), never written to
-/// disk: a restart invalidates every ticket. A resumed session keeps the client certificate it
-/// was made with, so the client's identity is the same as on its first connection.
+/// disk. Each configuration gets its own: after a reload or a certificate change, clients make a
+/// full handshake again, so they see the new certificate at once and no session outlives the
+/// settings it was made under. A resumed session keeps the client certificate it was made with,
+/// so the client's identity is the same as on its first connection.
 fn ticketer() -> Option<Arc<dyn rustls::server::ProducesTickets>> {
-    static TICKETER: std::sync::OnceLock<Option<Arc<dyn rustls::server::ProducesTickets>>> =
-        std::sync::OnceLock::new();
-    TICKETER
-        .get_or_init(|| match rustls::crypto::ring::Ticketer::new() {
-            Ok(t) => Some(t),
-            Err(e) => {
-                log::warn!("TLS session tickets are off (cannot make a ticket key: {e})");
-                None
-            }
-        })
-        .clone()
+    match rustls::crypto::ring::Ticketer::new() {
+        Ok(t) => Some(t),
+        Err(e) => {
+            log::warn!("TLS session tickets are off (cannot make a ticket key: {e})");
+            None
+        }
+    }
 }
 
 /// Builds the server's TLS configuration.
