@@ -266,7 +266,7 @@ fn start(args: ServerArgs, errors: Arc<Hub>, metrics: Arc<Metrics>) -> Result<Ex
         errors,
         cfg.limits.max_connections,
     ));
-    let settings = server::Settings::new(cfg.limits.clone());
+    let settings = server::Settings::new(cfg.limits);
     let server = Server::bind(addr, settings, loaded.tls, api.clone(), stats)
         .map_err(|e| format!("cannot listen on {addr}: {e}"))?;
     let local = server.local_addr().map_err(|e| e.to_string())?;

@@ -2,8 +2,8 @@
 //! the handler and [`Response`]s back into frames. No I/O: the connection ([`super::conn`]) feeds
 //! it plaintext and sends what it writes into the output buffer.
 //!
-//! * [`frame`]: frame decoding and encoding (no state); [`hpack`] and [`huffman`]: header
-//!   compression (RFC 7541).
+//! * [`frame`]: frame decoding and encoding (no state); [`hpack`]: header compression
+//!   (RFC 7541).
 //! * This module: the connection's state: SETTINGS, streams and their states (§5.1), flow
 //!   control in both directions (§5.2, §6.9), header blocks with CONTINUATION (§4.3), request
 //!   validation (§8), GOAWAY (graceful on shutdown and idle timeout, with the error on a
@@ -31,7 +31,6 @@
 
 pub mod frame;
 pub mod hpack;
-pub mod huffman;
 
 use super::Handler;
 use super::conn::{Env, MAX_OUTPUT};
@@ -149,6 +148,12 @@ struct Stream {
     route: Option<super::Route>,
     body: Vec<u8>,
     content_length: Option<u64>,
+    /// DATA bytes received (checked against `content_length`).
+    received: u64,
+    /// The request was refused before its body (404, 403, …): the reply waits until the
+    /// request is complete, which is still checked (trailers, content-length), while its data
+    /// is dropped as it arrives.
+    refusal: Option<Response>,
     /// The client sent END_STREAM.
     remote_closed: bool,
     /// Connection window credit this stream's DATA took, returned when the stream ends.
@@ -725,8 +730,15 @@ impl<H: Handler> Session<H> {
             return Ok(());
         }
         stream.held = stream.held.saturating_add(flow_len);
+        stream.received = stream.received.saturating_add(data.len() as u64);
         if end_stream {
             stream.remote_closed = true;
+        }
+        if stream.refusal.is_some() {
+            if stream.remote_closed {
+                self.complete_request(env, id);
+            }
+            return Ok(());
         }
         if stream.responded {
             // Answered early (refused): what the client still sends is dropped.
@@ -823,6 +835,8 @@ impl<H: Handler> Session<H> {
             route: None,
             body: Vec::new(),
             content_length: fields.content_length,
+            received: 0,
+            refusal: None,
             remote_closed: block.end_stream,
             held: 0,
             recv_window: i64::from(STREAM_WINDOW),
@@ -839,14 +853,14 @@ impl<H: Handler> Session<H> {
             self.streams.insert(id, stream);
             env.handler().refused(431, None, env.info);
             let response = env.handler().error(431, "request header fields too large");
-            self.respond(env, id, response);
+            self.refuse(env, id, response);
             return Ok(());
         }
         let Some((path, query)) = split_target(target) else {
             self.streams.insert(id, stream);
             env.handler().refused(400, None, env.info);
             let response = env.handler().error(400, "invalid URL path escape");
-            self.respond(env, id, response);
+            self.refuse(env, id, response);
             return Ok(());
         };
         let head = RequestHead {
@@ -858,7 +872,7 @@ impl<H: Handler> Session<H> {
             Ok(route) => route,
             Err(response) => {
                 self.streams.insert(id, stream);
-                self.respond(env, id, response);
+                self.refuse(env, id, response);
                 return Ok(());
             }
         };
@@ -895,11 +909,12 @@ impl<H: Handler> Session<H> {
             return;
         };
         // §8.1.1: a content-length that does not match the data is malformed.
-        if stream
-            .content_length
-            .is_some_and(|n| n != stream.body.len() as u64)
-        {
+        if stream.content_length.is_some_and(|n| n != stream.received) {
             let _ = self.reset(env, id, ErrorCode::ProtocolError);
+            return;
+        }
+        if let Some(response) = stream.refusal.take() {
+            self.respond(env, id, response);
             return;
         }
         let (Some(head), Some(route)) = (stream.head.take(), stream.route) else {
@@ -912,6 +927,22 @@ impl<H: Handler> Session<H> {
         };
         if let Some(response) = env.run(route, request, id) {
             self.respond(env, id, response);
+        }
+    }
+
+    /// A reply given before the request's body was read: sent once the request is complete (so
+    /// that its framing is still checked), its data dropped meanwhile.
+    fn refuse(&mut self, env: &mut Env<'_, '_, H>, id: u32, response: Response) {
+        let Some(stream) = self.streams.get_mut(&id) else {
+            return;
+        };
+        stream.head = None;
+        stream.route = None;
+        stream.refusal = Some(response);
+        if stream.remote_closed {
+            self.complete_request(env, id);
+        } else {
+            stream.deadline = Some(env.now() + self.body_timeout);
         }
     }
 
