@@ -3,7 +3,8 @@
 
 Seeds come from the repository itself: the ciphertext and stored-key vectors
 (tests/vectors/vectors.json), kes.yaml.example and the configs of src/config/tests.rs, requests like
-MinIO's, and certificates and keys made with the openssl command (skipped when it is missing).
+MinIO's, HPACK header blocks (RFC 7541 Appendix C and a few of our own), and certificates and
+keys made with the openssl command (skipped when it is missing).
 Run by scripts/fuzz.sh before each campaign; safe to run again (it only rewrites seed-* files, so
 what the fuzzer added to the corpus stays).
 """
@@ -211,6 +212,68 @@ def crypto_body_seeds():
         write("crypto_body", f"body-{i}", body.encode())
 
 
+def hpack_seeds():
+    # Input of fuzz_targets/hpack.rs: config (table size index | list limit index << 3), then
+    # blocks, each after its length octet. Blocks from RFC 7541 Appendix C, and a few of our own.
+    def blocks(*hexes):
+        out = b""
+        for h in hexes:
+            b = bytes.fromhex(h.replace(" ", "").replace("\n", ""))
+            assert len(b) < 256
+            out += bytes([len(b)]) + b
+        return out
+    table_4096, table_256, table_64 = 7, 5, 3
+    no_limit, limit_100, limit_16k = 7 << 3, 4 << 3, 6 << 3
+    c3 = blocks(
+        "8286 8441 0f77 7777 2e65 7861 6d70 6c65 2e63 6f6d",
+        "8286 84be 5808 6e6f 2d63 6163 6865",
+        "8287 85bf 400a 6375 7374 6f6d 2d6b 6579 0c63 7573 746f 6d2d 7661 6c75 65")
+    c4 = blocks(
+        "8286 8441 8cf1 e3c2 e5f2 3a6b a0ab 90f4 ff",
+        "8286 84be 5886 a8eb 1064 9cbf",
+        "8287 85bf 4088 25a8 49e9 5ba9 7d7f 8925 a849 e95b b8e8 b4bf")
+    c5 = blocks(
+        """4803 3330 3258 0770 7269 7661 7465 611d 4d6f 6e2c 2032 3120 4f63 7420 3230 3133
+        2032 303a 3133 3a32 3120 474d 546e 1768 7474 7073 3a2f 2f77 7777 2e65 7861 6d70
+        6c65 2e63 6f6d""",
+        "4803 3330 37c1 c0bf",
+        """88c1 611d 4d6f 6e2c 2032 3120 4f63 7420 3230 3133 2032 303a 3133 3a32 3220 474d
+        54c0 5a04 677a 6970 7738 666f 6f3d 4153 444a 4b48 514b 425a 584f 5157 454f 5049
+        5541 5851 5745 4f49 553b 206d 6178 2d61 6765 3d33 3630 303b 2076 6572 7369 6f6e
+        3d31""")
+    c6 = blocks(
+        """4882 6402 5885 aec3 771a 4b61 96d0 7abe 9410 54d4 44a8 2005 9504 0b81 66e0 82a6
+        2d1b ff6e 919d 29ad 1718 63c7 8f0b 97c8 e9ae 82ae 43d3""",
+        "4883 640e ffc1 c0bf",
+        """88c1 6196 d07a be94 1054 d444 a820 0595 040b 8166 e084 a62d 1bff c05a 839b d9ab
+        77ad 94e7 821d d7f2 e6c7 b335 dfdf cd5b 3960 d5af 2708 7f36 72c1 ab27 0fb5 291f
+        9587 3160 65c0 03ed 4ee5 b106 3d50 07""")
+    seeds = {
+        "c2-1": bytes([table_4096 | no_limit]) + blocks(
+            "400a 6375 7374 6f6d 2d6b 6579 0d63 7573 746f 6d2d 6865 6164 6572"),
+        "c2-2": bytes([table_4096 | no_limit]) + blocks("040c 2f73 616d 706c 652f 7061 7468"),
+        "c2-3": bytes([table_4096 | no_limit]) + blocks("1008 7061 7373 776f 7264 0673 6563 7265 74"),
+        "c2-4": bytes([table_4096 | no_limit]) + blocks("82"),
+        "c3": bytes([table_4096 | no_limit]) + c3,
+        "c3-limit": bytes([table_4096 | limit_100]) + c3,
+        "c4": bytes([table_4096 | no_limit]) + c4,
+        "c4-small-table": bytes([table_64 | limit_16k]) + c4,
+        "c5": bytes([table_256 | no_limit]) + c5,
+        "c6": bytes([table_256 | no_limit]) + c6,
+        "c6-limit": bytes([table_256 | limit_100]) + c6,
+        # Size updates at the start (down to 0 and back to 4096), then a field; then one too late.
+        "size-updates": bytes([table_4096 | no_limit]) + blocks("20 3fe1 1f 82", "82 20"),
+        # A large entry, then a block of references to it.
+        "references": bytes([table_4096 | limit_16k]) + blocks(
+            "40 0162 7f71" + "78" * (127 + 0x71),
+            "be" * 255),
+        "never-indexed": bytes([table_4096 | no_limit]) + blocks("1f08 0561 646d 696e 0000 0161 1001 6101 62"),
+        "endless-integer": bytes([table_4096 | no_limit]) + blocks("ff" + "80" * 40),
+    }
+    for name, data in seeds.items():
+        write("hpack", name, data)
+
+
 def main():
     v = vectors()
     crypto_body_seeds()
@@ -220,6 +283,7 @@ def main():
     http_seeds()
     pki_seeds()
     small_seeds()
+    hpack_seeds()
     for t in sorted(os.listdir(CORPUS)):
         n = len([f for f in os.listdir(os.path.join(CORPUS, t)) if f.startswith("seed-")])
         print(f"seeds.py: {t}: {n} seeds")

