@@ -23,6 +23,7 @@
 //!
 //! This module never decides what a request means: routes, policies and replies are the API's.
 
+pub mod h2;
 pub mod http;
 pub mod tls;
 
