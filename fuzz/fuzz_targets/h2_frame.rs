@@ -72,7 +72,9 @@ fn whole(stream: &[u8], max: u32, split: u32) -> Vec<Event> {
                 return events;
             }
             Next::TooLarge(e) => {
-                let head = rest.first_chunk::<HEADER_LEN>().expect("TooLarge without a header");
+                let head = rest
+                    .first_chunk::<HEADER_LEN>()
+                    .expect("TooLarge without a header");
                 let h = Header::parse(head);
                 assert!(h.length > max);
                 assert_eq!(check_length(&h, max), Err(e));
@@ -134,8 +136,13 @@ fn check_frame(h: &Header, payload: &[u8], split: u32) {
                     assert_eq!(id, h.stream_id);
                     assert_ne!(id, 0, "a stream error on stream 0");
                     assert!(
-                        [kind::DATA, kind::HEADERS, kind::PRIORITY, kind::WINDOW_UPDATE]
-                            .contains(&h.kind),
+                        [
+                            kind::DATA,
+                            kind::HEADERS,
+                            kind::PRIORITY,
+                            kind::WINDOW_UPDATE
+                        ]
+                        .contains(&h.kind),
                         "a stream error on frame type {}",
                         h.kind
                     );
@@ -146,7 +153,11 @@ fn check_frame(h: &Header, payload: &[u8], split: u32) {
                     }
                 }
                 FrameError::Connection(code, _) => {
-                    assert_ne!(code, ErrorCode::InternalError, "the payload has the header's length");
+                    assert_ne!(
+                        code,
+                        ErrorCode::InternalError,
+                        "the payload has the header's length"
+                    );
                     if h.kind == kind::HEADERS {
                         assert_eq!(headers_fragment(h, payload), Err(e));
                     }
@@ -320,7 +331,10 @@ fn check_header_block(stream_id: u32, end_stream: bool, block: &[u8], split: u32
         }
         rest = &rest[used..];
     }
-    assert!(rest.is_empty(), "encode_headers wrote more than {count} frames");
+    assert!(
+        rest.is_empty(),
+        "encode_headers wrote more than {count} frames"
+    );
     assert_eq!(joined, block);
 }
 
