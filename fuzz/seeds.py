@@ -3,8 +3,9 @@
 
 Seeds come from the repository itself: the ciphertext and stored-key vectors
 (tests/vectors/vectors.json), kes.yaml.example and the configs of src/config/tests.rs, requests like
-MinIO's, HPACK header blocks (RFC 7541 Appendix C and a few of our own), and certificates and
-keys made with the openssl command (skipped when it is missing).
+MinIO's (HTTP/1.1, and as HTTP/2 frames beside h2spec's invalid ones), HPACK header blocks
+(RFC 7541 Appendix C and a few of our own), and certificates and keys made with the openssl
+command (skipped when it is missing).
 Run by scripts/fuzz.sh before each campaign; safe to run again (it only rewrites seed-* files, so
 what the fuzzer added to the corpus stays).
 """
@@ -272,6 +273,51 @@ def hpack_seeds():
     }
     for name, data in seeds.items():
         write("hpack", name, data)
+def h2_frame_seeds():
+    # Frames as a client sends them (fuzz_targets/h2_frame.rs): limit index (LIMITS), segmentation
+    # byte, then frames. Limit 0 is 2^14, 6 is 64 bytes (so a short frame can be oversize).
+    def frame(kind, flags, stream, payload=b""):
+        return len(payload).to_bytes(3, "big") + bytes([kind, flags]) + stream.to_bytes(4, "big") + payload
+
+    def settings(*params):
+        return frame(4, 0, 0, b"".join(i.to_bytes(2, "big") + v.to_bytes(4, "big") for i, v in params))
+
+    get = b"\x82\x87\x04\x0a/v1/status\x41\x0fkes.example.net"
+    post = b"\x83\x87\x04\x1a/v1/key/generate/minio-key\x41\x0fkes.example.net"
+    body = b'{"context":"eyJNaW5JTyBhZG1pbiBBUEkiOiJTZXJ2ZXJJbmZvIn0="}'
+    start = settings((2, 0), (3, 100), (4, 1 << 20), (5, 1 << 14), (6, 8192), (0xff, 1))
+    start += frame(8, 0, 0, (15 << 20).to_bytes(4, "big"))
+    streams = {
+        "get": start + frame(1, 0x05, 1, get) + frame(4, 0x01, 0, b""),
+        "post": start + frame(1, 0x04, 3, post) + frame(0, 0x00, 3, body[:20])
+        + frame(0, 0x01, 3, body[20:]),
+        "padded-priority-continuation": frame(1, 0x28 | 0x01, 5, bytes([3]) + b"\x80\x00\x00\x03\x10"
+                                              + get[:10] + b"\0\0\0")
+        + frame(9, 0x00, 5, get[10:20]) + frame(9, 0x04, 5, get[20:]),
+        "padded-data": frame(1, 0x04, 7, post) + frame(0, 0x09, 7, bytes([4]) + body + b"\0" * 4),
+        "control": frame(6, 0, 0, b"h2spec\0\0") + frame(6, 1, 0, b"\1" * 8)
+        + frame(2, 0, 9, b"\x00\x00\x00\x07\xff") + frame(3, 0, 9, b"\x00\x00\x00\x08")
+        + frame(8, 0, 9, b"\x80\x00\x10\x00") + frame(0x16, 0xff, 0, b"\0" * 8)
+        + frame(5, 0x0c, 1, b"\x01\x00\x00\x00\x02\x82\0")
+        + frame(7, 0, 0, b"\x00\x00\x00\x09\x00\x00\x00\x00bye"),
+        # h2spec's invalid frames.
+        "bad-data-pad": frame(0, 0x09, 1, b"\x06Test"),
+        "bad-headers-pad": frame(1, 0x0d, 1, bytes([len(get) + 2]) + get),
+        "self-dependency": frame(2, 0, 3, b"\x00\x00\x00\x03\xff")
+        + frame(1, 0x25, 3, b"\x00\x00\x00\x03\xff" + get),
+        "bad-settings": settings((2, 2)) + settings((4, 1 << 31)) + settings((5, 16383))
+        + frame(4, 1, 0, b"\0") + frame(4, 0, 1, b"\0" * 6) + frame(4, 0, 0, b"\0" * 3),
+        "bad-lengths": frame(6, 0, 0, b"\0" * 6) + frame(3, 0, 1, b"\0" * 3) + frame(8, 0, 0, b"\0" * 3)
+        + frame(2, 0, 1, b"\0" * 4) + frame(7, 0, 0, b"\0" * 7),
+        "zero-window-update": frame(8, 0, 1, b"\0" * 4) + frame(8, 0, 0, b"\x80\0\0\0"),
+        "stream-zero": frame(0, 0, 0, b"x") + frame(1, 4, 0, get) + frame(9, 4, 0, get),
+        "reserved-bits": frame(6, 0x16, 0x80000000, b"\0" * 8) + frame(8, 0, 0xffffffff, b"\xff" * 4),
+    }
+    for i, (name, stream) in enumerate(streams.items()):
+        write("h2_frame", name, bytes([0, i * 37 % 256]) + stream)
+    # Oversize under small limits: DATA (a stream error) and HEADERS (a connection error).
+    write("h2_frame", "oversize-data", bytes([6, 0x80]) + frame(0, 1, 1, b"x" * 100))
+    write("h2_frame", "oversize-headers", bytes([7, 0x03]) + frame(1, 4, 1, b"\x82" * 1001))
 
 
 def main():
@@ -284,6 +330,7 @@ def main():
     pki_seeds()
     small_seeds()
     hpack_seeds()
+    h2_frame_seeds()
     for t in sorted(os.listdir(CORPUS)):
         n = len([f for f in os.listdir(os.path.join(CORPUS, t)) if f.startswith("seed-")])
         print(f"seeds.py: {t}: {n} seeds")

@@ -426,6 +426,10 @@ pub enum Frame<'a> {
 ///   flow-control window (§6.9: "This is necessary even if the frame is in error").
 /// * HEADERS (its priority names its own stream): the field block must still be decompressed to
 ///   keep HPACK in step (§4.3), and CONTINUATION frames may follow; [`headers_fragment`] gives it.
+///
+/// The connection's stream-state rules come on top: DATA, RST_STREAM or WINDOW_UPDATE on an idle
+/// stream is a connection PROTOCOL_ERROR (§5.1) whatever the frame's own error, and RST_STREAM
+/// must not be sent for an idle stream (§6.4), which a PRIORITY stream error can name.
 pub fn decode<'a>(h: &Header, payload: &'a [u8]) -> Result<Frame<'a>, FrameError> {
     if usize::try_from(h.length).ok() != Some(payload.len()) {
         return Err(connection(
