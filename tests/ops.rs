@@ -150,7 +150,7 @@ fn wait_until(timeout: Duration, mut f: impl FnMut() -> bool) -> bool {
 }
 
 fn scrape(c: &Client) -> Exposition {
-    let r = c.get("/v1/metrics");
+    let r = c.get("/v1/metrics?all");
     assert_eq!(r.status, 200, "{}", r.text());
     assert_eq!(
         r.header("content-type"),
@@ -758,7 +758,10 @@ fn connection_limit_evicts_the_longest_idle_and_refuses_when_none_is_idle() {
         }),
         "a closed subscription must free its connection"
     );
-    let r = admin.connect().request("GET", "/v1/metrics", None).unwrap();
+    let r = admin
+        .connect()
+        .request("GET", "/v1/metrics?all", None)
+        .unwrap();
     let m = prom::parse(&r.text()).unwrap();
     println!(
         "open {} of {}, evicted {}, rejected {}",

@@ -226,6 +226,8 @@ scrape_configs:
 - job_name: kes
   scheme: https
   metrics_path: /v1/metrics
+  params:
+    all: ['true']
   tls_config:
     ca_file: {tmp}/server.crt
     cert_file: {tmp}/admin.crt

@@ -1,24 +1,21 @@
-//! The HTTP/1.1 request reader (`Conn::read_head`, `Conn::read_body`) over an in-memory
-//! transport, driven like the server's keep-alive loop: head, body, compact, next request.
+//! The HTTP/1.1 request parser (`server::h1::parse_head`, `server::h1::BodyReader`), driven like
+//! the server's connections drive it: bytes arrive in pieces, each piece is appended to a buffer,
+//! and the parser takes whole heads and as much of a body as it can, request after request.
 //!
-//! Input: `segmentation ‖ limit ‖ stream`. The stream is read three times: all at once, one byte
-//! per `read`, and in pieces of sizes drawn from `segmentation`. `limit` picks the body limit.
+//! Input: `segmentation ‖ limit ‖ stream`. The stream is fed three times: all at once, one byte
+//! at a time, and in pieces of sizes drawn from `segmentation`. `limit` picks the body limit.
 //!
-//! Checks: never panics; the outcome (every head, every body, the final error) is the same however
-//! the stream is split into reads, so a request cannot mean one thing in one TCP segmentation and
-//! another thing in the next; every accepted head is well-formed (path starts with `/`, no NUL, not
-//! both chunked and Content-Length); every accepted body is within the limit and is exactly what
-//! the stream says: with one byte per read the reader consumes exactly what it parses, so the
-//! body can be checked against the bytes it was read from (Content-Length: those bytes; chunked:
+//! Checks: never panics; the outcome (every head, every body, the final error or the state the
+//! input ended in) is the same however the stream is split, so a request cannot mean one thing in
+//! one TCP segmentation and another thing in the next; every accepted head is well-formed (path
+//! starts with `/`, no NUL, not both chunked and Content-Length); every accepted body is within
+//! the limit and is exactly what the stream says: the parser consumes exactly what it parses, so
+//! each body is checked against the bytes it was read from (Content-Length: those bytes; chunked:
 //! an independent decoding of them, which must consume the same bytes).
 #![no_main]
 
-use kes::server::http::{Conn, Head, ReadError, Transport};
+use kes::server::h1::{Bad, BodyReader, Head, parse_head};
 use libfuzzer_sys::fuzz_target;
-use std::cell::Cell;
-use std::io::{self, Read, Write};
-use std::rc::Rc;
-use std::time::{Duration, Instant};
 
 /// Body limits the server uses (64 KiB for routes without a body, 1 MiB for the largest) and a few
 /// small ones that make the limit reachable.
@@ -26,53 +23,7 @@ const LIMITS: [usize; 8] = [0, 1, 2, 7, 16, 300, 64 * 1024, 1 << 20];
 /// The server stops reading a connection when it closes; bound the loop for pipelined input.
 const MAX_REQUESTS: usize = 64;
 
-/// A transport that hands out `data` in reads of the sizes `sizes` yields (cycled), and reports
-/// how far it has been read.
-struct Mem {
-    data: Vec<u8>,
-    pos: Rc<Cell<usize>>,
-    sizes: Vec<usize>,
-    next: usize,
-}
-
-impl Read for Mem {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        let pos = self.pos.get();
-        let size = if self.sizes.is_empty() {
-            usize::MAX
-        } else {
-            self.next = (self.next + 1) % self.sizes.len();
-            self.sizes[self.next]
-        };
-        let n = size.min(buf.len()).min(self.data.len() - pos);
-        buf[..n].copy_from_slice(&self.data[pos..pos + n]);
-        self.pos.set(pos + n);
-        Ok(n)
-    }
-}
-
-impl Write for Mem {
-    fn write(&mut self, b: &[u8]) -> io::Result<usize> {
-        Ok(b.len())
-    }
-    fn flush(&mut self) -> io::Result<()> {
-        Ok(())
-    }
-}
-
-impl Transport for Mem {
-    fn set_read_timeout(&mut self, _: Option<Duration>) -> io::Result<()> {
-        Ok(())
-    }
-    fn set_write_timeout(&mut self, _: Option<Duration>) -> io::Result<()> {
-        Ok(())
-    }
-    fn close_write(&mut self) -> io::Result<()> {
-        Ok(())
-    }
-}
-
-/// What the reader made of the stream, in a form that can be compared across runs.
+/// What the parser made of the stream, in a form that can be compared across runs.
 #[derive(Debug, PartialEq, Eq)]
 enum Event {
     Head {
@@ -86,16 +37,16 @@ enum Event {
         expect_continue: bool,
     },
     Body(Vec<u8>),
-    Closed,
-    Io(io::ErrorKind),
+    /// The input ended inside a head (true) or a body (false).
+    Incomplete(bool),
     Bad(u16, &'static str),
 }
 
 fn head_event(h: &Head) -> Event {
     Event::Head {
-        method: h.method.to_string(),
-        path: h.path.clone(),
-        query: h.query.clone(),
+        method: h.req.method.to_string(),
+        path: h.req.path.clone(),
+        query: h.req.query.clone(),
         keep_alive: h.keep_alive,
         http10: h.http10,
         content_length: h.content_length,
@@ -104,74 +55,97 @@ fn head_event(h: &Head) -> Event {
     }
 }
 
-fn error_event(e: ReadError) -> Event {
-    match e {
-        ReadError::Closed => Event::Closed,
-        ReadError::Io(e) => Event::Io(e.kind()),
-        ReadError::Bad(status, message) => Event::Bad(status, message),
-    }
+fn bad(b: Bad) -> Event {
+    Event::Bad(b.status, b.message)
 }
 
-/// Runs the keep-alive loop; with `exact` (one byte per read) also checks each body against the
-/// bytes it was read from.
-fn run(data: &[u8], sizes: Vec<usize>, limit: usize, exact: bool) -> Vec<Event> {
-    let pos = Rc::new(Cell::new(0));
-    let mut conn = Conn::new(Mem {
-        data: data.to_vec(),
-        pos: pos.clone(),
-        sizes,
-        next: 0,
-    });
-    let long = Duration::from_secs(3600);
+/// Feeds `data` in pieces of the sizes `sizes` yields (cycled; empty: all at once) and parses
+/// requests as the connection does.
+fn run(data: &[u8], sizes: &[usize], limit: usize) -> Vec<Event> {
     let mut events = Vec::new();
-    for _ in 0..MAX_REQUESTS {
-        let head = match conn.read_head(long, long) {
-            Ok(head) => head,
-            Err(e) => {
-                events.push(error_event(e));
-                return events;
-            }
-        };
-        check_head(&head);
-        events.push(head_event(&head));
-        let body_start = pos.get();
-        match conn.read_body(&head, limit, Instant::now() + long) {
-            Ok(body) => {
-                assert!(body.len() <= limit, "body over the limit");
-                if !head.chunked {
-                    assert_eq!(body.len() as u64, head.content_length.unwrap_or(0));
-                }
-                if exact {
-                    let consumed = &data[body_start..pos.get()];
+    let mut buf: Vec<u8> = Vec::new();
+    let mut fed = 0;
+    let mut next = 0;
+    let mut pos = 0;
+    // The body being read: its head, reader, and where it started.
+    let mut body: Option<(Head, BodyReader, usize)> = None;
+    let mut requests = 0;
+    loop {
+        // Parse all that the buffer holds.
+        loop {
+            match body.take() {
+                None => match parse_head(&buf[pos..]) {
+                    Err(b) => {
+                        events.push(bad(b));
+                        return events;
+                    }
+                    Ok(None) => break,
+                    Ok(Some((head, n))) => {
+                        pos += n;
+                        check_head(&head);
+                        events.push(head_event(&head));
+                        match BodyReader::new(&head, limit) {
+                            Err(b) => {
+                                events.push(bad(b));
+                                return events;
+                            }
+                            Ok(reader) => body = Some((head, reader, pos)),
+                        }
+                    }
+                },
+                Some((head, mut reader, start)) => {
+                    match reader.feed(&buf[pos..]) {
+                        Err(b) => {
+                            events.push(bad(b));
+                            return events;
+                        }
+                        Ok(n) => pos += n,
+                    }
+                    if !reader.is_done() {
+                        body = Some((head, reader, start));
+                        break;
+                    }
+                    let got = reader.into_body();
+                    assert!(got.len() <= limit, "body over the limit");
+                    let consumed = &buf[start..pos];
                     if head.chunked {
                         assert_eq!(
                             decode_chunked(consumed),
-                            Some((body.clone(), consumed.len())),
+                            Some((got.clone(), consumed.len())),
                             "chunked body differs from an independent decoding"
                         );
                     } else {
-                        assert_eq!(consumed, &body[..], "Content-Length body");
+                        assert_eq!(got.len() as u64, head.content_length.unwrap_or(0));
+                        assert_eq!(consumed, &got[..], "Content-Length body");
+                    }
+                    events.push(Event::Body(got));
+                    requests += 1;
+                    if !head.keep_alive || requests == MAX_REQUESTS {
+                        return events;
                     }
                 }
-                events.push(Event::Body(body));
-            }
-            Err(e) => {
-                events.push(error_event(e));
-                return events;
             }
         }
-        if !head.keep_alive {
+        if fed == data.len() {
+            events.push(Event::Incomplete(body.is_none()));
             return events;
         }
-        conn.compact();
+        let size = if sizes.is_empty() {
+            usize::MAX
+        } else {
+            next = (next + 1) % sizes.len();
+            sizes[next]
+        };
+        let n = size.min(data.len() - fed);
+        buf.extend_from_slice(&data[fed..fed + n]);
+        fed += n;
     }
-    events
 }
 
 fn check_head(h: &Head) {
-    assert!(!h.method.is_empty());
-    assert!(h.path.starts_with('/'), "path {:?}", h.path);
-    assert!(!h.path.contains('\0'));
+    assert!(!h.req.method.is_empty());
+    assert!(h.req.path.starts_with('/'), "path {:?}", h.req.path);
+    assert!(!h.req.path.contains('\0'));
     assert!(!(h.chunked && h.content_length.is_some()));
     assert!(!(h.chunked && h.http10), "chunked needs HTTP/1.1");
 }
@@ -235,9 +209,9 @@ fuzz_target!(|data: &[u8]| {
         return;
     };
     let limit = LIMITS[usize::from(*limit) % LIMITS.len()];
-    let whole = run(stream, Vec::new(), limit, false);
-    let bytewise = run(stream, vec![1], limit, true);
+    let whole = run(stream, &[], limit);
+    let bytewise = run(stream, &[1], limit);
     assert_eq!(whole, bytewise, "one read vs one byte per read");
-    let pieces = run(stream, sizes(*seed), limit, false);
+    let pieces = run(stream, &sizes(*seed), limit);
     assert_eq!(whole, pieces, "one read vs reads of {:?}", sizes(*seed));
 });

@@ -5,7 +5,7 @@
 //! 1. `api::json::object` and its field readers (lenient request bodies): an object without floats
 //!    survives re-serialisation; a base64 field without CR/LF re-encodes to the same text.
 //! 2. `api::json::array`.
-//! 3. `server::http::percent_decode` (URL paths), against a strict reference: `%` then exactly two
+//! 3. `server::message::percent_decode` (URL paths), against a strict reference: `%` then exactly two
 //!    hex digits, no NUL, UTF-8.
 //! 4. `config::duration::parse` (Go durations): `parse(format(d)) == d`.
 //! 5. `Identity::from_hex`: accepts exactly 64 lower-case hex digits.
@@ -17,7 +17,7 @@ use kes::api::json;
 use kes::auth::Identity;
 use kes::auth::apikey::ApiKey;
 use kes::config::duration;
-use kes::server::http::percent_decode;
+use kes::server::message::percent_decode;
 use libfuzzer_sys::fuzz_target;
 
 fn api_key(text: &str) {

@@ -363,11 +363,71 @@ pub fn metrics(ctx: &Ctx<'_>) -> Result<Response, ApiError> {
         api.audit.dropped.load(Ordering::Relaxed),
         api.errors.dropped.load(Ordering::Relaxed),
     );
+    let out = if wants_all_metrics(&ctx.head.query) {
+        out
+    } else {
+        single_series_only(&out)
+    };
     Ok(Response::bytes(
         200,
         "text/plain; version=0.0.4; charset=utf-8",
         out.into_bytes(),
     ))
+}
+
+/// The families of several series that MinIO's KES client library reads (per status code).
+const MULTI_SERIES_READ_BY_MINIO: [&str; 3] = [
+    "kes_http_request_success",
+    "kes_http_request_error",
+    "kes_http_request_failure",
+];
+
+/// `/v1/metrics?all` (or `all=true`, `all=1`): every family, for Prometheus.
+fn wants_all_metrics(query: &str) -> bool {
+    query
+        .split('&')
+        .any(|p| matches!(p, "all" | "all=true" | "all=1" | "all=on"))
+}
+
+/// The exposition without the families MinIO's client library cannot read: it refuses a
+/// counter or gauge with more than one series, except the three per-status request counters
+/// (histograms it reads). Per-route, per-operation and per-level counters are therefore only in
+/// `/v1/metrics?all`.
+fn single_series_only(text: &str) -> String {
+    // Pass 1: which families have more than one sample and are not histograms.
+    let mut types: std::collections::HashMap<&str, &str> = std::collections::HashMap::new();
+    let mut samples: std::collections::HashMap<&str, usize> = std::collections::HashMap::new();
+    for line in text.lines() {
+        if let Some(rest) = line.strip_prefix("# TYPE ") {
+            let mut parts = rest.split(' ');
+            if let (Some(name), Some(kind)) = (parts.next(), parts.next()) {
+                types.insert(name, kind);
+            }
+        } else if !line.starts_with('#') && !line.is_empty() {
+            let name = line.split(['{', ' ']).next().unwrap_or("");
+            *samples.entry(name).or_insert(0) += 1;
+        }
+    }
+    let dropped = |family: &str| {
+        types.get(family).is_some_and(|kind| *kind != "histogram")
+            && samples.get(family).copied().unwrap_or(0) > 1
+            && !MULTI_SERIES_READ_BY_MINIO.contains(&family)
+    };
+    let mut out = String::with_capacity(text.len());
+    for line in text.lines() {
+        let family = match line
+            .strip_prefix("# HELP ")
+            .or(line.strip_prefix("# TYPE "))
+        {
+            Some(rest) => rest.split(' ').next().unwrap_or(""),
+            None => line.split(['{', ' ']).next().unwrap_or(""),
+        };
+        if !dropped(family) {
+            out.push_str(line);
+            out.push('\n');
+        }
+    }
+    out
 }
 
 /// Length of the kernel's accept queue of the listening socket at `addr`, from
@@ -509,6 +569,25 @@ pub fn log_audit(ctx: &Ctx<'_>) -> Result<Response, ApiError> {
 mod tests {
     use super::*;
     use crate::keystore::{Error, Status};
+
+    #[test]
+    fn the_default_exposition_has_one_series_per_family_except_what_minio_reads() {
+        let text = "# HELP a A.\n# TYPE a counter\na{x=\"1\"} 1\na{x=\"2\"} 2\n\
+            # HELP b B.\n# TYPE b gauge\nb 3\n\
+            # HELP kes_http_request_error E.\n# TYPE kes_http_request_error counter\n\
+            kes_http_request_error{code=\"400\"} 1\nkes_http_request_error{code=\"404\"} 2\n\
+            # HELP h H.\n# TYPE h histogram\nh_bucket{le=\"1\"} 1\nh_bucket{le=\"+Inf\"} 1\nh_sum 1\nh_count 1\n";
+        let out = single_series_only(text);
+        assert!(!out.contains("a{"), "{out}");
+        assert!(!out.contains("# TYPE a "), "{out}");
+        assert!(out.contains("b 3\n"));
+        assert!(out.contains("kes_http_request_error{code=\"404\"} 2\n"));
+        assert!(out.contains("h_bucket{le=\"+Inf\"} 1\n"));
+        assert!(wants_all_metrics("all"));
+        assert!(wants_all_metrics("x=1&all=true"));
+        assert!(!wants_all_metrics("all=false"));
+        assert!(!wants_all_metrics(""));
+    }
 
     #[test]
     fn status_flags_are_consistent() {
