@@ -282,7 +282,12 @@ impl<H: Handler> Loop<H> {
                 });
             }
         }
-        // Room first, then the connections it was made for.
+        // New connections before evictions: the connection admission chose to make room may
+        // be one that was handed to this loop in the same batch (it is idle in its handshake),
+        // and an eviction that found nothing would leave it open beyond the limits.
+        for c in conns {
+            self.accept(shared, c, now);
+        }
         for id in evict {
             if let Some(slot) = self
                 .conns
@@ -291,9 +296,6 @@ impl<H: Handler> Loop<H> {
             {
                 self.drive(shared, slot, now, |conn, ctx| conn.retire(ctx));
             }
-        }
-        for c in conns {
-            self.accept(shared, c, now);
         }
         if shutdown && !self.shutting_down {
             self.shutting_down = true;
