@@ -11,7 +11,9 @@ Attacks:
   rapid-reset-inline  HEADERS of GET /version (answered at once), then RST_STREAM
   continuation        HEADERS without END_HEADERS, then 16 KiB CONTINUATION frames, forever
   continuation-empty  the same with empty CONTINUATION frames
-  slow-headers        HEADERS without END_HEADERS, then a 1-byte CONTINUATION every 100 ms
+  slow-headers        after one complete request (so only the header block's own deadline
+                      applies), HEADERS without END_HEADERS, then a 1-byte CONTINUATION every
+                      100 ms
   settings            empty SETTINGS frames
   ping                PING frames (the replies are read)
   ping-noread         5000 PINGs written without reading anything, then the replies are read
@@ -60,15 +62,16 @@ def batcher(attack):
         # The block is never decoded (it never ends); its content does not matter.
         fragment = {"continuation": b"\x40" * 16384, "continuation-empty": b"", "slow-headers": b"\x40"}[attack]
         count = 1 if attack == "slow-headers" else BATCH
+        sid = 3 if attack == "slow-headers" else 1
         started = [False]
 
         def batch():
             out = bytearray()
             if not started[0]:
                 started[0] = True
-                out += h2peer.headers(1, h2peer.request_block("GET", "/version")[:3], end_headers=False)
+                out += h2peer.headers(sid, h2peer.request_block("GET", "/version")[:3], end_headers=False)
             for _ in range(count):
-                out += h2peer.continuation(1, fragment)
+                out += h2peer.continuation(sid, fragment)
             return bytes(out), count
         return batch
 
@@ -122,6 +125,10 @@ def one_connection(args, until):
     batch = batcher(args.attack)
     queued = 0
     read = args.attack not in ("ping-noread", "requests-noread")
+    if args.attack == "slow-headers":
+        c.out += h2peer.headers(1, h2peer.request_block("GET", "/version"))
+        c.run_until(lambda: c.stream(1).ended, 5)
+    attack_started = time.monotonic()
 
     if args.attack == "ping-noread":
         # Everything at once, reading nothing; then what the server sent.
@@ -162,6 +169,7 @@ def one_connection(args, until):
         "frames": queued,
         "bytes_sent": c.sent_bytes,
         "started": started,
+        "attack_started": attack_started,
         "goaway": c.goaway,
         "closed": c.closed,
         "close_reason": c.close_reason,
