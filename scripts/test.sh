@@ -28,13 +28,12 @@ export KES_TEST_PYTHON="$VENV/bin/python"
 
 # The reference peers (kes-go, kesclient, kesload, h2spec) for the peer_* tests.
 PEERS="${KES_PEERS:-$PWD/../shared/peers}"
-skip_peers=()
+peers_missing=false
 if [ -d "$PEERS/bin" ]; then
     KES_PEERS="$(cd "$PEERS" && pwd)"
     export KES_PEERS
 else
-    echo "==> the peer_* tests did NOT run: $PEERS not found (set KES_PEERS to the peers directory)" >&2
-    skip_peers=(--skip peer_)
+    peers_missing=true
 fi
 
 # zsh and fish check the syntax of `kes completion zsh|fish` (tests/cli.rs); bash is here already.
@@ -59,16 +58,31 @@ echo "==> $("$BAO_BIN" version)"
 
 echo "==> cargo test"
 args=("$@")
-if [ ${#skip_peers[@]} -gt 0 ]; then
-    # Test-binary arguments go after "--"; add one unless the caller did.
-    has_separator=false
-    for a in "${args[@]}"; do [ "$a" = "--" ] && has_separator=true; done
-    $has_separator || args+=(--)
-    args+=("${skip_peers[@]}")
+if $peers_missing; then
+    # Cargo's own arguments come before "--", the test binaries' after it.
+    cargo_args=()
+    test_args=()
+    seen_separator=false
+    for a in "${args[@]}"; do
+        if ! $seen_separator && [ "$a" = "--" ]; then
+            seen_separator=true
+        elif $seen_separator; then
+            test_args+=("$a")
+        else
+            cargo_args+=("$a")
+        fi
+    done
+    # Skip the integration tests named peer_* by their full names (a bare "--skip peer_"
+    # would also skip unit tests whose names merely contain it, e.g. ...::peer_identity).
+    mapfile -t peer_tests < <(cargo test --all-targets "${cargo_args[@]}" -- --list 2>/dev/null |
+        sed -n 's/^\(peer_[A-Za-z0-9_]*\): test$/\1/p' | sort -u)
+    echo "==> the ${#peer_tests[@]} peer_* tests will NOT run: $PEERS not found (set KES_PEERS to the peers directory)" >&2
+    for t in "${peer_tests[@]}"; do test_args+=(--skip "$t"); done
+    args=("${cargo_args[@]}" -- "${test_args[@]}")
 fi
 cargo test --all-targets "${args[@]}"
-if [ ${#skip_peers[@]} -gt 0 ]; then
-    echo "==> reminder: the peer_* tests did NOT run ($PEERS not found; set KES_PEERS)" >&2
+if $peers_missing; then
+    echo "==> the peer_* tests did NOT run (${peer_tests[*]}): $PEERS not found; set KES_PEERS" >&2
 fi
 
 echo "==> benchmark smoke run (scripts/bench.sh --smoke: the harness works end to end; it asserts no speed)"

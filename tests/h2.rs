@@ -272,6 +272,7 @@ impl Py {
         let mut child = Command::new(python())
             .arg(&path)
             .args(args)
+            .env("PYTHONDONTWRITEBYTECODE", "1")
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
