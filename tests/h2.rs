@@ -75,7 +75,7 @@ struct Server {
 
 impl Server {
     /// Starts `kes` with a CA-signed admin certificate and `rest` of the config (which must
-    /// name a keystore).
+    /// name a keystore; `{dir}` stands for the server's directory).
     fn start(tag: &str, rest: &str) -> Server {
         let dir = TempDir::new(tag);
         let ca = Ca::new("kes h2 test CA");
@@ -87,7 +87,8 @@ impl Server {
             "admin:\n  identity: {}\ntls:\n  key: {d}/server.key\n  cert: {d}/server.crt\n{rest}",
             admin.identity,
             d = dir.path().display()
-        );
+        )
+        .replace("{dir}", &dir.path().display().to_string());
         std::fs::write(dir.join("config.yaml"), config).unwrap();
         let kes = Kes::start(&dir.join("config.yaml"));
         Server {
@@ -102,10 +103,7 @@ impl Server {
     fn fs(tag: &str, rest: &str) -> Server {
         let srv = Server::start(
             tag,
-            &format!(
-                "keystore:\n  fs:\n    path: {}\n{rest}",
-                TempDir::new(tag).path().display()
-            ),
+            &format!("keystore:\n  fs:\n    path: {{dir}}/keys\n{rest}"),
         );
         srv.create_key("k");
         srv
