@@ -1,7 +1,7 @@
 //! HTTP/2 end to end, with real peers: conformance (h2spec), curl, MinIO's own client library
 //! (kesclient, kesload) beside the Go server, TLS resumption, streams served concurrently, log
-//! streams, and every flood that src/server/h2/mod.rs's module docs list, each held to the bound
-//! the server promises.
+//! streams, graceful shutdown, and every flood that src/server/h2/mod.rs's module docs list, each
+//! held to the bound the server promises.
 //!
 //! What each test needs:
 //! * `peer_*` tests run the programs of `../shared/peers` (or `$KES_PEERS`): h2spec, kesclient,
@@ -1875,4 +1875,39 @@ fn audit_log_streams_over_h2() {
             "{what}: the subscriber was counted for {took:?} (machine frozen {frozen:?})"
         );
     }
+}
+
+#[test]
+fn shutdown_over_h2_finishes_streams_then_closes() {
+    let mut srv = Server::fs("shutdown", "");
+    let _side = beside_others();
+    let mut args = srv.py_args();
+    args.extend(["--pid".to_string(), srv.kes.child.id().to_string()]);
+    let r = Py::spawn("shutdown.py", &args).finish(Duration::from_secs(30));
+    let code = srv.kes.wait_exit(Duration::from_secs(10));
+    let (log, request) = (&r["log_stream"], &r["request"]);
+    println!(
+        "SIGTERM with an audit stream and a request in progress on one h2 connection: GOAWAY {} after {:.1} ms; the log stream ended after {:.1} ms; the request, completed after the GOAWAY, answered {}; connection closed after {:.1} ms; exit code {code:?}",
+        r["goaway"]["code"],
+        r["goaway"]["at"].as_f64().unwrap_or(f64::NAN) * 1000.0,
+        log["ended"].as_f64().unwrap_or(f64::NAN) * 1000.0,
+        request["status"],
+        r["closed"].as_f64().unwrap_or(f64::NAN) * 1000.0
+    );
+    assert_eq!(r["goaway"]["code"], "NO_ERROR", "{r}");
+    assert_eq!(
+        r["goaway"]["last_stream"], 3,
+        "streams 1 and 3 are processed: {r}"
+    );
+    assert_eq!(log["status"], 200, "{r}");
+    assert!(
+        log["ended"].is_number() && log["reset"].is_null(),
+        "the log stream ends cleanly: {r}"
+    );
+    assert_eq!(
+        request["status"], 200,
+        "the request in progress is answered: {r}"
+    );
+    assert!(r["closed"].is_number(), "{r}");
+    assert_eq!(code, Some(0));
 }
