@@ -34,9 +34,7 @@ pub mod hpack;
 
 use super::Handler;
 use super::conn::{Env, MAX_OUTPUT};
-use super::message::{
-    Body, EventSource, Request, RequestHead, Response, method, push_decimal, split_target,
-};
+use super::message::{Body, EventSource, Request, RequestHead, Response, method, split_target};
 use crate::config::Limits;
 use frame::{ErrorCode, Frame, FrameError, Header, Next, flag, kind, setting};
 use std::collections::{HashMap, VecDeque};
@@ -179,7 +177,7 @@ struct Stream {
 /// Request header fields, validated as they are decoded (RFC 9113 §8.2, §8.3).
 #[derive(Default)]
 struct Fields {
-    method: Option<String>,
+    method: Option<std::borrow::Cow<'static, str>>,
     scheme: bool,
     path: Option<String>,
     authority: bool,
@@ -227,7 +225,7 @@ impl Fields {
                     if text.is_empty() {
                         return Err("empty :method");
                     }
-                    self.method = Some(text.to_owned());
+                    self.method = Some(method(text));
                 }
                 b"scheme" => {
                     once(self.scheme)?;
@@ -314,7 +312,9 @@ pub(crate) struct Session<H: Handler> {
     idle_timeout: Duration,
     header_timeout: Duration,
     body_timeout: Duration,
-    /// Scratch buffers, reused.
+    /// Scratch buffers, reused: the header block being received, the reply's header block, a
+    /// log stream's events.
+    block_buf: Vec<u8>,
     fields_block: Vec<u8>,
     scratch: Vec<u8>,
     _handler: PhantomData<fn() -> H>,
@@ -352,6 +352,7 @@ impl<H: Handler> Session<H> {
             idle_timeout: limits.idle_timeout,
             header_timeout: limits.header_timeout,
             body_timeout: limits.body_timeout,
+            block_buf: Vec::new(),
             fields_block: Vec::new(),
             scratch: Vec::new(),
             _handler: PhantomData,
@@ -504,7 +505,7 @@ impl<H: Handler> Session<H> {
                     self.block = Some(Block {
                         stream_id: id,
                         end_stream: h.flags & flag::END_STREAM != 0,
-                        fragments: fragment.to_vec(),
+                        fragments: self.take_block_buf(fragment),
                         reset: Some(code),
                         deadline: now + self.header_timeout,
                     });
@@ -637,7 +638,7 @@ impl<H: Handler> Session<H> {
                 self.block = Some(Block {
                     stream_id,
                     end_stream,
-                    fragments: fragment.to_vec(),
+                    fragments: self.take_block_buf(fragment),
                     reset: None,
                     deadline: now + self.header_timeout,
                 });
@@ -672,6 +673,14 @@ impl<H: Handler> Session<H> {
             } => self.on_data(env, stream_id, end_stream, data, flow_len)?,
         }
         Ok(())
+    }
+
+    /// The reused header-block buffer, holding `fragment`.
+    fn take_block_buf(&mut self, fragment: &[u8]) -> Vec<u8> {
+        let mut buf = std::mem::take(&mut self.block_buf);
+        buf.clear();
+        buf.extend_from_slice(fragment);
+        buf
     }
 
     /// Counts received DATA against the connection window.
@@ -824,7 +833,8 @@ impl<H: Handler> Session<H> {
             self.reset(env, id, ErrorCode::ProtocolError)?;
             return Ok(());
         }
-        let (Some(method_name), Some(target), true) = (&fields.method, &fields.path, fields.scheme)
+        let (Some(method_name), Some(target), true) =
+            (fields.method.take(), &fields.path, fields.scheme)
         else {
             self.reset(env, id, ErrorCode::ProtocolError)?;
             return Ok(());
@@ -864,7 +874,7 @@ impl<H: Handler> Session<H> {
             return Ok(());
         };
         let head = RequestHead {
-            method: method(method_name),
+            method: method_name,
             path,
             query,
         };
@@ -1249,13 +1259,22 @@ fn body_limit(route: &super::Route) -> usize {
 /// headers in lower case (connection-specific ones dropped, §8.2.2).
 fn encode_response_head(response: &Response, out: &mut Vec<u8>) {
     hpack::encode_status(response.status, out);
-    let mut digits = Vec::with_capacity(20);
     match &response.body {
         Body::Empty => hpack::encode_field(b"content-length", b"0", out),
         Body::Bytes { content_type, data } => {
             hpack::encode_field(b"content-type", content_type.as_bytes(), out);
-            push_decimal(&mut digits, data.len() as u64);
-            hpack::encode_field(b"content-length", &digits, out);
+            let mut digits = [0u8; 20];
+            let mut i = digits.len();
+            let mut n = data.len();
+            loop {
+                i -= 1;
+                digits[i] = b'0' + (n % 10) as u8;
+                n /= 10;
+                if n == 0 {
+                    break;
+                }
+            }
+            hpack::encode_field(b"content-length", &digits[i..], out);
         }
         Body::Stream { content_type, .. } => {
             hpack::encode_field(b"content-type", content_type.as_bytes(), out);
