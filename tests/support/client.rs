@@ -141,6 +141,22 @@ impl Client {
         })
     }
 
+    /// A TLS connection over a TCP connection the caller opened (from a chosen local address,
+    /// say); the handshake completes on first use.
+    pub fn connect_over(&self, tcp: TcpStream) -> std::io::Result<Conn> {
+        tcp.set_read_timeout(Some(Duration::from_secs(20)))?;
+        tcp.set_nodelay(true)?;
+        let conn = rustls::ClientConnection::new(
+            self.config.clone(),
+            ServerName::try_from("localhost").unwrap(),
+        )
+        .map_err(std::io::Error::other)?;
+        Ok(Conn {
+            stream: rustls::StreamOwned::new(conn, tcp),
+            buf: Vec::new(),
+        })
+    }
+
     /// One request on a new connection.
     pub fn request(&self, method: &str, path: &str, body: Option<&str>) -> Reply {
         self.connect()
