@@ -307,6 +307,46 @@ fn kept_alive(c: &Client, from: Ipv4Addr) -> (TcpStream, Instant) {
     (conn.stream.sock, Instant::now())
 }
 
+/// An HTTP/2 connection (ALPN h2) that made one request (`GET /version` on stream 1) and then
+/// sends nothing more; the TCP connection, with the time the reply arrived. The frames are
+/// written by hand: the preface, an empty SETTINGS, its ACK of the server's, one HEADERS frame.
+fn h2_kept_alive(c: &Client, from: Ipv4Addr) -> (TcpStream, Instant) {
+    use std::io::Write;
+    let tcp = connect_from(from, c.addr).expect("connect");
+    let mut conn = c.connect_over(tcp).unwrap();
+    conn.handshake().expect("handshake");
+    assert_eq!(conn.stream.conn.alpn_protocol(), Some(&b"h2"[..]));
+    let mut out = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n".to_vec();
+    // SETTINGS (type 4), empty; SETTINGS ACK (flag 1).
+    out.extend_from_slice(&[0, 0, 0, 4, 0, 0, 0, 0, 0]);
+    out.extend_from_slice(&[0, 0, 0, 4, 1, 0, 0, 0, 0]);
+    // HPACK: :method GET (static 2), :scheme https (7), :path (name 4) "/version" and
+    // :authority (name 1) "localhost", as literals without indexing.
+    let mut block = vec![0x82, 0x87, 0x04, 8];
+    block.extend_from_slice(b"/version");
+    block.extend_from_slice(&[0x01, 9]);
+    block.extend_from_slice(b"localhost");
+    // HEADERS (type 1), END_STREAM | END_HEADERS (0x5), stream 1.
+    out.extend_from_slice(&[0, 0, block.len() as u8, 1, 0x5, 0, 0, 0, 1]);
+    out.extend_from_slice(&block);
+    conn.stream.write_all(&out).expect("send");
+    conn.stream.flush().expect("send");
+    // Frames until one on stream 1 ends it (END_STREAM on HEADERS or DATA).
+    loop {
+        let mut head = [0u8; 9];
+        conn.stream.read_exact(&mut head).expect("reply");
+        let len = usize::from(head[0]) << 16 | usize::from(head[1]) << 8 | usize::from(head[2]);
+        let mut payload = vec![0u8; len];
+        conn.stream.read_exact(&mut payload).expect("reply");
+        let stream = u32::from_be_bytes([head[5], head[6], head[7], head[8]]) & 0x7fff_ffff;
+        assert_ne!(head[3], 7, "GOAWAY: {payload:?}");
+        if stream == 1 && matches!(head[3], 0 | 1) && head[4] & 1 == 1 {
+            break;
+        }
+    }
+    (conn.stream.sock, Instant::now())
+}
+
 /// A subscription to `/v1/log/audit`: the TCP connection once the reply's head has arrived.
 /// Nothing more is read from it: the server's events pile up in the socket buffers.
 fn subscribe(c: &Client, from: Ipv4Addr) -> std::io::Result<TcpStream> {
@@ -542,6 +582,51 @@ fn idle_keep_alive_connections_do_not_keep_anyone_waiting() {
     let after = assert_served("after, from 127.0.0.2", &probes(&srv, OTHER), &stalls);
     println!(
         "{HOARD} idle keep-alive connections (one request each) from 127.0.0.1 opened in {open_took:?}\n  {other}\n  {own}\n  {closed}; the server is back to 0 other connections\n  {after}\n  machine stalls: {}",
+        stalls.summary()
+    );
+}
+
+/// The same over HTTP/2, as MinIO connects: each connection made one request and keeps its
+/// stream 1 closed and nothing else open. The server ends each with a GOAWAY after
+/// `idle_timeout`, then closes.
+#[test]
+fn idle_http2_connections_do_not_keep_anyone_waiting() {
+    let _serial = serial();
+    let timeout = Duration::from_secs(3);
+    let srv = Server::start("hoard-h2", "  idle_timeout: 3s\n");
+    let c = srv.client();
+    let h2 = c.with_alpn(&[b"h2"]);
+    let stalls = StallMonitor::start();
+    let start = Instant::now();
+    let hoard = open_many(HOARD, |_| h2_kept_alive(&h2, HOARDER));
+    let open_took = start.elapsed();
+    let mut watch = Closings::new(hoard);
+    let held = wait_for(Duration::from_secs(5), || srv.open() == HOARD);
+    assert!(
+        held.is_some(),
+        "the server holds {} connections",
+        srv.open()
+    );
+    let m = srv.metrics();
+    assert_eq!(
+        metric(&m, "kes_server_connections_http2"),
+        HOARD as f64,
+        "HTTP/2 connections"
+    );
+    let other = assert_served("from 127.0.0.2", &probes(&srv, OTHER), &stalls);
+    let own = assert_served("from 127.0.0.1", &probes(&srv, HOARDER), &stalls);
+    watch.check();
+    assert_eq!(watch.open(), HOARD, "nothing is closed before its deadline");
+    let closed = assert_closed_at("idle HTTP/2", &mut watch, timeout, 0, &stalls);
+    // After its GOAWAY and FIN the server waits a little (2 s) for the client to close; these
+    // clients never do.
+    let closed_all = Instant::now();
+    srv.settle();
+    let linger = closed_all.elapsed();
+    drop(watch);
+    let after = assert_served("after, from 127.0.0.2", &probes(&srv, OTHER), &stalls);
+    println!(
+        "{HOARD} idle HTTP/2 connections (one request each) from 127.0.0.1 opened in {open_took:?}\n  {other}\n  {own}\n  {closed}; the server is back to 0 other connections {linger:?} later, without the clients closing\n  {after}\n  machine stalls: {}",
         stalls.summary()
     );
 }

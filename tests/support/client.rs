@@ -120,6 +120,16 @@ impl Client {
         }
     }
 
+    /// The same client offering these ALPN protocols (e.g. `h2`).
+    pub fn with_alpn(&self, protocols: &[&[u8]]) -> Client {
+        let mut config = (*self.config).clone();
+        config.alpn_protocols = protocols.iter().map(|p| p.to_vec()).collect();
+        Client {
+            addr: self.addr,
+            config: Arc::new(config),
+        }
+    }
+
     /// Opens a TLS connection (the handshake completes on first use).
     pub fn connect(&self) -> Conn {
         self.try_connect().expect("connect")
