@@ -762,13 +762,17 @@ fn abandoned_log_streams_are_freed_at_once() {
         metric(&m, "kes_server_connections_open"),
         HOARD as f64 + 1.0
     );
-    let rss_held = ProcCost::of(srv.pid()).rss_kib;
+    let held = ProcCost::of(srv.pid());
     let other = assert_served("from 127.0.0.2", &probes(&srv, OTHER), &stalls);
     let own = assert_served("from 127.0.0.1", &probes(&srv, HOARDER), &stalls);
+    // Each request's audit event goes to every subscriber: what a new client costs the server.
+    let cpu_held = (ProcCost::of(srv.pid()).cpu_ms - held.cpu_ms) as f64 / (2 * PROBES) as f64;
     let closed = Instant::now();
     drop(subs);
     let freed_closed = assert_freed("closed sockets", &srv, closed, &stalls);
+    let before = ProcCost::of(srv.pid());
     let after_closed = assert_served("after, from 127.0.0.1", &probes(&srv, HOARDER), &stalls);
+    let cpu_after = (ProcCost::of(srv.pid()).cpu_ms - before.cpu_ms) as f64 / PROBES as f64;
 
     // Held by a process that is killed.
     let start = Instant::now();
@@ -784,7 +788,8 @@ fn abandoned_log_streams_are_freed_at_once() {
     let after_killed = assert_served("after, from 127.0.0.2", &probes(&srv, OTHER), &stalls);
     let m = srv.metrics();
     println!(
-        "{HOARD} audit subscriptions from 127.0.0.1 that read nothing, opened in {open_took:?} (server RSS {rss_held} KiB)\n  {other}\n  {own}\n  sockets closed: subscribers and connections back to 0 after {freed_closed:?}\n  {after_closed}\n{HOARD} more held by a child process (opened in {child_took:?})\n  {other_child}\n  {own_child}\n  child killed (SIGKILL): back to 0 after {freed_killed:?}\n  {after_killed}\n  events dropped for slow subscribers: {}; machine stalls: {}",
+        "{HOARD} audit subscriptions from 127.0.0.1 that read nothing, opened in {open_took:?} (server RSS {} KiB)\n  {other}\n  {own}\n  server CPU per new client (handshake, request, its audit event to every subscriber): {cpu_held:.1} ms; without subscribers: {cpu_after:.1} ms\n  sockets closed: subscribers and connections back to 0 after {freed_closed:?}\n  {after_closed}\n{HOARD} more held by a child process (opened in {child_took:?})\n  {other_child}\n  {own_child}\n  child killed (SIGKILL): back to 0 after {freed_killed:?}\n  {after_killed}\n  events dropped for slow subscribers: {}; machine stalls: {}",
+        held.rss_kib,
         m["kes_log_dropped_events_total"]
             .get("", &[("log", "audit")])
             .unwrap_or(f64::NAN),
