@@ -340,6 +340,7 @@ fn h2_kept_alive(c: &Client, from: Ipv4Addr) -> (TcpStream, Instant) {
         conn.stream.read_exact(&mut payload).expect("reply");
         let stream = u32::from_be_bytes([head[5], head[6], head[7], head[8]]) & 0x7fff_ffff;
         assert_ne!(head[3], 7, "GOAWAY: {payload:?}");
+        assert!(stream != 1 || head[3] != 3, "RST_STREAM: {payload:?}");
         if stream == 1 && matches!(head[3], 0 | 1) && head[4] & 1 == 1 {
             break;
         }
