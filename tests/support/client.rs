@@ -125,6 +125,16 @@ impl Client {
         Client { addr, config }
     }
 
+    /// The same client offering these ALPN protocols (e.g. `h2`).
+    pub fn with_alpn(&self, protocols: &[&[u8]]) -> Client {
+        let mut config = (*self.config).clone();
+        config.alpn_protocols = protocols.iter().map(|p| p.to_vec()).collect();
+        Client {
+            addr: self.addr,
+            config: Arc::new(config),
+        }
+    }
+
     /// Opens a TLS connection (the handshake completes on first use).
     pub fn connect(&self) -> Conn {
         self.try_connect().expect("connect")
@@ -133,6 +143,12 @@ impl Client {
     /// Like [`Client::connect`], but a failed TCP connect is an error instead of a panic.
     pub fn try_connect(&self) -> std::io::Result<Conn> {
         let tcp = TcpStream::connect_timeout(&self.addr, Duration::from_secs(5))?;
+        self.connect_over(tcp)
+    }
+
+    /// A TLS connection over a TCP connection the caller opened (from a chosen local address,
+    /// say); the handshake completes on first use.
+    pub fn connect_over(&self, tcp: TcpStream) -> std::io::Result<Conn> {
         tcp.set_read_timeout(Some(Duration::from_secs(20)))?;
         tcp.set_nodelay(true)?;
         let conn = rustls::ClientConnection::new(

@@ -5,6 +5,7 @@
 #![allow(dead_code)]
 
 pub mod client;
+pub mod flood;
 pub mod openbao;
 pub mod pki;
 pub mod prom;
