@@ -133,7 +133,7 @@ impl Server {
 
     /// The value of an unlabelled metric (NaN when missing).
     fn metric(&self, name: &str) -> f64 {
-        let text = self.client().get("/v1/metrics").text();
+        let text = self.client().get("/v1/metrics?all").text();
         text.lines()
             .find_map(|line| {
                 let mut parts = line.split_whitespace();

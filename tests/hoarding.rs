@@ -27,6 +27,7 @@ mod support;
 
 use std::io::{BufRead, BufReader, Read};
 use std::net::{Ipv4Addr, TcpStream};
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
@@ -126,7 +127,7 @@ impl Server {
     fn metrics(&self) -> Exposition {
         let tcp = connect_from(SCRAPER, self.kes.addr).expect("scrape: connect");
         let mut conn = self.client().connect_over(tcp).unwrap();
-        let r = conn.request("GET", "/v1/metrics", None).expect("scrape");
+        let r = conn.request("GET", "/v1/metrics?all", None).expect("scrape");
         assert_eq!(r.status, 200, "{}", r.text());
         prom::parse(&r.text()).unwrap_or_else(|e| panic!("invalid exposition: {e}"))
     }
@@ -635,45 +636,44 @@ fn idle_http2_connections_do_not_keep_anyone_waiting() {
 // ---------------------------------------------------------------------------------------------
 // 4. Abandoned log streams
 
-/// Set in the environment of [`log_stream_holder`]: "<address> <count> <CA cert, base64 DER>".
-const HOLDER_ENV: &str = "KES_HOARDING_HOLDER";
-
-/// A child process (this test binary, running [`log_stream_holder`]) that holds `n` audit
-/// subscriptions until it is killed. Killed (SIGKILL) on drop.
+/// A child process (tests/h2/hold_streams.py, standard-library Python) that holds `n` audit
+/// subscriptions from 127.0.0.1 until it is killed. Killed (SIGKILL) on drop.
 struct Holder {
     child: Child,
+    _dir: TempDir,
 }
 
 impl Holder {
     fn start(srv: &Server, n: usize) -> Holder {
-        use base64::Engine;
-        let ca = base64::engine::general_purpose::STANDARD.encode(&srv.ca.cert.der);
-        let mut child = Command::new(std::env::current_exe().unwrap())
+        let dir = TempDir::new("hoard-holder");
+        let ca = dir.join("ca.pem");
+        std::fs::write(&ca, &srv.ca.cert.cert_pem).unwrap();
+        let (cert, key) = pki::api_key_client(ADMIN_API_KEY).write(dir.path(), "holder");
+        let python = std::env::var_os("KES_TEST_PYTHON").unwrap_or_else(|| "python3".into());
+        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/h2/hold_streams.py");
+        let mut child = Command::new(python)
+            .arg("-B")
+            .arg(script)
             .args([
-                "log_stream_holder",
-                "--exact",
-                "--ignored",
-                "--nocapture",
-                "--test-threads=1",
+                srv.kes.addr.ip().to_string(),
+                srv.kes.addr.port().to_string(),
+                n.to_string(),
             ])
-            .env(HOLDER_ENV, format!("{} {n} {ca}", srv.kes.addr))
+            .args([&ca, &cert, &key])
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .spawn()
-            .expect("spawn the holder");
+            .expect("spawn the holder (python3)");
         let stdout = child.stdout.take().unwrap();
         let (tx, rx) = std::sync::mpsc::channel();
         std::thread::spawn(move || {
             for line in BufReader::new(stdout).lines() {
                 let Ok(line) = line else { break };
-                // The harness may have printed "test log_stream_holder ... " on the same line.
-                if let Some(at) = line.find("holder: ") {
-                    let _ = tx.send(line[at..].to_string());
-                }
+                let _ = tx.send(line);
             }
         });
-        let mut holder = Holder { child };
+        let mut holder = Holder { child, _dir: dir };
         match rx.recv_timeout(Duration::from_secs(60)) {
             Ok(line) if line == "holder: ready" => {}
             other => {
@@ -694,30 +694,6 @@ impl Holder {
 impl Drop for Holder {
     fn drop(&mut self) {
         self.kill();
-    }
-}
-
-/// Not a test: the child process of [`Holder`]. Does nothing unless [`HOLDER_ENV`] is set.
-#[test]
-#[ignore = "run by the log stream tests as a child process"]
-fn log_stream_holder() {
-    use base64::Engine;
-    let Ok(spec) = std::env::var(HOLDER_ENV) else {
-        return;
-    };
-    kes::sys::raise_fd_limit().unwrap();
-    let mut parts = spec.split(' ');
-    let addr = parts.next().unwrap().parse().unwrap();
-    let n: usize = parts.next().unwrap().parse().unwrap();
-    let ca = base64::engine::general_purpose::STANDARD
-        .decode(parts.next().unwrap())
-        .unwrap();
-    let c = Client::new(addr, &ca.into(), Some(&pki::api_key_client(ADMIN_API_KEY)));
-    let held = open_many(n, |_| subscribe(&c, HOARDER).expect("subscribe"));
-    println!("holder: ready");
-    loop {
-        std::thread::sleep(Duration::from_secs(60));
-        let _ = &held;
     }
 }
 
