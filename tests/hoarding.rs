@@ -127,7 +127,9 @@ impl Server {
     fn metrics(&self) -> Exposition {
         let tcp = connect_from(SCRAPER, self.kes.addr).expect("scrape: connect");
         let mut conn = self.client().connect_over(tcp).unwrap();
-        let r = conn.request("GET", "/v1/metrics?all", None).expect("scrape");
+        let r = conn
+            .request("GET", "/v1/metrics?all", None)
+            .expect("scrape");
         assert_eq!(r.status, 200, "{}", r.text());
         prom::parse(&r.text()).unwrap_or_else(|e| panic!("invalid exposition: {e}"))
     }
@@ -135,6 +137,21 @@ impl Server {
     /// An unlabelled metric.
     fn metric(&self, name: &str) -> f64 {
         metric(&self.metrics(), name)
+    }
+
+    /// Sockets the server process holds (listening socket, connections, epoll and event
+    /// descriptors): read from /proc, so counting takes no connection (and no place at a limit).
+    fn sockets(&self) -> usize {
+        std::fs::read_dir(format!("/proc/{}/fd", self.pid()))
+            .map(|d| {
+                d.filter_map(Result::ok)
+                    .filter(|e| {
+                        std::fs::read_link(e.path())
+                            .is_ok_and(|t| t.to_string_lossy().starts_with("socket:"))
+                    })
+                    .count()
+            })
+            .unwrap_or(0)
     }
 
     /// Connections open besides the scrape that asks.
@@ -920,6 +937,8 @@ fn the_total_limit_makes_room_for_another_address() {
     let stalls = StallMonitor::start();
     // Opened one after another, so the first is the longest idle. No scrape until the end: it
     // would take a place too.
+    // The listening socket only: no connection is open before the hoard.
+    let baseline = srv.sockets();
     let hoard = idle_tcp(&srv, HOARDER, max);
     let mut watch = Closings::new(hoard);
     // The new clients keep their connections (idle once served): each new one takes the place
@@ -946,6 +965,13 @@ fn the_total_limit_makes_room_for_another_address() {
     }
     drop(kept);
     drop(watch);
+    // The scrape below needs a place: wait (without a connection) until the server has closed
+    // what the clients closed, or the scrape itself would evict one more.
+    assert!(
+        wait_for(Duration::from_secs(5), || srv.sockets() <= baseline).is_some(),
+        "the server still holds {} sockets ({baseline} before the hoard)",
+        srv.sockets()
+    );
     srv.settle();
     let m = srv.metrics();
     let evicted = metric(&m, "kes_server_connections_evicted_total");
