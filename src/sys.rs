@@ -258,3 +258,36 @@ pub fn set_keepalive(
 ) -> io::Result<()> {
     Ok(())
 }
+
+/// Lowers the scheduling priority of the calling thread by `niceness` (Linux threads have their
+/// own nice value). The server's workers run requests that wait for the keystore; the event
+/// loops answer everything else: under CPU contention the loops go first, so busy workers cannot
+/// delay the requests that need no keystore.
+#[cfg(target_os = "linux")]
+pub fn lower_thread_priority(niceness: i32) -> io::Result<()> {
+    // SAFETY: gettid takes no argument and cannot fail.
+    let tid = unsafe { libc::gettid() };
+    let tid = libc::id_t::try_from(tid).map_err(|_| io::Error::other("thread id out of range"))?;
+    // SAFETY: getpriority/setpriority take integers only. getpriority may legitimately return
+    // -1, so errno is cleared first and checked after.
+    unsafe { *libc::__errno_location() = 0 };
+    // The PRIO_PROCESS constant's type differs between libc targets.
+    #[allow(clippy::unnecessary_cast)]
+    let which = libc::PRIO_PROCESS as _;
+    // SAFETY: as above.
+    let current = unsafe { libc::getpriority(which, tid) };
+    let err = io::Error::last_os_error();
+    if current == -1 && err.raw_os_error().is_some_and(|e| e != 0) {
+        return Err(err);
+    }
+    // SAFETY: as above.
+    if unsafe { libc::setpriority(which, tid, (current + niceness).min(19)) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+#[cfg(not(target_os = "linux"))]
+pub fn lower_thread_priority(_niceness: i32) -> io::Result<()> {
+    Ok(())
+}

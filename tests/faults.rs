@@ -29,6 +29,7 @@ use support::client::{Client, Conn};
 use support::openbao::{Bao, Cluster};
 use support::pki::{self, Ca, Cert};
 use support::proxy::{Mode, Proxy};
+use support::stall::StallMonitor;
 use support::{Kes, TempDir};
 
 const ADMIN_API_KEY: &str = "kes:v1:AD9E7FSYWrMD+VjhI6q545cYT9YOyFxZb7UnjEepYDRc";
@@ -334,60 +335,6 @@ fn assert_fast_502(what: &str, samples: &[Sample], stalls: &StallMonitor) {
     }
 }
 
-/// Records when the test process could not run: a thread that sleeps 10 ms at a time notes
-/// every oversleep longer than 50 ms.
-struct StallMonitor {
-    stop: Arc<AtomicBool>,
-    stalls: Arc<Mutex<Vec<(Duration, Duration)>>>,
-}
-
-impl StallMonitor {
-    fn start(t0: Instant) -> StallMonitor {
-        let stop = Arc::new(AtomicBool::new(false));
-        let stalls = Arc::new(Mutex::new(Vec::new()));
-        let (s, out) = (stop.clone(), stalls.clone());
-        std::thread::spawn(move || {
-            while !s.load(Ordering::SeqCst) {
-                let before = Instant::now();
-                std::thread::sleep(Duration::from_millis(10));
-                let over = before.elapsed().saturating_sub(Duration::from_millis(10));
-                if over > Duration::from_millis(50) {
-                    out.lock().unwrap().push((before - t0, over));
-                }
-            }
-        });
-        StallMonitor { stop, stalls }
-    }
-
-    /// How long the machine was frozen within [from, to].
-    fn during(&self, from: Duration, to: Duration) -> Duration {
-        self.stalls
-            .lock()
-            .unwrap()
-            .iter()
-            .map(|&(at, len)| {
-                let (start, end) = (at.max(from), (at + len).min(to));
-                end.saturating_sub(start)
-            })
-            .sum()
-    }
-
-    /// "longest 120ms, 3 over 50 ms".
-    fn summary(&self) -> String {
-        let stalls = self.stalls.lock().unwrap();
-        match stalls.iter().map(|s| s.1).max() {
-            None => "none over 50 ms".into(),
-            Some(longest) => format!("longest {longest:?}, {} over 50 ms", stalls.len()),
-        }
-    }
-}
-
-impl Drop for StallMonitor {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::SeqCst);
-    }
-}
-
 fn since(t0: Instant) -> Duration {
     t0.elapsed()
 }
@@ -406,7 +353,7 @@ fn vault_sealed_then_unsealed() {
     );
     let body = hot_key(&srv);
     let t0 = Instant::now();
-    let stalls = StallMonitor::start(t0);
+    let stalls = StallMonitor::start_at(t0);
     let mut hot = Stream::hot(&srv, t0, body);
     let mut cold = Stream::cold(&srv, t0);
 
@@ -453,7 +400,7 @@ fn vault_killed_then_restarted() {
     );
     let body = hot_key(&srv);
     let t0 = Instant::now();
-    let stalls = StallMonitor::start(t0);
+    let stalls = StallMonitor::start_at(t0);
     let mut hot = Stream::hot(&srv, t0, body);
     let mut cold = Stream::cold(&srv, t0);
 
@@ -507,7 +454,7 @@ fn vault_slow_or_busy() {
     let srv = Server::start("slow", &vault_keystore(&[proxy.url("http")], &role));
     let body = hot_key(&srv);
     let t0 = Instant::now();
-    let stalls = StallMonitor::start(t0);
+    let stalls = StallMonitor::start_at(t0);
     let mut hot = Stream::hot(&srv, t0, body);
     let mut cold = Stream::cold(&srv, t0);
 
@@ -607,7 +554,7 @@ fn vault_connections_refused_or_swallowed() {
     let srv = Server::start("dropped", &vault_keystore(&[proxy.url("http")], &role));
     let body = hot_key(&srv);
     let t0 = Instant::now();
-    let stalls = StallMonitor::start(t0);
+    let stalls = StallMonitor::start_at(t0);
     let mut hot = Stream::hot(&srv, t0, body);
     let mut cold = Stream::cold(&srv, t0);
 
@@ -736,7 +683,7 @@ fn vault_leader_killed() {
     let srv = Server::start("leader", &vault_keystore(&cluster.endpoints(), &role));
     let body = hot_key(&srv);
     let t0 = Instant::now();
-    let stalls = StallMonitor::start(t0);
+    let stalls = StallMonitor::start_at(t0);
     let mut hot = Stream::hot(&srv, t0, body);
     let mut cold = Stream::cold(&srv, t0);
     let mut n = 0;

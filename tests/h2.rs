@@ -38,6 +38,7 @@ use support::client::{Client, Conn};
 use support::openbao::Bao;
 use support::pki::{Ca, Cert, KeyKind};
 use support::proxy::{Mode, Proxy};
+use support::stall::StallMonitor;
 use support::{Kes, TempDir};
 
 /// How long the bystander may wait for an answer during and after a flood.
@@ -377,59 +378,6 @@ impl Drop for Py {
 // ---------------------------------------------------------------------------------------------
 // The machine, the bystander and the figures of a flood
 
-/// Records when the test process could not run: a thread that sleeps 10 ms at a time notes
-/// every oversleep longer than 50 ms (the same as tests/faults.rs).
-struct StallMonitor {
-    stop: Arc<AtomicBool>,
-    stalls: Arc<Mutex<Vec<(Duration, Duration)>>>,
-}
-
-impl StallMonitor {
-    fn start(t0: Instant) -> StallMonitor {
-        let stop = Arc::new(AtomicBool::new(false));
-        let stalls = Arc::new(Mutex::new(Vec::new()));
-        let (s, out) = (stop.clone(), stalls.clone());
-        std::thread::spawn(move || {
-            while !s.load(Ordering::SeqCst) {
-                let before = Instant::now();
-                std::thread::sleep(Duration::from_millis(10));
-                let over = before.elapsed().saturating_sub(Duration::from_millis(10));
-                if over > Duration::from_millis(50) {
-                    out.lock().unwrap().push((before - t0, over));
-                }
-            }
-        });
-        StallMonitor { stop, stalls }
-    }
-
-    /// How long the machine was frozen within [from, to].
-    fn during(&self, from: Duration, to: Duration) -> Duration {
-        self.stalls
-            .lock()
-            .unwrap()
-            .iter()
-            .map(|&(at, len)| {
-                let (start, end) = (at.max(from), (at + len).min(to));
-                end.saturating_sub(start)
-            })
-            .sum()
-    }
-
-    fn summary(&self) -> String {
-        let stalls = self.stalls.lock().unwrap();
-        match stalls.iter().map(|s| s.1).max() {
-            None => "none over 50 ms".into(),
-            Some(longest) => format!("longest {longest:?}, {} over 50 ms", stalls.len()),
-        }
-    }
-}
-
-impl Drop for StallMonitor {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::SeqCst);
-    }
-}
-
 /// One request of the bystander.
 #[derive(Debug, Clone, Copy)]
 struct Probe {
@@ -528,7 +476,7 @@ impl Watch {
     fn start(srv: &Server) -> Watch {
         let alone = alone();
         let t0 = Instant::now();
-        let stalls = StallMonitor::start(t0);
+        let stalls = StallMonitor::start_at(t0);
         let bystander = Bystander::start(srv, t0);
         // A few requests before: the bystander's connection is open, the server warm.
         std::thread::sleep(Duration::from_millis(200));
@@ -1743,7 +1691,7 @@ fn streams_of_one_connection_are_served_concurrently() {
 
     let _alone = alone();
     let t0 = Instant::now();
-    let stalls = StallMonitor::start(t0);
+    let stalls = StallMonitor::start_at(t0);
     let mut args = srv.py_args();
     args.extend(
         [
@@ -1843,7 +1791,7 @@ fn audit_log_streams_over_h2() {
 
     let _alone = alone();
     let t0 = Instant::now();
-    let stalls = StallMonitor::start(t0);
+    let stalls = StallMonitor::start_at(t0);
     // Stream 3 cancelled, the connection kept: one subscriber left.
     let reset = py.next(Duration::from_secs(20));
     let reset_at = clock.since(t0, &reset["reset"]);

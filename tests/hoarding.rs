@@ -32,9 +32,10 @@ use std::process::{Child, Command, Stdio};
 use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 use support::client::{Client, Conn};
-use support::flood::{Closings, ProcCost, RunDelays, StallMonitor, connect_from, spread, wait_for};
+use support::flood::{Closings, ProcCost, RunDelays, connect_from, spread, wait_for};
 use support::pki::{self, Ca, Cert};
 use support::prom::{self, Exposition};
+use support::stall::StallMonitor;
 use support::{Kes, TempDir};
 
 const ADMIN_API_KEY: &str = "kes:v1:AD9E7FSYWrMD+VjhI6q545cYT9YOyFxZb7UnjEepYDRc";
@@ -237,7 +238,7 @@ fn assert_served(what: &str, samples: &[Sample], stalls: &StallMonitor) -> Strin
     let took: Vec<Duration> = samples.iter().map(|s| s.took).collect();
     let mut excused = Vec::new();
     for s in samples.iter().filter(|s| s.took >= BOUND) {
-        let frozen = stalls.during(s.start, s.start + s.took);
+        let frozen = stalls.between(s.start, s.start + s.took);
         let lost = frozen.max(s.waited);
         assert!(
             s.took.saturating_sub(lost) < BOUND,
@@ -421,7 +422,7 @@ fn assert_closed_at(
         .filter(|(life, _)| **life > limit + DEADLINE_SLACK)
     {
         let closed = closed.unwrap();
-        let frozen = stalls.during(closed - *life, closed);
+        let frozen = stalls.between(closed - *life, closed);
         assert!(
             *life - frozen <= limit + DEADLINE_SLACK,
             "{what}: closed {life:?} after opening ({frozen:?} frozen), limit {limit:?}"
@@ -728,7 +729,7 @@ fn assert_freed(what: &str, srv: &Server, since: Instant, stalls: &StallMonitor)
         "{what}: the subscriptions were never freed"
     );
     let took = since.elapsed();
-    let frozen = stalls.during(since, Instant::now());
+    let frozen = stalls.between(since, Instant::now());
     assert!(
         took.saturating_sub(frozen) <= Duration::from_secs(1),
         "{what}: freed after {took:?} ({frozen:?} frozen)"
@@ -826,7 +827,7 @@ fn log_streams_at_the_connection_limit_are_refused_then_freed() {
             .is_ok_and(|r| r.status == 200)
     });
     let served = served.expect("clients are served again once the subscribers are gone");
-    let frozen = stalls.during(killed, Instant::now());
+    let frozen = stalls.between(killed, Instant::now());
     let after = assert_served("after, from 127.0.0.2", &probes(&srv, OTHER), &stalls);
     let freed = assert_freed("holder killed", &srv, killed, &stalls);
     let m = srv.metrics();

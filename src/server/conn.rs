@@ -21,11 +21,11 @@ use super::reactor::{Completion, Inbox};
 use super::{ClientIdentity, ConnInfo, Handled, Handler, Inline, Mode, Protocol, Route, Shared};
 use crate::auth::Identity;
 use crate::auth::identity::PeerIdentityError;
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
 use std::io::{self, Read, Write};
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 use zeroize::Zeroize;
 
@@ -55,10 +55,19 @@ pub(crate) struct Ctx<'a, H: Handler> {
 /// Requests of one connection that run or wait for a worker.
 #[derive(Default)]
 pub struct Jobs {
-    /// Submitted to the pool and not answered yet.
-    pub submitted: usize,
+    /// Submitted to the pool and not answered yet, by stream, each with a flag that cancels it
+    /// if no worker has started it yet (its stream was reset, or the connection closed): work
+    /// for a client that has gone is not done.
+    submitted: HashMap<u32, Arc<AtomicBool>>,
     /// Over the connection's share of workers: waiting here, in order.
     waiting: VecDeque<(Route, Request, u32)>,
+}
+
+impl Jobs {
+    /// Requests of the connection on (or queued for) a worker.
+    pub fn submitted(&self) -> usize {
+        self.submitted.len()
+    }
 }
 
 /// What a protocol session may use while it handles input or replies.
@@ -125,7 +134,7 @@ impl<H: Handler> Env<'_, '_, H> {
                 }
             }
         }
-        if self.jobs.submitted < shared.jobs_per_connection {
+        if self.jobs.submitted() < shared.jobs_per_connection {
             self.submit(route, request, stream);
         } else {
             self.jobs.waiting.push_back((route, request, stream));
@@ -134,7 +143,8 @@ impl<H: Handler> Env<'_, '_, H> {
     }
 
     fn submit(&mut self, route: Route, request: Request, stream: u32) {
-        self.jobs.submitted += 1;
+        let cancelled = Arc::new(AtomicBool::new(false));
+        self.jobs.submitted.insert(stream, cancelled.clone());
         let shared = self.ctx.shared.clone();
         let reply = Reply {
             inbox: self.ctx.inbox.clone(),
@@ -149,9 +159,13 @@ impl<H: Handler> Env<'_, '_, H> {
         shared.clone().pool.submit(Box::new(move || {
             let mut reply = reply;
             let handler = &shared.handler;
+            // A request whose client went away (stream reset, connection closed) is not started;
+            // its reply goes nowhere.
+            let response = if cancelled.load(Ordering::Acquire) {
+                Response::empty(503)
             // A request that waited for a worker past its route's timeout is not started: the
             // client has likely given up, and the SDK retries a 503.
-            let response = if deadline.is_some_and(|d| Instant::now() > d) {
+            } else if deadline.is_some_and(|d| Instant::now() > d) {
                 handler.refused(503, Some(&request.head), &info);
                 handler.error(503, "request timeout exceeded")
             } else {
@@ -165,18 +179,23 @@ impl<H: Handler> Env<'_, '_, H> {
         }));
     }
 
-    /// Called when a worker's reply for this connection arrives: starts the next waiting request.
-    pub fn job_done(&mut self) {
-        self.jobs.submitted = self.jobs.submitted.saturating_sub(1);
-        if self.jobs.submitted < self.ctx.shared.jobs_per_connection
+    /// Called when a worker's reply for `stream` arrives: starts the next waiting request.
+    pub fn job_done(&mut self, stream: u32) {
+        self.jobs.submitted.remove(&stream);
+        if self.jobs.submitted() < self.ctx.shared.jobs_per_connection
             && let Some((route, request, stream)) = self.jobs.waiting.pop_front()
         {
             self.submit(route, request, stream);
         }
     }
 
-    /// Forgets a request waiting for a worker (its stream was reset); true when it was waiting.
-    pub fn cancel_waiting(&mut self, stream: u32) -> bool {
+    /// The client gave up `stream` (reset it): a request still waiting for a worker is
+    /// forgotten, one queued in the pool is not started. (One that runs finishes; its reply is
+    /// dropped.)
+    pub fn cancel(&mut self, stream: u32) {
+        if let Some(flag) = self.jobs.submitted.get(&stream) {
+            flag.store(true, Ordering::Release);
+        }
         let before = self.jobs.waiting.len();
         self.jobs.waiting.retain(|(_, _, s)| *s != stream);
         let removed = before - self.jobs.waiting.len();
@@ -185,7 +204,6 @@ impl<H: Handler> Env<'_, '_, H> {
             .stats
             .in_flight
             .fetch_sub(removed, Ordering::AcqRel);
-        removed > 0
     }
 
     /// A waker for a stream body of this connection.
@@ -249,6 +267,12 @@ enum Proto<H: Handler> {
     Handshake,
     H1(H1),
     H2(Box<h2::Session<H>>),
+}
+
+/// The protocol of a connection past its handshake, borrowed with the [`Env`] it works in.
+enum Active<'s, H: Handler> {
+    H1(&'s mut H1),
+    H2(&'s mut h2::Session<H>),
 }
 
 pub struct Connection<H: Handler> {
@@ -323,6 +347,29 @@ impl<H: Handler> Connection<H> {
         }
     }
 
+    /// The protocol and the [`Env`] over this connection's other parts; `None` before the
+    /// handshake is done.
+    fn session<'s, 'c>(
+        &'s mut self,
+        ctx: &'s Ctx<'c, H>,
+    ) -> Option<(Active<'s, H>, Env<'s, 'c, H>)> {
+        let info = self.info.as_ref()?;
+        let active = match &mut self.proto {
+            Proto::Handshake => return None,
+            Proto::H1(h) => Active::H1(h),
+            Proto::H2(s) => Active::H2(s.as_mut()),
+        };
+        let env = Env {
+            ctx,
+            conn_id: self.id,
+            info,
+            state: &mut self.state,
+            out: &mut self.out,
+            jobs: &mut self.jobs,
+        };
+        Some((active, env))
+    }
+
     pub fn socket(&mut self) -> &mut mio::net::TcpStream {
         &mut self.sock
     }
@@ -340,7 +387,7 @@ impl<H: Handler> Connection<H> {
             Proto::Handshake => Some(self.created),
             Proto::H1(h) if h.is_idle() && self.in_pos == self.input.len() => self.idle_since,
             Proto::H1(_) => None,
-            Proto::H2(s) if s.is_idle() && self.jobs.submitted == 0 => self.idle_since,
+            Proto::H2(s) if s.is_idle() && self.jobs.submitted() == 0 => self.idle_since,
             Proto::H2(_) => None,
         }
     }
@@ -399,7 +446,7 @@ impl<H: Handler> Connection<H> {
         match &self.proto {
             Proto::Handshake => self.peer_closed,
             Proto::H1(h) => h.finished(self.peer_closed),
-            Proto::H2(s) => s.finished() || (self.peer_closed && self.jobs.submitted == 0),
+            Proto::H2(s) => s.finished() || (self.peer_closed && self.jobs.submitted() == 0),
         }
     }
 
@@ -506,7 +553,7 @@ impl<H: Handler> Connection<H> {
             self.compact_input();
             return Ok(n > 0);
         }
-        let Some(info) = self.info.clone() else {
+        let Some(info) = self.info.as_ref() else {
             return Err(Close::Failed);
         };
         let before_in = self.in_pos;
@@ -514,7 +561,7 @@ impl<H: Handler> Connection<H> {
         let mut env = Env {
             ctx,
             conn_id: self.id,
-            info: &info,
+            info,
             state: &mut self.state,
             out: &mut self.out,
             jobs: &mut self.jobs,
@@ -666,22 +713,13 @@ impl<H: Handler> Connection<H> {
 
     /// A worker's reply for this connection.
     pub fn complete(&mut self, ctx: &Ctx<'_, H>, stream: u32, response: Response) -> Status {
-        let Some(info) = self.info.clone() else {
+        let Some((active, mut env)) = self.session(ctx) else {
             return Status::Closed;
         };
-        let mut env = Env {
-            ctx,
-            conn_id: self.id,
-            info: &info,
-            state: &mut self.state,
-            out: &mut self.out,
-            jobs: &mut self.jobs,
-        };
-        env.job_done();
-        match &mut self.proto {
-            Proto::Handshake => {}
-            Proto::H1(h) => h.respond(&mut env, response),
-            Proto::H2(s) => s.respond(&mut env, stream, response),
+        env.job_done(stream);
+        match active {
+            Active::H1(h) => h.respond(&mut env, response),
+            Active::H2(s) => s.respond(&mut env, stream, response),
         }
         self.after_protocol(ctx.now);
         self.drive(ctx, false, false)
@@ -689,21 +727,12 @@ impl<H: Handler> Connection<H> {
 
     /// A stream body of this connection has new data.
     pub fn stream_ready(&mut self, ctx: &Ctx<'_, H>, stream: u32) -> Status {
-        let Some(info) = self.info.clone() else {
+        let Some((active, mut env)) = self.session(ctx) else {
             return Status::Closed;
         };
-        let mut env = Env {
-            ctx,
-            conn_id: self.id,
-            info: &info,
-            state: &mut self.state,
-            out: &mut self.out,
-            jobs: &mut self.jobs,
-        };
-        match &mut self.proto {
-            Proto::Handshake => {}
-            Proto::H1(h) => h.pump(&mut env),
-            Proto::H2(s) => s.pump(&mut env, stream),
+        match active {
+            Active::H1(h) => h.pump(&mut env),
+            Active::H2(s) => s.pump(&mut env, stream),
         }
         self.after_protocol(ctx.now);
         self.drive(ctx, false, false)
@@ -724,25 +753,12 @@ impl<H: Handler> Connection<H> {
             );
             return Status::Closed;
         }
-        if let Some(info) = self.info.clone() {
-            let mut env = Env {
-                ctx,
-                conn_id: self.id,
-                info: &info,
-                state: &mut self.state,
-                out: &mut self.out,
-                jobs: &mut self.jobs,
+        if let Some((active, mut env)) = self.session(ctx) {
+            let (alive, streaming) = match active {
+                Active::H1(h) => (h.tick(&mut env), h.is_streaming()),
+                Active::H2(s) => (s.tick(&mut env), s.has_streams_out()),
             };
-            let alive = match &mut self.proto {
-                Proto::Handshake => true,
-                Proto::H1(h) => h.tick(&mut env),
-                Proto::H2(s) => s.tick(&mut env),
-            };
-            self.streaming = match &self.proto {
-                Proto::H1(h) => h.is_streaming(),
-                Proto::H2(s) => s.has_streams_out(),
-                Proto::Handshake => false,
-            };
+            self.streaming = streaming;
             if !alive {
                 return Status::Closed;
             }
@@ -773,34 +789,10 @@ impl<H: Handler> Connection<H> {
 
     /// Server shutdown: finish what is in progress, take nothing new.
     pub fn shutdown(&mut self, ctx: &Ctx<'_, H>) -> Status {
-        match &mut self.proto {
-            Proto::Handshake => return Status::Closed,
-            Proto::H1(h) => {
-                if let Some(info) = self.info.clone() {
-                    let mut env = Env {
-                        ctx,
-                        conn_id: self.id,
-                        info: &info,
-                        state: &mut self.state,
-                        out: &mut self.out,
-                        jobs: &mut self.jobs,
-                    };
-                    h.shutdown(&mut env);
-                }
-            }
-            Proto::H2(s) => {
-                if let Some(info) = self.info.clone() {
-                    let mut env = Env {
-                        ctx,
-                        conn_id: self.id,
-                        info: &info,
-                        state: &mut self.state,
-                        out: &mut self.out,
-                        jobs: &mut self.jobs,
-                    };
-                    s.shutdown(&mut env);
-                }
-            }
+        match self.session(ctx) {
+            None => return Status::Closed,
+            Some((Active::H1(h), mut env)) => h.shutdown(&mut env),
+            Some((Active::H2(s), mut env)) => s.shutdown(&mut env),
         }
         self.after_protocol(ctx.now);
         self.drive(ctx, false, false)
@@ -819,6 +811,9 @@ impl<H: Handler> Connection<H> {
             .in_flight
             .fetch_sub(self.jobs.waiting.len(), Ordering::AcqRel);
         self.jobs.waiting.clear();
+        for flag in self.jobs.submitted.values() {
+            flag.store(true, Ordering::Release);
+        }
         self.input.zeroize();
         self.out.zeroize();
     }

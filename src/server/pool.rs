@@ -98,7 +98,13 @@ impl Pool {
     }
 }
 
+/// How much lower than the event loops workers run (see [`crate::sys::lower_thread_priority`]).
+const WORKER_NICENESS: i32 = 5;
+
 fn work(shared: &Shared) {
+    if let Err(e) = crate::sys::lower_thread_priority(WORKER_NICENESS) {
+        log::debug!("cannot lower the priority of a worker thread: {e}");
+    }
     loop {
         let job = {
             let mut state = shared.state.lock().unwrap_or_else(|e| e.into_inner());

@@ -1,14 +1,12 @@
 //! Many connections at once, for the hoarding tests: TCP connections from a chosen loopback
 //! address, a watcher that notes when the server closes each of a thousand held connections,
-//! the machine-stall monitor, and what a server process costs (threads, resident memory, CPU).
+//! and what a server process costs (threads, resident memory, CPU).
 //!
 //! Every address is on 127.0.0.0/8. Linux answers on the whole block without configuration,
 //! so a test can play several client addresses on one machine.
 
 use std::io::{self, Read};
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4, TcpStream};
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 /// Opens a TCP connection to `to` from the local address `from` (port chosen by the kernel).
@@ -172,68 +170,6 @@ impl Closings {
     /// For each connection, when the server closed it (`None`: open).
     pub fn closed_at(&self) -> &[Option<Instant>] {
         &self.closed
-    }
-}
-
-/// Records when the test process could not run: a thread that sleeps 10 ms at a time notes
-/// every oversleep longer than 50 ms (the same monitor as tests/faults.rs). A time bound that
-/// a probe breaks only counts against the server if the machine was not frozen meanwhile
-/// for the excess.
-pub struct StallMonitor {
-    t0: Instant,
-    stop: Arc<AtomicBool>,
-    stalls: Arc<Mutex<Vec<(Duration, Duration)>>>,
-}
-
-impl StallMonitor {
-    pub fn start() -> StallMonitor {
-        let t0 = Instant::now();
-        let stop = Arc::new(AtomicBool::new(false));
-        let stalls = Arc::new(Mutex::new(Vec::new()));
-        let (s, out) = (stop.clone(), stalls.clone());
-        std::thread::spawn(move || {
-            while !s.load(Ordering::SeqCst) {
-                let before = Instant::now();
-                std::thread::sleep(Duration::from_millis(10));
-                let over = before.elapsed().saturating_sub(Duration::from_millis(10));
-                if over > Duration::from_millis(50) {
-                    out.lock().unwrap().push((before - t0, over));
-                }
-            }
-        });
-        StallMonitor { t0, stop, stalls }
-    }
-
-    /// How long the machine was frozen between `from` and `to`.
-    pub fn during(&self, from: Instant, to: Instant) -> Duration {
-        let (from, to) = (
-            from.saturating_duration_since(self.t0),
-            to.saturating_duration_since(self.t0),
-        );
-        self.stalls
-            .lock()
-            .unwrap()
-            .iter()
-            .map(|&(at, len)| {
-                let (start, end) = (at.max(from), (at + len).min(to));
-                end.saturating_sub(start)
-            })
-            .sum()
-    }
-
-    /// "longest 120ms, 3 over 50 ms".
-    pub fn summary(&self) -> String {
-        let stalls = self.stalls.lock().unwrap();
-        match stalls.iter().map(|s| s.1).max() {
-            None => "none over 50 ms".into(),
-            Some(longest) => format!("longest {longest:?}, {} over 50 ms", stalls.len()),
-        }
-    }
-}
-
-impl Drop for StallMonitor {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::SeqCst);
     }
 }
 

@@ -10,6 +10,7 @@ pub mod openbao;
 pub mod pki;
 pub mod prom;
 pub mod proxy;
+pub mod stall;
 
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;

@@ -515,18 +515,12 @@ fn encode_string(s: &[u8], out: &mut Vec<u8>) {
 /// Appends the `:status` pseudo-header field of a response: one octet for the seven codes of the
 /// static table (200, 204, 206, 304, 400, 404, 500), else a literal with the indexed name.
 pub fn encode_status(status: u16, out: &mut Vec<u8>) {
-    let mut digits = [0u8; 5];
-    let mut start = digits.len();
-    let mut n = status;
-    loop {
-        start -= 1;
-        digits[start] = b'0' + (n % 10) as u8;
-        n /= 10;
-        if n == 0 {
-            break;
-        }
-    }
-    encode_field(b":status", &digits[start..], out);
+    let mut digits = [0u8; 20];
+    encode_field(
+        b":status",
+        crate::server::message::decimal(u64::from(status), &mut digits),
+        out,
+    );
 }
 
 /// Appends one response header field; `name` must be lower-case (RFC 9113 §8.2.1; not checked

@@ -34,7 +34,9 @@ pub mod hpack;
 
 use super::Handler;
 use super::conn::{Env, MAX_OUTPUT};
-use super::message::{Body, EventSource, Request, RequestHead, Response, method, split_target};
+use super::message::{
+    Body, EventSource, Request, RequestHead, Response, decimal, method, split_target,
+};
 use crate::config::Limits;
 use frame::{ErrorCode, Frame, FrameError, Header, Next, flag, kind, setting};
 use std::collections::{HashMap, VecDeque};
@@ -388,6 +390,15 @@ impl<H: Handler> Session<H> {
         }
     }
 
+    /// The streams that send a log stream.
+    fn log_streams(&self) -> Vec<u32> {
+        self.streams
+            .iter()
+            .filter(|(_, s)| s.source.is_some())
+            .map(|(id, _)| *id)
+            .collect()
+    }
+
     /// Whether a log stream is being sent (its subscriber may pause longer).
     pub(crate) fn has_streams_out(&self) -> bool {
         self.streams.values().any(|s| s.source.is_some())
@@ -454,7 +465,7 @@ impl<H: Handler> Session<H> {
         frame::encode_goaway(env.out, self.last_stream, code, why.as_bytes());
         self.phase = Phase::Failed;
         for (id, _) in self.streams.drain() {
-            env.cancel_waiting(id);
+            env.cancel(id);
         }
     }
 
@@ -1115,7 +1126,7 @@ impl<H: Handler> Session<H> {
 
     /// Bookkeeping for a stream that ended: window credit back, its id remembered.
     fn stream_gone(&mut self, env: &mut Env<'_, '_, H>, id: u32, stream: Stream, by: ClosedBy) {
-        env.cancel_waiting(id);
+        env.cancel(id);
         self.return_credit(env, stream.held);
         drop(stream);
         if self.closed.len() >= CLOSED_MEMORY {
@@ -1188,13 +1199,7 @@ impl<H: Handler> Session<H> {
             let _ = self.reset(env, id, ErrorCode::Cancel);
         }
         let shutting_down = env.shutting_down();
-        let sources: Vec<u32> = self
-            .streams
-            .iter()
-            .filter(|(_, s)| s.source.is_some())
-            .map(|(id, _)| *id)
-            .collect();
-        for id in sources {
+        for id in self.log_streams() {
             if shutting_down && let Some(s) = self.streams.get_mut(&id) {
                 s.source_done = true;
             }
@@ -1231,13 +1236,7 @@ impl<H: Handler> Session<H> {
     /// Server shutdown: GOAWAY, log streams end, requests in progress finish.
     pub(crate) fn shutdown(&mut self, env: &mut Env<'_, '_, H>) {
         self.goaway(env.out);
-        let sources: Vec<u32> = self
-            .streams
-            .iter()
-            .filter(|(_, s)| s.source.is_some())
-            .map(|(id, _)| *id)
-            .collect();
-        for id in sources {
+        for id in self.log_streams() {
             if let Some(s) = self.streams.get_mut(&id) {
                 s.source_done = true;
             }
@@ -1264,17 +1263,11 @@ fn encode_response_head(response: &Response, out: &mut Vec<u8>) {
         Body::Bytes { content_type, data } => {
             hpack::encode_field(b"content-type", content_type.as_bytes(), out);
             let mut digits = [0u8; 20];
-            let mut i = digits.len();
-            let mut n = data.len();
-            loop {
-                i -= 1;
-                digits[i] = b'0' + (n % 10) as u8;
-                n /= 10;
-                if n == 0 {
-                    break;
-                }
-            }
-            hpack::encode_field(b"content-length", &digits[i..], out);
+            hpack::encode_field(
+                b"content-length",
+                decimal(data.len() as u64, &mut digits),
+                out,
+            );
         }
         Body::Stream { content_type, .. } => {
             hpack::encode_field(b"content-type", content_type.as_bytes(), out);
