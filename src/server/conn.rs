@@ -37,6 +37,10 @@ pub const MAX_INPUT: usize = 1 << 21;
 pub const MAX_OUTPUT: usize = 256 * 1024;
 /// Bytes read from one socket per call of `drive`, so a busy connection leaves room for others.
 const READ_BUDGET: usize = 256 * 1024;
+/// Requests one connection may start per call of `drive`; then the loop serves its other
+/// connections before this one goes on (a client pipelining thousands of requests cannot hold
+/// its loop for long).
+const REQUESTS_PER_TURN: usize = 64;
 /// How long a connection closed after an error reply keeps draining what the client still sends.
 const LINGER: Duration = Duration::from_secs(2);
 /// How long a reply may wait for the client to take it before the connection is closed.
@@ -61,6 +65,8 @@ pub struct Jobs {
     submitted: HashMap<u32, Arc<AtomicBool>>,
     /// Over the connection's share of workers: waiting here, in order.
     waiting: VecDeque<(Route, Request, u32)>,
+    /// Requests started in the current turn (see [`REQUESTS_PER_TURN`]).
+    this_turn: usize,
 }
 
 impl Jobs {
@@ -104,6 +110,12 @@ impl<H: Handler> Env<'_, '_, H> {
         self.out.len()
     }
 
+    /// Whether the protocol should stop taking requests for now and let the loop serve other
+    /// connections (it is called again soon): this turn's share is used, or the output is full.
+    pub fn should_yield(&self) -> bool {
+        self.jobs.this_turn >= REQUESTS_PER_TURN || self.out.len() >= MAX_OUTPUT
+    }
+
     /// Runs a complete request. Answered at once (`Some`) when its route allows running on the
     /// event loop and the handler needed nothing that blocks; otherwise it goes to the worker
     /// pool (or waits for this connection's share of it) and its reply comes back later as a
@@ -111,6 +123,7 @@ impl<H: Handler> Env<'_, '_, H> {
     pub fn run(&mut self, route: Route, request: Request, stream: u32) -> Option<Response> {
         let shared = self.ctx.shared;
         shared.stats.in_flight.fetch_add(1, Ordering::AcqRel);
+        self.jobs.this_turn += 1;
         if route.inline != Inline::Never {
             let handled = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
                 shared
@@ -408,6 +421,7 @@ impl<H: Handler> Connection<H> {
 
     fn drive_inner(&mut self, ctx: &Ctx<'_, H>) -> Result<Status, Close> {
         let mut budget = READ_BUDGET;
+        self.jobs.this_turn = 0;
         loop {
             let mut progress = false;
             if self.readable && self.wants_input() && budget > 0 {
@@ -424,11 +438,15 @@ impl<H: Handler> Connection<H> {
                 self.evict(ctx.now);
                 return Ok(Status::Closed);
             }
-            if !progress {
+            if !progress || self.jobs.this_turn >= REQUESTS_PER_TURN {
                 break;
             }
         }
-        if self.readable && self.wants_input() && budget == 0 {
+        // This turn's share of requests or reads is used, and more may wait: the other
+        // connections of the loop go first, then this one again.
+        if self.jobs.this_turn >= REQUESTS_PER_TURN
+            || (self.readable && self.wants_input() && budget == 0)
+        {
             return Ok(Status::Again);
         }
         Ok(Status::Open)
@@ -920,6 +938,9 @@ impl H1 {
             let rest = &input[pos..];
             match &mut self.state {
                 H1State::Head { started } => {
+                    if env.should_yield() && !rest.is_empty() {
+                        return pos;
+                    }
                     if rest.is_empty() {
                         if env.shutting_down() {
                             self.state = H1State::Closing { linger: false };

@@ -423,8 +423,9 @@ impl<H: Handler> Session<H> {
             self.phase = Phase::AwaitSettings;
         }
         while self.phase != Phase::Failed {
-            // A client that does not read what we send gets nothing more answered.
-            if env.out.len() >= MAX_OUTPUT {
+            // A client that does not read what we send gets nothing more answered; a client
+            // with many requests waits for its turn after this turn's share.
+            if env.should_yield() {
                 break;
             }
             match frame::next_frame(&input[pos..], MAX_FRAME_SIZE) {
