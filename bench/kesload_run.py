@@ -1,0 +1,115 @@
+#!/usr/bin/env python3
+"""One point of the real-client benchmark: runs `kesload` (MinIO's KES client library, from the
+reference peers) against a running server and prints one results.jsonl line, the kesload result
+plus the CPU time the server and the client used during the run.
+
+Server CPU: utime + stime of the server process (fields 14 and 15 of /proc/PID/stat, in clock
+ticks of 1/CLK_TCK s, all threads, exited ones included) read just before kesload starts and just
+after it exits, divided by the requests kesload counted (ok). Client CPU: kesload's own user +
+system time (getrusage of the finished child, µs resolution), divided likewise. Both include
+kesload's set-up (key creation, first connection) and the requests still in flight when its
+measured window closes: a few requests' worth, against the tens of thousands of a run.
+
+Exit status 0 if kesload exited 0, served at least one request and saw no error; 1 otherwise (the
+line is printed either way, with "exit" set to kesload's status).
+
+Usage: bench/kesload_run.py --server-pid PID --rep N --target NAME --protocol h2|http1 \
+           -- KESLOAD [kesload args...]
+"""
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import time
+
+TICK = os.sysconf("SC_CLK_TCK")  # getconf CLK_TCK
+
+
+def server_cpu_s(pid):
+    """utime + stime of a process in seconds (resolution 1/CLK_TCK)."""
+    with open(f"/proc/{pid}/stat") as f:
+        stat = f.read()
+    # The command name (field 2) is in parentheses and may contain spaces: split after it.
+    fields = stat[stat.rindex(")") + 2:].split()
+    utime, stime = int(fields[11]), int(fields[12])  # fields 14 and 15 of the whole line
+    return (utime + stime) / TICK
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--server-pid", type=int, required=True)
+    ap.add_argument("--rep", type=int, required=True)
+    ap.add_argument("--target", required=True)
+    ap.add_argument("--protocol", choices=["h2", "http1"], required=True,
+                    help="h2: the client offers h2 and HTTP/1.1 (MinIO's default); http1: -no-h2")
+    ap.add_argument("cmd", nargs=argparse.REMAINDER)
+    a = ap.parse_args()
+    cmd = a.cmd[1:] if a.cmd[:1] == ["--"] else a.cmd
+    if not cmd:
+        ap.error("no kesload command after --")
+
+    result = {}
+    try:
+        s0 = server_cpu_s(a.server_pid)
+    except OSError as e:
+        s0 = None
+        result["first_error"] = f"server process {a.server_pid} not readable before the run: {e}"
+    c0 = resource.getrusage(resource.RUSAGE_CHILDREN)
+    t0 = time.monotonic()
+    p = subprocess.run(cmd, stdout=subprocess.PIPE, text=True)
+    wall = time.monotonic() - t0
+    c1 = resource.getrusage(resource.RUSAGE_CHILDREN)
+    try:
+        s1 = server_cpu_s(a.server_pid)
+    except OSError as e:
+        s1 = None
+        result["first_error"] = f"server process {a.server_pid} gone after the run: {e}"
+
+    line = next((l for l in p.stdout.splitlines() if l.startswith("{")), None)
+    if line is not None:
+        try:
+            result = {**json.loads(line), **result}
+        except ValueError:
+            line = None
+    if line is None:
+        result.setdefault("first_error", f"kesload printed no JSON result (exit {p.returncode}; its "
+                                         f"message is on standard error): {p.stdout.strip()[:300]!r}")
+        result.setdefault("ok", 0)
+        result.setdefault("errors", 0)
+        # Keep the point identifiable from the command line, so a failed run is still grouped.
+        args = dict(zip(cmd[1::2], cmd[2::2])) if len(cmd) > 2 else {}
+        result.setdefault("op", args.get("-op", "generate"))
+        try:
+            result.setdefault("c", int(args.get("-c", "8")))
+        except ValueError:
+            pass
+
+    ok = result.get("ok") or 0
+    client = (c1.ru_utime - c0.ru_utime) + (c1.ru_stime - c0.ru_stime)
+    server = s1 - s0 if s0 is not None and s1 is not None else None
+    result.update({
+        "mode": "realclient",
+        "concurrency": result.get("c"),
+        "protocol": a.protocol,
+        "wall_s": round(wall, 3),
+        "server_cpu_s": None if server is None else round(server, 3),
+        "server_cpu_us_per_req": round(server / ok * 1e6, 2) if server is not None and ok else None,
+        "client_cpu_s": round(client, 3),
+        "client_cpu_us_per_req": round(client / ok * 1e6, 2) if ok else None,
+        "clk_tck": TICK,
+    })
+    row = {"rep": a.rep, "part": "realclient", "target": a.target, "op": result.get("op", "?"),
+           "exit": p.returncode, "result": result}
+    print(json.dumps(row, separators=(",", ":")))
+    good = p.returncode == 0 and ok > 0 and not result.get("errors") and server is not None
+    if not good:
+        print(f"kesload_run: {a.target} {result.get('op')} c={result.get('c')} {a.protocol}: exit "
+              f"{p.returncode}, ok {ok}, errors {result.get('errors')}, first error: "
+              f"{result.get('first_error') or '-'}", file=sys.stderr)
+    sys.exit(0 if good else 1)
+
+
+if __name__ == "__main__":
+    main()
