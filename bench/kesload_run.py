@@ -9,6 +9,8 @@ after it exits, divided by the requests kesload counted (ok). Client CPU: kesloa
 system time (getrusage of the finished child, µs resolution), divided likewise. Both include
 kesload's set-up (key creation, first connection) and the requests still in flight when its
 measured window closes: a few requests' worth, against the tens of thousands of a run.
+Machine: the busy time of all CPUs (/proc/stat) over the same interval, so that the CPU used by
+other processes (busy - server - client) shows when the machine was not quiet.
 
 Exit status 0 if kesload exited 0, served at least one request and saw no error; 1 otherwise (the
 line is printed either way, with "exit" set to kesload's status).
@@ -37,6 +39,13 @@ def server_cpu_s(pid):
     return (utime + stime) / TICK
 
 
+def machine_busy_s():
+    """Busy time of all CPUs in seconds (user nice system irq softirq steal; not idle, iowait)."""
+    with open("/proc/stat") as f:
+        v = [int(x) for x in f.readline().split()[1:9]]
+    return (v[0] + v[1] + v[2] + v[5] + v[6] + v[7]) / TICK
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--server-pid", type=int, required=True)
@@ -57,9 +66,11 @@ def main():
         s0 = None
         result["first_error"] = f"server process {a.server_pid} not readable before the run: {e}"
     c0 = resource.getrusage(resource.RUSAGE_CHILDREN)
+    m0 = machine_busy_s()
     t0 = time.monotonic()
     p = subprocess.run(cmd, stdout=subprocess.PIPE, text=True)
     wall = time.monotonic() - t0
+    m1 = machine_busy_s()
     c1 = resource.getrusage(resource.RUSAGE_CHILDREN)
     try:
         s1 = server_cpu_s(a.server_pid)
@@ -99,6 +110,8 @@ def main():
         "client_cpu_s": round(client, 3),
         "client_cpu_us_per_req": round(client / ok * 1e6, 2) if ok else None,
         "clk_tck": TICK,
+        "machine_busy_cores": round((m1 - m0) / wall, 3) if wall else None,
+        "other_cores": round(max((m1 - m0) - (server or 0) - client, 0.0) / wall, 3) if wall else None,
     })
     row = {"rep": a.rep, "part": "realclient", "target": a.target, "op": result.get("op", "?"),
            "exit": p.returncode, "result": result}
