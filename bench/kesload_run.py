@@ -15,8 +15,13 @@ other processes (busy - server - client) shows when the machine was not quiet.
 Exit status 0 if kesload exited 0, served at least one request and saw no error; 1 otherwise (the
 line is printed either way, with "exit" set to kesload's status).
 
+With --quiet-wait S, it first waits (up to S seconds) until the machine has been quiet for 2 s
+(all CPUs together busy less than 0.1 core: our servers are idle between runs), so that a
+machine shared with other work gives the run a clean start; how long it waited, and whether the
+machine got quiet, is recorded. Whatever starts during the run shows in "other_cores".
+
 Usage: bench/kesload_run.py --server-pid PID --rep N --target NAME --protocol h2|http1 \
-           -- KESLOAD [kesload args...]
+           [--quiet-wait S] -- KESLOAD [kesload args...]
 """
 import argparse
 import json
@@ -46,6 +51,23 @@ def machine_busy_s():
     return (v[0] + v[1] + v[2] + v[5] + v[6] + v[7]) / TICK
 
 
+def wait_quiet(limit_s, busy_limit=0.1, need=2):
+    """Waits until `need` consecutive 1 s windows had less than `busy_limit` cores busy, at most
+    limit_s seconds. Returns (seconds waited, whether it got quiet)."""
+    t0 = time.monotonic()
+    quiet = 0
+    while True:
+        a = machine_busy_s()
+        time.sleep(1)
+        busy = machine_busy_s() - a
+        quiet = quiet + 1 if busy < busy_limit else 0
+        waited = time.monotonic() - t0
+        if quiet >= need:
+            return round(waited, 1), True
+        if waited >= limit_s:
+            return round(waited, 1), False
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--server-pid", type=int, required=True)
@@ -53,6 +75,8 @@ def main():
     ap.add_argument("--target", required=True)
     ap.add_argument("--protocol", choices=["h2", "http1"], required=True,
                     help="h2: the client offers h2 and HTTP/1.1 (MinIO's default); http1: -no-h2")
+    ap.add_argument("--quiet-wait", type=float, default=0,
+                    help="wait up to this many seconds for a quiet machine before the run")
     ap.add_argument("cmd", nargs=argparse.REMAINDER)
     a = ap.parse_args()
     cmd = a.cmd[1:] if a.cmd[:1] == ["--"] else a.cmd
@@ -60,6 +84,10 @@ def main():
         ap.error("no kesload command after --")
 
     result = {}
+    quiet = None
+    if a.quiet_wait > 0:
+        waited, got_quiet = wait_quiet(a.quiet_wait)
+        quiet = {"quiet_wait_s": waited, "quiet_at_start": got_quiet}
     try:
         s0 = server_cpu_s(a.server_pid)
     except OSError as e:
@@ -113,6 +141,8 @@ def main():
         "machine_busy_cores": round((m1 - m0) / wall, 3) if wall else None,
         "other_cores": round(max((m1 - m0) - (server or 0) - client, 0.0) / wall, 3) if wall else None,
     })
+    if quiet:
+        result.update(quiet)
     row = {"rep": a.rep, "part": "realclient", "target": a.target, "op": result.get("op", "?"),
            "exit": p.returncode, "result": result}
     print(json.dumps(row, separators=(",", ":")))

@@ -431,6 +431,12 @@ def realclient(rows, env, w):
           f"{busy} of {len(others)} runs had more than 0.2 cores of other work"
           + (" (the machine was not quiet: figures are lower and noisier than on a quiet machine)." if busy else ".")
           + "\n")
+    waits = [r for v in pts.values() for r in v if "quiet_at_start" in r]
+    if waits:
+        w(f"Each run waited for a quiet machine first (--quiet-wait): median wait "
+          f"{med([r['quiet_wait_s'] for r in waits]):.0f} s, longest {max(r['quiet_wait_s'] for r in waits):.0f} s; "
+          f"{sum(1 for r in waits if not r['quiet_at_start'])} of {len(waits)} runs started without the "
+          "machine having become quiet.\n")
 
     # The goals, judged on the medians.
     w("### Real-client goals\n")

@@ -24,6 +24,8 @@
 #                     --realclient-conc "1 8 64 256"  --no-musl  --no-nginx  --no-publish  --out DIR
 #          (any mode): --release   use the release build (the smoke run defaults to debug)
 #                      --parts LIST   --peers DIR (as KES_PEERS)
+#                      --quiet-wait S  realclient: before each kesload run, wait up to S seconds
+#                                      for a quiet machine (for machines shared with other work)
 #
 # The realclient part needs the reference peers (kes-go, kesload): DIR/bin/kes-go and
 # DIR/bin/kesload, where DIR is --peers or $KES_PEERS if set, else <repo>/../shared/peers if it
@@ -53,6 +55,7 @@ PARTS_ALL="matrix memory startup cold realclient"
 PARTS=$PARTS_ALL
 RC_CONC="1 8 64 256"
 PEERS_OPT=""
+QUIET_WAIT=0
 while [ $# -gt 0 ]; do
     case "$1" in
     --smoke) MODE=smoke ;;
@@ -68,7 +71,8 @@ while [ $# -gt 0 ]; do
     --parts) PARTS=${2//,/ }; shift ;;
     --realclient-conc) RC_CONC="$2"; shift ;;
     --peers) PEERS_OPT="$2"; shift ;;
-    -h | --help) sed -n '2,37p' "$0"; exit 0 ;;
+    --quiet-wait) QUIET_WAIT="$2"; shift ;;
+    -h | --help) sed -n '2,39p' "$0"; exit 0 ;;
     *) echo "bench.sh: unknown option $1" >&2; exit 2 ;;
     esac
     shift
@@ -356,7 +360,8 @@ rc_start() { # rc_start kes|kes-go: a --dev server on a free port; sets RC_PID R
 rc_point() { # rc_point REP TARGET OP CONCURRENCY h2|http1: one kesload run, one line in results.jsonl
     local rep=$1 t=$2 op=$3 c=$4 proto=$5 extra=() line rc=0
     if [ "$proto" = http1 ]; then extra=(-no-h2); fi
-    line=$(python3 "$ROOT/bench/kesload_run.py" --server-pid "${RC_PID[$t]}" --rep "$rep" --target "$t" --protocol "$proto" -- \
+    line=$(python3 "$ROOT/bench/kesload_run.py" --server-pid "${RC_PID[$t]}" --rep "$rep" --target "$t" --protocol "$proto" \
+        --quiet-wait "$QUIET_WAIT" -- \
         "$PEERS/bin/kesload" -server "${RC_URL[$t]}" -api-key "${RC_KEY[$t]}" -c "$c" -d "${DURATION}s" -op "$op" \
         -label "$t/$op/$proto/c$c" "${extra[@]}") || rc=$?
     [ -n "$line" ] || fail "realclient: no result for $t $op c=$c $proto (exit $rc)"
