@@ -9,8 +9,12 @@ after it exits, divided by the requests kesload counted (ok). Client CPU: kesloa
 system time (getrusage of the finished child, µs resolution), divided likewise. Both include
 kesload's set-up (key creation, first connection) and the requests still in flight when its
 measured window closes: a few requests' worth, against the tens of thousands of a run.
-Machine: the busy time of all CPUs (/proc/stat) over the same interval, so that the CPU used by
-other processes (busy - server - client) shows when the machine was not quiet.
+Other processes: the CPU time every other process used over the same interval (utime + stime +
+cutime + cstime of each /proc/PID/stat but the server's and this script's, whose children are
+kesload; a process that ends in the interval is counted through its parent's cutime), so that a
+run on a machine that was not quiet says so. The busy time of all CPUs (/proc/stat) is recorded
+too; it also holds interrupt and softirq time and the cost of waking idle CPUs, which no process
+is charged with.
 
 Exit status 0 if kesload exited 0, served at least one request and saw no error; 1 otherwise (the
 line is printed either way, with "exit" set to kesload's status).
@@ -49,6 +53,22 @@ def machine_busy_s():
     with open("/proc/stat") as f:
         v = [int(x) for x in f.readline().split()[1:9]]
     return (v[0] + v[1] + v[2] + v[5] + v[6] + v[7]) / TICK
+
+
+def others_cpu_s(exclude):
+    """CPU seconds of all processes but `exclude`, their reaped children included."""
+    total = 0
+    for d in os.listdir("/proc"):
+        if not d.isdigit() or int(d) in exclude:
+            continue
+        try:
+            with open(f"/proc/{d}/stat") as f:
+                stat = f.read()
+        except OSError:
+            continue  # ended meanwhile
+        fields = stat[stat.rindex(")") + 2:].split()
+        total += sum(int(x) for x in fields[11:15])  # utime stime cutime cstime
+    return total / TICK
 
 
 def wait_quiet(limit_s, busy_limit=0.1, need=2):
@@ -93,12 +113,15 @@ def main():
     except OSError as e:
         s0 = None
         result["first_error"] = f"server process {a.server_pid} not readable before the run: {e}"
+    exclude = {a.server_pid, os.getpid()}
     c0 = resource.getrusage(resource.RUSAGE_CHILDREN)
+    o0 = others_cpu_s(exclude)
     m0 = machine_busy_s()
     t0 = time.monotonic()
     p = subprocess.run(cmd, stdout=subprocess.PIPE, text=True)
     wall = time.monotonic() - t0
     m1 = machine_busy_s()
+    o1 = others_cpu_s(exclude)
     c1 = resource.getrusage(resource.RUSAGE_CHILDREN)
     try:
         s1 = server_cpu_s(a.server_pid)
@@ -139,7 +162,7 @@ def main():
         "client_cpu_us_per_req": round(client / ok * 1e6, 2) if ok else None,
         "clk_tck": TICK,
         "machine_busy_cores": round((m1 - m0) / wall, 3) if wall else None,
-        "other_cores": round(max((m1 - m0) - (server or 0) - client, 0.0) / wall, 3) if wall else None,
+        "other_cores": round(max(o1 - o0, 0.0) / wall, 3) if wall else None,
     })
     if quiet:
         result.update(quiet)

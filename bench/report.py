@@ -331,7 +331,7 @@ def rc_agg(runs):
         "cpu": m("server_cpu_us_per_req"), "client_cpu": m("client_cpu_us_per_req"),
         "dials": m("dials"), "handshakes": m("handshakes"), "resumed": m("resumed"),
         "server_cores": cores("server_cpu_s"), "client_cores": cores("client_cpu_s"),
-        "other_cores": m("other_cores"),
+        "other_cores": m("other_cores"), "machine_cores": m("machine_busy_cores"),
         "errors": sum(x.get("errors") or 0 for x in runs),
         "first_error": next((x["first_error"] for x in runs if x.get("first_error")), ""),
         "reps": len(runs),
@@ -411,23 +411,24 @@ def realclient(rows, env, w):
         w("")
 
     w(f"How the {env.get('cores', '?')} cores were shared (CPU per request, and cores busy: CPU seconds ÷ "
-      "the kesload run's wall time; \"other\" is the busy time of all CPUs (/proc/stat) less the server's "
-      "and kesload's: everything else the machine did meanwhile, including interrupt and softirq time, "
-      "part of which is this run's own loopback traffic; medians):\n")
-    w("| op | C | server | server CPU/req | kesload CPU/req | server cores | kesload cores | other cores |")
-    w("|---|---:|---|---:|---:|---:|---:|---:|")
+      "the kesload run's wall time; \"other processes\": the CPU time of every other process over the "
+      "run, from /proc; \"all CPUs busy\": /proc/stat, which also holds interrupt and softirq time and "
+      "the cost of waking idle CPUs that no process is charged with; medians):\n")
+    w("| op | C | server | server CPU/req | kesload CPU/req | server cores | kesload cores | other processes | all CPUs busy |")
+    w("|---|---:|---|---:|---:|---:|---:|---:|---:|")
     for op, proto, c in keys:
         for t in RC_SERVERS:
             a = agg.get((t, op, proto, c))
             if a:
                 label = op if proto == "h2" else f"{op}, HTTP/1.1 only"
                 w(f"| {label} | {c} | {t} | {cpu_us(a['cpu'])} | {cpu_us(a['client_cpu'])} "
-                  f"| {x(a['server_cores'])} | {x(a['client_cores'])} | {x(a['other_cores'])} |")
+                  f"| {x(a['server_cores'])} | {x(a['client_cores'])} | {x(a['other_cores'])} "
+                  f"| {x(a['machine_cores'])} |")
     w("")
     others = [r.get("other_cores") for v in pts.values() for r in v if r.get("other_cores") is not None]
     if others:
         busy = sum(1 for o in others if o > 0.2)
-        w(f"Other load during the kesload runs: median {med(others):.2f} cores, max {max(others):.2f}; "
+        w(f"Other processes during the kesload runs: median {med(others):.2f} cores, max {max(others):.2f}; "
           f"{busy} of {len(others)} runs had more than 0.2 cores of other work"
           + (" (the machine was not quiet: figures are lower and noisier than on a quiet machine)." if busy else ".")
           + "\n")
