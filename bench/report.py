@@ -427,10 +427,13 @@ def realclient(rows, env, w):
     w("")
     others = [r.get("other_cores") for v in pts.values() for r in v if r.get("other_cores") is not None]
     if others:
-        busy = sum(1 for o in others if o > 0.2)
+        busy = sorted(((k, r) for k, v in pts.items() for r in v if (r.get("other_cores") or 0) > 0.2),
+                      key=lambda kr: -kr[1]["other_cores"])
         w(f"Other processes during the kesload runs: median {med(others):.2f} cores, max {max(others):.2f}; "
-          f"{busy} of {len(others)} runs had more than 0.2 cores of other work"
-          + (" (the machine was not quiet: figures are lower and noisier than on a quiet machine)." if busy else ".")
+          f"{len(busy)} of {len(others)} runs had more than 0.2 cores of other work"
+          + (" (their figures are lower and noisier than on a quiet machine): " + "; ".join(
+              f"{t} {op} C={c}{'' if proto == 'h2' else ' HTTP/1.1'} {r['other_cores']:.2f}"
+              for (t, op, proto, c), r in busy) + "." if busy else ".")
           + "\n")
     waits = [r for v in pts.values() for r in v if "quiet_at_start" in r]
     if waits:
