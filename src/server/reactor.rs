@@ -180,6 +180,13 @@ impl<H: Handler> Loop<H> {
             for slot in std::mem::take(&mut self.again) {
                 self.drive(shared, slot, now, |c, ctx| c.drive(ctx, false, false));
             }
+            // A loop that has just served many connections lets other runnable threads (the
+            // clients on the same machine, the other loop, workers) have the CPU before it polls
+            // again: measured with 64 keep-alive connections on 2 cores, p99 1.5-1.7 ms instead of
+            // 2.9-5.2 ms at the same throughput (docs/architecture.md).
+            if ready.len() >= 8 {
+                std::thread::yield_now();
+            }
             if now >= next_tick {
                 next_tick = now + TICK;
                 for slot in 0..self.conns.len() {
