@@ -1772,6 +1772,14 @@ fn audit_log_streams_over_h2() {
         );
     }
     let subscribers = srv.metric("kes_log_audit_subscribers");
+    // A reload (SIGHUP) leaves open streams alone: the events of the requests below, made after
+    // it, arrive on the streams opened before it.
+    srv.kes.signal("HUP");
+    assert!(
+        srv.kes.wait_for_output("reloaded", Duration::from_secs(20)),
+        "no reload:\n{}",
+        srv.kes.output()
+    );
     let c = srv.client();
     assert_eq!(c.post("/v1/key/generate/k", "").status, 200);
     assert_eq!(c.get("/no/such/path").status, 404);
@@ -1804,7 +1812,7 @@ fn audit_log_streams_over_h2() {
     let none_left = srv.wait_metric("kes_log_audit_subscribers", 0.0, Duration::from_secs(5));
     let gone_after_close = t0.elapsed().saturating_sub(closed_at);
     println!(
-        "audit log over h2: 2 subscriptions on one connection ({subscribers} subscribers counted), both got the events of later requests; after RST_STREAM on one: 1 left within {gone_after_reset:?}; after the connection closed: 0 within {gone_after_close:?}; machine stalls: {}",
+        "audit log over h2: 2 subscriptions on one connection ({subscribers} subscribers counted), both got the events of requests made after a reload (SIGHUP); after RST_STREAM on one: 1 left within {gone_after_reset:?}; after the connection closed: 0 within {gone_after_close:?}; machine stalls: {}",
         stalls.summary()
     );
     assert_eq!(subscribers, 2.0);

@@ -41,6 +41,8 @@ const READ_BUDGET: usize = 256 * 1024;
 /// connections before this one goes on (a client pipelining thousands of requests cannot hold
 /// its loop for long).
 const REQUESTS_PER_TURN: usize = 64;
+/// How long a connection stays idle before it gives its buffers back.
+const IDLE_RELEASE: Duration = Duration::from_secs(1);
 /// How long a connection closed after an error reply keeps draining what the client still sends.
 const LINGER: Duration = Duration::from_secs(2);
 /// How long a reply may wait for the client to take it before the connection is closed.
@@ -759,6 +761,19 @@ impl<H: Handler> Connection<H> {
     /// Deadlines and shutdown. Called by the loop a few times a second.
     pub fn tick(&mut self, ctx: &Ctx<'_, H>) -> Status {
         let now = ctx.now;
+        // A connection idle for a while gives its buffers back: most keep-alive connections
+        // sit idle, and memory then grows with their number only by the TLS state.
+        if self
+            .idle_since
+            .is_some_and(|t| now.duration_since(t) >= IDLE_RELEASE)
+        {
+            if self.input.is_empty() && self.input.capacity() > 0 {
+                self.input = Vec::new();
+            }
+            if self.out.is_empty() && self.out.capacity() > 0 {
+                self.out = Vec::new();
+            }
+        }
         let stall = if self.streaming {
             STREAM_WRITE_STALL
         } else {
