@@ -761,7 +761,7 @@ fn connection_limit_evicts_the_longest_idle_and_refuses_when_none_is_idle() {
     let r = admin
         .connect()
         .request("GET", "/v1/metrics?all", None)
-        .unwrap();
+        .unwrap_or_else(|e| panic!("scrape: {e}\n{}", env.kes.output()));
     let m = prom::parse(&r.text()).unwrap();
     println!(
         "open {} of {}, evicted {}, rejected {}",

@@ -596,6 +596,11 @@ impl<H: Handler> Connection<H> {
         if self.in_pos == self.input.len() {
             self.compact_input();
         }
+        if self.in_pos != before_in {
+            // Activity: an idle period that ends now starts afresh (a request answered within
+            // this call never showed the connection busy).
+            self.idle_since = None;
+        }
         self.after_protocol(ctx.now);
         Ok(self.in_pos != before_in || self.out.len() != before_out)
     }
@@ -617,7 +622,16 @@ impl<H: Handler> Connection<H> {
         } else if self.idle_since.is_none() {
             self.idle_since = Some(now);
         }
-        self.idle_mark.set(self.idle_since());
+        // Admission may pick this connection to make room as soon as its protocol is idle, even
+        // while its last reply is still being written: the loop closes a connection so picked
+        // only once that reply is out (`retire`), and a client that reads its reply and opens a
+        // new connection at once finds this one idle already.
+        self.idle_mark
+            .set(if idle && self.in_pos == self.input.len() {
+                self.idle_since
+            } else {
+                None
+            });
         let close_write = match &self.proto {
             Proto::H1(h) => h.close_write(),
             Proto::H2(s) => s.close_write(),
