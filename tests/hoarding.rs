@@ -140,19 +140,37 @@ impl Server {
         metric(&self.metrics(), name)
     }
 
-    /// Sockets the server process holds (listening socket, connections, epoll and event
-    /// descriptors): read from /proc, so counting takes no connection (and no place at a limit).
-    fn sockets(&self) -> usize {
-        std::fs::read_dir(format!("/proc/{}/fd", self.pid()))
-            .map(|d| {
-                d.filter_map(Result::ok)
-                    .filter(|e| {
-                        std::fs::read_link(e.path())
-                            .is_ok_and(|t| t.to_string_lossy().starts_with("socket:"))
+    /// TCP connections the server process holds (its listening socket not counted): read from
+    /// /proc (its socket descriptors, matched with the established sockets of /proc/net/tcp),
+    /// so counting takes no connection and no place at a limit.
+    fn tcp_connections(&self) -> usize {
+        let inodes: std::collections::HashSet<String> =
+            std::fs::read_dir(format!("/proc/{}/fd", self.pid()))
+                .map(|d| {
+                    d.filter_map(Result::ok)
+                        .filter_map(|e| std::fs::read_link(e.path()).ok())
+                        .filter_map(|t| {
+                            let t = t.to_string_lossy();
+                            Some(t.strip_prefix("socket:[")?.strip_suffix(']')?.to_string())
+                        })
+                        .collect()
+                })
+                .unwrap_or_default();
+        ["/proc/net/tcp", "/proc/net/tcp6"]
+            .iter()
+            .filter_map(|f| std::fs::read_to_string(f).ok())
+            .flat_map(|text| {
+                text.lines()
+                    .skip(1)
+                    .filter_map(|l| {
+                        let cols: Vec<&str> = l.split_whitespace().collect();
+                        // Column 3 is the state (0A: listening), column 9 the inode.
+                        (cols.get(3)? != &"0A").then(|| cols.get(9).map(|i| i.to_string()))?
                     })
-                    .count()
+                    .collect::<Vec<_>>()
             })
-            .unwrap_or(0)
+            .filter(|inode| inodes.contains(inode))
+            .count()
     }
 
     /// Connections open besides the scrape that asks.
@@ -533,17 +551,37 @@ fn idle_tcp_connections_over_the_per_address_limit_replace_their_own() {
 }
 
 // ---------------------------------------------------------------------------------------------
-// 2. Idle TLS connections (handshake done, no request)
+// 2, 3. Idle TLS, keep-alive and HTTP/2 connections
 
-#[test]
-fn idle_tls_connections_do_not_keep_anyone_waiting() {
-    let _serial = serial();
-    let timeout = Duration::from_secs(3);
-    let srv = Server::start("hoard-tls", "  header_timeout: 3s\n");
-    let c = srv.client();
-    let stalls = StallMonitor::start();
+/// What one idle hoard showed, for the report.
+struct Hoarded {
+    open_took: Duration,
+    /// Probes from another address and from the hoarder's, while the hoard is held.
+    other: String,
+    own: String,
+    /// When the server closed them.
+    closed: String,
+    /// From the last close until the server had let go of every connection.
+    settled: Duration,
+    /// Probes after.
+    after: String,
+    /// The metrics while the hoard was held.
+    held: Exposition,
+}
+
+/// [`HOARD`] connections opened by `open` from 127.0.0.1 and left idle: other clients, from
+/// another address and the same one, are served while they are held; none is closed before
+/// `timeout` (the deadline of that kind of idleness), all are closed after it; the server lets
+/// go of them (back to the scrape's connection only); clients are served after.
+fn idle_hoard(
+    srv: &Server,
+    what: &str,
+    timeout: Duration,
+    stalls: &StallMonitor,
+    open: impl Fn(usize) -> (TcpStream, Instant) + Sync,
+) -> Hoarded {
     let start = Instant::now();
-    let hoard = open_many(HOARD, |_| handshaken(&c, HOARDER));
+    let hoard = open_many(HOARD, open);
     let open_took = start.elapsed();
     let mut watch = Closings::new(hoard);
     let held = wait_for(Duration::from_secs(5), || srv.open() == HOARD);
@@ -552,56 +590,73 @@ fn idle_tls_connections_do_not_keep_anyone_waiting() {
         "the server holds {} connections",
         srv.open()
     );
-    let other = assert_served("from 127.0.0.2", &probes(&srv, OTHER), &stalls);
-    let own = assert_served("from 127.0.0.1", &probes(&srv, HOARDER), &stalls);
     let m = srv.metrics();
+    let other = assert_served("from 127.0.0.2", &probes(srv, OTHER), stalls);
+    let own = assert_served("from 127.0.0.1", &probes(srv, HOARDER), stalls);
     watch.check();
     assert_eq!(watch.open(), HOARD, "nothing is closed before its deadline");
     assert_eq!(metric(&m, "kes_server_connections_evicted_total"), 0.0);
-    let closed = assert_closed_at("idle TLS", &mut watch, timeout, 0, &stalls);
+    let closed = assert_closed_at(what, &mut watch, timeout, 0, stalls);
+    let closed_all = Instant::now();
     srv.settle();
+    let settled = closed_all.elapsed();
+    drop(watch);
+    let after = assert_served("after, from 127.0.0.2", &probes(srv, OTHER), stalls);
+    Hoarded {
+        open_took,
+        other,
+        own,
+        closed,
+        settled,
+        after,
+        held: m,
+    }
+}
+
+#[test]
+fn idle_tls_connections_do_not_keep_anyone_waiting() {
+    let _serial = serial();
+    let srv = Server::start("hoard-tls", "  header_timeout: 3s\n");
+    let c = srv.client();
+    let stalls = StallMonitor::start();
+    let h = idle_hoard(&srv, "idle TLS", Duration::from_secs(3), &stalls, |_| {
+        handshaken(&c, HOARDER)
+    });
     let m = srv.metrics();
-    let after = assert_served("after, from 127.0.0.2", &probes(&srv, OTHER), &stalls);
     println!(
-        "{HOARD} idle TLS connections (handshake done, no request) from 127.0.0.1 opened in {open_took:?}\n  {other}\n  {own}\n  {closed}; the server is back to 0 other connections\n  TLS handshake failures {}, resumed handshakes {}\n  {after}\n  machine stalls: {}",
+        "{HOARD} idle TLS connections (handshake done, no request) from 127.0.0.1 opened in {:?}\n  {}\n  {}\n  {}; the server is back to 0 other connections\n  TLS handshake failures {}, resumed handshakes {}\n  {}\n  machine stalls: {}",
+        h.open_took,
+        h.other,
+        h.own,
+        h.closed,
         metric(&m, "kes_server_tls_handshake_failures_total"),
         metric(&m, "kes_server_tls_resumed_total"),
+        h.after,
         stalls.summary()
     );
     assert_eq!(metric(&m, "kes_server_tls_handshake_failures_total"), 0.0);
 }
 
-// ---------------------------------------------------------------------------------------------
-// 3. Idle keep-alive connections (one request, then nothing)
-
 #[test]
 fn idle_keep_alive_connections_do_not_keep_anyone_waiting() {
     let _serial = serial();
-    let timeout = Duration::from_secs(3);
     let srv = Server::start("hoard-keepalive", "  idle_timeout: 3s\n");
     let c = srv.client();
     let stalls = StallMonitor::start();
-    let start = Instant::now();
-    let hoard = open_many(HOARD, |_| kept_alive(&c, HOARDER));
-    let open_took = start.elapsed();
-    let mut watch = Closings::new(hoard);
-    let held = wait_for(Duration::from_secs(5), || srv.open() == HOARD);
-    assert!(
-        held.is_some(),
-        "the server holds {} connections",
-        srv.open()
+    let h = idle_hoard(
+        &srv,
+        "idle keep-alive",
+        Duration::from_secs(3),
+        &stalls,
+        |_| kept_alive(&c, HOARDER),
     );
-    let other = assert_served("from 127.0.0.2", &probes(&srv, OTHER), &stalls);
-    let own = assert_served("from 127.0.0.1", &probes(&srv, HOARDER), &stalls);
-    let m = srv.metrics();
-    watch.check();
-    assert_eq!(watch.open(), HOARD, "nothing is closed before its deadline");
-    assert_eq!(metric(&m, "kes_server_connections_evicted_total"), 0.0);
-    let closed = assert_closed_at("idle keep-alive", &mut watch, timeout, 0, &stalls);
-    srv.settle();
-    let after = assert_served("after, from 127.0.0.2", &probes(&srv, OTHER), &stalls);
     println!(
-        "{HOARD} idle keep-alive connections (one request each) from 127.0.0.1 opened in {open_took:?}\n  {other}\n  {own}\n  {closed}; the server is back to 0 other connections\n  {after}\n  machine stalls: {}",
+        "{HOARD} idle keep-alive connections (one request each) from 127.0.0.1 opened in {:?}\n  {}\n  {}\n  {}; the server is back to 0 other connections\n  {}\n  machine stalls: {}",
+        h.open_took,
+        h.other,
+        h.own,
+        h.closed,
+        h.after,
         stalls.summary()
     );
 }
@@ -612,41 +667,27 @@ fn idle_keep_alive_connections_do_not_keep_anyone_waiting() {
 #[test]
 fn idle_http2_connections_do_not_keep_anyone_waiting() {
     let _serial = serial();
-    let timeout = Duration::from_secs(3);
     let srv = Server::start("hoard-h2", "  idle_timeout: 3s\n");
-    let c = srv.client();
-    let h2 = c.with_alpn(&[b"h2"]);
+    let h2 = srv.client().with_alpn(&[b"h2"]);
     let stalls = StallMonitor::start();
-    let start = Instant::now();
-    let hoard = open_many(HOARD, |_| h2_kept_alive(&h2, HOARDER));
-    let open_took = start.elapsed();
-    let mut watch = Closings::new(hoard);
-    let held = wait_for(Duration::from_secs(5), || srv.open() == HOARD);
-    assert!(
-        held.is_some(),
-        "the server holds {} connections",
-        srv.open()
-    );
-    let m = srv.metrics();
+    let h = idle_hoard(&srv, "idle HTTP/2", Duration::from_secs(3), &stalls, |_| {
+        h2_kept_alive(&h2, HOARDER)
+    });
     assert_eq!(
-        metric(&m, "kes_server_connections_http2"),
+        metric(&h.held, "kes_server_connections_http2"),
         HOARD as f64,
         "HTTP/2 connections"
     );
-    let other = assert_served("from 127.0.0.2", &probes(&srv, OTHER), &stalls);
-    let own = assert_served("from 127.0.0.1", &probes(&srv, HOARDER), &stalls);
-    watch.check();
-    assert_eq!(watch.open(), HOARD, "nothing is closed before its deadline");
-    let closed = assert_closed_at("idle HTTP/2", &mut watch, timeout, 0, &stalls);
     // After its GOAWAY and FIN the server waits a little (2 s) for the client to close; these
     // clients never do.
-    let closed_all = Instant::now();
-    srv.settle();
-    let linger = closed_all.elapsed();
-    drop(watch);
-    let after = assert_served("after, from 127.0.0.2", &probes(&srv, OTHER), &stalls);
     println!(
-        "{HOARD} idle HTTP/2 connections (one request each) from 127.0.0.1 opened in {open_took:?}\n  {other}\n  {own}\n  {closed}; the server is back to 0 other connections {linger:?} later, without the clients closing\n  {after}\n  machine stalls: {}",
+        "{HOARD} idle HTTP/2 connections (one request each) from 127.0.0.1 opened in {:?}\n  {}\n  {}\n  {}; the server is back to 0 other connections {:?} later, without the clients closing\n  {}\n  machine stalls: {}",
+        h.open_took,
+        h.other,
+        h.own,
+        h.closed,
+        h.settled,
+        h.after,
         stalls.summary()
     );
 }
@@ -938,8 +979,13 @@ fn the_total_limit_makes_room_for_another_address() {
     let stalls = StallMonitor::start();
     // Opened one after another, so the first is the longest idle. No scrape until the end: it
     // would take a place too.
-    // The listening socket only: no connection is open before the hoard.
-    let baseline = srv.sockets();
+    // The setup's last connection (a scrape) must be gone before the hoard, or the hoard's
+    // last connection takes its place.
+    assert!(
+        wait_for(Duration::from_secs(5), || srv.tcp_connections() == 0).is_some(),
+        "the server holds {} connections before the hoard",
+        srv.tcp_connections()
+    );
     let hoard = idle_tcp(&srv, HOARDER, max);
     let mut watch = Closings::new(hoard);
     // The new clients keep their connections (idle once served): each new one takes the place
@@ -969,9 +1015,9 @@ fn the_total_limit_makes_room_for_another_address() {
     // The scrape below needs a place: wait (without a connection) until the server has closed
     // what the clients closed, or the scrape itself would evict one more.
     assert!(
-        wait_for(Duration::from_secs(5), || srv.sockets() <= baseline).is_some(),
-        "the server still holds {} sockets ({baseline} before the hoard)",
-        srv.sockets()
+        wait_for(Duration::from_secs(5), || srv.tcp_connections() == 0).is_some(),
+        "the server still holds {} connections",
+        srv.tcp_connections()
     );
     srv.settle();
     let m = srv.metrics();
