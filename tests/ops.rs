@@ -720,6 +720,53 @@ fn metrics_are_valid_prometheus_text_and_count_the_requests_sent() {
     );
 }
 
+/// MinIO reads `/v1/metrics` with its client library's parser (kms-go `Client.Metrics()`),
+/// which refuses a counter or gauge with several series: `metricscheck` (that parser, in the
+/// peers) reads the default view, and refuses the full one (`?all`), which is for Prometheus.
+#[test]
+fn peer_metricscheck_reads_the_default_metrics_view() {
+    let metricscheck = support::peers().join("bin/metricscheck");
+    let env = Env::start("metricscheck", "");
+    let admin = env.admin();
+    // Requests of several kinds, so that the counters the library reads are not all zero.
+    assert_eq!(admin.put("/v1/key/create/m", "").status, 200);
+    assert_eq!(admin.post("/v1/key/generate/m", "").status, 200);
+    assert_eq!(admin.get("/v1/key/describe/missing").status, 404);
+    let check = |query: &str| {
+        let r = admin.get(&format!("/v1/metrics{query}"));
+        assert_eq!(r.status, 200);
+        let file = env.dir.join(&format!("metrics{}.txt", query.len()));
+        std::fs::write(&file, r.text()).unwrap();
+        let out = std::process::Command::new(&metricscheck)
+            .arg(&file)
+            .output()
+            .expect("run metricscheck");
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr)
+    };
+    let default = check("");
+    let all = check("?all");
+    println!("metricscheck on /v1/metrics:\n{default}metricscheck on /v1/metrics?all:\n{all}");
+    assert!(default.contains("err=<nil>"), "{default}");
+    // The library's own figures from the default view: the requests above, and the system.
+    let field = |name: &str| {
+        default
+            .split_whitespace()
+            .find_map(|w| w.strip_prefix(&format!("{name}=")))
+            .unwrap_or_else(|| panic!("no {name} in {default}"))
+            .to_string()
+    };
+    assert!(field("RequestOK").parse::<u64>().unwrap() >= 2, "{default}");
+    assert!(
+        field("RequestErr").parse::<u64>().unwrap() >= 1,
+        "{default}"
+    );
+    assert_ne!(field("CPUs"), "0", "{default}");
+    assert!(
+        all.contains("more than one metric"),
+        "the full view is not for the library: {all}"
+    );
+}
+
 #[test]
 fn connection_limit_evicts_the_longest_idle_and_refuses_when_none_is_idle() {
     let env = Env::start("limit", "server:\n  max_connections: 2\n");
