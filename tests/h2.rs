@@ -23,6 +23,8 @@
 
 mod support;
 
+use support::gokes::GoKes;
+
 use serde_json::{Value, json};
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader, Read, Write};
@@ -187,14 +189,6 @@ fn rss_kib(pid: u32) -> u64 {
 
 fn mib(kib: u64) -> String {
     format!("{:.1} MiB", kib as f64 / 1024.0)
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1022,60 +1016,6 @@ fn with_http2_off_only_http1_is_offered() {
 // ---------------------------------------------------------------------------------------------
 // 3 and 4. MinIO's client library: kesclient and kesload
 
-/// The Go server in development mode; killed on drop.
-struct GoServer {
-    child: Child,
-    port: u16,
-    api_key: String,
-}
-
-impl GoServer {
-    fn start(peers: &Path) -> GoServer {
-        let port = free_port();
-        let mut child = Command::new(peers.join("bin/kes-go"))
-            .args(["server", "--dev", "--addr"])
-            .arg(format!("127.0.0.1:{port}"))
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("run kes-go");
-        let (tx, rx) = std::sync::mpsc::channel();
-        let stdout = child.stdout.take().unwrap();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines() {
-                let Ok(line) = line else { break };
-                let _ = tx.send(line);
-            }
-        });
-        let deadline = Instant::now() + Duration::from_secs(20);
-        let mut api_key = None;
-        let mut ready = false;
-        while Instant::now() < deadline && !(ready && api_key.is_some()) {
-            if let Ok(line) = rx.recv_timeout(Duration::from_millis(100)) {
-                if line.starts_with("API Key") {
-                    api_key = line.split_whitespace().last().map(str::to_string);
-                }
-                ready |= line.contains("Server is up and running");
-            }
-        }
-        let mut go = GoServer {
-            child,
-            port,
-            api_key: String::new(),
-        };
-        go.api_key = api_key.expect("kes-go printed no API key");
-        go
-    }
-}
-
-impl Drop for GoServer {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 /// What kesclient printed: each call's PASS/FAIL line by name, and its raw exchanges.
 struct KesClientRun {
     results: BTreeMap<String, (bool, String)>,
@@ -1127,10 +1067,10 @@ fn peer_kesclient_every_call_over_h2_as_against_the_go_server() {
         .dev_api_key
         .clone()
         .expect("kes --dev printed no API key");
-    let go = GoServer::start(&peers);
+    let go = GoKes::start_dev();
     // Side by side: each run waits 3 s on the error log stream.
     let (p, port) = (peers.clone(), go.port);
-    let go_key = go.api_key.clone();
+    let go_key = go.api_key.clone().expect("kes-go printed no API key");
     let against_go = std::thread::spawn(move || kesclient(&p, port, &go_key));
     let ours = kesclient(&peers, kes.addr.port(), &key);
     let theirs = against_go.join().unwrap();

@@ -6,6 +6,7 @@
 
 pub mod client;
 pub mod flood;
+pub mod gokes;
 pub mod openbao;
 pub mod pki;
 pub mod prom;

@@ -1,0 +1,135 @@
+//! The Go KES server (`kes-go` of the reference peers, [`super::peers`]) as a child process, to
+//! compare kes with side by side. Tests that use it are named `peer_*`.
+
+use std::io::{BufRead, BufReader};
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// A free TCP port on 127.0.0.1 (bound, read and released: the Go server cannot report the port
+/// of an `--addr 127.0.0.1:0` listener).
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// A running Go server; killed on drop.
+pub struct GoKes {
+    pub child: Child,
+    pub port: u16,
+    /// The admin API key that `--dev` prints.
+    pub api_key: Option<String>,
+    /// Everything it printed on stdout and stderr so far.
+    pub output: Arc<Mutex<String>>,
+}
+
+impl GoKes {
+    /// The path of the Go `kes` binary (server and CLI).
+    pub fn bin() -> PathBuf {
+        super::peers().join("bin/kes-go")
+    }
+
+    /// `kes-go server --dev` on a free port of 127.0.0.1.
+    pub fn start_dev() -> GoKes {
+        Self::start_in(None, &["server", "--dev"], &[])
+            .unwrap_or_else(|out| panic!("kes-go did not start:\n{out}"))
+    }
+
+    /// `kes-go server --config FILE` on a free port of 127.0.0.1; on failure, what it printed.
+    pub fn start_config(config: &Path) -> Result<GoKes, String> {
+        Self::start_in(None, &["server", "--config", config.to_str().unwrap()], &[])
+    }
+
+    /// Runs `kes-go` with `args` plus `--addr 127.0.0.1:PORT` (a free port), in working
+    /// directory `dir`, with `env` added; waits until it says it is up. On failure (exit, or
+    /// not up within 20 s) returns what it printed.
+    pub fn start_in(
+        dir: Option<&Path>,
+        args: &[&str],
+        env: &[(&str, &str)],
+    ) -> Result<GoKes, String> {
+        let port = free_port();
+        let mut cmd = Command::new(Self::bin());
+        if let Some(dir) = dir {
+            cmd.current_dir(dir);
+        }
+        cmd.args(args)
+            .arg("--addr")
+            .arg(format!("127.0.0.1:{port}"))
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let mut child = cmd.spawn().expect("run kes-go");
+        let output = Arc::new(Mutex::new(String::new()));
+        let (tx, rx) = std::sync::mpsc::channel::<String>();
+        for stream in [
+            Box::new(child.stdout.take().unwrap()) as Box<dyn std::io::Read + Send>,
+            Box::new(child.stderr.take().unwrap()),
+        ] {
+            let output = output.clone();
+            let tx = tx.clone();
+            std::thread::spawn(move || {
+                for line in BufReader::new(stream).lines() {
+                    let Ok(line) = line else { break };
+                    output.lock().unwrap().push_str(&format!("{line}\n"));
+                    let _ = tx.send(line);
+                }
+            });
+        }
+        drop(tx);
+        let deadline = Instant::now() + Duration::from_secs(20);
+        let mut api_key = None;
+        let mut up = false;
+        while Instant::now() < deadline && !up {
+            match rx.recv_timeout(Duration::from_millis(100)) {
+                Ok(line) => {
+                    if line.starts_with("API Key") {
+                        api_key = line.split_whitespace().last().map(str::to_string);
+                    }
+                    up = line.contains("Server is up and running");
+                }
+                Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {
+                    if let Ok(Some(_)) = child.try_wait() {
+                        break;
+                    }
+                }
+                Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => break,
+            }
+        }
+        if !up {
+            let _ = child.kill();
+            let _ = child.wait();
+            std::thread::sleep(Duration::from_millis(100));
+            return Err(output.lock().unwrap().clone());
+        }
+        Ok(GoKes {
+            child,
+            port,
+            api_key,
+            output,
+        })
+    }
+
+    pub fn addr(&self) -> std::net::SocketAddr {
+        std::net::SocketAddr::from(([127, 0, 0, 1], self.port))
+    }
+
+    pub fn output(&self) -> String {
+        self.output.lock().unwrap().clone()
+    }
+}
+
+impl Drop for GoKes {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
