@@ -13,13 +13,14 @@
 //! * **Simple, blocking, few dependencies.** A fixed-size pool of threads with blocking I/O and
 //!   explicit timeouts on every socket; rustls for TLS; no async runtime.
 //! * **No `unsafe`** outside [`sys`], which holds the few system calls (mlockall, core dumps,
-//!   terminal echo).
+//!   terminal echo, socket and resource limits), and [`alloc`], the counting global allocator.
 //!
 //! A request travels: [`server`] (accept, TLS, HTTP framing) → [`api`] (route table, policy check via
 //! [`auth`], handler) → [`cache`] → [`keystore`], with [`crypto`] doing the key work.
 
 #![deny(unsafe_code)]
 
+pub mod alloc;
 pub mod api;
 pub mod auth;
 pub mod cache;

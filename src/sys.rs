@@ -4,7 +4,8 @@
 //!
 //! Keys live in process memory. `mlockall` keeps every page (current and future) out of swap, and a
 //! core-dump limit of zero keeps them out of crash dumps. Both are best-effort: the server reports
-//! what it got and runs either way. Nothing else in the crate uses `unsafe`.
+//! what it got and runs either way. Nothing else in the crate uses `unsafe`, except the counting
+//! global allocator (`alloc`).
 #![allow(unsafe_code)]
 
 use std::io;

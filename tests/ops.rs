@@ -627,6 +627,8 @@ fn metrics_are_valid_prometheus_text_and_count_the_requests_sent() {
     );
     assert!(fam(&m1, "kes_system_up_time").value() > 0.0);
     assert!(fam(&m1, "kes_system_num_threads").value() >= 3.0);
+    // Counted by the allocator of the binary (src/alloc.rs): a live figure, never a constant 0.
+    assert!(fam(&m1, "kes_system_mem_heap_objects").value() >= 100.0);
 
     // §8.3: the Go server's names and types.
     for (name, kind) in [
@@ -764,6 +766,72 @@ fn peer_metricscheck_reads_the_default_metrics_view() {
     assert!(
         all.contains("more than one metric"),
         "the full view is not for the library: {all}"
+    );
+}
+
+/// The Go `kes metric` command (the Go CLI of the reference peers) reads this server's
+/// `/v1/metrics`: it prints one JSON object per scrape with the families MinIO's client library
+/// knows, and the figures are this server's real ones.
+#[test]
+fn peer_go_kes_metric_reads_this_servers_metrics() {
+    let go = support::gokes::GoKes::bin();
+    let kes = Kes::start_with(&["server", "--dev", "--addr", "127.0.0.1:0"], &[])
+        .unwrap_or_else(|out| panic!("kes did not start:\n{out}"));
+    let key = kes.dev_api_key.clone().expect("no dev API key");
+    // Requests the library counts: two successes and one error.
+    for args in [
+        &["key", "create", "m"][..],
+        &["key", "dek", "m"],
+        &["key", "info", "none"],
+    ] {
+        let _ = std::process::Command::new(&go)
+            .args(args)
+            .arg("-k")
+            .env("KES_SERVER", kes.addr.to_string())
+            .env("KES_API_KEY", &key)
+            .output()
+            .expect("run kes-go");
+    }
+    // `kes metric` scrapes until stopped: let it print twice, then stop it.
+    let mut child = std::process::Command::new(&go)
+        .args(["metric", "-k", "--rate", "1s"])
+        .env("KES_SERVER", kes.addr.to_string())
+        .env("KES_API_KEY", &key)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("run kes-go metric");
+    std::thread::sleep(Duration::from_millis(2500));
+    let _ = child.kill();
+    let out = child.wait_with_output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    println!("kes-go metric against kes:\n{stdout}{stderr}");
+    let lines: Vec<Value> = stdout
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}\n{stderr}")))
+        .collect();
+    assert!(lines.len() >= 2, "two scrapes in 2.5 s: {stdout}{stderr}");
+    let m = &lines[lines.len() - 1];
+    let n = |name: &str| {
+        m[name]
+            .as_f64()
+            .unwrap_or_else(|| panic!("no {name} in {m}"))
+    };
+    assert!(n("kes_http_request_success") >= 2.0, "{m}");
+    assert!(n("kes_http_request_error") >= 1.0, "{m}");
+    assert_eq!(n("kes_system_num_cpu"), n("kes_system_num_cpu_used"));
+    assert!(n("kes_system_num_cpu") >= 1.0);
+    assert!(n("kes_system_num_threads") >= 3.0, "{m}");
+    assert!(n("kes_system_mem_heap_used") > 1e6, "{m}");
+    // A live count of heap objects, not a constant: a running server has hundreds at least.
+    assert!(n("kes_system_mem_heap_objects") >= 100.0, "{m}");
+    assert!(n("kes_system_up_time") >= 1e9, "nanoseconds: {m}");
+    assert!(
+        m["kes_http_response_time"]
+            .as_object()
+            .is_some_and(|h| !h.is_empty()),
+        "{m}"
     );
 }
 

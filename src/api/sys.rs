@@ -200,8 +200,8 @@ pub fn metrics(ctx: &Ctx<'_>) -> Result<Response, ApiError> {
     gauge(
         &mut out,
         "kes_system_mem_heap_objects",
-        "The number of objects currently allocated on the heap (not tracked: 0).",
-        0.0,
+        "The number of objects currently allocated on the heap.",
+        crate::alloc::heap_objects().unwrap_or(0) as f64,
     );
     gauge(
         &mut out,
