@@ -130,3 +130,121 @@ fn go_key_files_and_every_ciphertext_format_decrypt() {
         );
     }
 }
+
+/// Switching servers on the same keystore, both ways: keys created, imported and used by kes are
+/// read by the Go server (a rollback needs nothing), and keys the Go server created are read by
+/// kes (an upgrade needs nothing). Each side decrypts the other's data keys and HMACs agree.
+/// One fs keystore directory and one config file, used by one server at a time.
+#[test]
+fn peer_the_go_server_and_kes_take_over_each_others_keystore() {
+    use support::gokes::GoKes;
+    let dir = TempDir::new("takeover");
+    std::fs::create_dir_all(dir.join("keys")).unwrap();
+    let ca = Ca::new("ca");
+    ca.server().write(dir.path(), "server");
+    let admin = pki::api_key_client(ADMIN_API_KEY);
+    let config = dir.join("config.yaml");
+    std::fs::write(
+        &config,
+        format!(
+            "admin:\n  identity: {}\ntls:\n  key: {d}/server.key\n  cert: {d}/server.crt\nkeystore:\n  fs:\n    path: {d}/keys\n",
+            admin.identity,
+            d = dir.path().display()
+        ),
+    )
+    .unwrap();
+    let context = B64.encode(br#"{"bucket":"b","object":"o"}"#);
+    let imported = B64.encode([7u8; 32]);
+    let message = json!({ "message": B64.encode(b"hello") }).to_string();
+    // What one server made, for the other to check.
+    struct Made {
+        plaintext: Value,
+        ciphertext: Value,
+        hmac: Value,
+    }
+    let make = |client: &Client, key: &str| -> Made {
+        let g = client.post(
+            &format!("/v1/key/generate/{key}"),
+            &json!({ "context": context }).to_string(),
+        );
+        assert_eq!(g.status, 200, "{}", g.text());
+        let h = client.put(&format!("/v1/key/hmac/{key}"), &message);
+        assert_eq!(h.status, 200, "{}", h.text());
+        Made {
+            plaintext: g.json()["plaintext"].clone(),
+            ciphertext: g.json()["ciphertext"].clone(),
+            hmac: h.json()["sum"].clone(),
+        }
+    };
+    let check = |client: &Client, key: &str, made: &Made, who: &str| {
+        let d = client.post(
+            &format!("/v1/key/decrypt/{key}"),
+            &json!({ "ciphertext": made.ciphertext, "context": context }).to_string(),
+        );
+        assert_eq!(d.status, 200, "{who} decrypts {key}: {}", d.text());
+        assert_eq!(d.json()["plaintext"], made.plaintext, "{who}: {key}");
+        let h = client.put(&format!("/v1/key/hmac/{key}"), &message);
+        assert_eq!(h.json()["sum"], made.hmac, "{who}: HMAC of {key}");
+        let info = client.get(&format!("/v1/key/describe/{key}"));
+        assert_eq!(info.status, 200, "{who} describes {key}: {}", info.text());
+        assert_eq!(info.json()["algorithm"], "AES256", "{who}: {key}");
+    };
+
+    // kes creates and imports keys and uses them.
+    let kes = Kes::start(&config);
+    let client = Client::new(kes.addr, &ca.cert.der, Some(&admin));
+    assert_eq!(client.put("/v1/key/create/by-kes", "").status, 200);
+    let r = client.put(
+        "/v1/key/import/imported",
+        &json!({ "key": imported, "cipher": "AES256" }).to_string(),
+    );
+    assert_eq!(r.status, 200, "{}", r.text());
+    let by_kes = make(&client, "by-kes");
+    let by_kes_imported = make(&client, "imported");
+    drop(kes);
+
+    // The Go server on the same keystore reads kes's keys and adds its own.
+    let go = GoKes::start_config(&config).unwrap_or_else(|out| panic!("kes-go:\n{out}"));
+    let client = Client::new(go.addr(), &ca.cert.der, Some(&admin));
+    check(&client, "by-kes", &by_kes, "kes-go");
+    check(&client, "imported", &by_kes_imported, "kes-go");
+    let from_go_on_kes_key = make(&client, "by-kes");
+    assert_eq!(client.put("/v1/key/create/by-go", "").status, 200);
+    let by_go = make(&client, "by-go");
+    let listed = client.get("/v1/key/list/*").text();
+    for name in ["by-kes", "imported", "by-go"] {
+        assert!(listed.contains(name), "kes-go lists {name}: {listed}");
+    }
+    drop(go);
+
+    // kes again: the Go server's key and its data keys, and kes's keys untouched.
+    let before = key_files(&dir.join("keys"));
+    let kes = Kes::start(&config);
+    let client = Client::new(kes.addr, &ca.cert.der, Some(&admin));
+    check(&client, "by-go", &by_go, "kes");
+    check(&client, "by-kes", &from_go_on_kes_key, "kes");
+    check(&client, "by-kes", &by_kes, "kes");
+    let r = client.put("/v1/key/create/by-go", "");
+    r.assert_error(400, "key already exists");
+    drop(kes);
+    let after = key_files(&dir.join("keys"));
+    assert_eq!(before, after, "reading keys never rewrites them");
+    println!(
+        "keys moved both ways: {:?}",
+        after.iter().map(|(n, _)| n.as_str()).collect::<Vec<_>>()
+    );
+}
+
+/// The files of an fs keystore, sorted by name, with their contents.
+fn key_files(dir: &std::path::Path) -> Vec<(String, Vec<u8>)> {
+    let mut files: Vec<_> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| {
+            let e = e.unwrap();
+            let name = e.file_name().to_string_lossy().into_owned();
+            (name, std::fs::read(e.path()).unwrap())
+        })
+        .collect();
+    files.sort();
+    files
+}
