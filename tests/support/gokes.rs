@@ -104,6 +104,13 @@ impl GoKes {
                 Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => break,
             }
         }
+        // It says so before its listener accepts: wait until a connection is taken.
+        while up && std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            if Instant::now() > deadline || matches!(child.try_wait(), Ok(Some(_))) {
+                up = false;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
         if !up {
             let _ = child.kill();
             let _ = child.wait();
