@@ -137,9 +137,56 @@ fn go_key_files_and_every_ciphertext_format_decrypt() {
 /// One fs keystore directory and one config file, used by one server at a time.
 #[test]
 fn peer_the_go_server_and_kes_take_over_each_others_keystore() {
-    use support::gokes::GoKes;
     let dir = TempDir::new("takeover");
     std::fs::create_dir_all(dir.join("keys")).unwrap();
+    let keystore = format!(
+        "keystore:\n  fs:\n    path: {}/keys\n",
+        dir.path().display()
+    );
+    let keys = dir.join("keys");
+    take_over(&dir, &keystore, &|| key_files(&keys));
+}
+
+/// The same on OpenBao through AppRole, K/V v1 and v2 (the setup procedure's policies): the
+/// Go server's keys in Vault are served by kes as they are, and the other way round.
+#[test]
+fn peer_the_go_server_and_kes_take_over_each_others_vault_keys() {
+    use support::openbao::Bao;
+    let bao = Bao::dev();
+    for version in [1u8, 2] {
+        let mount = format!("kv{version}");
+        let role = bao.seed_setup(None, &mount, version, true);
+        let dir = TempDir::new(&format!("takeover-v{version}"));
+        // The Go server's schema: one endpoint, a string (kes also takes a list).
+        let keystore = format!(
+            "keystore:\n  vault:\n    endpoint: {}\n    engine: {mount}\n    version: v{version}\n    approle:\n      id: {}\n      secret: {}\n",
+            bao.addr, role.0, role.1
+        );
+        let stored = || {
+            ["by-kes", "imported", "by-go"]
+                .iter()
+                .map(|name| {
+                    let path = match version {
+                        1 => format!("{mount}/{name}"),
+                        _ => format!("{mount}/data/{name}"),
+                    };
+                    let (status, body) = bao.read(None, &path);
+                    // The secret (and on v2 its version metadata), not the per-request fields.
+                    (
+                        format!("{name} {status}"),
+                        body["data"].to_string().into_bytes(),
+                    )
+                })
+                .collect()
+        };
+        take_over(&dir, &keystore, &stored);
+    }
+}
+
+/// kes, then the Go server, then kes again on one config file with `keystore` (a `keystore:`
+/// block); `stored` reads what the keystore holds, which the last kes run must not change.
+fn take_over(dir: &TempDir, keystore: &str, stored: &dyn Fn() -> Vec<(String, Vec<u8>)>) {
+    use support::gokes::GoKes;
     let ca = Ca::new("ca");
     ca.server().write(dir.path(), "server");
     let admin = pki::api_key_client(ADMIN_API_KEY);
@@ -147,7 +194,7 @@ fn peer_the_go_server_and_kes_take_over_each_others_keystore() {
     std::fs::write(
         &config,
         format!(
-            "admin:\n  identity: {}\ntls:\n  key: {d}/server.key\n  cert: {d}/server.crt\nkeystore:\n  fs:\n    path: {d}/keys\n",
+            "admin:\n  identity: {}\ntls:\n  key: {d}/server.key\n  cert: {d}/server.crt\n{keystore}",
             admin.identity,
             d = dir.path().display()
         ),
@@ -218,7 +265,7 @@ fn peer_the_go_server_and_kes_take_over_each_others_keystore() {
     drop(go);
 
     // kes again: the Go server's key and its data keys, and kes's keys untouched.
-    let before = key_files(&dir.join("keys"));
+    let before = stored();
     let kes = Kes::start(&config);
     let client = Client::new(kes.addr, &ca.cert.der, Some(&admin));
     check(&client, "by-go", &by_go, "kes");
@@ -227,7 +274,7 @@ fn peer_the_go_server_and_kes_take_over_each_others_keystore() {
     let r = client.put("/v1/key/create/by-go", "");
     r.assert_error(400, "key already exists");
     drop(kes);
-    let after = key_files(&dir.join("keys"));
+    let after = stored();
     assert_eq!(before, after, "reading keys never rewrites them");
     println!(
         "keys moved both ways: {:?}",
