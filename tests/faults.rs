@@ -25,14 +25,11 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
+use support::Served;
 use support::client::{Client, Conn};
 use support::openbao::{Bao, Cluster};
-use support::pki::{self, Ca, Cert};
 use support::proxy::{Mode, Proxy};
 use support::stall::StallMonitor;
-use support::{Kes, TempDir};
-
-const ADMIN_API_KEY: &str = "kes:v1:AD9E7FSYWrMD+VjhI6q545cYT9YOyFxZb7UnjEepYDRc";
 
 /// The requirement: with the default settings, a request for an uncached key fails (502)
 /// within this while Vault cannot answer.
@@ -44,39 +41,26 @@ const RECOVERY_BOUND: Duration = Duration::from_secs(15);
 // ---------------------------------------------------------------------------------------------
 // A server, its clients and the Vault side
 
-struct Server {
-    _dir: TempDir,
-    ca: Ca,
-    admin: Cert,
-    kes: Kes,
+/// A test server (admin API key, server certificate; [`Served`]) and what these tests ask of it.
+struct Server(Served);
+
+impl std::ops::Deref for Server {
+    type Target = Served;
+    fn deref(&self) -> &Served {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for Server {
+    fn deref_mut(&mut self) -> &mut Served {
+        &mut self.0
+    }
 }
 
 impl Server {
-    /// Starts `kes` with an admin API key, a server certificate and `rest` of the config (where
-    /// `{dir}` stands for the server's directory).
+    /// Starts `kes` with `rest` of the config (where `{dir}` stands for the server's directory).
     fn start(tag: &str, rest: &str) -> Server {
-        let dir = TempDir::new(tag);
-        let ca = Ca::new("kes fault CA");
-        ca.server().write(dir.path(), "server");
-        let admin = pki::api_key_client(ADMIN_API_KEY);
-        let config = format!(
-            "admin:\n  identity: {}\ntls:\n  key: {d}/server.key\n  cert: {d}/server.crt\n{rest}",
-            admin.identity,
-            d = dir.path().display()
-        )
-        .replace("{dir}", &dir.path().display().to_string());
-        std::fs::write(dir.join("config.yaml"), config).unwrap();
-        let kes = Kes::start(&dir.join("config.yaml"));
-        Server {
-            _dir: dir,
-            ca,
-            admin,
-            kes,
-        }
-    }
-
-    fn client(&self) -> Client {
-        Client::new(self.kes.addr, &self.ca.cert.der, Some(&self.admin))
+        Server(Served::start(tag, rest))
     }
 
     /// The value of an unlabelled metric (NaN when missing).

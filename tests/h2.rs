@@ -37,10 +37,10 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 use support::client::{Client, Conn};
 use support::openbao::Bao;
-use support::pki::{Ca, Cert, KeyKind};
+use support::pki::{Cert, KeyKind};
 use support::proxy::{Mode, Proxy};
 use support::stall::StallMonitor;
-use support::{Kes, TempDir};
+use support::{Kes, Served};
 
 /// How long the bystander may wait for an answer during and after a flood.
 const BYSTANDER_BOUND: Duration = Duration::from_millis(100);
@@ -68,37 +68,31 @@ fn beside_others() -> RwLockReadGuard<'static, ()> {
 // ---------------------------------------------------------------------------------------------
 // A server and its files
 
-struct Server {
-    dir: TempDir,
-    ca: Ca,
-    admin: Cert,
-    kes: Kes,
+/// A test server ([`Served`]) whose admin has a CA-signed ECDSA certificate, written with the CA
+/// into its directory (`admin.crt`, `admin.key`, `ca.pem`) for curl and the Python clients.
+struct Server(Served);
+
+impl std::ops::Deref for Server {
+    type Target = Served;
+    fn deref(&self) -> &Served {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for Server {
+    fn deref_mut(&mut self) -> &mut Served {
+        &mut self.0
+    }
 }
 
 impl Server {
-    /// Starts `kes` with a CA-signed admin certificate and `rest` of the config (which must
-    /// name a keystore; `{dir}` stands for the server's directory).
+    /// Starts `kes` with `rest` of the config (which must name a keystore; `{dir}` stands for
+    /// the server's directory).
     fn start(tag: &str, rest: &str) -> Server {
-        let dir = TempDir::new(tag);
-        let ca = Ca::new("kes h2 test CA");
-        ca.server().write(dir.path(), "server");
-        let admin = ca.client(KeyKind::EcdsaP256, "admin");
-        admin.write(dir.path(), "admin");
-        std::fs::write(dir.join("ca.pem"), &ca.cert.cert_pem).unwrap();
-        let config = format!(
-            "admin:\n  identity: {}\ntls:\n  key: {d}/server.key\n  cert: {d}/server.crt\n{rest}",
-            admin.identity,
-            d = dir.path().display()
-        )
-        .replace("{dir}", &dir.path().display().to_string());
-        std::fs::write(dir.join("config.yaml"), config).unwrap();
-        let kes = Kes::start(&dir.join("config.yaml"));
-        Server {
-            dir,
-            ca,
-            admin,
-            kes,
-        }
+        let srv = Served::start_as(tag, rest, |ca| ca.client(KeyKind::EcdsaP256, "admin"));
+        srv.admin.write(srv.dir.path(), "admin");
+        std::fs::write(srv.dir.join("ca.pem"), &srv.ca.cert.cert_pem).unwrap();
+        Server(srv)
     }
 
     /// A server with a filesystem keystore and key `k`, cached.
@@ -109,10 +103,6 @@ impl Server {
         );
         srv.create_key("k");
         srv
-    }
-
-    fn client(&self) -> Client {
-        Client::new(self.kes.addr, &self.ca.cert.der, Some(&self.admin))
     }
 
     fn url(&self, path: &str) -> String {

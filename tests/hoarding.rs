@@ -33,12 +33,12 @@ use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 use support::client::{Client, Conn};
 use support::flood::{Closings, ProcCost, RunDelays, connect_from, spread, wait_for};
-use support::pki::{self, Ca, Cert};
+use support::pki;
 use support::prom::{self, Exposition};
 use support::stall::StallMonitor;
-use support::{Kes, TempDir};
+use support::{Served, TempDir};
 
-const ADMIN_API_KEY: &str = "kes:v1:AD9E7FSYWrMD+VjhI6q545cYT9YOyFxZb7UnjEepYDRc";
+use support::ADMIN_API_KEY;
 
 /// How many connections a hoarder holds.
 const HOARD: usize = 1000;
@@ -74,39 +74,35 @@ fn serial() -> MutexGuard<'static, ()> {
 // ---------------------------------------------------------------------------------------------
 // The server
 
-struct Server {
-    _dir: TempDir,
-    ca: Ca,
-    admin: Cert,
-    kes: Kes,
+/// A test server (admin API key, server certificate; [`Served`]) and what these tests ask of it.
+struct Server(Served);
+
+impl std::ops::Deref for Server {
+    type Target = Served;
+    fn deref(&self) -> &Served {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for Server {
+    fn deref_mut(&mut self) -> &mut Served {
+        &mut self.0
+    }
 }
 
 impl Server {
     /// Starts `kes` with an fs keystore, the admin API key, and `server` as the `server:`
     /// section (lines indented by two spaces); creates key `k` and puts it in the cache.
     fn start(tag: &str, server: &str) -> Server {
-        let dir = TempDir::new(tag);
-        let ca = Ca::new("kes hoarding CA");
-        ca.server().write(dir.path(), "server");
-        let admin = pki::api_key_client(ADMIN_API_KEY);
-        let config = format!(
-            "admin:\n  identity: {}\ntls:\n  key: {d}/server.key\n  cert: {d}/server.crt\nkeystore:\n  fs:\n    path: {d}/keys\n{}",
-            admin.identity,
-            if server.is_empty() {
-                String::new()
-            } else {
-                format!("server:\n{server}")
-            },
-            d = dir.path().display()
-        );
-        std::fs::write(dir.join("config.yaml"), config).unwrap();
-        let kes = Kes::start(&dir.join("config.yaml"));
-        let srv = Server {
-            _dir: dir,
-            ca,
-            admin,
-            kes,
+        let server = if server.is_empty() {
+            String::new()
+        } else {
+            format!("server:\n{server}")
         };
+        let srv = Server(Served::start(
+            tag,
+            &format!("keystore:\n  fs:\n    path: {{dir}}/keys\n{server}"),
+        ));
         let c = srv.client();
         assert_eq!(c.post("/v1/key/create/k", "").status, 200);
         for _ in 0..10 {
@@ -114,10 +110,6 @@ impl Server {
         }
         srv.settle();
         srv
-    }
-
-    fn client(&self) -> Client {
-        Client::new(self.kes.addr, &self.ca.cert.der, Some(&self.admin))
     }
 
     fn pid(&self) -> u32 {

@@ -1,10 +1,9 @@
 //! The Go KES server (`kes-go` of the reference peers, [`super::peers`]) as a child process, to
 //! compare kes with side by side. Tests that use it are named `peer_*`.
 
-use std::io::{BufRead, BufReader};
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -60,31 +59,11 @@ impl GoKes {
         }
         cmd.args(args)
             .arg("--addr")
-            .arg(format!("127.0.0.1:{port}"))
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped());
+            .arg(format!("127.0.0.1:{port}"));
         for (k, v) in env {
             cmd.env(k, v);
         }
-        let mut child = cmd.spawn().expect("run kes-go");
-        let output = Arc::new(Mutex::new(String::new()));
-        let (tx, rx) = std::sync::mpsc::channel::<String>();
-        for stream in [
-            Box::new(child.stdout.take().unwrap()) as Box<dyn std::io::Read + Send>,
-            Box::new(child.stderr.take().unwrap()),
-        ] {
-            let output = output.clone();
-            let tx = tx.clone();
-            std::thread::spawn(move || {
-                for line in BufReader::new(stream).lines() {
-                    let Ok(line) = line else { break };
-                    output.lock().unwrap().push_str(&format!("{line}\n"));
-                    let _ = tx.send(line);
-                }
-            });
-        }
-        drop(tx);
+        let (mut child, output, rx) = super::spawn_logged(cmd);
         let deadline = Instant::now() + Duration::from_secs(20);
         let mut api_key = None;
         let mut up = false;

@@ -66,6 +66,85 @@ impl Drop for TempDir {
     }
 }
 
+/// Spawns `cmd` with stdout and stderr piped; every line it prints is appended to the returned
+/// text and sent on the returned channel (closed when both streams end).
+pub fn spawn_logged(
+    mut cmd: Command,
+) -> (Child, Arc<Mutex<String>>, std::sync::mpsc::Receiver<String>) {
+    cmd.stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let mut child = cmd
+        .spawn()
+        .unwrap_or_else(|e| panic!("spawn {:?}: {e}", cmd.get_program()));
+    let output = Arc::new(Mutex::new(String::new()));
+    let (tx, rx) = std::sync::mpsc::channel::<String>();
+    for stream in [
+        Box::new(child.stdout.take().unwrap()) as Box<dyn std::io::Read + Send>,
+        Box::new(child.stderr.take().unwrap()),
+    ] {
+        let output = output.clone();
+        let tx = tx.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stream).lines() {
+                let Ok(line) = line else { break };
+                output.lock().unwrap().push_str(&format!("{line}\n"));
+                let _ = tx.send(line);
+            }
+        });
+    }
+    (child, output, rx)
+}
+
+/// The admin API key of the test servers; clients make its certificate in memory
+/// ([`pki::api_key_client`]).
+pub const ADMIN_API_KEY: &str = "kes:v1:AD9E7FSYWrMD+VjhI6q545cYT9YOyFxZb7UnjEepYDRc";
+
+/// A `kes` server of a test with what its clients need: its directory (config, certificates),
+/// the CA of its certificate and its admin.
+pub struct Served {
+    pub dir: TempDir,
+    pub ca: pki::Ca,
+    pub admin: pki::Cert,
+    pub kes: Kes,
+}
+
+impl Served {
+    /// Starts `kes` with the admin of [`ADMIN_API_KEY`] and `rest` of the config.
+    pub fn start(tag: &str, rest: &str) -> Served {
+        Self::start_as(tag, rest, |_| pki::api_key_client(ADMIN_API_KEY))
+    }
+
+    /// Starts `kes` in a new directory with a server certificate of a new CA, the admin that
+    /// `admin` makes (from that CA, or not) and `rest` of the config (which names the keystore;
+    /// `{dir}` stands for the directory).
+    pub fn start_as(tag: &str, rest: &str, admin: impl FnOnce(&pki::Ca) -> pki::Cert) -> Served {
+        let dir = TempDir::new(tag);
+        let ca = pki::Ca::new(&format!("kes {tag} CA"));
+        ca.server().write(dir.path(), "server");
+        let admin = admin(&ca);
+        let d = dir.path().display().to_string();
+        let config = format!(
+            "admin:\n  identity: {}\ntls:\n  key: {d}/server.key\n  cert: {d}/server.crt\n{rest}",
+            admin.identity,
+        )
+        .replace("{dir}", &d);
+        std::fs::write(dir.join("config.yaml"), config).unwrap();
+        let kes = Kes::start(&dir.join("config.yaml"));
+        Served {
+            dir,
+            ca,
+            admin,
+            kes,
+        }
+    }
+
+    /// A client with the admin's certificate.
+    pub fn client(&self) -> client::Client {
+        client::Client::new(self.kes.addr, &self.ca.cert.der, Some(&self.admin))
+    }
+}
+
 /// A running `kes` server process; killed on drop.
 pub struct Kes {
     pub child: Child,
@@ -108,32 +187,12 @@ impl Kes {
         if let Some(dir) = dir {
             cmd.current_dir(dir);
         }
-        cmd.args(args)
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped());
+        cmd.args(args);
         cmd.env_remove("RUST_LOG");
         for (k, v) in env {
             cmd.env(k, v);
         }
-        let mut child = cmd.spawn().expect("spawn kes");
-        let output = Arc::new(Mutex::new(String::new()));
-        let (tx, rx) = std::sync::mpsc::channel::<String>();
-        for stream in [
-            Box::new(child.stdout.take().unwrap()) as Box<dyn std::io::Read + Send>,
-            Box::new(child.stderr.take().unwrap()),
-        ] {
-            let output = output.clone();
-            let tx = tx.clone();
-            std::thread::spawn(move || {
-                for line in BufReader::new(stream).lines() {
-                    let Ok(line) = line else { break };
-                    output.lock().unwrap().push_str(&format!("{line}\n"));
-                    let _ = tx.send(line);
-                }
-            });
-        }
-        drop(tx);
+        let (mut child, output, rx) = spawn_logged(cmd);
         let deadline = Instant::now() + Duration::from_secs(20);
         let mut addr = None;
         let mut api_key = None;
