@@ -41,21 +41,8 @@ const RECOVERY_BOUND: Duration = Duration::from_secs(15);
 // ---------------------------------------------------------------------------------------------
 // A server, its clients and the Vault side
 
-/// A test server (admin API key, server certificate; [`Served`]) and what these tests ask of it.
-struct Server(Served);
-
-impl std::ops::Deref for Server {
-    type Target = Served;
-    fn deref(&self) -> &Served {
-        &self.0
-    }
-}
-
-impl std::ops::DerefMut for Server {
-    fn deref_mut(&mut self) -> &mut Served {
-        &mut self.0
-    }
-}
+// A test server (admin API key, server certificate; [`Served`]) and what these tests ask of it.
+crate::served_newtype!(Server);
 
 impl Server {
     /// Starts `kes` with `rest` of the config (where `{dir}` stands for the server's directory).

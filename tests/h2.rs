@@ -68,22 +68,9 @@ fn beside_others() -> RwLockReadGuard<'static, ()> {
 // ---------------------------------------------------------------------------------------------
 // A server and its files
 
-/// A test server ([`Served`]) whose admin has a CA-signed ECDSA certificate, written with the CA
-/// into its directory (`admin.crt`, `admin.key`, `ca.pem`) for curl and the Python clients.
-struct Server(Served);
-
-impl std::ops::Deref for Server {
-    type Target = Served;
-    fn deref(&self) -> &Served {
-        &self.0
-    }
-}
-
-impl std::ops::DerefMut for Server {
-    fn deref_mut(&mut self) -> &mut Served {
-        &mut self.0
-    }
-}
+// A test server ([`Served`]) whose admin has a CA-signed ECDSA certificate, written with the CA
+// into its directory (`admin.crt`, `admin.key`, `ca.pem`) for curl and the Python clients.
+crate::served_newtype!(Server);
 
 impl Server {
     /// Starts `kes` with `rest` of the config (which must name a keystore; `{dir}` stands for

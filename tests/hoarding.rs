@@ -74,21 +74,8 @@ fn serial() -> MutexGuard<'static, ()> {
 // ---------------------------------------------------------------------------------------------
 // The server
 
-/// A test server (admin API key, server certificate; [`Served`]) and what these tests ask of it.
-struct Server(Served);
-
-impl std::ops::Deref for Server {
-    type Target = Served;
-    fn deref(&self) -> &Served {
-        &self.0
-    }
-}
-
-impl std::ops::DerefMut for Server {
-    fn deref_mut(&mut self) -> &mut Served {
-        &mut self.0
-    }
-}
+// A test server (admin API key, server certificate; [`Served`]) and what these tests ask of it.
+crate::served_newtype!(Server);
 
 impl Server {
     /// Starts `kes` with an fs keystore, the admin API key, and `server` as the `server:`

@@ -145,6 +145,28 @@ impl Served {
     }
 }
 
+/// `struct $name(Served)`, dereferencing to [`Served`]: a test file's server type, for the
+/// methods of its own that it adds.
+#[macro_export]
+macro_rules! served_newtype {
+    ($name:ident) => {
+        struct $name($crate::support::Served);
+
+        impl std::ops::Deref for $name {
+            type Target = $crate::support::Served;
+            fn deref(&self) -> &$crate::support::Served {
+                &self.0
+            }
+        }
+
+        impl std::ops::DerefMut for $name {
+            fn deref_mut(&mut self) -> &mut $crate::support::Served {
+                &mut self.0
+            }
+        }
+    };
+}
+
 /// A running `kes` server process; killed on drop.
 pub struct Kes {
     pub child: Child,
