@@ -34,3 +34,5 @@ pub mod logstream;
 pub mod metrics;
 pub mod server;
 pub mod sys;
+#[cfg(test)]
+mod testing;

@@ -158,33 +158,14 @@ fn stored_vectors_decode_and_encode() {
     }
 }
 
-/// xorshift64: a fixed-seed generator so that a failure reproduces exactly.
-struct XorShift(u64);
+use crate::testing::XorShift;
 
-impl XorShift {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
+/// Mutations of fuzz inputs.
+trait Mutate {
+    fn mutate(&mut self, input: &[u8]) -> Vec<u8>;
+}
 
-    fn below(&mut self, n: usize) -> usize {
-        (self.next() % n as u64) as usize
-    }
-
-    fn bytes(&mut self, len: usize, alphabet: &[u8]) -> Vec<u8> {
-        (0..len)
-            .map(|_| {
-                if alphabet.is_empty() {
-                    self.next() as u8
-                } else {
-                    alphabet[self.below(alphabet.len())]
-                }
-            })
-            .collect()
-    }
-
+impl Mutate for XorShift {
     /// Flips, deletes, inserts, truncates or splices in a "magic" byte.
     fn mutate(&mut self, input: &[u8]) -> Vec<u8> {
         const MAGIC: &[u8] = b"\x95\xa0\xbf\xc4\xc5\xc6\xd9\xda\xdb\xff\x00{}\":,[]nul\\=\n\x0a\x12\x1a\x22\x08\x10\x80";

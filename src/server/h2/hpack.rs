@@ -1151,29 +1151,7 @@ mod tests {
         assert_eq!(d.value_scratch.capacity(), 0);
     }
 
-    struct XorShift(u64);
-    impl XorShift {
-        fn next(&mut self) -> u64 {
-            self.0 ^= self.0 << 13;
-            self.0 ^= self.0 >> 7;
-            self.0 ^= self.0 << 17;
-            self.0
-        }
-        fn below(&mut self, n: usize) -> usize {
-            (self.next() % n as u64) as usize
-        }
-        fn bytes(&mut self, len: usize, alphabet: &[u8]) -> Vec<u8> {
-            (0..len)
-                .map(|_| {
-                    if alphabet.is_empty() {
-                        self.next() as u8
-                    } else {
-                        alphabet[self.below(alphabet.len())]
-                    }
-                })
-                .collect()
-        }
-    }
+    use crate::testing::XorShift;
 
     #[test]
     fn encoder_output() {

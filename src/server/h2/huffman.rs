@@ -468,15 +468,7 @@ mod tests {
         Ok(out)
     }
 
-    struct XorShift(u64);
-    impl XorShift {
-        fn next(&mut self) -> u64 {
-            self.0 ^= self.0 << 13;
-            self.0 ^= self.0 >> 7;
-            self.0 ^= self.0 << 17;
-            self.0
-        }
-    }
+    use crate::testing::XorShift;
 
     #[test]
     fn agrees_with_a_bit_by_bit_decoder() {
