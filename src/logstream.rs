@@ -6,10 +6,12 @@
 //!   therefore never slows request handling, and its memory stays bounded. A subscriber is told
 //!   (through the callback it set) when its queue receives an event after being empty, and takes
 //!   events without waiting: no thread waits for a subscriber.
-//! * [`init_logger`]: the error log. Human-readable lines on stderr (`RUST_LOG` respected,
-//!   `log.error` honoured through [`set_level`]), the same lines as `{"message":"…"}` JSON to
-//!   error-stream subscribers. Records logged while a request is handled carry the request's
-//!   method, path, client IP and identity (see [`enter_request`]).
+//! * [`init_logger`]: the error log. Lines on stderr in the Go server's format (Go's `log/slog`
+//!   text: `time=… level=INFO msg="…"`), or JSON objects ([`set_format`]); with a syslog priority
+//!   and without the time when stderr is the systemd journal. `RUST_LOG` is respected and
+//!   `log.error` honoured through [`set_level`]. Error-stream subscribers get the text lines as
+//!   `{"message":"…"}`. Records logged while a request is handled carry the request's method,
+//!   path, client IP and identity (see [`enter_request`]).
 //!
 //! Nothing here ever sees key material: log messages are written by code that never formats keys,
 //! and every client-controlled text (paths) is escaped so that it cannot forge log lines.
@@ -225,49 +227,202 @@ impl Drop for RequestGuard {
     }
 }
 
-/// Appends `s`, escaping control characters (a client-chosen path holding `%0A` must not start a
-/// forged log line) and quoting when it holds spaces or quotes.
+/// Appends `s` as a value of the Go server's log format (Go's `log/slog` text): as it is when it
+/// needs no quoting, else quoted and escaped as Go's `strconv.Quote` does. A value needs quoting
+/// when it is empty or holds a space, `=`, `"`, a control or other non-printing character. So a
+/// client-chosen path holding `%0A` cannot start a forged log line, and a message never spans
+/// two lines.
 pub fn push_escaped(out: &mut String, s: &str) {
     let plain = !s.is_empty()
-        && s.chars()
-            .all(|c| !c.is_control() && !c.is_whitespace() && c != '"' && c != '\\');
+        && s.chars().all(|c| {
+            !c.is_control() && !c.is_whitespace() && c != '"' && c != '=' && !is_format_char(c)
+        });
     if plain {
         out.push_str(s);
-    } else {
-        out.push('"');
-        for c in s.chars() {
-            match c {
-                '"' => out.push_str("\\\""),
-                '\\' => out.push_str("\\\\"),
-                '\n' => out.push_str("\\n"),
-                '\r' => out.push_str("\\r"),
-                '\t' => out.push_str("\\t"),
-                c if c.is_control() => out.push_str(&format!("\\u{{{:x}}}", c as u32)),
-                c => out.push(c),
-            }
-        }
-        out.push('"');
+        return;
     }
-}
-
-/// Escapes control characters only (messages are free text; newlines in them, e.g. from a Vault
-/// error body, must not split a record over several lines).
-fn push_message(out: &mut String, s: &str) {
+    out.push('"');
     for c in s.chars() {
         match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
             '\n' => out.push_str("\\n"),
             '\r' => out.push_str("\\r"),
-            '\t' => out.push(' '),
-            c if c.is_control() => out.push_str(&format!("\\u{{{:x}}}", c as u32)),
+            '\t' => out.push_str("\\t"),
+            '\u{7}' => out.push_str("\\a"),
+            '\u{8}' => out.push_str("\\b"),
+            '\u{c}' => out.push_str("\\f"),
+            '\u{b}' => out.push_str("\\v"),
+            c if (c as u32) < 0x80 && c.is_control() => {
+                out.push_str(&format!("\\x{:02x}", c as u32))
+            }
+            c if c.is_control() || is_format_char(c) => {
+                if (c as u32) < 0x10000 {
+                    out.push_str(&format!("\\u{:04x}", c as u32))
+                } else {
+                    out.push_str(&format!("\\U{:08x}", c as u32))
+                }
+            }
             c => out.push(c),
         }
     }
+    out.push('"');
+}
+
+/// Invisible characters that reorder or hide text (bidirectional controls, zero-width marks):
+/// escaped so that a log line reads as what it holds.
+fn is_format_char(c: char) -> bool {
+    matches!(c, '\u{200b}'..='\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2060}'..='\u{2064}' | '\u{2066}'..='\u{2069}' | '\u{feff}')
+}
+
+/// The format of error log records (`log.format` in the config).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum LogFormat {
+    /// The Go server's: `time=… level=INFO msg="…" req.method=… req.path=… req.ip=…
+    /// req.identity=…` (Go's `log/slog` text).
+    #[default]
+    Text,
+    /// One JSON object per record: `{"time","level","msg","req":{"method","path","ip","identity"}}`
+    /// (Go's `log/slog` JSON).
+    Json,
+}
+
+static JSON_FORMAT: AtomicBool = AtomicBool::new(false);
+
+/// Chooses the format of the error log records written from now on.
+pub fn set_format(format: LogFormat) {
+    JSON_FORMAT.store(format == LogFormat::Json, Ordering::Relaxed);
+}
+
+/// Whether standard error is the systemd journal: systemd names the stream it connects in
+/// `$JOURNAL_STREAM` (`<device>:<inode>`). Records written there start with their syslog
+/// priority (`<3>` …) and leave out the time, which the journal adds.
+fn stderr_is_journal() -> bool {
+    #[cfg(unix)]
+    {
+        use std::os::fd::AsFd;
+        use std::os::unix::fs::MetadataExt;
+        let Ok(want) = std::env::var("JOURNAL_STREAM") else {
+            return false;
+        };
+        let Some((dev, ino)) = want.split_once(':') else {
+            return false;
+        };
+        let Ok(fd) = std::io::stderr().as_fd().try_clone_to_owned() else {
+            return false;
+        };
+        let Ok(meta) = std::fs::File::from(fd).metadata() else {
+            return false;
+        };
+        dev.parse() == Ok(meta.dev()) && ino.parse() == Ok(meta.ino())
+    }
+    #[cfg(not(unix))]
+    false
+}
+
+/// Go's `log/slog` level names (TRACE, which Go does not have, is written as DEBUG).
+fn level_name(level: log::Level) -> &'static str {
+    match level {
+        log::Level::Error => "ERROR",
+        log::Level::Warn => "WARN",
+        log::Level::Info => "INFO",
+        log::Level::Debug | log::Level::Trace => "DEBUG",
+    }
+}
+
+/// The syslog priority of a level, as journald reads it at the start of a line.
+fn journal_priority(level: log::Level) -> &'static str {
+    match level {
+        log::Level::Error => "<3>",
+        log::Level::Warn => "<4>",
+        log::Level::Info => "<6>",
+        log::Level::Debug | log::Level::Trace => "<7>",
+    }
+}
+
+/// A time as Go's `log/slog` writes it: RFC 3339 in UTC with milliseconds.
+fn slog_time(t: time::OffsetDateTime) -> String {
+    let t = t.to_offset(time::UtcOffset::UTC);
+    format!(
+        "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:03}Z",
+        t.year(),
+        u8::from(t.month()),
+        t.day(),
+        t.hour(),
+        t.minute(),
+        t.second(),
+        t.millisecond()
+    )
+}
+
+/// One error log record, in text: `time=… level=… msg=… [req.…]` (`time` left out when `None`).
+fn render_text(
+    time: Option<&str>,
+    level: log::Level,
+    msg: &str,
+    req: Option<&RequestContext>,
+) -> String {
+    let mut line = String::with_capacity(128);
+    if let Some(time) = time {
+        line.push_str("time=");
+        line.push_str(time);
+        line.push(' ');
+    }
+    line.push_str("level=");
+    line.push_str(level_name(level));
+    line.push_str(" msg=");
+    push_escaped(&mut line, msg);
+    if let Some(r) = req {
+        line.push_str(" req.method=");
+        push_escaped(&mut line, &r.method);
+        line.push_str(" req.path=");
+        push_escaped(&mut line, &r.path);
+        if let Some(ip) = r.ip {
+            line.push_str(&format!(" req.ip={ip}"));
+        }
+        line.push_str(" req.identity=");
+        match &r.identity {
+            Some(id) if !id.is_empty() => push_escaped(&mut line, id.as_str()),
+            _ => line.push_str("<unknown>"),
+        }
+    }
+    line
+}
+
+/// One error log record as a JSON object (no newline).
+fn render_json(time: &str, level: log::Level, msg: &str, req: Option<&RequestContext>) -> Vec<u8> {
+    use crate::api::error::go_json_string;
+    let mut out = Vec::with_capacity(160);
+    out.extend_from_slice(b"{\"time\":\"");
+    out.extend_from_slice(time.as_bytes());
+    out.extend_from_slice(b"\",\"level\":\"");
+    out.extend_from_slice(level_name(level).as_bytes());
+    out.extend_from_slice(b"\",\"msg\":");
+    go_json_string(msg, &mut out);
+    if let Some(r) = req {
+        out.extend_from_slice(b",\"req\":{\"method\":");
+        go_json_string(&r.method, &mut out);
+        out.extend_from_slice(b",\"path\":");
+        go_json_string(&r.path, &mut out);
+        if let Some(ip) = r.ip {
+            out.extend_from_slice(format!(",\"ip\":\"{ip}\"").as_bytes());
+        }
+        if let Some(id) = r.identity.as_ref().filter(|id| !id.is_empty()) {
+            out.extend_from_slice(b",\"identity\":");
+            go_json_string(id.as_str(), &mut out);
+        }
+        out.push(b'}');
+    }
+    out.push(b'}');
+    out
 }
 
 struct Logger {
     filter: env_logger::Logger,
     errors: Arc<Hub>,
     metrics: Arc<Metrics>,
+    /// Standard error is the systemd journal.
+    journal: bool,
 }
 
 impl log::Log for Logger {
@@ -279,49 +434,39 @@ impl log::Log for Logger {
         if !self.filter.matches(record) {
             return;
         }
-        let mut line = String::with_capacity(128);
-        line.push_str(&crate::api::json::go_time(Some(
-            time::OffsetDateTime::now_utc(),
-        )));
-        line.push(' ');
-        line.push_str(match record.level() {
-            log::Level::Error => "ERROR",
-            log::Level::Warn => "WARN ",
-            log::Level::Info => "INFO ",
-            log::Level::Debug => "DEBUG",
-            log::Level::Trace => "TRACE",
-        });
-        line.push(' ');
-        push_message(&mut line, &record.args().to_string());
+        let level = record.level();
+        let msg = record.args().to_string();
+        let time = slog_time(time::OffsetDateTime::now_utc());
+        let json = JSON_FORMAT.load(Ordering::Relaxed);
+        let mut text = None;
+        let mut out = Vec::with_capacity(160);
         let _ = REQUEST.try_with(|r| {
-            if let Ok(r) = r.try_borrow()
-                && r.active
-            {
-                line.push_str(" req.method=");
-                push_escaped(&mut line, &r.method);
-                line.push_str(" req.path=");
-                push_escaped(&mut line, &r.path);
-                if let Some(ip) = r.ip {
-                    line.push_str(&format!(" req.ip={ip}"));
-                }
-                line.push_str(" req.identity=");
-                match &r.identity {
-                    Some(id) if !id.is_empty() => push_escaped(&mut line, id.as_str()),
-                    _ => line.push_str("<unknown>"),
-                }
+            let borrowed = r.try_borrow().ok();
+            let req = borrowed.as_deref().filter(|r| r.active);
+            if self.journal {
+                out.extend_from_slice(journal_priority(level).as_bytes());
+            }
+            if json {
+                out.extend_from_slice(&render_json(&time, level, &msg, req));
+            } else {
+                let time = (!self.journal).then_some(time.as_str());
+                out.extend_from_slice(render_text(time, level, &msg, req).as_bytes());
+            }
+            if self.errors.has_subscribers() {
+                text = Some(render_text(Some(&time), level, &msg, req));
             }
         });
-        self.metrics.log_record(record.level());
-        if self.errors.has_subscribers() {
-            let mut json = Vec::with_capacity(line.len() + 16);
-            json.extend_from_slice(b"{\"message\":");
-            crate::api::error::go_json_string(&line, &mut json);
-            json.extend_from_slice(b"}\n");
-            self.errors.publish(Arc::from(json));
+        self.metrics.log_record(level);
+        if let Some(line) = text {
+            let mut event = Vec::with_capacity(line.len() + 16);
+            event.extend_from_slice(b"{\"message\":");
+            crate::api::error::go_json_string(&line, &mut event);
+            event.extend_from_slice(b"}\n");
+            self.errors.publish(Arc::from(event));
             self.metrics.error_events.fetch_add(1, Ordering::Relaxed);
         }
-        line.push('\n');
-        let _ = std::io::stderr().lock().write_all(line.as_bytes());
+        out.push(b'\n');
+        let _ = std::io::stderr().lock().write_all(&out);
     }
 
     fn flush(&self) {
@@ -350,6 +495,7 @@ pub fn init_logger(errors: Arc<Hub>, metrics: Arc<Metrics>) {
         filter: builder.build(),
         errors,
         metrics,
+        journal: stderr_is_journal(),
     };
     let max = logger.filter.filter();
     if log::set_boxed_logger(Box::new(logger)).is_ok() {
@@ -449,14 +595,79 @@ mod tests {
 
     #[test]
     fn escaping_keeps_records_on_one_line() {
-        let mut s = String::new();
-        push_escaped(&mut s, "/v1/key/create/a\nINFO forged");
-        assert_eq!(s, "\"/v1/key/create/a\\nINFO forged\"");
-        let mut s = String::new();
-        push_escaped(&mut s, "/v1/key/create/plain");
-        assert_eq!(s, "/v1/key/create/plain");
-        let mut s = String::new();
-        push_message(&mut s, "vault said:\n{\"errors\":[]}\u{1b}");
-        assert_eq!(s, "vault said:\\n{\"errors\":[]}\\u{1b}");
+        let esc = |v: &str| {
+            let mut s = String::new();
+            push_escaped(&mut s, v);
+            s
+        };
+        assert_eq!(
+            esc("/v1/key/create/a\nlevel=INFO msg=forged"),
+            "\"/v1/key/create/a\\nlevel=INFO msg=forged\""
+        );
+        assert_eq!(esc("/v1/key/create/plain"), "/v1/key/create/plain");
+        // Quoted as Go's log/slog does: empty, space, '=', '"'; a backslash alone is not.
+        assert_eq!(esc(""), "\"\"");
+        assert_eq!(esc("a=b"), "\"a=b\"");
+        assert_eq!(esc("a\\b"), "a\\b");
+        assert_eq!(esc("say \"hi\""), "\"say \\\"hi\\\"\"");
+        assert_eq!(esc("bell\u{7}\u{1b}"), "\"bell\\a\\x1b\"");
+        assert_eq!(esc("rtl\u{202e}"), "\"rtl\\u202e\"");
+        assert_eq!(esc("vault said:\n{}"), "\"vault said:\\n{}\"");
+    }
+
+    fn request() -> RequestContext {
+        RequestContext {
+            active: true,
+            method: "POST".into(),
+            path: "/v1/key/create/my key".into(),
+            ip: Some("10.1.2.3".parse().unwrap()),
+            identity: None,
+        }
+    }
+
+    #[test]
+    fn records_in_the_go_servers_text_format() {
+        let t = time::OffsetDateTime::from_unix_timestamp_nanos(1_765_038_118_846_123_000).unwrap();
+        assert_eq!(slog_time(t), "2025-12-06T16:21:58.846Z");
+        assert_eq!(
+            render_text(
+                Some("2025-12-06T16:21:58.846Z"),
+                log::Level::Info,
+                "secret key 'k1' created",
+                None
+            ),
+            "time=2025-12-06T16:21:58.846Z level=INFO msg=\"secret key 'k1' created\""
+        );
+        assert_eq!(
+            render_text(None, log::Level::Warn, "slow", Some(&request())),
+            "level=WARN msg=slow req.method=POST req.path=\"/v1/key/create/my key\" req.ip=10.1.2.3 req.identity=<unknown>"
+        );
+        assert_eq!(
+            render_text(None, log::Level::Trace, "x", None),
+            "level=DEBUG msg=x"
+        );
+    }
+
+    #[test]
+    fn records_as_json() {
+        let line = render_json(
+            "2025-12-06T16:21:58.846Z",
+            log::Level::Error,
+            "a \"b\"\n",
+            Some(&request()),
+        );
+        let v: serde_json::Value = serde_json::from_slice(&line).unwrap();
+        assert_eq!(
+            v,
+            serde_json::json!({
+                "time": "2025-12-06T16:21:58.846Z",
+                "level": "ERROR",
+                "msg": "a \"b\"\n",
+                "req": {"method": "POST", "path": "/v1/key/create/my key", "ip": "10.1.2.3"}
+            })
+        );
+        assert!(!line.contains(&b'\n'));
+        assert_eq!(journal_priority(log::Level::Error), "<3>");
+        assert_eq!(journal_priority(log::Level::Debug), "<7>");
     }
 }

@@ -1196,7 +1196,7 @@ fn error_log_goes_to_stderr_and_the_error_stream_with_request_context() {
     }
     let message = found.expect("the failure reaches the error stream");
     println!("error stream: {message}");
-    assert!(message.contains(" ERROR "), "{message}");
+    assert!(message.contains(" level=ERROR msg="), "{message}");
     for part in [
         "req.method=PUT",
         "req.path=/v1/key/create/doomed",
@@ -1236,10 +1236,10 @@ fn log_levels_follow_log_error_and_rust_log() {
             == 200));
     };
     reload_with_marker("first", "log:\n  error: WARN\n");
-    env.reload("admin: [", "ERROR reload of", 1);
+    env.reload("admin: [", "level=ERROR msg=\"reload of", 1);
     let out = env.kes.output();
-    assert!(!out.contains("INFO  reloaded"), "{out}");
-    assert!(!out.contains("INFO  SIGHUP"), "{out}");
+    assert!(!out.contains("level=INFO msg=\"reloaded"), "{out}");
+    assert!(!out.contains("level=INFO msg=\"SIGHUP"), "{out}");
 
     // log.error: off silences everything, reload records included.
     reload_with_marker("second", "log:\n  error: \"off\"\n");
@@ -1261,7 +1261,7 @@ fn log_levels_follow_log_error_and_rust_log() {
         wait_until(Duration::from_secs(20), || env
             .kes
             .output()
-            .contains("DEBUG denied \"/v1/key/describe/x\\nERROR forged\" for")),
+            .contains("level=DEBUG msg=\"denied /v1/key/describe/x\\nERROR forged for")),
         "{}",
         env.kes.output()
     );
@@ -1397,7 +1397,7 @@ fn sighup_reloads_policies_and_certificate_and_survives_a_broken_file() {
     // 1. A changed policy.
     let allow2 = ["/v1/key/create/other-*", "/v1/policy/*"];
     let cfg2 = config(env.dir.path(), &env.app, &allow2, "");
-    env.reload(&cfg2, "INFO  reloaded", 1);
+    env.reload(&cfg2, "level=INFO msg=\"reloaded", 1);
     app.put("/v1/key/create/app-2", "")
         .assert_error(403, "not authorized: insufficient permissions");
     assert_eq!(app.put("/v1/key/create/other-2", "").status, 200);
@@ -1437,7 +1437,7 @@ fn sighup_reloads_policies_and_certificate_and_survives_a_broken_file() {
     // session.
     let server2 = env.ca.server();
     server2.write(env.dir.path(), "server");
-    env.reload(&cfg2, "INFO  reloaded", 2);
+    env.reload(&cfg2, "level=INFO msg=\"reloaded", 2);
     let mut fresh = admin.connect();
     assert_eq!(fresh.request("GET", "/version", None).unwrap().status, 200);
     assert_eq!(
@@ -1457,7 +1457,7 @@ fn sighup_reloads_policies_and_certificate_and_survives_a_broken_file() {
     // 4. The keystore cannot change on reload: said in the log, the old one stays.
     let cfg3 = cfg2.replace("/keys\n", "/other-keys\n");
     assert_ne!(cfg3, cfg2);
-    env.reload(&cfg3, "INFO  reloaded", 3);
+    env.reload(&cfg3, "level=INFO msg=\"reloaded", 3);
     assert!(env.kes.output().contains("keystore changed in"));
     assert_eq!(admin.get("/v1/key/describe/app-1").status, 200);
     assert!(!env.dir.join("other-keys").exists());
@@ -1468,7 +1468,7 @@ fn sighup_reloads_policies_and_certificate_and_survives_a_broken_file() {
         .get("/v1/key/list/")
         .assert_error(403, "not authorized: insufficient permissions");
     let cfg4 = cfg2.replace(ADMIN_IDENTITY, &env.stranger.identity);
-    env.reload(&cfg4, "INFO  reloaded", 4);
+    env.reload(&cfg4, "level=INFO msg=\"reloaded", 4);
     assert_eq!(stranger.get("/v1/key/list/").status, 200);
     admin
         .get("/v1/key/list/")

@@ -459,13 +459,12 @@ impl Api {
             Ok(()) => Ok(()),
             Err(denied) => {
                 if log::log_enabled!(log::Level::Debug) {
-                    let mut p = String::new();
-                    crate::logstream::push_escaped(&mut p, path);
+                    // The logger escapes the whole message (a path is client-chosen text).
                     let why = match denied {
                         Denied::UnknownIdentity => "identity has no policy",
                         Denied::NotAllowed => "not allowed by policy",
                     };
-                    log::debug!("denied {p} for {identity}: {why}");
+                    log::debug!("denied {path} for {identity}: {why}");
                 }
                 Err(error::NOT_AUTHORIZED)
             }
