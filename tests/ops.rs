@@ -1258,10 +1258,9 @@ fn log_levels_follow_log_error_and_rust_log() {
         .get("/v1/key/describe/x%0AERROR%20forged")
         .assert_error(403, "not authorized: insufficient permissions");
     assert!(
-        wait_until(Duration::from_secs(20), || env
-            .kes
-            .output()
-            .contains("level=DEBUG msg=\"denied /v1/key/describe/x\\nERROR forged for")),
+        wait_until(Duration::from_secs(20), || env.kes.output().contains(
+            "level=DEBUG msg=\"denied /v1/key/describe/x\\nERROR forged for"
+        )),
         "{}",
         env.kes.output()
     );
@@ -1623,4 +1622,71 @@ fn a_sealed_vault_shows_in_status_ready_metrics_and_the_error_log() {
         .contains("keystore is reachable again")));
     assert_eq!(fam(&scrape(&admin), "kes_keystore_offline").value(), 0.0);
     assert_eq!(admin.put("/v1/key/create/after-unseal", "").status, 200);
+}
+
+/// Under systemd, standard error is the journal and `$JOURNAL_STREAM` names it
+/// (`<device>:<inode>`): records then start with their syslog priority and carry no time (the
+/// journal stamps them). Elsewhere they are the Go server's text with `time=`. The journal is
+/// stood in for by a file whose device and inode are given, as systemd gives its socket's.
+#[test]
+fn error_log_priorities_under_the_journal() {
+    use std::os::unix::fs::MetadataExt;
+    let dir = TempDir::new("journal");
+    let run = |journal: bool| -> String {
+        let path = dir.join(if journal { "journal.log" } else { "plain.log" });
+        let file = std::fs::File::create(&path).unwrap();
+        let meta = file.metadata().unwrap();
+        let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_kes"));
+        let port = support::gokes::free_port();
+        cmd.args(["server", "--dev", "--addr", &format!("127.0.0.1:{port}")])
+            .env_remove("RUST_LOG")
+            .stdout(std::process::Stdio::null())
+            .stderr(file);
+        if journal {
+            cmd.env("JOURNAL_STREAM", format!("{}:{}", meta.dev(), meta.ino()));
+        } else {
+            // A stream that is not this file: plain text.
+            cmd.env(
+                "JOURNAL_STREAM",
+                format!("{}:{}", meta.dev(), meta.ino() + 1),
+            );
+        }
+        let mut child = cmd.spawn().unwrap();
+        // Once it is up (it takes connections), a SIGTERM makes it log its shutdown (INFO).
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err()
+            && Instant::now() < deadline
+        {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let _ = std::process::Command::new("kill")
+            .args(["-TERM", &child.id().to_string()])
+            .status();
+        let _ = child.wait();
+        std::fs::read_to_string(&path).unwrap()
+    };
+    let journal = run(true);
+    let plain = run(false);
+    println!("journal:\n{journal}plain:\n{plain}");
+    let records = |text: &str| -> Vec<String> {
+        text.lines()
+            .filter(|l| l.contains("msg="))
+            .map(str::to_string)
+            .collect()
+    };
+    assert!(!records(&journal).is_empty(), "{journal}");
+    for line in records(&journal) {
+        assert!(
+            line.starts_with("<6>level=INFO msg=") || line.starts_with("<4>level=WARN msg="),
+            "{line}"
+        );
+    }
+    assert!(!records(&plain).is_empty(), "{plain}");
+    for line in records(&plain) {
+        assert!(line.starts_with("time=20"), "{line}");
+        assert!(
+            line.contains(" level=INFO msg=") || line.contains(" level=WARN msg="),
+            "{line}"
+        );
+    }
 }
