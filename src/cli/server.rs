@@ -53,7 +53,8 @@ pub struct ServerArgs {
     #[arg(long, value_name = "FILE", conflicts_with = "dev")]
     pub config: Option<PathBuf>,
 
-    /// Listen address, overriding the config file (default 0.0.0.0:7373; 127.0.0.1:7373 with --dev).
+    /// Listen address, overriding the config file (default 0.0.0.0:7373; 127.0.0.1:7373 with
+    /// --dev). A wildcard address (:7373, 0.0.0.0:7373 or [::]:7373) listens on IPv4 and IPv6.
     #[arg(long, value_name = "IP:PORT")]
     pub addr: Option<String>,
 
@@ -589,18 +590,17 @@ fn print_banner(
     dev_key: Option<&ApiKey>,
 ) {
     let mut out = std::io::stdout().lock();
-    let host = if addr.ip().is_unspecified() {
-        "0.0.0.0".to_string()
-    } else {
-        addr.ip().to_string()
-    };
+    let urls = endpoint_urls(addr, sys::interface_addresses().ok());
     let _ = writeln!(
         out,
         "Version     {} ({})",
         api::sys_version(),
         api::sys_commit()
     );
-    let _ = writeln!(out, "Endpoint    https://{host}:{}", addr.port());
+    for (i, url) in urls.iter().enumerate() {
+        let label = if i == 0 { "Endpoint" } else { "" };
+        let _ = writeln!(out, "{label:<12}{url}");
+    }
     let _ = writeln!(out, "Admin       {}", cfg.admin);
     let _ = writeln!(out, "Keystore    {store}");
     let _ = writeln!(out, "MLock       {mlock}");
@@ -614,8 +614,72 @@ fn print_banner(
             "Admin API key (use it with curl or KES clients):\n\n    {}\n",
             key.to_text()
         );
-        let _ = writeln!(out, "  export KES_SERVER=https://{host}:{}", addr.port());
+        let _ = writeln!(out, "  export KES_SERVER={}", urls[0]);
         let _ = writeln!(out, "  export KES_API_KEY={}", key.to_text());
     }
     let _ = out.flush();
+}
+
+/// The URLs the banner lists for the listen address: the address itself, or for a wildcard
+/// address one URL per address of the machine (`interfaces`), IPv4 first and loopback first, so
+/// that the first URL works from the machine itself. IPv6 addresses are bracketed. Without the
+/// interface list, the loopback URLs stand for "every interface".
+fn endpoint_urls(addr: SocketAddr, interfaces: Option<Vec<std::net::IpAddr>>) -> Vec<String> {
+    use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+    let url = |ip: IpAddr| SocketAddr::new(ip, addr.port()).to_string();
+    if !addr.ip().is_unspecified() {
+        return vec![format!("https://{}", url(addr.ip()))];
+    }
+    let mut ips = interfaces.unwrap_or_default();
+    // A socket bound to `::` is dual-stack (src/server: `listen`); one bound to 0.0.0.0 (the
+    // fallback of a machine without IPv6) serves IPv4 only.
+    ips.retain(|ip| !ip.is_unspecified() && (addr.is_ipv6() || ip.is_ipv4()));
+    if !ips.iter().any(|ip| ip.is_loopback() && ip.is_ipv4()) {
+        ips.push(IpAddr::V4(Ipv4Addr::LOCALHOST));
+    }
+    let has_v6 = ips.iter().any(IpAddr::is_ipv6);
+    if !has_v6 && addr.is_ipv6() {
+        ips.push(IpAddr::V6(Ipv6Addr::LOCALHOST));
+    }
+    // Stable: IPv4 before IPv6, loopback first within each family, else the kernel's order.
+    ips.sort_by_key(|ip| (ip.is_ipv6(), !ip.is_loopback()));
+    ips.into_iter().map(|ip| format!("https://{}", url(ip))).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::net::IpAddr;
+
+    fn ips(list: &[&str]) -> Option<Vec<IpAddr>> {
+        Some(list.iter().map(|s| s.parse().unwrap()).collect())
+    }
+
+    #[test]
+    fn a_specific_address_is_its_own_url() {
+        let v4: SocketAddr = "127.0.0.1:7373".parse().unwrap();
+        assert_eq!(endpoint_urls(v4, None), ["https://127.0.0.1:7373"]);
+        let v6: SocketAddr = "[::1]:7373".parse().unwrap();
+        assert_eq!(endpoint_urls(v6, ips(&["10.0.0.1"])), ["https://[::1]:7373"]);
+    }
+
+    #[test]
+    fn a_wildcard_address_lists_the_machine_s_addresses_loopback_first() {
+        let any: SocketAddr = "[::]:7373".parse().unwrap();
+        assert_eq!(
+            endpoint_urls(any, ips(&["10.0.0.1", "127.0.0.1", "fd00::2", "::1"])),
+            [
+                "https://127.0.0.1:7373",
+                "https://10.0.0.1:7373",
+                "https://[::1]:7373",
+                "https://[fd00::2]:7373",
+            ]
+        );
+        let any4: SocketAddr = "0.0.0.0:7373".parse().unwrap();
+        assert_eq!(endpoint_urls(any4, None), ["https://127.0.0.1:7373"]);
+        assert_eq!(
+            endpoint_urls(any, None),
+            ["https://127.0.0.1:7373", "https://[::1]:7373"]
+        );
+    }
 }
