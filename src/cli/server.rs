@@ -133,15 +133,19 @@ struct Loaded {
 fn build_tls(cfg: &Config) -> Result<Arc<rustls::ServerConfig>, String> {
     let chain = certs::load_certificates(&cfg.tls.cert)?;
     let key = certs::load_private_key(&cfg.tls.key, cfg.tls.password.as_deref())?;
-    let roots = if cfg.tls.verify_client_certs {
-        let mut roots = Vec::new();
-        if let Some(ca) = &cfg.tls.ca {
-            roots = certs::load_ca_certificates(ca)?;
-        }
-        Some(roots)
-    } else {
-        None
+    // `tls.ca` is read whether or not `tls.auth` is on, as by the Go server: a file that is
+    // missing or holds no certificate refuses the start (and a reload) instead of surfacing only
+    // when client verification is turned on. Only an empty directory is accepted when nothing
+    // is verified against it.
+    let ca = match &cfg.tls.ca {
+        None => Vec::new(),
+        Some(ca) => match certs::load_ca_certificates(ca) {
+            Ok(certs) => certs,
+            Err(_) if !cfg.tls.verify_client_certs && is_empty_dir(ca) => Vec::new(),
+            Err(e) => return Err(format!("tls.ca: {e}")),
+        },
     };
+    let roots = cfg.tls.verify_client_certs.then_some(ca);
     let required = !Api::any_skip_auth(&cfg.api);
     let tls = tls::server_config(
         chain,
@@ -151,6 +155,10 @@ fn build_tls(cfg: &Config) -> Result<Arc<rustls::ServerConfig>, String> {
         cfg.limits.http2,
     )?;
     Ok(Arc::new(tls))
+}
+
+fn is_empty_dir(path: &Path) -> bool {
+    std::fs::read_dir(path).is_ok_and(|mut entries| entries.next().is_none())
 }
 
 fn build(cfg: &Config) -> Result<Loaded, String> {
@@ -403,9 +411,7 @@ fn stamp(path: &Path) -> FileStamp {
 /// The files the TLS configuration is built from.
 fn tls_paths(cfg: &Config) -> Vec<PathBuf> {
     let mut paths = vec![cfg.tls.cert.clone(), cfg.tls.key.clone()];
-    if cfg.tls.verify_client_certs
-        && let Some(ca) = &cfg.tls.ca
-    {
+    if let Some(ca) = &cfg.tls.ca {
         paths.push(ca.clone());
     }
     paths
