@@ -88,7 +88,7 @@ pub fn parse_with(
 
 fn log_warnings(warnings: &[Warning]) {
     for w in warnings {
-        log::warn!("{w} (ignored; 'kes server --check' reports it as an error)");
+        log::warn!("{w}; ignored ('kes server --check' reports it as an error)");
     }
 }
 

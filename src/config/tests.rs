@@ -862,14 +862,36 @@ fn partial_references_are_left_alone() {
     assert!(
         matches!(&c.keystore, KeystoreConfig::Fs { path } if path == Path::new("./keys-${T3_X}"))
     );
-    // Flow collections are not substituted: the reference stays, and is then a bad identity.
-    let text = with_fs("policy:\n  p:\n    identities: [\"${T3_ID}\"]\n");
+    // Inside a flow collection only a whole quoted item is replaced (as by the Go server):
+    // a partial one stays, and is then a bad identity.
+    let text = with_fs("policy:\n  p:\n    identities: [\"${T3_ID}\", 'id-${T3_ID}']\n");
     let e = parse_env(&text, &[("T3_ID", "abc")]).unwrap_err();
     assert!(
-        e.message()
-            .contains("identity '${T3_ID}' is empty, too long or contains invalid characters"),
+        e.message().contains(
+            "identity 'id-${T3_ID}' is empty, too long or contains invalid characters"
+        ),
         "{e}"
     );
+}
+
+#[test]
+fn quoted_references_in_flow_collections_are_replaced() {
+    let text = with_fs(
+        "policy:\n  p:\n    identities: [\"${T6_A}\", '${T6_B}']\n  q: {identities: [ \"${T6_C}\" ]}\n",
+    );
+    let c = parse_env(&text, &[("T6_A", "a1"), ("T6_B", "b1"), ("T6_C", "c1")]).unwrap();
+    assert_eq!(c.policies["p"].identities, ["a1", "b1"]);
+    assert_eq!(c.policies["q"].identities, ["c1"]);
+    let e = parse_env(&text, &[("T6_A", "a1"), ("T6_B", "b1")]).unwrap_err();
+    assert_eq!(
+        e.to_string(),
+        "config: line 12: environment variable 'T6_C' is not set"
+    );
+    // Unquoted, the `{` of `${` opens a flow mapping: refused (so does the Go server), with
+    // the hint.
+    let text = with_fs("policy:\n  p:\n    identities: [ ${T6_A}, b ]\n");
+    let e = parse_env(&text, &[("T6_A", "a")]).unwrap_err();
+    assert!(e.message().ends_with(env::NOT_REPLACED_HINT), "{e}");
 }
 
 #[test]
