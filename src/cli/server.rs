@@ -225,7 +225,25 @@ fn build_tls(cfg: &Config) -> Result<Arc<rustls::ServerConfig>, String> {
             Err(e) => return Err(format!("tls.ca: {e}")),
         },
     };
-    let roots = cfg.tls.verify_client_certs.then_some(ca);
+    // `tls.auth: on` without `tls.ca` verifies against the system's CA bundle, as the Go
+    // server does (an organisation's CA installed system-wide). With `tls.ca`, only its
+    // certificates are trusted (the Go server adds them to the system roots).
+    let roots = match (cfg.tls.verify_client_certs, &cfg.tls.ca) {
+        (false, _) => None,
+        (true, Some(_)) => Some(ca),
+        (true, None) => {
+            let system = certs::load_system_roots().ok_or(
+                "tls.auth is on without tls.ca, and the system has no CA bundle to verify client \
+                 certificates against: set tls.ca",
+            )?;
+            // A system bundle may hold a few certificates webpki cannot use: skip those.
+            let usable = system
+                .into_iter()
+                .filter(|c| rustls::RootCertStore::empty().add(c.clone()).is_ok())
+                .collect();
+            Some(usable)
+        }
+    };
     let required = !Api::any_skip_auth(&cfg.api);
     let tls = tls::server_config(
         chain,

@@ -174,11 +174,11 @@ pub fn parse_with_warnings(
         // A `${NAME}` that was not replaced (inside `[ ]`/`{ }`, or part of a longer value) is
         // the likely cause of an error on its line.
         let unreplaced = err.line().is_some_and(|n| {
-            original
+            let references = original
                 .lines()
                 .nth(n.saturating_sub(1))
-                .is_some_and(|l| l.contains("${"))
-                && !subs.iter().any(|s| s.line == n)
+                .map_or(0, |l| l.matches("${").count());
+            references > subs.iter().filter(|s| s.line == n).count()
         });
         if unreplaced {
             with_hint(err.with_hint(env::NOT_REPLACED_HINT))
