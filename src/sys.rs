@@ -357,12 +357,7 @@ pub fn listen_dual_stack(_port: u16, _backlog: i32) -> io::Result<Option<std::ne
 }
 
 #[cfg(target_os = "linux")]
-fn set_int_option(
-    fd: &std::os::fd::OwnedFd,
-    level: i32,
-    name: i32,
-    value: i32,
-) -> io::Result<()> {
+fn set_int_option(fd: &std::os::fd::OwnedFd, level: i32, name: i32, value: i32) -> io::Result<()> {
     use std::os::fd::AsRawFd;
     // SAFETY: the descriptor is owned by `fd`, which outlives the call; the option value is a
     // c_int on our stack whose size we pass.

@@ -747,7 +747,9 @@ fn endpoint_urls(addr: SocketAddr, interfaces: Option<Vec<std::net::IpAddr>>) ->
     }
     // Stable: IPv4 before IPv6, loopback first within each family, else the kernel's order.
     ips.sort_by_key(|ip| (ip.is_ipv6(), !ip.is_loopback()));
-    ips.into_iter().map(|ip| format!("https://{}", url(ip))).collect()
+    ips.into_iter()
+        .map(|ip| format!("https://{}", url(ip)))
+        .collect()
 }
 
 #[cfg(test)]
@@ -764,7 +766,10 @@ mod tests {
         let v4: SocketAddr = "127.0.0.1:7373".parse().unwrap();
         assert_eq!(endpoint_urls(v4, None), ["https://127.0.0.1:7373"]);
         let v6: SocketAddr = "[::1]:7373".parse().unwrap();
-        assert_eq!(endpoint_urls(v6, ips(&["10.0.0.1"])), ["https://[::1]:7373"]);
+        assert_eq!(
+            endpoint_urls(v6, ips(&["10.0.0.1"])),
+            ["https://[::1]:7373"]
+        );
     }
 
     #[test]

@@ -71,7 +71,15 @@ pub(crate) fn substitute(
         let indent = line.len() - line.trim_start_matches([' ', '\t']).len();
 
         if flow_depth > 0 {
-            substitute_flow(line, 0, &mut flow_depth, line_no, &lookup, &mut out, &mut subs)?;
+            substitute_flow(
+                line,
+                0,
+                &mut flow_depth,
+                line_no,
+                &lookup,
+                &mut out,
+                &mut subs,
+            )?;
             out.push_str(ending);
             continue;
         }
@@ -87,7 +95,15 @@ pub(crate) fn substitute(
         if block_scalar_indent.is_none()
             && let Some(start) = flow_start(line)
         {
-            substitute_flow(line, start, &mut flow_depth, line_no, &lookup, &mut out, &mut subs)?;
+            substitute_flow(
+                line,
+                start,
+                &mut flow_depth,
+                line_no,
+                &lookup,
+                &mut out,
+                &mut subs,
+            )?;
             out.push_str(ending);
             continue;
         }
@@ -573,7 +589,10 @@ mod tests {
             subst("ids: [\"${A}\", '${B}', x]\n", &vars),
             "ids: [\"alpha\", \"beta\", x]\n"
         );
-        assert_eq!(subst("ids: [ \" ${A} \" ]\n", &vars), "ids: [ \"alpha\" ]\n");
+        assert_eq!(
+            subst("ids: [ \" ${A} \" ]\n", &vars),
+            "ids: [ \"alpha\" ]\n"
+        );
         assert_eq!(
             subst("- {id: '${A}', n: \"${B}\"} # c \"${A}\"\n", &vars),
             "- {id: \"alpha\", n: \"beta\"} # c \"${A}\"\n"
@@ -586,7 +605,10 @@ mod tests {
             subst("k: ['it''s', \"a\\\"b\", \"${A}\"]\n", &vars),
             "k: ['it''s', \"a\\\"b\", \"alpha\"]\n"
         );
-        assert_eq!(subst("k: [\"é\", \"${A}\"]\n", &vars), "k: [\"é\", \"alpha\"]\n");
+        assert_eq!(
+            subst("k: [\"é\", \"${A}\"]\n", &vars),
+            "k: [\"é\", \"alpha\"]\n"
+        );
         let err = substitute("a: 1\nb: [\"${NOPE}\"]\n", env(&[])).unwrap_err();
         assert_eq!(err.line, 2);
         assert_eq!(err.message, "environment variable 'NOPE' is not set");

@@ -449,10 +449,7 @@ mod tests {
         );
         assert_eq!(schema::known_fields(&[Some("policy")]), None);
         assert_eq!(schema::known_fields(&[Some("keystore")]), None);
-        assert_eq!(
-            schema::known_fields(&[Some("keystore"), Some("aws")]),
-            None
-        );
+        assert_eq!(schema::known_fields(&[Some("keystore"), Some("aws")]), None);
     }
 
     #[test]
@@ -499,7 +496,10 @@ mod tests {
         let dup = check(text).unwrap_err();
         assert_eq!(dup.line, 6);
         assert_eq!(dup.first_line, Some(5));
-        assert_eq!(dup.message(), "'cert' is defined twice in 'tls' (first at line 5)");
+        assert_eq!(
+            dup.message(),
+            "'cert' is defined twice in 'tls' (first at line 5)"
+        );
         let text = "admin:\n  identity: a\n\nadmin:\n  identity: b\n";
         let dup = check(text).unwrap_err();
         assert_eq!((dup.line, dup.first_line), (4, Some(1)));

@@ -436,9 +436,7 @@ fn or_default(s: Option<String>, default: &str) -> String {
 
 /// The whole file, current and older layout.
 #[derive(Deserialize)]
-#[serde(
-    expecting = "a config file: a mapping with admin, tls, keystore, …"
-)]
+#[serde(expecting = "a config file: a mapping with admin, tls, keystore, …")]
 pub(crate) struct RawFile {
     version: Option<FileVersion>,
     address: Option<Address>,
@@ -583,9 +581,7 @@ struct RawTls {
 /// `tls.proxy` (TLS-terminating proxies): parsed, then ignored, as by the Go server since
 /// 2023-10-24.
 #[derive(Deserialize)]
-#[serde(
-    expecting = "a proxy section with identities and header"
-)]
+#[serde(expecting = "a proxy section with identities and header")]
 struct RawProxy {
     identities: Option<Vec<String>>,
     header: Option<RawProxyHeader>,
@@ -825,9 +821,7 @@ struct RawCache {
 }
 
 #[derive(Deserialize)]
-#[serde(
-    expecting = "an expiry section with any, unused and offline"
-)]
+#[serde(expecting = "an expiry section with any, unused and offline")]
 struct RawExpiry {
     any: Option<Dur>,
     unused: Option<Dur>,
@@ -845,9 +839,7 @@ struct RawLog {
 struct ApiMap(BTreeMap<String, ApiConfig>);
 
 #[derive(Deserialize)]
-#[serde(
-    expecting = "API settings with skip_auth and timeout"
-)]
+#[serde(expecting = "API settings with skip_auth and timeout")]
 struct RawApi {
     skip_auth: Option<Flag>,
     timeout: Option<Dur>,
@@ -903,9 +895,7 @@ impl<'de> Deserialize<'de> for ApiMap {
 }
 
 #[derive(Deserialize)]
-#[serde(
-    expecting = "a server section with max_connections and timeouts"
-)]
+#[serde(expecting = "a server section with max_connections and timeouts")]
 struct RawServer {
     max_connections: Option<Count>,
     max_connections_per_address: Option<Count>,
@@ -1072,8 +1062,11 @@ fn visit_keystore<'de, A: MapAccess<'de>>(mut map: A) -> Result<KeystoreConfig, 
             expecting: "a keystore name",
             convert: |s: &str| {
                 let Some(name) = KEYSTORES.iter().find(|k| **k == s) else {
+                    let hint = super::fields::suggest(s, KEYSTORES)
+                        .map(|k| format!(": did you mean '{k}'?"))
+                        .unwrap_or_default();
                     return Err(standalone(format!(
-                        "unknown keystore '{s}' (supported: {SUPPORTED})"
+                        "unknown keystore '{s}' (supported: {SUPPORTED}){hint}"
                     )));
                 };
                 if first == Some(*name) {
@@ -1186,9 +1179,7 @@ const VAULT_RESPONSE_TIMEOUT: Duration = Duration::from_secs(10);
 const VAULT_READ_TIMEOUT: Duration = Duration::from_millis(1500);
 
 #[derive(Deserialize)]
-#[serde(
-    expecting = "a vault keystore section with endpoint, approle, …"
-)]
+#[serde(expecting = "a vault keystore section with endpoint, approle, …")]
 struct RawVault {
     endpoint: Option<Endpoints>,
     engine: Option<String>,
@@ -1210,9 +1201,7 @@ struct RawVaultStatus {
 }
 
 #[derive(Deserialize)]
-#[serde(
-    expecting = "a timeout section with connect, response and read"
-)]
+#[serde(expecting = "a timeout section with connect, response and read")]
 struct RawVaultTimeout {
     connect: Option<PositiveDur>,
     response: Option<PositiveDur>,
@@ -1275,9 +1264,7 @@ impl<'de> Deserialize<'de> for VaultBlock {
 }
 
 #[derive(Deserialize)]
-#[serde(
-    expecting = "a transit section with engine and key"
-)]
+#[serde(expecting = "a transit section with engine and key")]
 struct RawTransit {
     engine: Option<String>,
     key: Option<String>,
@@ -1299,9 +1286,7 @@ impl<'de> Deserialize<'de> for TransitBlock {
 }
 
 #[derive(Deserialize)]
-#[serde(
-    expecting = "an approle section with id and secret"
-)]
+#[serde(expecting = "an approle section with id and secret")]
 struct RawAppRole {
     namespace: Option<String>,
     engine: Option<String>,
@@ -1342,9 +1327,7 @@ impl<'de> Deserialize<'de> for AppRoleBlock {
 }
 
 #[derive(Deserialize)]
-#[serde(
-    expecting = "a kubernetes section with role and jwt"
-)]
+#[serde(expecting = "a kubernetes section with role and jwt")]
 struct RawKubernetes {
     namespace: Option<String>,
     engine: Option<String>,

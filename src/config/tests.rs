@@ -867,9 +867,8 @@ fn partial_references_are_left_alone() {
     let text = with_fs("policy:\n  p:\n    identities: [\"${T3_ID}\", 'id-${T3_ID}']\n");
     let e = parse_env(&text, &[("T3_ID", "abc")]).unwrap_err();
     assert!(
-        e.message().contains(
-            "identity 'id-${T3_ID}' is empty, too long or contains invalid characters"
-        ),
+        e.message()
+            .contains("identity 'id-${T3_ID}' is empty, too long or contains invalid characters"),
         "{e}"
     );
 }
@@ -1126,7 +1125,10 @@ fn policy_errors() {
     let e = fail(&with_fs("policy:\n  p:\n  q:\n  p:\n"));
     assert_eq!(
         (e.line(), e.message()),
-        (Some(12), "'p' is defined twice in 'policy' (first at line 10)")
+        (
+            Some(12),
+            "'p' is defined twice in 'policy' (first at line 10)"
+        )
     );
     let text = with_fs("policy:\n  p:\n    allow: [a]\n    allow: [b]\n");
     assert_eq!(
@@ -1255,7 +1257,10 @@ fn keystore_errors() {
     let e = fail(&text);
     assert_eq!(
         (e.line(), e.message()),
-        (Some(9), "'fs' is defined twice in 'keystore' (first at line 7)")
+        (
+            Some(9),
+            "'fs' is defined twice in 'keystore' (first at line 7)"
+        )
     );
 }
 
@@ -1552,7 +1557,10 @@ fn error_accessors_and_display() {
     let e = fail(&with_fs("address: x\n"));
     assert_eq!(e.file(), None);
     assert_eq!(e.line(), Some(9));
-    assert!(e.message().starts_with("address: invalid address 'x'"), "{e}");
+    assert!(
+        e.message().starts_with("address: invalid address 'x'"),
+        "{e}"
+    );
     let e = e.in_file(Some(Path::new("/etc/kes/config.yml")));
     assert!(
         e.to_string()
