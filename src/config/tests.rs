@@ -432,16 +432,19 @@ fn oldest_schema_keys_holds_the_keystore() {
 #[test]
 fn the_example_file_parses() {
     let text = include_str!("../../kes.yaml.example");
-    let c = parse_env(
+    let (c, warnings) = parse_with_warnings(
         text,
-        &[
+        None,
+        env_of(&[
             ("KES_ADMIN_IDENTITY", ADMIN),
             ("MINIO_IDENTITY", MINIO),
             ("VAULT_APPROLE_ID", "role-id"),
             ("VAULT_APPROLE_SECRET", "secret-id"),
-        ],
+        ]),
     )
     .unwrap_or_else(|e| panic!("kes.yaml.example: {e}"));
+    // `kes server --check` passes it: no field is unknown.
+    assert_eq!(warnings, []);
     assert_eq!(c.admin, ADMIN);
     assert_eq!(c.policies["minio"].identities, [MINIO]);
     assert_eq!(c.keys, ["minio-default-key"]);
