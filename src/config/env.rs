@@ -8,9 +8,10 @@
 //! * a list item (`- ${NAME}`, `- - ${NAME}`);
 //!
 //! each optionally quoted (`"${NAME}"`, `'${NAME}'`) and optionally followed by a ` # comment`;
-//! * a quoted item or value of a flow collection (`["${A}", '${B}']`, `{id: "${A}"}`), also
-//!   one that spans lines. Unquoted, `${A}` is no scalar inside `[ ]` or `{ }` (the `{` opens a
-//!   mapping): the YAML reader refuses it, as the Go server's does.
+//! and a quoted item or value of a flow collection (`["${A}", '${B}']`, `{id: "${A}"}`), also
+//! one that spans lines. Unquoted, `${A}` is no scalar inside `[ ]` or `{ }` (the `{` opens a
+//! mapping): the YAML reader refuses it, as the Go server's does.
+//!
 //! The value is inserted as a YAML double-quoted string, so any text (a `#`, a `:`, quotes,
 //! newlines) comes through unchanged and is always a string to the schema.
 //!
