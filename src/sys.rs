@@ -1,6 +1,7 @@
 //! The few system calls that need `unsafe`: locking memory, disabling core dumps, turning off
 //! the terminal echo while `kes` reads a password, and the socket and resource limits the server
-//! sets (listen backlog, open files, TCP keep-alive).
+//! sets (listen backlog, open files, TCP keep-alive, a dual-stack listening socket, the list of
+//! the machine's addresses for the banner).
 //!
 //! Keys live in process memory. `mlockall` keeps every page (current and future) out of swap, and a
 //! core-dump limit of zero keeps them out of crash dumps. Both are best-effort: the server reports
@@ -291,4 +292,143 @@ pub fn lower_thread_priority(niceness: i32) -> io::Result<()> {
 #[cfg(not(target_os = "linux"))]
 pub fn lower_thread_priority(_niceness: i32) -> io::Result<()> {
     Ok(())
+}
+
+/// Opens a listening TCP socket on `[::]:port` that also accepts IPv4 connections
+/// (`IPV6_V6ONLY` off, whatever `net.ipv6.bindv6only` says), as the Go server does for a wildcard
+/// address (`:7373`, `0.0.0.0:7373` or `[::]:7373`). `Ok(None)` when the machine has no IPv6
+/// (the socket cannot be created, or `::` cannot be bound): the caller then listens on
+/// `0.0.0.0`.
+#[cfg(target_os = "linux")]
+pub fn listen_dual_stack(port: u16, backlog: i32) -> io::Result<Option<std::net::TcpListener>> {
+    use std::os::fd::{FromRawFd, OwnedFd};
+    // SAFETY: socket(2) takes integers only; the result is checked before use.
+    let fd = unsafe {
+        libc::socket(
+            libc::AF_INET6,
+            libc::SOCK_STREAM | libc::SOCK_CLOEXEC,
+            libc::IPPROTO_TCP,
+        )
+    };
+    if fd < 0 {
+        let err = io::Error::last_os_error();
+        return match err.raw_os_error() {
+            Some(libc::EAFNOSUPPORT | libc::EPROTONOSUPPORT | libc::EINVAL) => Ok(None),
+            _ => Err(err),
+        };
+    }
+    // SAFETY: `fd` is a fresh descriptor that nothing else owns; OwnedFd closes it on every
+    // return path below.
+    let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+    set_int_option(&fd, libc::IPPROTO_IPV6, libc::IPV6_V6ONLY, 0)?;
+    // As the standard library does for TcpListener::bind: a restart may bind the port again
+    // while connections of the previous process are in TIME_WAIT.
+    set_int_option(&fd, libc::SOL_SOCKET, libc::SO_REUSEADDR, 1)?;
+    // SAFETY: sockaddr_in6 is plain old data; all-zero is the unspecified address `::`.
+    let mut addr: libc::sockaddr_in6 = unsafe { std::mem::zeroed() };
+    addr.sin6_family = libc::AF_INET6 as libc::sa_family_t;
+    addr.sin6_port = port.to_be();
+    use std::os::fd::AsRawFd;
+    // SAFETY: the pointer and length describe `addr`, which lives on our stack for the call.
+    let rc = unsafe {
+        libc::bind(
+            fd.as_raw_fd(),
+            (&addr as *const libc::sockaddr_in6).cast(),
+            std::mem::size_of::<libc::sockaddr_in6>() as libc::socklen_t,
+        )
+    };
+    if rc != 0 {
+        let err = io::Error::last_os_error();
+        // IPv6 disabled on every interface (`ipv6.disable=1` leaves no `::` to bind).
+        return match err.raw_os_error() {
+            Some(libc::EADDRNOTAVAIL | libc::EAFNOSUPPORT) => Ok(None),
+            _ => Err(err),
+        };
+    }
+    // SAFETY: listen(2) takes integers only.
+    if unsafe { libc::listen(fd.as_raw_fd(), backlog) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(Some(std::net::TcpListener::from(fd)))
+}
+
+#[cfg(not(target_os = "linux"))]
+pub fn listen_dual_stack(_port: u16, _backlog: i32) -> io::Result<Option<std::net::TcpListener>> {
+    Ok(None)
+}
+
+#[cfg(target_os = "linux")]
+fn set_int_option(fd: &std::os::fd::OwnedFd, level: i32, name: i32, value: i32) -> io::Result<()> {
+    use std::os::fd::AsRawFd;
+    // SAFETY: the descriptor is owned by `fd`, which outlives the call; the option value is a
+    // c_int on our stack whose size we pass.
+    let rc = unsafe {
+        libc::setsockopt(
+            fd.as_raw_fd(),
+            level,
+            name,
+            (&value as *const i32).cast(),
+            std::mem::size_of::<i32>() as libc::socklen_t,
+        )
+    };
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
+}
+
+/// The IP addresses of the machine's interfaces that are up (`getifaddrs`), in the order the
+/// kernel lists them, without duplicates. IPv6 link-local addresses are left out: a URL for one
+/// needs the interface as a zone, which few clients accept.
+#[cfg(target_os = "linux")]
+pub fn interface_addresses() -> io::Result<Vec<std::net::IpAddr>> {
+    use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+    let mut list: *mut libc::ifaddrs = std::ptr::null_mut();
+    // SAFETY: getifaddrs fills `list` with a linked list that we free below with freeifaddrs.
+    if unsafe { libc::getifaddrs(&mut list) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    let mut out = Vec::new();
+    let mut cur = list;
+    while !cur.is_null() {
+        // SAFETY: `cur` is a node of the list getifaddrs returned, not yet freed.
+        let ifa = unsafe { &*cur };
+        cur = ifa.ifa_next;
+        let up = ifa.ifa_flags & (libc::IFF_UP as libc::c_uint) != 0;
+        if !up || ifa.ifa_addr.is_null() {
+            continue;
+        }
+        // SAFETY: ifa_addr points to a sockaddr whose family field says what it is.
+        let family = i32::from(unsafe { (*ifa.ifa_addr).sa_family });
+        let ip = if family == libc::AF_INET {
+            // SAFETY: the family is AF_INET, so the address is a sockaddr_in.
+            let sin = unsafe { &*(ifa.ifa_addr as *const libc::sockaddr_in) };
+            IpAddr::V4(Ipv4Addr::from(u32::from_be(sin.sin_addr.s_addr)))
+        } else if family == libc::AF_INET6 {
+            // SAFETY: the family is AF_INET6, so the address is a sockaddr_in6.
+            let sin6 = unsafe { &*(ifa.ifa_addr as *const libc::sockaddr_in6) };
+            let ip = Ipv6Addr::from(sin6.sin6_addr.s6_addr);
+            if ip.is_unicast_link_local() {
+                continue;
+            }
+            IpAddr::V6(ip)
+        } else {
+            continue;
+        };
+        if !out.contains(&ip) {
+            out.push(ip);
+        }
+    }
+    // SAFETY: `list` came from getifaddrs and is freed once; no reference into it is kept.
+    unsafe { libc::freeifaddrs(list) };
+    Ok(out)
+}
+
+#[cfg(not(target_os = "linux"))]
+pub fn interface_addresses() -> io::Result<Vec<std::net::IpAddr>> {
+    Err(io::Error::new(
+        io::ErrorKind::Unsupported,
+        "listing the interface addresses is only supported on Linux",
+    ))
 }

@@ -963,8 +963,8 @@ fn config_errors_are_reported_with_context() {
     for (name, extra, expect) in [
         (
             "unknown",
-            "keystore:\n  fs:\n    path: /tmp/x\nadress: 1.2.3.4:1\n",
-            "adress",
+            "keystore:\n  fs:\n    pth: /tmp/x\n",
+            "unknown field 'pth' in 'keystore.fs': did you mean 'path'?",
         ),
         (
             "aws",

@@ -1428,8 +1428,8 @@ fn sighup_reloads_policies_and_certificate_and_survives_a_broken_file() {
     assert_eq!(app.put("/v1/key/create/other-3", "").status, 200);
     assert_eq!(old.request("GET", "/version", None).unwrap().status, 200);
 
-    // A file that parses but is invalid (unknown field) is refused the same way.
-    env.reload(&format!("{cfg2}\nadmn: x\n"), "reload of", 2);
+    // A file that parses but is invalid (a version that does not exist) is refused the same way.
+    env.reload(&format!("{cfg2}\nversion: v9\n"), "reload of", 2);
     assert_eq!(app.put("/v1/key/create/other-4", "").status, 200);
 
     // 3. A new certificate (same CA, new key): new connections get it, the old one keeps its

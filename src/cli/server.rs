@@ -42,7 +42,7 @@ policies, keystore) from a YAML file; see kes.yaml.example.\n\n\
 With --dev, it starts a throw-away development server: an in-memory keystore, a fresh \
 self-signed certificate for localhost and 127.0.0.1, and a fresh admin API key printed at \
 start. Keys are lost when it stops. Never use --dev in production.",
-    after_help = "Examples:\n  kes server --dev\n  kes server --config /etc/kes/config.yaml\n  kes server --config config.yaml --addr 127.0.0.1:7373\n\n\
+    after_help = "Examples:\n  kes server --dev\n  kes server --config /etc/kes/config.yaml\n  kes server --config config.yaml --addr 127.0.0.1:7373\n  kes server --check --config /etc/kes/config.yaml\n\n\
 Signals: SIGHUP reloads the config file (policies, admin, API settings, logging, cache, keys, \
 TLS certificate; not the keystore or the listen address); SIGINT and SIGTERM stop the server \
 after in-flight requests finish. A changed TLS certificate or key file is picked up without a \
@@ -53,13 +53,21 @@ pub struct ServerArgs {
     #[arg(long, value_name = "FILE", conflicts_with = "dev")]
     pub config: Option<PathBuf>,
 
-    /// Listen address, overriding the config file (default 0.0.0.0:7373; 127.0.0.1:7373 with --dev).
+    /// Listen address, overriding the config file (default 0.0.0.0:7373; 127.0.0.1:7373 with
+    /// --dev). A wildcard address (:7373, 0.0.0.0:7373 or [::]:7373) listens on IPv4 and IPv6.
     #[arg(long, value_name = "IP:PORT")]
     pub addr: Option<String>,
 
     /// Start a development server with an in-memory keystore and a fresh admin API key.
     #[arg(long)]
     pub dev: bool,
+
+    /// Check the config file and exit: 0 when it is valid, 1 with every problem listed. Stricter
+    /// than a start: fields the schema does not know are errors (a start only warns). Reads the
+    /// files it names (TLS key and certificate, that they match, tls.ca, Vault TLS files) but
+    /// contacts no keystore. For CI and systemd's ExecReload.
+    #[arg(long, requires = "config", conflicts_with = "dev")]
+    pub check: bool,
 
     /// Ignored (accepted for compatibility with old command lines; use tls.key in the config).
     #[arg(long, hide = true, value_name = "FILE")]
@@ -107,6 +115,11 @@ pub fn run(args: ServerArgs) -> ExitCode {
             log::warn!("{flag} is ignored: set it in the config file instead");
         }
     }
+    if args.check
+        && let Some(path) = &args.config
+    {
+        return check(path, args.addr.as_deref());
+    }
     if !args.dev && args.config.is_none() {
         crate::cli::print_error(
             "either --config FILE or --dev is required (see 'kes server --help')",
@@ -122,6 +135,74 @@ pub fn run(args: ServerArgs) -> ExitCode {
     }
 }
 
+/// `kes server --check --config FILE`: validates the file strictly and the files it names,
+/// without starting anything. Problems go to stderr, one a line; a summary to stdout.
+fn check(path: &Path, addr: Option<&str>) -> ExitCode {
+    let (cfg, warnings) = match config::load_with_warnings(path) {
+        Ok(loaded) => loaded,
+        Err(e) => {
+            crate::cli::print_error(e);
+            return ExitCode::FAILURE;
+        }
+    };
+    let mut problems: Vec<String> = warnings.iter().map(ToString::to_string).collect();
+    if let Some(addr) = addr
+        && let Err(e) = parse_addr(addr)
+    {
+        problems.push(e);
+    }
+    if let Err(e) = build_tls(&cfg) {
+        problems.push(format!("{}: {e}", path.display()));
+    }
+    let store = match &cfg.keystore {
+        KeystoreConfig::Fs { path: dir } => {
+            match std::fs::metadata(dir) {
+                Ok(m) if m.is_dir() => {}
+                Ok(_) => problems.push(format!(
+                    "{}: keystore.fs.path '{}' is not a directory",
+                    path.display(),
+                    dir.display()
+                )),
+                // Created at start (as by the Go server); only a parent that cannot hold it is
+                // a problem that shows now.
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => problems.push(format!(
+                    "{}: keystore.fs.path '{}': {e}",
+                    path.display(),
+                    dir.display()
+                )),
+            }
+            format!("fs {}", dir.display())
+        }
+        KeystoreConfig::Vault(vault) => {
+            if let Err(e) = crate::keystore::vault::check_files(vault) {
+                problems.push(format!("{}: {e}", path.display()));
+            }
+            format!("vault {} (not contacted)", vault.endpoints.join(", "))
+        }
+        KeystoreConfig::Memory => "memory".to_string(),
+    };
+    if problems.is_empty() {
+        println!(
+            "{}: OK (keystore {store}; {} policies, {} keys to create)",
+            path.display(),
+            cfg.policies.len(),
+            cfg.keys.len()
+        );
+        return ExitCode::SUCCESS;
+    }
+    for p in &problems {
+        crate::cli::print_error(p);
+    }
+    let n = problems.len();
+    crate::cli::print_error(format_args!(
+        "{}: {n} problem{} found",
+        path.display(),
+        if n == 1 { "" } else { "s" }
+    ));
+    ExitCode::FAILURE
+}
+
 /// The pieces that a reload rebuilds from the config file.
 struct Loaded {
     state: State,
@@ -132,14 +213,36 @@ struct Loaded {
 fn build_tls(cfg: &Config) -> Result<Arc<rustls::ServerConfig>, String> {
     let chain = certs::load_certificates(&cfg.tls.cert)?;
     let key = certs::load_private_key(&cfg.tls.key, cfg.tls.password.as_deref())?;
-    let roots = if cfg.tls.verify_client_certs {
-        let mut roots = Vec::new();
-        if let Some(ca) = &cfg.tls.ca {
-            roots = certs::load_ca_certificates(ca)?;
+    // `tls.ca` is read whether or not `tls.auth` is on, as by the Go server: a file that is
+    // missing or holds no certificate refuses the start (and a reload) instead of surfacing only
+    // when client verification is turned on. Only an empty directory is accepted when nothing
+    // is verified against it.
+    let ca = match &cfg.tls.ca {
+        None => Vec::new(),
+        Some(ca) => match certs::load_ca_certificates(ca) {
+            Ok(certs) => certs,
+            Err(_) if !cfg.tls.verify_client_certs && is_empty_dir(ca) => Vec::new(),
+            Err(e) => return Err(format!("tls.ca: {e}")),
+        },
+    };
+    // `tls.auth: on` without `tls.ca` verifies against the system's CA bundle, as the Go
+    // server does (an organisation's CA installed system-wide). With `tls.ca`, only its
+    // certificates are trusted (the Go server adds them to the system roots).
+    let roots = match (cfg.tls.verify_client_certs, &cfg.tls.ca) {
+        (false, _) => None,
+        (true, Some(_)) => Some(ca),
+        (true, None) => {
+            let system = certs::load_system_roots().ok_or(
+                "tls.auth is on without tls.ca, and the system has no CA bundle to verify client \
+                 certificates against: set tls.ca",
+            )?;
+            // A system bundle may hold a few certificates webpki cannot use: skip those.
+            let usable = system
+                .into_iter()
+                .filter(|c| rustls::RootCertStore::empty().add(c.clone()).is_ok())
+                .collect();
+            Some(usable)
         }
-        Some(roots)
-    } else {
-        None
     };
     let required = !Api::any_skip_auth(&cfg.api);
     let tls = tls::server_config(
@@ -150,6 +253,10 @@ fn build_tls(cfg: &Config) -> Result<Arc<rustls::ServerConfig>, String> {
         cfg.limits.http2,
     )?;
     Ok(Arc::new(tls))
+}
+
+fn is_empty_dir(path: &Path) -> bool {
+    std::fs::read_dir(path).is_ok_and(|mut entries| entries.next().is_none())
 }
 
 fn build(cfg: &Config) -> Result<Loaded, String> {
@@ -402,9 +509,7 @@ fn stamp(path: &Path) -> FileStamp {
 /// The files the TLS configuration is built from.
 fn tls_paths(cfg: &Config) -> Vec<PathBuf> {
     let mut paths = vec![cfg.tls.cert.clone(), cfg.tls.key.clone()];
-    if cfg.tls.verify_client_certs
-        && let Some(ca) = &cfg.tls.ca
-    {
+    if let Some(ca) = &cfg.tls.ca {
         paths.push(ca.clone());
     }
     paths
@@ -589,18 +694,17 @@ fn print_banner(
     dev_key: Option<&ApiKey>,
 ) {
     let mut out = std::io::stdout().lock();
-    let host = if addr.ip().is_unspecified() {
-        "0.0.0.0".to_string()
-    } else {
-        addr.ip().to_string()
-    };
+    let urls = endpoint_urls(addr, sys::interface_addresses().ok());
     let _ = writeln!(
         out,
         "Version     {} ({})",
         api::sys_version(),
         api::sys_commit()
     );
-    let _ = writeln!(out, "Endpoint    https://{host}:{}", addr.port());
+    for (i, url) in urls.iter().enumerate() {
+        let label = if i == 0 { "Endpoint" } else { "" };
+        let _ = writeln!(out, "{label:<12}{url}");
+    }
     let _ = writeln!(out, "Admin       {}", cfg.admin);
     let _ = writeln!(out, "Keystore    {store}");
     let _ = writeln!(out, "MLock       {mlock}");
@@ -614,8 +718,77 @@ fn print_banner(
             "Admin API key (use it with curl or KES clients):\n\n    {}\n",
             key.to_text()
         );
-        let _ = writeln!(out, "  export KES_SERVER=https://{host}:{}", addr.port());
+        let _ = writeln!(out, "  export KES_SERVER={}", urls[0]);
         let _ = writeln!(out, "  export KES_API_KEY={}", key.to_text());
     }
     let _ = out.flush();
+}
+
+/// The URLs the banner lists for the listen address: the address itself, or for a wildcard
+/// address one URL per address of the machine (`interfaces`), IPv4 first and loopback first, so
+/// that the first URL works from the machine itself. IPv6 addresses are bracketed. Without the
+/// interface list, the loopback URLs stand for "every interface".
+fn endpoint_urls(addr: SocketAddr, interfaces: Option<Vec<std::net::IpAddr>>) -> Vec<String> {
+    use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+    let url = |ip: IpAddr| SocketAddr::new(ip, addr.port()).to_string();
+    if !addr.ip().is_unspecified() {
+        return vec![format!("https://{}", url(addr.ip()))];
+    }
+    let mut ips = interfaces.unwrap_or_default();
+    // A socket bound to `::` is dual-stack (src/server: `listen`); one bound to 0.0.0.0 (the
+    // fallback of a machine without IPv6) serves IPv4 only.
+    ips.retain(|ip| !ip.is_unspecified() && (addr.is_ipv6() || ip.is_ipv4()));
+    if !ips.iter().any(|ip| ip.is_loopback() && ip.is_ipv4()) {
+        ips.push(IpAddr::V4(Ipv4Addr::LOCALHOST));
+    }
+    let has_v6 = ips.iter().any(IpAddr::is_ipv6);
+    if !has_v6 && addr.is_ipv6() {
+        ips.push(IpAddr::V6(Ipv6Addr::LOCALHOST));
+    }
+    // Stable: IPv4 before IPv6, loopback first within each family, else the kernel's order.
+    ips.sort_by_key(|ip| (ip.is_ipv6(), !ip.is_loopback()));
+    ips.into_iter()
+        .map(|ip| format!("https://{}", url(ip)))
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::net::IpAddr;
+
+    fn ips(list: &[&str]) -> Option<Vec<IpAddr>> {
+        Some(list.iter().map(|s| s.parse().unwrap()).collect())
+    }
+
+    #[test]
+    fn a_specific_address_is_its_own_url() {
+        let v4: SocketAddr = "127.0.0.1:7373".parse().unwrap();
+        assert_eq!(endpoint_urls(v4, None), ["https://127.0.0.1:7373"]);
+        let v6: SocketAddr = "[::1]:7373".parse().unwrap();
+        assert_eq!(
+            endpoint_urls(v6, ips(&["10.0.0.1"])),
+            ["https://[::1]:7373"]
+        );
+    }
+
+    #[test]
+    fn a_wildcard_address_lists_the_machine_s_addresses_loopback_first() {
+        let any: SocketAddr = "[::]:7373".parse().unwrap();
+        assert_eq!(
+            endpoint_urls(any, ips(&["10.0.0.1", "127.0.0.1", "fd00::2", "::1"])),
+            [
+                "https://127.0.0.1:7373",
+                "https://10.0.0.1:7373",
+                "https://[::1]:7373",
+                "https://[fd00::2]:7373",
+            ]
+        );
+        let any4: SocketAddr = "0.0.0.0:7373".parse().unwrap();
+        assert_eq!(endpoint_urls(any4, None), ["https://127.0.0.1:7373"]);
+        assert_eq!(
+            endpoint_urls(any, None),
+            ["https://127.0.0.1:7373", "https://[::1]:7373"]
+        );
+    }
 }

@@ -7,12 +7,16 @@
 //! * the value after `key:` (`key: ${NAME}`), also after list markers (`- key: ${NAME}`);
 //! * a list item (`- ${NAME}`, `- - ${NAME}`);
 //!
-//! each optionally quoted (`"${NAME}"`, `'${NAME}'`) and optionally followed by a ` # comment`.
+//! each optionally quoted (`"${NAME}"`, `'${NAME}'`) and optionally followed by a ` # comment`;
+//! and a quoted item or value of a flow collection (`["${A}", '${B}']`, `{id: "${A}"}`), also
+//! one that spans lines. Unquoted, `${A}` is no scalar inside `[ ]` or `{ }` (the `{` opens a
+//! mapping): the YAML reader refuses it, as the Go server's does.
+//!
 //! The value is inserted as a YAML double-quoted string, so any text (a `#`, a `:`, quotes,
 //! newlines) comes through unchanged and is always a string to the schema.
 //!
-//! Not substituted: partial interpolation (`prefix-${NAME}`), flow collections (`[${A}, ${B}]`,
-//! `{id: ${A}}`), block scalars (`|`, `>`), mapping keys, and comments.
+//! Not substituted: partial interpolation (`prefix-${NAME}`), block scalars (`|`, `>`), mapping
+//! keys, and comments.
 //!
 //! This module must never put a variable's value into an error message: values are often secrets
 //! (an AppRole secret ID). [`Substitution`] records where values went so that later errors can be
@@ -22,7 +26,7 @@ use std::fmt;
 
 /// Added to a decoding error on a line with a `${` that was not replaced.
 pub(crate) const NOT_REPLACED_HINT: &str = " (note: ${NAME} is replaced only when it is the whole value after 'key:' \
-     or '- ', not inside [ ] or { }; write such lists one item per line)";
+     or '- ', or a quoted item inside [ ] or { } such as [\"${NAME}\"])";
 
 /// One substitution that was made: which line, which variable, what value.
 #[derive(Clone)]
@@ -59,11 +63,27 @@ pub(crate) fn substitute(
     // Indentation of the line that opened a block scalar (`key: |`); lines indented deeper are
     // its content and are left alone.
     let mut block_scalar_indent: Option<usize> = None;
+    // How deep the line is inside a flow collection that an earlier line opened.
+    let mut flow_depth = 0usize;
 
     for (index, raw_line) in text.split_inclusive('\n').enumerate() {
         let line_no = index + 1;
         let (line, ending) = split_line_ending(raw_line);
         let indent = line.len() - line.trim_start_matches([' ', '\t']).len();
+
+        if flow_depth > 0 {
+            substitute_flow(
+                line,
+                0,
+                &mut flow_depth,
+                line_no,
+                &lookup,
+                &mut out,
+                &mut subs,
+            )?;
+            out.push_str(ending);
+            continue;
+        }
 
         if let Some(block_indent) = block_scalar_indent {
             if line.trim().is_empty() || indent > block_indent {
@@ -73,6 +93,21 @@ pub(crate) fn substitute(
             block_scalar_indent = None;
         }
 
+        if block_scalar_indent.is_none()
+            && let Some(start) = flow_start(line)
+        {
+            substitute_flow(
+                line,
+                start,
+                &mut flow_depth,
+                line_no,
+                &lookup,
+                &mut out,
+                &mut subs,
+            )?;
+            out.push_str(ending);
+            continue;
+        }
         let Some(slot) = find_value(line) else {
             out.push_str(raw_line);
             continue;
@@ -87,24 +122,7 @@ pub(crate) fn substitute(
             out.push_str(raw_line);
             continue;
         };
-        let value = match lookup(reference.name) {
-            Ok(value) => value,
-            Err(std::env::VarError::NotPresent) => {
-                return Err(EnvError {
-                    line: line_no,
-                    message: format!("environment variable '{}' is not set", reference.name),
-                });
-            }
-            Err(std::env::VarError::NotUnicode(_)) => {
-                return Err(EnvError {
-                    line: line_no,
-                    message: format!(
-                        "environment variable '{}' is not valid UTF-8",
-                        reference.name
-                    ),
-                });
-            }
-        };
+        let value = lookup_var(&lookup, reference.name, line_no)?;
         out.push_str(&line[..slot.start]);
         push_double_quoted(&mut out, &value);
         out.push_str(reference.rest);
@@ -116,6 +134,144 @@ pub(crate) fn substitute(
         });
     }
     Ok((out, subs))
+}
+
+/// Where a flow collection starts on a block-style line: the `[` or `{` that is the value after
+/// `key:` or `- ` markers (or the whole line).
+fn flow_start(line: &str) -> Option<usize> {
+    let bytes = line.as_bytes();
+    let mut pos = skip_blanks(bytes, 0);
+    while pos < bytes.len()
+        && bytes[pos] == b'-'
+        && bytes.get(pos + 1).is_none_or(|b| *b == b' ' || *b == b'\t')
+    {
+        pos = skip_blanks(bytes, pos + 1);
+    }
+    match bytes.get(pos)? {
+        b'[' | b'{' => return Some(pos),
+        b'#' => return None,
+        _ => {}
+    }
+    let sep = find_key_separator(line, pos)?;
+    let start = skip_blanks(bytes, sep + 1);
+    matches!(bytes.get(start), Some(b'[' | b'{')).then_some(start)
+}
+
+/// Copies `line` to `out`, from `start` on as the text of a flow collection, replacing every
+/// quoted item or mapping value whose trimmed text is `${NAME}`. `depth` is the nesting depth at
+/// the start of `line[start..]` and is left at the depth at its end.
+fn substitute_flow(
+    line: &str,
+    start: usize,
+    depth: &mut usize,
+    line_no: usize,
+    lookup: &impl Fn(&str) -> Result<String, std::env::VarError>,
+    out: &mut String,
+    subs: &mut Vec<Substitution>,
+) -> Result<(), EnvError> {
+    let bytes = line.as_bytes();
+    out.push_str(&line[..start]);
+    let mut i = start;
+    // The last character outside a scalar that is not a blank: what the next item follows.
+    let mut previous: Option<u8> = None;
+    while i < bytes.len() {
+        let b = bytes[i];
+        match b {
+            b'#' if i == 0 || matches!(bytes[i - 1], b' ' | b'\t') => break,
+            b'[' | b'{' => *depth += 1,
+            b']' | b'}' => {
+                *depth = depth.saturating_sub(1);
+                if *depth == 0 {
+                    // The collection ends here: the rest of the line is no flow text.
+                    out.push_str(&line[i..]);
+                    return Ok(());
+                }
+            }
+            b'"' | b'\'' => {
+                let end = quoted_end(bytes, i);
+                let Some(end) = end else {
+                    // Unterminated on this line: leave the rest to the YAML reader.
+                    break;
+                };
+                let scalar = &line[i..=end];
+                let next = bytes[end + 1..]
+                    .iter()
+                    .find(|c| !matches!(c, b' ' | b'\t'))
+                    .copied();
+                let whole_item = matches!(previous, None | Some(b'[' | b'{' | b',' | b':'))
+                    && matches!(next, None | Some(b',' | b']' | b'}' | b'#'));
+                let inner = &scalar[1..scalar.len() - 1];
+                let name = inner
+                    .trim()
+                    .strip_prefix("${")
+                    .and_then(|r| r.strip_suffix('}'))
+                    .map(str::trim)
+                    .filter(|n| !n.is_empty() && !n.contains(['$', '{', '}', '=', '\0']));
+                match name {
+                    Some(name) if whole_item && !(b == b'"' && inner.contains('\\')) => {
+                        let value = lookup_var(lookup, name, line_no)?;
+                        push_double_quoted(out, &value);
+                        subs.push(Substitution {
+                            line: line_no,
+                            var: name.to_owned(),
+                            value,
+                        });
+                    }
+                    _ => out.push_str(scalar),
+                }
+                previous = Some(b);
+                i = end + 1;
+                continue;
+            }
+            _ => {}
+        }
+        if !matches!(b, b' ' | b'\t') {
+            previous = Some(b);
+        }
+        // Multi-byte characters are copied byte by byte; the string stays valid UTF-8 because
+        // every boundary we cut at is an ASCII byte.
+        i += 1;
+        let from = i - 1;
+        let mut to = i;
+        while to < bytes.len() && !line.is_char_boundary(to) {
+            to += 1;
+        }
+        out.push_str(&line[from..to]);
+        i = to;
+    }
+    out.push_str(&line[i..]);
+    Ok(())
+}
+
+/// The index of the quote that closes the quoted scalar opening at `open`, on this line.
+fn quoted_end(bytes: &[u8], open: usize) -> Option<usize> {
+    let quote = bytes[open];
+    let mut i = open + 1;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'\\' if quote == b'"' => i += 2,
+            b'\'' if quote == b'\'' && bytes.get(i + 1) == Some(&b'\'') => i += 2,
+            c if c == quote => return Some(i),
+            _ => i += 1,
+        }
+    }
+    None
+}
+
+fn lookup_var(
+    lookup: &impl Fn(&str) -> Result<String, std::env::VarError>,
+    name: &str,
+    line: usize,
+) -> Result<String, EnvError> {
+    lookup(name).map_err(|e| EnvError {
+        line,
+        message: match e {
+            std::env::VarError::NotPresent => format!("environment variable '{name}' is not set"),
+            std::env::VarError::NotUnicode(_) => {
+                format!("environment variable '{name}' is not valid UTF-8")
+            }
+        },
+    })
 }
 
 /// Checks that every substituted value ended up as one whole string of the document:
@@ -410,6 +566,11 @@ mod tests {
             "key: [${A}]\n",
             "key: {x: ${A}}\n",
             "- [${A}]\n",
+            "key: [\"x${A}\"]\n",
+            "key: [\"${A}\" x]\n",
+            "key: {\"${A}\": x}\n",
+            "key: [\"\\${A}\"]\n",
+            "key: x # [\"${A}\"]\n",
             "# key: ${A}\n",
             "   # - ${A}\n",
             "${A}: value\n",
@@ -420,6 +581,38 @@ mod tests {
         ] {
             assert_eq!(subst(text, &vars), text, "{text}");
         }
+    }
+
+    #[test]
+    fn substitutes_quoted_items_of_flow_collections() {
+        let vars = [("A", "alpha"), ("B", "beta")];
+        assert_eq!(
+            subst("ids: [\"${A}\", '${B}', x]\n", &vars),
+            "ids: [\"alpha\", \"beta\", x]\n"
+        );
+        assert_eq!(
+            subst("ids: [ \" ${A} \" ]\n", &vars),
+            "ids: [ \"alpha\" ]\n"
+        );
+        assert_eq!(
+            subst("- {id: '${A}', n: \"${B}\"} # c \"${A}\"\n", &vars),
+            "- {id: \"alpha\", n: \"beta\"} # c \"${A}\"\n"
+        );
+        assert_eq!(
+            subst("ids: [\n  \"${A}\",\n  [ '${B}' ]\n]\nnext: ${A}\n", &vars),
+            "ids: [\n  \"alpha\",\n  [ \"beta\" ]\n]\nnext: \"alpha\"\n"
+        );
+        assert_eq!(
+            subst("k: ['it''s', \"a\\\"b\", \"${A}\"]\n", &vars),
+            "k: ['it''s', \"a\\\"b\", \"alpha\"]\n"
+        );
+        assert_eq!(
+            subst("k: [\"é\", \"${A}\"]\n", &vars),
+            "k: [\"é\", \"alpha\"]\n"
+        );
+        let err = substitute("a: 1\nb: [\"${NOPE}\"]\n", env(&[])).unwrap_err();
+        assert_eq!(err.line, 2);
+        assert_eq!(err.message, "environment variable 'NOPE' is not set");
     }
 
     #[test]

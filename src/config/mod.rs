@@ -7,10 +7,15 @@
 //!
 //! How a file is read:
 //! 1. `${NAME}` substitution on the text (module `env`), so that line numbers stay right.
-//! 2. Strict decoding (module `schema`): unknown fields are errors (the Go server ignores them, which
-//!    silently turns a typo or an older-schema field into a default). Checks of single values and
-//!    sections run during decoding, so their errors carry a line.
-//! 3. The checks that span sections (admin identity, required sections) and the defaults.
+//! 2. A walk over the document (module `fields`): a key defined twice in a mapping is an error
+//!    (as with the Go server), a field the section does not know is a [`Warning`] with its line
+//!    and the closest known field. The Go server ignores unknown fields silently, which turns a
+//!    typo or an older-schema field into a default without a word; here they are ignored too, so
+//!    that a file the Go server takes starts here, but reported (`kes server --check` treats them
+//!    as errors).
+//! 3. Decoding (module `schema`). Checks of single values and sections run during decoding, so
+//!    their errors carry a line.
+//! 4. The checks that span sections (admin identity, required sections) and the defaults.
 //!
 //! Both layouts the Go server has used are read: the current one (`admin.identity`,
 //! `policy.<name>.allow`, `keystore:`) and the older one (`root:`, `policy.<name>.paths`, and in
@@ -19,7 +24,8 @@
 //! Where this loader deliberately differs from the Go server (§12 of the protocol notes):
 //! * a configured `cache.expiry.any` is never overwritten, and `0` disables an expiry;
 //! * `log.audit` defaults to off (as the Go sample config documents; the Go code defaults to on);
-//! * unknown fields are errors, and `tls.proxy` is parsed but warned about (it is ignored);
+//! * unknown fields are warned about (with line and suggestion), and `tls.proxy` is parsed but
+//!   warned about (it is ignored);
 //! * `keys:` entries are always created (the Go server ignored them 2023-10-24 … 2025-05-27);
 //! * `keystore.vault.status.ping` defaults to 10 s (the Go sample config; Go code: 15 s).
 //!
@@ -30,6 +36,7 @@
 pub mod duration;
 mod env;
 mod error;
+mod fields;
 mod schema;
 #[cfg(test)]
 mod tests;
@@ -43,14 +50,25 @@ pub use duration::GoDuration;
 pub use error::Error;
 
 /// Reads and validates the config file at `path`. `${NAME}` references are replaced by the
-/// values of environment variables.
+/// values of environment variables. Unknown fields are logged as warnings (see
+/// [`load_with_warnings`]).
 pub fn load(path: &Path) -> Result<Config, Error> {
+    let (config, warnings) = load_with_warnings(path)?;
+    log_warnings(&warnings);
+    Ok(config)
+}
+
+/// Reads and validates the config file at `path`, and returns the fields it ignored because the
+/// schema does not know them. The Go server ignores such fields silently; here they are
+/// reported, and `kes server --check` treats them as errors.
+pub fn load_with_warnings(path: &Path) -> Result<(Config, Vec<Warning>), Error> {
     let text = std::fs::read_to_string(path).map_err(|err| Error::io(path, err))?;
-    parse_with(&text, Some(path), |name| std::env::var(name))
+    parse_with_warnings(&text, Some(path), |name| std::env::var(name))
 }
 
 /// Validates a configuration given as YAML text (errors say `config: line N: …`). `${NAME}`
-/// references are replaced by the values of environment variables.
+/// references are replaced by the values of environment variables. Unknown fields are logged
+/// as warnings.
 pub fn parse(text: &str) -> Result<Config, Error> {
     parse_with(text, None, |name| std::env::var(name))
 }
@@ -63,6 +81,54 @@ pub fn parse_with(
     file: Option<&Path>,
     lookup: impl Fn(&str) -> Result<String, std::env::VarError>,
 ) -> Result<Config, Error> {
+    let (config, warnings) = parse_with_warnings(text, file, lookup)?;
+    log_warnings(&warnings);
+    Ok(config)
+}
+
+fn log_warnings(warnings: &[Warning]) {
+    for w in warnings {
+        log::warn!("{w}; ignored ('kes server --check' reports it as an error)");
+    }
+}
+
+/// A field of the config file that the schema does not know at that place, and that loading
+/// ignored. `Display` gives `<file>: line <n>: unknown field …` with the closest known field.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Warning {
+    file: Option<PathBuf>,
+    line: usize,
+    message: String,
+}
+
+impl Warning {
+    /// The 1-based line of the field.
+    pub fn line(&self) -> usize {
+        self.line
+    }
+
+    /// The message without file and line.
+    pub fn message(&self) -> &str {
+        &self.message
+    }
+}
+
+impl std::fmt::Display for Warning {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match &self.file {
+            Some(file) => write!(f, "{}: ", file.display())?,
+            None => f.write_str("config: ")?,
+        }
+        write!(f, "line {}: {}", self.line, self.message)
+    }
+}
+
+/// [`parse_with`], returning the ignored unknown fields instead of logging them.
+pub fn parse_with_warnings(
+    text: &str,
+    file: Option<&Path>,
+    lookup: impl Fn(&str) -> Result<String, std::env::VarError>,
+) -> Result<(Config, Vec<Warning>), Error> {
     // A byte-order mark is not part of the YAML text.
     let text = text.strip_prefix('\u{feff}').unwrap_or(text);
     let original = text;
@@ -84,25 +150,65 @@ pub fn parse_with(
         }
         Err(Err(yaml)) => return Err(Error::from_yaml(yaml, &subs).in_file(file)),
     }
+    // Keys defined twice are errors and unknown fields warnings, each with its line; the
+    // decoder below skips unknown fields.
+    let unknown = fields::check(&text)
+        .map_err(|dup| Error::at_line(dup.line, dup.message()).in_file(file))?;
+    let warnings: Vec<Warning> = unknown
+        .iter()
+        .map(|u| Warning {
+            file: file.map(Path::to_path_buf),
+            line: u.line,
+            message: u.message(),
+        })
+        .collect();
+    // An ignored field is often why a required one is missing (`pth:` for `path:`): an error
+    // names the unknown fields too.
+    let hint = unknown_fields_hint(&warnings);
+    let with_hint = |err: Error| match &hint {
+        Some(hint) => err.with_hint(hint),
+        None => err,
+    };
     let raw: schema::RawFile = yaml_serde::from_str(&text).map_err(|e| {
         let err = Error::from_yaml(e, &subs);
         // A `${NAME}` that was not replaced (inside `[ ]`/`{ }`, or part of a longer value) is
         // the likely cause of an error on its line.
         let unreplaced = err.line().is_some_and(|n| {
-            original
+            let references = original
                 .lines()
                 .nth(n.saturating_sub(1))
-                .is_some_and(|l| l.contains("${"))
-                && !subs.iter().any(|s| s.line == n)
+                .map_or(0, |l| l.matches("${").count());
+            references > subs.iter().filter(|s| s.line == n).count()
         });
         if unreplaced {
-            err.with_hint(env::NOT_REPLACED_HINT)
+            with_hint(err.with_hint(env::NOT_REPLACED_HINT))
         } else {
-            err
+            with_hint(err)
         }
         .in_file(file)
     })?;
-    schema::build(raw).map_err(|e| e.in_file(file))
+    let config = schema::build(raw).map_err(|e| with_hint(e).in_file(file))?;
+    Ok((config, warnings))
+}
+
+/// ` (unknown fields, ignored: line 3: 'pth' in 'keystore.fs', did you mean 'path'?; …)`
+fn unknown_fields_hint(warnings: &[Warning]) -> Option<String> {
+    const SHOWN: usize = 3;
+    if warnings.is_empty() {
+        return None;
+    }
+    let mut list: Vec<String> = warnings
+        .iter()
+        .take(SHOWN)
+        .map(|w| format!("line {}: {}", w.line, w.message))
+        .collect();
+    if warnings.len() > SHOWN {
+        list.push(format!("{} more", warnings.len() - SHOWN));
+    }
+    Some(format!(
+        " (the file has fields this server does not know, which were ignored: {})",
+        list.join("; ")
+    ))
 }
 
 /// The default listen address.

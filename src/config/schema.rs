@@ -100,30 +100,27 @@ fn validated<'de, D: Deserializer<'de>, R: Deserialize<'de>, T>(
     })
 }
 
-/// A mapping key that must be one of `fields` (for hand-written section decoders).
+/// A mapping key of a hand-written section decoder: one of `fields`, or `None` for a field the
+/// schema does not know, whose value the decoder skips (module `fields` reports it).
 struct FieldKey(&'static [&'static str]);
 
 impl<'de> DeserializeSeed<'de> for FieldKey {
-    type Value = &'static str;
+    type Value = Option<&'static str>;
 
-    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<&'static str, D::Error> {
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Option<&'static str>, D::Error> {
         d.deserialize_str(self)
     }
 }
 
 impl<'de> Visitor<'de> for FieldKey {
-    type Value = &'static str;
+    type Value = Option<&'static str>;
 
     fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
         f.write_str("a field name")
     }
 
-    fn visit_str<E: de::Error>(self, v: &str) -> Result<&'static str, E> {
-        self.0
-            .iter()
-            .find(|f| **f == v)
-            .copied()
-            .ok_or_else(|| E::unknown_field(v, self.0))
+    fn visit_str<E: de::Error>(self, v: &str) -> Result<Option<&'static str>, E> {
+        Ok(self.0.iter().find(|f| **f == v).copied())
     }
 }
 
@@ -439,10 +436,7 @@ fn or_default(s: Option<String>, default: &str) -> String {
 
 /// The whole file, current and older layout.
 #[derive(Deserialize)]
-#[serde(
-    deny_unknown_fields,
-    expecting = "a config file: a mapping with admin, tls, keystore, …"
-)]
+#[serde(expecting = "a config file: a mapping with admin, tls, keystore, …")]
 pub(crate) struct RawFile {
     version: Option<FileVersion>,
     address: Option<Address>,
@@ -460,7 +454,7 @@ pub(crate) struct RawFile {
 }
 
 #[derive(Deserialize)]
-#[serde(deny_unknown_fields, expecting = "an admin section with identity")]
+#[serde(expecting = "an admin section with identity")]
 struct RawAdmin {
     identity: Option<String>,
 }
@@ -574,7 +568,7 @@ fn expiry_setting(value: Option<Dur>, default: Option<Duration>) -> Option<Durat
 // ---------------------------------------------------------------------------------------------
 
 #[derive(Deserialize)]
-#[serde(deny_unknown_fields, expecting = "a tls section with key and cert")]
+#[serde(expecting = "a tls section with key and cert")]
 struct RawTls {
     key: Option<String>,
     cert: Option<String>,
@@ -587,17 +581,14 @@ struct RawTls {
 /// `tls.proxy` (TLS-terminating proxies): parsed, then ignored, as by the Go server since
 /// 2023-10-24.
 #[derive(Deserialize)]
-#[serde(
-    deny_unknown_fields,
-    expecting = "a proxy section with identities and header"
-)]
+#[serde(expecting = "a proxy section with identities and header")]
 struct RawProxy {
     identities: Option<Vec<String>>,
     header: Option<RawProxyHeader>,
 }
 
 #[derive(Deserialize)]
-#[serde(deny_unknown_fields, expecting = "a header section with cert")]
+#[serde(expecting = "a header section with cert")]
 struct RawProxyHeader {
     cert: Option<String>,
 }
@@ -688,6 +679,12 @@ impl<'de> Deserialize<'de> for Policies {
     }
 }
 
+/// The fields of a policy (`paths` is the older schema's `allow`).
+const POLICY_FIELDS: &[&str] = &["allow", "deny", "identities", "paths"];
+
+/// The field of an entry of `keys:`.
+const KEY_FIELDS: &[&str] = &["name"];
+
 struct PolicySeed<'a> {
     name: &'a str,
     owners: &'a mut HashMap<String, String>,
@@ -713,12 +710,15 @@ impl<'de> Visitor<'de> for PolicySeed<'_> {
     }
 
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<PolicyConfig, A::Error> {
-        const FIELDS: &[&str] = &["allow", "deny", "identities", "paths"];
         let mut allow: Option<Vec<String>> = None;
         let mut deny: Option<Vec<String>> = None;
         let mut paths: Option<Vec<String>> = None;
         let mut identities: Option<Vec<String>> = None;
-        while let Some(field) = map.next_key_seed(FieldKey(FIELDS))? {
+        while let Some(field) = map.next_key_seed(FieldKey(POLICY_FIELDS))? {
+            let Some(field) = field else {
+                map.next_value::<de::IgnoredAny>()?;
+                continue;
+            };
             let slot = match field {
                 "allow" => &mut allow,
                 "deny" => &mut deny,
@@ -815,16 +815,13 @@ impl<'de> Visitor<'de> for IdentitiesSeed<'_> {
 // ---------------------------------------------------------------------------------------------
 
 #[derive(Deserialize)]
-#[serde(deny_unknown_fields, expecting = "a cache section with expiry")]
+#[serde(expecting = "a cache section with expiry")]
 struct RawCache {
     expiry: Option<RawExpiry>,
 }
 
 #[derive(Deserialize)]
-#[serde(
-    deny_unknown_fields,
-    expecting = "an expiry section with any, unused and offline"
-)]
+#[serde(expecting = "an expiry section with any, unused and offline")]
 struct RawExpiry {
     any: Option<Dur>,
     unused: Option<Dur>,
@@ -832,7 +829,7 @@ struct RawExpiry {
 }
 
 #[derive(Deserialize)]
-#[serde(deny_unknown_fields, expecting = "a log section with error and audit")]
+#[serde(expecting = "a log section with error and audit")]
 struct RawLog {
     error: Option<Level>,
     audit: Option<Level>,
@@ -842,10 +839,7 @@ struct RawLog {
 struct ApiMap(BTreeMap<String, ApiConfig>);
 
 #[derive(Deserialize)]
-#[serde(
-    deny_unknown_fields,
-    expecting = "API settings with skip_auth and timeout"
-)]
+#[serde(expecting = "API settings with skip_auth and timeout")]
 struct RawApi {
     skip_auth: Option<Flag>,
     timeout: Option<Dur>,
@@ -901,10 +895,7 @@ impl<'de> Deserialize<'de> for ApiMap {
 }
 
 #[derive(Deserialize)]
-#[serde(
-    deny_unknown_fields,
-    expecting = "a server section with max_connections and timeouts"
-)]
+#[serde(expecting = "a server section with max_connections and timeouts")]
 struct RawServer {
     max_connections: Option<Count>,
     max_connections_per_address: Option<Count>,
@@ -1002,7 +993,11 @@ impl<'de> Visitor<'de> for KeyEntrySeed<'_> {
 
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<String, A::Error> {
         let mut name = None;
-        while map.next_key_seed(FieldKey(&["name"]))?.is_some() {
+        while let Some(field) = map.next_key_seed(FieldKey(KEY_FIELDS))? {
+            if field.is_none() {
+                map.next_value::<de::IgnoredAny>()?;
+                continue;
+            }
             if name.is_some() {
                 return Err(duplicate_field("name"));
             }
@@ -1067,8 +1062,11 @@ fn visit_keystore<'de, A: MapAccess<'de>>(mut map: A) -> Result<KeystoreConfig, 
             expecting: "a keystore name",
             convert: |s: &str| {
                 let Some(name) = KEYSTORES.iter().find(|k| **k == s) else {
+                    let hint = super::fields::suggest(s, KEYSTORES)
+                        .map(|k| format!(": did you mean '{k}'?"))
+                        .unwrap_or_default();
                     return Err(standalone(format!(
-                        "unknown keystore '{s}' (supported: {SUPPORTED})"
+                        "unknown keystore '{s}' (supported: {SUPPORTED}){hint}"
                     )));
                 };
                 if first == Some(*name) {
@@ -1148,7 +1146,7 @@ impl<'de> Visitor<'de> for Unsupported<'_> {
 }
 
 #[derive(Deserialize)]
-#[serde(deny_unknown_fields, expecting = "an fs keystore section with path")]
+#[serde(expecting = "an fs keystore section with path")]
 struct RawFs {
     path: Option<String>,
 }
@@ -1181,10 +1179,7 @@ const VAULT_RESPONSE_TIMEOUT: Duration = Duration::from_secs(10);
 const VAULT_READ_TIMEOUT: Duration = Duration::from_millis(1500);
 
 #[derive(Deserialize)]
-#[serde(
-    deny_unknown_fields,
-    expecting = "a vault keystore section with endpoint, approle, …"
-)]
+#[serde(expecting = "a vault keystore section with endpoint, approle, …")]
 struct RawVault {
     endpoint: Option<Endpoints>,
     engine: Option<String>,
@@ -1200,16 +1195,13 @@ struct RawVault {
 }
 
 #[derive(Deserialize)]
-#[serde(deny_unknown_fields, expecting = "a status section with ping")]
+#[serde(expecting = "a status section with ping")]
 struct RawVaultStatus {
     ping: Option<Dur>,
 }
 
 #[derive(Deserialize)]
-#[serde(
-    deny_unknown_fields,
-    expecting = "a timeout section with connect, response and read"
-)]
+#[serde(expecting = "a timeout section with connect, response and read")]
 struct RawVaultTimeout {
     connect: Option<PositiveDur>,
     response: Option<PositiveDur>,
@@ -1272,10 +1264,7 @@ impl<'de> Deserialize<'de> for VaultBlock {
 }
 
 #[derive(Deserialize)]
-#[serde(
-    deny_unknown_fields,
-    expecting = "a transit section with engine and key"
-)]
+#[serde(expecting = "a transit section with engine and key")]
 struct RawTransit {
     engine: Option<String>,
     key: Option<String>,
@@ -1297,10 +1286,7 @@ impl<'de> Deserialize<'de> for TransitBlock {
 }
 
 #[derive(Deserialize)]
-#[serde(
-    deny_unknown_fields,
-    expecting = "an approle section with id and secret"
-)]
+#[serde(expecting = "an approle section with id and secret")]
 struct RawAppRole {
     namespace: Option<String>,
     engine: Option<String>,
@@ -1341,10 +1327,7 @@ impl<'de> Deserialize<'de> for AppRoleBlock {
 }
 
 #[derive(Deserialize)]
-#[serde(
-    deny_unknown_fields,
-    expecting = "a kubernetes section with role and jwt"
-)]
+#[serde(expecting = "a kubernetes section with role and jwt")]
 struct RawKubernetes {
     namespace: Option<String>,
     engine: Option<String>,
@@ -1398,7 +1381,7 @@ impl<'de> Deserialize<'de> for KubernetesBlock {
 }
 
 #[derive(Deserialize)]
-#[serde(deny_unknown_fields, expecting = "a tls section with key, cert and ca")]
+#[serde(expecting = "a tls section with key, cert and ca")]
 struct RawVaultTls {
     key: Option<String>,
     cert: Option<String>,
@@ -1426,4 +1409,79 @@ impl<'de> Deserialize<'de> for VaultTlsBlock {
             },
         )
     }
+}
+
+// ---------------------------------------------------------------------------------------------
+// The fields of each section, for the unknown-field check (module `fields`)
+// ---------------------------------------------------------------------------------------------
+
+/// The fields a derived section decoder knows: serde passes them to `deserialize_struct`, where
+/// this deserializer takes them and stops. So the list is the decoder's own and cannot drift.
+fn fields_of<T: de::DeserializeOwned>() -> &'static [&'static str] {
+    struct Capture<'a>(&'a std::cell::Cell<&'static [&'static str]>);
+
+    impl<'de> Deserializer<'de> for Capture<'_> {
+        type Error = de::value::Error;
+
+        fn deserialize_any<V: Visitor<'de>>(self, _: V) -> Result<V::Value, Self::Error> {
+            Err(de::Error::custom("not a struct"))
+        }
+
+        fn deserialize_struct<V: Visitor<'de>>(
+            self,
+            _: &'static str,
+            fields: &'static [&'static str],
+            _: V,
+        ) -> Result<V::Value, Self::Error> {
+            self.0.set(fields);
+            Err(de::Error::custom("fields taken"))
+        }
+
+        serde::forward_to_deserialize_any! {
+            bool i8 i16 i32 i64 i128 u8 u16 u32 u64 u128 f32 f64 char str string bytes byte_buf
+            option unit unit_struct newtype_struct seq tuple tuple_struct map enum identifier
+            ignored_any
+        }
+    }
+
+    let fields = std::cell::Cell::new(&[][..]);
+    let _ = T::deserialize(Capture(&fields));
+    fields.get()
+}
+
+/// One step of the path to a mapping in the config file: a key, or (`None`) a list item.
+pub(crate) type Step<'a> = Option<&'a str>;
+
+/// The fields the section at `path` knows, or `None` where the keys are not field names (policy
+/// names, API paths, keystore names: those the decoder checks itself) or the path is not a
+/// section at all.
+pub(crate) fn known_fields(path: &[Step]) -> Option<&'static [&'static str]> {
+    let fields = match path {
+        [] => fields_of::<RawFile>(),
+        [Some("admin")] => fields_of::<RawAdmin>(),
+        [Some("tls")] => fields_of::<RawTls>(),
+        [Some("tls"), Some("proxy")] => fields_of::<RawProxy>(),
+        [Some("tls"), Some("proxy"), Some("header")] => fields_of::<RawProxyHeader>(),
+        [Some("policy"), Some(_)] => POLICY_FIELDS,
+        [Some("cache")] => fields_of::<RawCache>(),
+        [Some("cache"), Some("expiry")] => fields_of::<RawExpiry>(),
+        [Some("api"), Some(_)] => fields_of::<RawApi>(),
+        [Some("log")] => fields_of::<RawLog>(),
+        [Some("keys"), None] => KEY_FIELDS,
+        [Some("server")] => fields_of::<RawServer>(),
+        // `keys:` holds the keystore in the oldest schema.
+        [Some("keystore" | "keys"), Some(store), rest @ ..] => match (*store, rest) {
+            ("fs", []) => fields_of::<RawFs>(),
+            ("vault", []) => fields_of::<RawVault>(),
+            ("vault", [Some("transit")]) => fields_of::<RawTransit>(),
+            ("vault", [Some("approle")]) => fields_of::<RawAppRole>(),
+            ("vault", [Some("kubernetes")]) => fields_of::<RawKubernetes>(),
+            ("vault", [Some("tls")]) => fields_of::<RawVaultTls>(),
+            ("vault", [Some("status")]) => fields_of::<RawVaultStatus>(),
+            ("vault", [Some("timeout")]) => fields_of::<RawVaultTimeout>(),
+            _ => return None,
+        },
+        _ => return None,
+    };
+    Some(fields)
 }

@@ -244,7 +244,10 @@ pub fn run<H: Handler>(listener: &TcpListener, shared: &Shared<H>) {
         let Ok(peer) = stream.peer_addr() else {
             continue;
         };
+        // A dual-stack socket shows IPv4 clients as `::ffff:a.b.c.d`: they are IPv4 clients
+        // (limits, logs), as they would be on an IPv4 socket.
         let ip = canonical(peer.ip());
+        let peer = std::net::SocketAddr::new(ip, peer.port());
         let limits = &shared.limits;
         let admit = shared.admission.admit(
             ip,

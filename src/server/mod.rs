@@ -226,6 +226,31 @@ impl<H: Handler> Shared<H> {
     }
 }
 
+/// Accept backlog of the listening socket. When every MinIO node reconnects at once after a
+/// restart, more than the standard library's 128 connections can be pending.
+const BACKLOG: i32 = 4096;
+
+/// Opens the listening socket. A wildcard address (`0.0.0.0` or `::`, also written `:7373`)
+/// listens on IPv4 and IPv6 through one dual-stack socket, as the Go server does; where the
+/// machine has no IPv6 it listens on `0.0.0.0`.
+pub fn listen(addr: SocketAddr) -> io::Result<TcpListener> {
+    if addr.ip().is_unspecified()
+        && let Some(listener) = crate::sys::listen_dual_stack(addr.port(), BACKLOG)?
+    {
+        return Ok(listener);
+    }
+    let addr = if addr.ip().is_unspecified() {
+        SocketAddr::from(([0, 0, 0, 0], addr.port()))
+    } else {
+        addr
+    };
+    let listener = TcpListener::bind(addr)?;
+    if let Err(e) = crate::sys::set_listen_backlog(&listener, BACKLOG) {
+        log::warn!("cannot raise the listen backlog: {e}");
+    }
+    Ok(listener)
+}
+
 /// The listening server.
 pub struct Server<H: Handler> {
     listener: TcpListener,
@@ -242,10 +267,7 @@ impl<H: Handler> Server<H> {
         handler: Arc<H>,
         stats: Arc<Stats>,
     ) -> io::Result<Arc<Server<H>>> {
-        let listener = TcpListener::bind(addr)?;
-        if let Err(e) = crate::sys::set_listen_backlog(&listener, 4096) {
-            log::warn!("cannot raise the listen backlog: {e}");
-        }
+        let listener = listen(addr)?;
         let mut limits = settings.limits;
         // Every connection is a file descriptor: make sure the limit allows them all.
         match crate::sys::raise_fd_limit() {

@@ -86,6 +86,13 @@
 //! re-login keeps using the old, still valid token for a moment (≤ 2 s), while a token that is
 //! already dead is replaced at once and the retried request goes to the active node.
 
+/// Reads the files `cfg` names (`tls.key`, `tls.cert`, `tls.ca`, or the system CA bundle for an
+/// `https` endpoint) the way connecting does, without contacting Vault: `kes server --check`.
+pub fn check_files(cfg: &VaultConfig) -> Result<(), String> {
+    let uses_https = cfg.endpoints.iter().any(|e| e.starts_with("https://"));
+    tls::config(&cfg.tls, uses_https).map(|_| ())
+}
+
 mod auth;
 mod client;
 mod health;
