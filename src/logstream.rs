@@ -275,17 +275,7 @@ fn is_format_char(c: char) -> bool {
     matches!(c, '\u{200b}'..='\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2060}'..='\u{2064}' | '\u{2066}'..='\u{2069}' | '\u{feff}')
 }
 
-/// The format of error log records (`log.format` in the config).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum LogFormat {
-    /// The Go server's: `time=… level=INFO msg="…" req.method=… req.path=… req.ip=…
-    /// req.identity=…` (Go's `log/slog` text).
-    #[default]
-    Text,
-    /// One JSON object per record: `{"time","level","msg","req":{"method","path","ip","identity"}}`
-    /// (Go's `log/slog` JSON).
-    Json,
-}
+pub use crate::config::LogFormat;
 
 static JSON_FORMAT: AtomicBool = AtomicBool::new(false);
 

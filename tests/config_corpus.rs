@@ -381,7 +381,11 @@ fn unknown_fields_are_logged_with_line_and_suggestion_and_the_server_runs() {
             kes.output()
         );
     }
-    assert!(kes.output().contains(" WARN "), "{}", kes.output());
+    assert!(
+        kes.output().contains(" level=WARN msg="),
+        "{}",
+        kes.output()
+    );
     // --check lists every one of them as an error.
     let run = run_check(&work, &config);
     assert_eq!(run.code, 1, "{run:?}");

@@ -1690,3 +1690,34 @@ fn error_log_priorities_under_the_journal() {
         );
     }
 }
+
+/// `log.format: json`: one JSON object per error log record, with the request's fields nested.
+#[test]
+fn error_log_as_json() {
+    let env = Env::start("jsonlog", "log:\n  format: json\n  error: DEBUG\n");
+    // A denied request is logged at DEBUG while the request is handled.
+    env.client(&env.stranger)
+        .get("/v1/key/describe/x")
+        .assert_error(403, "not authorized: insufficient permissions");
+    assert!(wait_until(Duration::from_secs(10), || env
+        .kes
+        .output()
+        .contains("\"msg\":\"denied /v1/key/describe/x")));
+    let records: Vec<Value> = env
+        .kes
+        .output()
+        .lines()
+        .filter(|l| l.starts_with('{'))
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
+        .collect();
+    let denied = records
+        .iter()
+        .find(|r| r["msg"].as_str().is_some_and(|m| m.starts_with("denied ")))
+        .expect("the denial record");
+    assert_eq!(denied["level"], "DEBUG");
+    assert!(denied["time"].as_str().unwrap().ends_with('Z'));
+    assert_eq!(denied["req"]["method"], "GET");
+    assert_eq!(denied["req"]["path"], "/v1/key/describe/x");
+    assert_eq!(denied["req"]["ip"], "127.0.0.1");
+    assert_eq!(denied["req"]["identity"], env.stranger.identity.as_str());
+}

@@ -419,6 +419,7 @@ impl Api {
         &self,
         state: &State,
         r: &RouteDef,
+        method: &str,
         path: &str,
         conn: &ConnInfo,
         cache: &mut PolicyCache,
@@ -459,7 +460,14 @@ impl Api {
             Ok(()) => Ok(()),
             Err(denied) => {
                 if log::log_enabled!(log::Level::Debug) {
-                    // The logger escapes the whole message (a path is client-chosen text).
+                    // The record names the request, as those written by handlers do; the logger
+                    // escapes the whole message (a path is client-chosen text).
+                    let _request_log = crate::logstream::enter_request(
+                        method,
+                        path,
+                        conn.peer.ip(),
+                        Some(identity),
+                    );
                     let why = match denied {
                         Denied::UnknownIdentity => "identity has no policy",
                         Denied::NotAllowed => "not allowed by policy",
@@ -524,7 +532,7 @@ impl server::Handler for Api {
             self.audit(&state, head, conn, e.status, start.elapsed());
             return Err(error_response(&e).with_header("Accept", r.method));
         }
-        if let Err(e) = self.authorize(&state, r, &head.path, conn, cache) {
+        if let Err(e) = self.authorize(&state, r, &head.method, &head.path, conn, cache) {
             if r.counted {
                 self.metrics.observe(e.status, start.elapsed());
             }

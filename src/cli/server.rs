@@ -308,10 +308,7 @@ fn dev_config(
             offline: None,
         },
         api: Default::default(),
-        log: config::LogConfig {
-            error: Some(log::LevelFilter::Info),
-            audit: false,
-        },
+        log: config::LogConfig::default(),
         keys: Vec::new(),
         keystore: KeystoreConfig::Memory,
         limits: Limits::default(),
@@ -346,6 +343,7 @@ fn start(args: ServerArgs, errors: Arc<Hub>, metrics: Arc<Metrics>) -> Result<Ex
     };
 
     logstream::set_level(cfg.log.error);
+    logstream::set_format(cfg.log.format);
 
     // Lock memory so keys never reach swap (the Go server does this for `kes server` too).
     let mlock = if args.dev {
@@ -619,6 +617,7 @@ impl Reloader {
         self.server.set_tls(loaded.tls);
         self.cache.configure(cfg.cache);
         logstream::set_level(cfg.log.error);
+        logstream::set_format(cfg.log.format);
         if let Err(e) = create_predefined_keys(&self.cache, &cfg) {
             log::error!("{e}");
         }

@@ -306,6 +306,18 @@ pub struct LogConfig {
     /// level above INFO (`WARN`, `ERROR`) turns them off like `off` does. Default: off, as the
     /// Go server's sample config documents (the Go code defaults to on).
     pub audit: bool,
+    /// How error log records are written (`log.format`; an extension of this server).
+    pub format: LogFormat,
+}
+
+/// `log.format`: the error log's record format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum LogFormat {
+    /// The Go server's (Go's `log/slog` text): `time=… level=INFO msg="…" req.…`.
+    #[default]
+    Text,
+    /// One JSON object per record (the shape of Go's `log/slog` JSON).
+    Json,
 }
 
 impl Default for LogConfig {
@@ -313,6 +325,7 @@ impl Default for LogConfig {
         LogConfig {
             error: Some(log::LevelFilter::Info),
             audit: false,
+            format: LogFormat::Text,
         }
     }
 }

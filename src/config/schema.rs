@@ -7,8 +7,8 @@
 
 use super::error::{Error, STANDALONE};
 use super::{
-    ApiConfig, CacheConfig, Config, KeystoreConfig, Limits, LogConfig, PolicyConfig, TlsConfig,
-    VaultAppRole, VaultConfig, VaultKubernetes, VaultTls, VaultTransit, duration,
+    ApiConfig, CacheConfig, Config, KeystoreConfig, Limits, LogConfig, LogFormat, PolicyConfig,
+    TlsConfig, VaultAppRole, VaultConfig, VaultKubernetes, VaultTls, VaultTransit, duration,
 };
 use serde::Deserialize;
 use serde::de::value::MapAccessDeserializer;
@@ -512,9 +512,23 @@ pub(crate) fn build(raw: RawFile) -> Result<Config, Error> {
         }
     };
 
-    let (error, audit) = match raw.log {
-        Some(log) => (log.error.and_then(|l| l.0), log.audit.and_then(|l| l.0)),
-        None => (None, None),
+    let (error, audit, format) = match raw.log {
+        Some(log) => (
+            log.error.and_then(|l| l.0),
+            log.audit.and_then(|l| l.0),
+            log.format,
+        ),
+        None => (None, None, None),
+    };
+    let format = match format.as_deref().map(str::trim) {
+        None | Some("") => LogFormat::Text,
+        Some(f) if f.eq_ignore_ascii_case("text") => LogFormat::Text,
+        Some(f) if f.eq_ignore_ascii_case("json") => LogFormat::Json,
+        Some(f) => {
+            return Err(Error::new(format!(
+                "invalid log.format '{f}': use 'text' (the Go server's format, the default) or 'json'"
+            )));
+        }
     };
     let log = LogConfig {
         // Empty means INFO, the default.
@@ -527,6 +541,7 @@ pub(crate) fn build(raw: RawFile) -> Result<Config, Error> {
             None => LogConfig::default().audit,
             Some(level) => level.is_some_and(|l| l <= 0),
         },
+        format,
     };
 
     let expiry = raw.cache.and_then(|c| c.expiry);
@@ -833,6 +848,7 @@ struct RawExpiry {
 struct RawLog {
     error: Option<Level>,
     audit: Option<Level>,
+    format: Option<String>,
 }
 
 /// `api:` keyed by path.

@@ -256,7 +256,8 @@ server:
         c.log,
         LogConfig {
             error: Some(log::LevelFilter::Warn),
-            audit: true
+            audit: true,
+            format: LogFormat::Text,
         }
     );
     assert_eq!(c.keys, ["minio-default-key", "other_key"]);
@@ -385,7 +386,8 @@ keystore:
         c.log,
         LogConfig {
             error: Some(log::LevelFilter::Info),
-            audit: false
+            audit: false,
+            format: LogFormat::Text,
         }
     );
     let v = vault_of(&c);
@@ -543,7 +545,8 @@ fn defaults_of_a_minimal_file() {
         c.log,
         LogConfig {
             error: Some(log::LevelFilter::Info),
-            audit: false
+            audit: false,
+            format: LogFormat::Text,
         }
     );
     assert!(c.keys.is_empty());
@@ -718,7 +721,8 @@ fn log_levels() {
             c.log,
             LogConfig {
                 error: *error,
-                audit: *audit
+                audit: *audit,
+                format: LogFormat::Text,
             },
             "{text}"
         );
@@ -737,6 +741,25 @@ fn log_levels() {
             &format!("log.audit: invalid log level '{bad}'"),
         );
     }
+}
+
+#[test]
+fn log_format() {
+    assert_eq!(ok(&with_fs("")).log.format, LogFormat::Text);
+    for (text, format) in [
+        ("text", LogFormat::Text),
+        ("TEXT", LogFormat::Text),
+        ("json", LogFormat::Json),
+        ("Json", LogFormat::Json),
+        ("''", LogFormat::Text),
+    ] {
+        let c = ok(&with_fs(&format!("log:\n  format: {text}\n")));
+        assert_eq!(c.log.format, format, "{text}");
+    }
+    assert_fails(
+        &with_fs("log:\n  format: logfmt\n"),
+        "invalid log.format 'logfmt': use 'text' (the Go server's format, the default) or 'json'",
+    );
 }
 
 #[test]
