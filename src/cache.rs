@@ -159,9 +159,9 @@ impl Cache {
                     if last_probe.elapsed() >= PROBE_INTERVAL || cache.is_offline() {
                         last_probe = Instant::now();
                         match cache.timed(KeystoreOp::Status, || cache.store.status()) {
-                            Ok(_) => cache.set_online(),
                             Err(keystore::Error::Unreachable(why)) => cache.set_offline(&why),
-                            Err(_) => {}
+                            // It answered (a failure, e.g. a refused login, is not an outage).
+                            _ => cache.set_online(),
                         }
                     }
                     if !cache.is_offline() && last_pending.elapsed() >= Duration::from_secs(1) {
@@ -485,20 +485,32 @@ impl Cache {
             }));
         }
         let r = self.timed(KeystoreOp::Status, || self.store.status());
-        self.note(&r);
+        match &r {
+            Err(keystore::Error::Unreachable(why)) => self.set_offline(why),
+            // It answered: not offline, even when it is not usable.
+            _ => self.set_online(),
+        }
         r
     }
 
     /// Creates `name` once the keystore answers: the background thread tries every second while
     /// the keystore is not known offline, until the key is created or exists. For the config's
     /// `keys:` while Vault cannot be reached at start-up.
-    pub fn create_later(&self, name: &str, value: zeroize::Zeroizing<Vec<u8>>) {
+    /// `why` is the error of the create that failed (logged here once).
+    pub fn create_later(
+        &self,
+        name: &str,
+        value: zeroize::Zeroizing<Vec<u8>>,
+        why: &keystore::Error,
+    ) {
+        let text = why.to_string();
+        log::warn!("cannot create key '{name}' (keys: in the config) yet: {text}; trying again");
         let mut pending = self.pending.lock().unwrap_or_else(|e| e.into_inner());
         if !pending.iter().any(|p| p.name == name) {
             pending.push(Pending {
                 name: name.to_string(),
                 value,
-                logged: None,
+                logged: Some(text),
             });
         }
     }
@@ -1006,8 +1018,9 @@ mod tests {
             cache.create("k", b"v1"),
             Err(keystore::Error::Unreachable(_))
         ));
-        cache.create_later("k", zeroize::Zeroizing::new(b"v1".to_vec()));
-        cache.create_later("k", zeroize::Zeroizing::new(b"v2".to_vec()));
+        let down = keystore::Error::Unreachable("test: down".into());
+        cache.create_later("k", zeroize::Zeroizing::new(b"v1".to_vec()), &down);
+        cache.create_later("k", zeroize::Zeroizing::new(b"v2".to_vec()), &down);
         cache.create_pending();
         assert_eq!(cache.pending.lock().unwrap().len(), 1, "kept while down");
         store.down(false);
@@ -1015,7 +1028,7 @@ mod tests {
         assert!(cache.pending.lock().unwrap().is_empty());
         assert_eq!(store.values.lock().unwrap()["k"], b"v1");
         // An existing key is not an error, and not overwritten.
-        cache.create_later("k", zeroize::Zeroizing::new(b"v3".to_vec()));
+        cache.create_later("k", zeroize::Zeroizing::new(b"v3".to_vec()), &down);
         cache.create_pending();
         assert!(cache.pending.lock().unwrap().is_empty());
         assert_eq!(store.values.lock().unwrap()["k"], b"v1");

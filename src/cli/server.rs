@@ -387,12 +387,7 @@ fn create_predefined_keys(cache: &Cache, cfg: &Config) -> Result<(), String> {
             Ok(()) => log::info!("created key '{name}' (keys: in the config)"),
             Err(crate::keystore::Error::Exists) => {}
             // Vault is down (the server started anyway): created once it answers.
-            Err(e @ crate::keystore::Error::Unreachable(_)) => {
-                log::warn!(
-                    "cannot create key '{name}' (keys: in the config) yet: {e}; trying again"
-                );
-                cache.create_later(name, value);
-            }
+            Err(e @ crate::keystore::Error::Unreachable(_)) => cache.create_later(name, value, &e),
             Err(e) => {
                 return Err(format!(
                     "cannot create key '{name}' from the config's keys: {e}"

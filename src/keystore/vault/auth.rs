@@ -249,7 +249,7 @@ impl Auth {
                 &err,
                 "the token was rejected (expired or revoked), and logging in again failed",
             ),
-            (_, None) => Error::Unreachable(
+            (_, None) => Error::Failed(
                 "vault: the token was rejected (expired or revoked); logging in again".into(),
             ),
         })
