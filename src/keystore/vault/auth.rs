@@ -811,3 +811,21 @@ fn parse_auth(body: &[u8]) -> Option<AuthInfo> {
         renewable: auth.renewable,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn failed_logins_back_off() {
+        let s = Duration::from_secs;
+        let waits: Vec<_> = (1..=7).map(|n| backoff(s(5), n)).collect();
+        assert_eq!(waits, [s(5), s(10), s(20), s(30), s(30), s(30), s(30)]);
+        assert_eq!(backoff(s(1), 1), s(1));
+        assert_eq!(backoff(s(1), 3), s(4));
+        assert_eq!(backoff(s(1), 100), MAX_LOGIN_BACKOFF);
+        // A `retry` longer than the cap is kept as it is.
+        assert_eq!(backoff(s(60), 1), s(60));
+        assert_eq!(backoff(s(60), 5), s(60));
+    }
+}
