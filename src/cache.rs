@@ -14,6 +14,9 @@
 //!   period is per entry, so an unreachable keystore that answers health checks now and then
 //!   cannot extend it.
 //! * Concurrent misses for one name make one keystore call; the others wait for its result.
+//! * Keys that could not be created because the keystore was unreachable (`keys:` of the config
+//!   while Vault is down at start-up) are created by the background thread once it answers
+//!   ([`Cache::create_later`]).
 //! * Delete evicts, whether or not the keystore's delete succeeds (a delete that timed out may
 //!   have happened); a load that raced with a delete is not cached, and a request that arrives
 //!   after the delete does not share a load that started before it.
@@ -90,11 +93,23 @@ pub struct Cache {
     generation: AtomicU64,
     /// ms since epoch at which the keystore was seen offline; 0 = online.
     offline_since: AtomicU64,
+    /// Why the keystore was last seen offline (the keystore's error text).
+    offline_reason: Mutex<String>,
+    /// Keys to create once the keystore answers: (name, value, last error logged).
+    pending: Mutex<Vec<Pending>>,
     stopped: AtomicBool,
     pub stats: Stats,
     /// Added to the clock, so that unit tests can let time pass without sleeping.
     #[cfg(test)]
     skew_ms: AtomicU64,
+}
+
+/// A create that waits for the keystore (see [`Cache::create_later`]).
+struct Pending {
+    name: String,
+    value: zeroize::Zeroizing<Vec<u8>>,
+    /// The text of the last failure logged, so that a repeat is not logged again.
+    logged: Option<String>,
 }
 
 fn ms(d: Option<Duration>) -> u64 {
@@ -115,6 +130,8 @@ impl Cache {
             inflight: Mutex::new(HashMap::new()),
             generation: AtomicU64::new(0),
             offline_since: AtomicU64::new(0),
+            offline_reason: Mutex::new(String::new()),
+            pending: Mutex::new(Vec::new()),
             stopped: AtomicBool::new(false),
             stats: Stats::default(),
             #[cfg(test)]
@@ -131,6 +148,7 @@ impl Cache {
             .name("kes-cache".into())
             .spawn(move || {
                 let mut last_probe = Instant::now();
+                let mut last_pending = Instant::now();
                 loop {
                     std::thread::sleep(Duration::from_millis(500));
                     let Some(cache) = weak.upgrade() else { return };
@@ -141,10 +159,14 @@ impl Cache {
                     if last_probe.elapsed() >= PROBE_INTERVAL || cache.is_offline() {
                         last_probe = Instant::now();
                         match cache.timed(KeystoreOp::Status, || cache.store.status()) {
-                            Ok(_) => cache.set_online(),
-                            Err(keystore::Error::Unreachable(_)) => cache.set_offline(),
-                            Err(_) => {}
+                            Err(keystore::Error::Unreachable(why)) => cache.set_offline(&why),
+                            // It answered (a failure, e.g. a refused login, is not an outage).
+                            _ => cache.set_online(),
                         }
+                    }
+                    if !cache.is_offline() && last_pending.elapsed() >= Duration::from_secs(1) {
+                        last_pending = Instant::now();
+                        cache.create_pending();
                     }
                 }
             });
@@ -178,15 +200,21 @@ impl Cache {
         self.offline_since.load(Ordering::Relaxed) != 0
     }
 
-    fn set_offline(&self) {
+    fn set_offline(&self, why: &str) {
         let now = self.now_ms();
+        *self
+            .offline_reason
+            .lock()
+            .unwrap_or_else(|e| e.into_inner()) = why.to_string();
         if self
             .offline_since
             .compare_exchange(0, now, Ordering::Relaxed, Ordering::Relaxed)
             .is_ok()
         {
             // Logged on the transition only: an outage is one record, not one per request.
-            log::warn!("keystore is not reachable: serving cached keys only, checking again");
+            log::warn!(
+                "keystore is not reachable ({why}): serving cached keys only, checking again"
+            );
         }
     }
 
@@ -263,7 +291,7 @@ impl Cache {
         match self.load(name) {
             Ok(key) => Ok(key),
             Err(Error::Store(keystore::Error::Unreachable(why))) => {
-                self.set_offline();
+                self.set_offline(&why);
                 let now = self.now_ms();
                 if let Some(e) = cached
                     && self.stale_ok(&e, now, true)
@@ -441,14 +469,82 @@ impl Cache {
         r
     }
 
-    /// The keystore's status; unreachable at once while the keystore is known to be offline.
+    /// The keystore's status; unreachable at once while the keystore is known to be offline
+    /// (with the keystore's error that showed it).
     pub fn status(&self) -> Result<Status, keystore::Error> {
         if self.is_offline() {
-            return Err(keystore::Error::Unreachable("key store is offline".into()));
+            let why = self
+                .offline_reason
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .clone();
+            return Err(keystore::Error::Unreachable(if why.is_empty() {
+                "key store is offline".into()
+            } else {
+                why
+            }));
         }
         let r = self.timed(KeystoreOp::Status, || self.store.status());
-        self.note(&r);
+        match &r {
+            Err(keystore::Error::Unreachable(why)) => self.set_offline(why),
+            // It answered: not offline, even when it is not usable.
+            _ => self.set_online(),
+        }
         r
+    }
+
+    /// Creates `name` once the keystore answers: the background thread tries every second while
+    /// the keystore is not known offline, until the key is created or exists. For the config's
+    /// `keys:` while Vault cannot be reached at start-up.
+    /// `why` is the error of the create that failed (logged here once).
+    pub fn create_later(
+        &self,
+        name: &str,
+        value: zeroize::Zeroizing<Vec<u8>>,
+        why: &keystore::Error,
+    ) {
+        let text = why.to_string();
+        log::warn!("cannot create key '{name}' (keys: in the config) yet: {text}; trying again");
+        let mut pending = self.pending.lock().unwrap_or_else(|e| e.into_inner());
+        if !pending.iter().any(|p| p.name == name) {
+            pending.push(Pending {
+                name: name.to_string(),
+                value,
+                logged: Some(text),
+            });
+        }
+    }
+
+    /// One try of every pending create.
+    fn create_pending(&self) {
+        let mut work = std::mem::take(&mut *self.pending.lock().unwrap_or_else(|e| e.into_inner()));
+        if work.is_empty() {
+            return;
+        }
+        work.retain_mut(|p| match self.create(&p.name, &p.value) {
+            Ok(()) => {
+                log::info!("created key '{}' (keys: in the config)", p.name);
+                false
+            }
+            Err(keystore::Error::Exists) => false,
+            Err(e) => {
+                let text = e.to_string();
+                if p.logged.as_deref() != Some(text.as_str()) {
+                    log::warn!(
+                        "cannot create key '{}' (keys: in the config) yet: {text}; trying again",
+                        p.name
+                    );
+                    p.logged = Some(text);
+                }
+                true
+            }
+        });
+        let mut pending = self.pending.lock().unwrap_or_else(|e| e.into_inner());
+        for p in work {
+            if !pending.iter().any(|q| q.name == p.name) {
+                pending.push(p);
+            }
+        }
     }
 
     /// Runs one keystore call and records its latency and outcome.
@@ -470,7 +566,7 @@ impl Cache {
 
     fn note<T>(&self, r: &Result<T, keystore::Error>) {
         match r {
-            Err(keystore::Error::Unreachable(_)) => self.set_offline(),
+            Err(keystore::Error::Unreachable(why)) => self.set_offline(why),
             Ok(_) => self.set_online(),
             Err(_) => {}
         }
@@ -814,7 +910,7 @@ mod tests {
         let v = store.put("k");
         cache.get("k").unwrap();
         store.down(true);
-        cache.set_offline();
+        cache.set_offline("test: down");
         cache.advance(Duration::from_secs(31)); // unused for 31 s
         cache.sweep(); // keeps it, starts its period
         assert_eq!(cache.len(), 1);
@@ -911,6 +1007,46 @@ mod tests {
         assert_eq!(
             cache.get("k").map(|_| ()),
             Err(Error::Store(keystore::Error::NotFound))
+        );
+    }
+
+    #[test]
+    fn creates_wait_for_the_keystore() {
+        let (store, cache) = cache(None, None, None);
+        store.down(true);
+        assert!(matches!(
+            cache.create("k", b"v1"),
+            Err(keystore::Error::Unreachable(_))
+        ));
+        let down = keystore::Error::Unreachable("test: down".into());
+        cache.create_later("k", zeroize::Zeroizing::new(b"v1".to_vec()), &down);
+        cache.create_later("k", zeroize::Zeroizing::new(b"v2".to_vec()), &down);
+        cache.create_pending();
+        assert_eq!(cache.pending.lock().unwrap().len(), 1, "kept while down");
+        store.down(false);
+        cache.create_pending();
+        assert!(cache.pending.lock().unwrap().is_empty());
+        assert_eq!(store.values.lock().unwrap()["k"], b"v1");
+        // An existing key is not an error, and not overwritten.
+        cache.create_later("k", zeroize::Zeroizing::new(b"v3".to_vec()), &down);
+        cache.create_pending();
+        assert!(cache.pending.lock().unwrap().is_empty());
+        assert_eq!(store.values.lock().unwrap()["k"], b"v1");
+    }
+
+    #[test]
+    fn status_says_why_the_keystore_is_offline() {
+        let (store, cache) = cache(None, None, None);
+        store.down(true);
+        assert_eq!(
+            cache.status(),
+            Err(keystore::Error::Unreachable("test: down".into()))
+        );
+        assert!(cache.is_offline());
+        // Answered from the flag, with the keystore's reason.
+        assert_eq!(
+            cache.status(),
+            Err(keystore::Error::Unreachable("test: down".into()))
         );
     }
 

@@ -34,6 +34,12 @@ const DIFFERENCES: &[(&str, &str)] = &[
         "the oldest schema (the keystore under keys:) is read here; the Go server refuses it \
          (keys: must be a list there)",
     ),
+    (
+        "vault-approle-unreachable",
+        "with Vault unreachable at start-up kes starts, not ready (/v1/ready 504), and logs in \
+         once Vault answers, so a Vault outage at boot is not a restart loop; the Go server exits \
+         (as kes does with --fail-fast)",
+    ),
 ];
 
 const ADMIN: &str = "3ecfcdf38fcbe141ae26a1030f81e96b753365a46760ae6b578698a97c59fd22";

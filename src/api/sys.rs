@@ -2,6 +2,9 @@
 //!
 //! None of these touch key material. `/v1/status` and `/v1/ready` ask the keystore for its health
 //! (through the cache, which answers "unreachable" at once while the keystore is known offline).
+//! The keystore is healthy only when it can serve keys (for Vault: reachable, unsealed, logged
+//! in, the K/V engine as configured); `/v1/status` says why not in `keystore_error`
+//! (docs/operations.md).
 
 use super::Ctx;
 use super::error::{self, ApiError};
@@ -118,6 +121,10 @@ struct Status {
     keystore_unavailable: bool,
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     keystore_unreachable: bool,
+    /// Why the keystore is not healthy (an extension; omitted while it is): the keystore's error,
+    /// e.g. `vault is sealed`. Never holds a secret.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    keystore_error: Option<String>,
 }
 
 fn is_zero(n: &u64) -> bool {
@@ -142,9 +149,19 @@ fn keystore_health(r: &Result<keystore::Status, keystore::Error>) -> (u64, bool,
     }
 }
 
+/// The text of a keystore health check's error, for `keystore_error`.
+fn keystore_error(r: &Result<keystore::Status, keystore::Error>) -> Option<String> {
+    match r {
+        Ok(_) => None,
+        Err(keystore::Error::Unreachable(why) | keystore::Error::Failed(why)) => Some(why.clone()),
+        Err(other) => Some(other.to_string()),
+    }
+}
+
 pub fn status(ctx: &Ctx<'_>) -> Result<Response, ApiError> {
     let proc = process_stats();
-    let (latency, unavailable, unreachable) = keystore_health(&ctx.api.cache.status());
+    let health = ctx.api.cache.status();
+    let (latency, unavailable, unreachable) = keystore_health(&health);
     ok_json(&Status {
         version: VERSION,
         os: go_os(),
@@ -157,6 +174,7 @@ pub fn status(ctx: &Ctx<'_>) -> Result<Response, ApiError> {
         keystore_latency: latency,
         keystore_unavailable: unavailable,
         keystore_unreachable: unreachable,
+        keystore_error: keystore_error(&health),
     })
 }
 
@@ -606,6 +624,11 @@ mod tests {
         assert_eq!(
             keystore_health(&Err(Error::Failed("permission denied".into()))),
             (0, true, false)
+        );
+        assert_eq!(keystore_error(&ok), None);
+        assert_eq!(
+            keystore_error(&Err(Error::Unreachable("vault is sealed".into()))).as_deref(),
+            Some("vault is sealed")
         );
     }
 

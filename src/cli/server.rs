@@ -69,6 +69,11 @@ pub struct ServerArgs {
     #[arg(long, requires = "config", conflicts_with = "dev")]
     pub check: bool,
 
+    /// Exit at start-up when Vault cannot be reached or is sealed, instead of starting (not
+    /// ready) and logging in once Vault answers.
+    #[arg(long)]
+    pub fail_fast: bool,
+
     /// Ignored (accepted for compatibility with old command lines; use tls.key in the config).
     #[arg(long, hide = true, value_name = "FILE")]
     pub key: Option<String>,
@@ -352,7 +357,12 @@ fn start(args: ServerArgs, errors: Arc<Hub>, metrics: Arc<Metrics>) -> Result<Ex
         lock_memory()
     };
 
-    let (store, store_desc) = crate::keystore::open(&cfg.keystore)?;
+    let startup = if args.fail_fast {
+        crate::keystore::vault::Startup::FailFast
+    } else {
+        crate::keystore::vault::Startup::Wait
+    };
+    let (store, store_desc) = crate::keystore::open_with(&cfg.keystore, startup)?;
     let cache = Cache::new(store, cfg.cache);
     create_predefined_keys(&cache, &cfg)?;
     cache.start_background();
@@ -481,6 +491,8 @@ fn create_predefined_keys(cache: &Cache, cfg: &Config) -> Result<(), String> {
         match cache.create(name, &value) {
             Ok(()) => log::info!("created key '{name}' (keys: in the config)"),
             Err(crate::keystore::Error::Exists) => {}
+            // Vault is down (the server started anyway): created once it answers.
+            Err(e @ crate::keystore::Error::Unreachable(_)) => cache.create_later(name, value, &e),
             Err(e) => {
                 return Err(format!(
                     "cannot create key '{name}' from the config's keys: {e}"
@@ -616,6 +628,7 @@ impl Reloader {
         self.api.set_state(loaded.state);
         self.server.set_tls(loaded.tls);
         self.cache.configure(cfg.cache);
+        self.cache.keystore().recheck();
         logstream::set_level(cfg.log.error);
         logstream::set_format(cfg.log.format);
         if let Err(e) = create_predefined_keys(&self.cache, &cfg) {

@@ -70,8 +70,12 @@ pub trait Keystore: Send + Sync {
     fn delete(&self, name: &str) -> Result<(), Error>;
     /// Lists names starting with `prefix`, sorted, at most `limit` of them.
     fn list(&self, prefix: &str, limit: usize) -> Result<Page, Error>;
-    /// Checks that the keystore is reachable and usable.
+    /// Checks that the keystore is reachable and usable: that keys can be served. The error's
+    /// text says why not (`/v1/status` reports it as `keystore_error`).
     fn status(&self) -> Result<Status, Error>;
+    /// Checks the keystore's settings against the keystore again (on SIGHUP), for keystores that
+    /// check any at start-up; logs what it finds. Returns at once (the check may run later).
+    fn recheck(&self) {}
 }
 
 /// Builds a page from an unsorted list of all names (for keystores that list everything at once).
@@ -97,6 +101,16 @@ pub fn page_of(mut names: Vec<String>, prefix: &str, limit: usize) -> Page {
 pub fn open(
     cfg: &crate::config::KeystoreConfig,
 ) -> Result<(std::sync::Arc<dyn Keystore>, String), String> {
+    open_with(cfg, vault::Startup::FailFast)
+}
+
+/// Like [`open`], for `kes server`: with [`vault::Startup::Wait`] a Vault keystore starts even
+/// when Vault cannot be reached or is sealed (not ready, logging in once Vault answers); a
+/// configuration that is provably wrong still aborts start-up. See README, "Failure modes".
+pub fn open_with(
+    cfg: &crate::config::KeystoreConfig,
+    startup: vault::Startup,
+) -> Result<(std::sync::Arc<dyn Keystore>, String), String> {
     use crate::config::KeystoreConfig;
     use std::sync::Arc;
     match cfg {
@@ -109,7 +123,7 @@ pub fn open(
             "in-memory (keys are lost at exit)".into(),
         )),
         KeystoreConfig::Vault(v) => {
-            let ks = vault::VaultKeystore::connect(v)
+            let ks = vault::VaultKeystore::start(v, startup)
                 .map_err(|e| format!("cannot connect to Vault: {e}"))?;
             let mut desc = format!(
                 "vault {} (K/V {} at '{}'",

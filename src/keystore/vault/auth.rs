@@ -6,8 +6,19 @@
 //! * It logs in again instead when the token is not renewable, when renewal fails, or when a
 //!   renewal grants less than the login TTL (the token's max TTL is near: logging in while the
 //!   old token is still valid avoids a gap).
-//! * A failed login is retried every `retry` (default 5 s). The same `retry` also limits the
-//!   logins that requests trigger (below), so a Vault that refuses logins is not hammered.
+//! * A failed login is retried with backoff: after `retry` (default 5 s), then after twice as
+//!   long each time, up to [`MAX_LOGIN_BACKOFF`] (or `retry`, if longer). The same backoff limits
+//!   the logins that requests and the health loop trigger (below), so a Vault that refuses logins
+//!   is not hammered. A failed login is logged once; the same failure again only at debug level,
+//!   and the first success after failures at info level. When Vault comes back after being
+//!   unreachable, the next login is tried at once.
+//! * There may be no usable token at all: before the first login succeeded (kes started while
+//!   Vault was down, see [`super::Startup`]), or after Vault rejected the token and logging in
+//!   again failed. [`Auth::problem`] then says why, which `/v1/status` and `/v1/ready` report, and
+//!   a request first tries a login (when the backoff allows) instead of sending a dead token.
+//! * The health loop asks Vault every `status.ping` whether the token is still valid
+//!   (`lookup-self`, see [`Auth::check`]), so a revoked token is noticed, and replaced, even when
+//!   no request comes.
 //! * A request that Vault answers with 403 "permission denied" asks [`Auth::after_denied`]
 //!   whether to retry. Logins are serialized and tagged with a generation, so a burst of 403s
 //!   for one expired token causes one login; every other request of the burst just retries with
@@ -29,6 +40,7 @@
 //!
 //! Never logs a token, a secret ID or a JWT; error texts name the Vault path and status only.
 
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
@@ -46,6 +58,9 @@ const MAX_INSTALL_DELAY: Duration = Duration::from_secs(2);
 
 /// Default wait between failed logins.
 const DEFAULT_RETRY: Duration = Duration::from_secs(5);
+
+/// The longest wait between failed logins (unless `retry` is longer).
+pub(crate) const MAX_LOGIN_BACKOFF: Duration = Duration::from_secs(30);
 
 enum Credentials {
     AppRole {
@@ -99,8 +114,12 @@ pub(crate) enum Retry {
 
 #[derive(Default)]
 struct LoginState {
-    /// When the last login failed, and why (cleared by a successful login).
-    last_failure: Option<(Instant, Error)>,
+    /// Failed logins in a row (cleared by a successful login).
+    failures: u32,
+    /// No login before this (backoff after a failure).
+    next_attempt: Option<Instant>,
+    /// The text of the failure last logged at error level, so a repeat is not logged again.
+    logged: Option<String>,
 }
 
 pub(crate) struct Auth {
@@ -114,11 +133,19 @@ pub(crate) struct Auth {
     multi_node: bool,
     current: RwLock<Arc<Token>>,
     login: Mutex<LoginState>,
+    /// Why the last login failed (`None` after a successful one). Apart from [`Auth::login`]'s
+    /// lock so that [`Auth::problem`] never waits for a login in progress.
+    last_error: Mutex<Option<Error>>,
+    /// Generation of a token Vault rejected (expired or revoked); 0: none.
+    rejected: AtomicU64,
+    /// Whether the health loop may ask Vault about the token (`lookup-self`); turned off when
+    /// the token may not look itself up.
+    self_check: AtomicBool,
 }
 
 impl Auth {
-    /// Reads the auth settings and logs in once; a failed login is an error.
-    pub fn login_new(cfg: &VaultConfig, client: &Client) -> Result<Auth, Error> {
+    /// Reads the auth settings; no login yet (see [`Auth::first_login`]).
+    pub fn new(cfg: &VaultConfig, client: &Client) -> Result<Auth, Error> {
         let (credentials, kind, mount, ns, retry) = match (&cfg.approle, &cfg.kubernetes) {
             (Some(a), None) => {
                 if a.id.is_empty() || a.secret.is_empty() {
@@ -167,7 +194,7 @@ impl Auth {
             other => Some(other.to_string()),
         };
         let login_path = format!("/v1/{}", join_path(&["auth", mount, "login"]));
-        let mut auth = Auth {
+        Ok(Auth {
             credentials,
             kind,
             namespace,
@@ -187,10 +214,192 @@ impl Auth {
                 since: Instant::now(),
             })),
             login: Mutex::new(LoginState::default()),
+            last_error: Mutex::new(None),
+            rejected: AtomicU64::new(0),
+            self_check: AtomicBool::new(true),
+        })
+    }
+
+    /// The first login (generation 1). A failure is recorded like any other (the backoff, and
+    /// [`Auth::problem`]) and returned.
+    pub fn first_login(&self, client: &Client) -> Result<(), Error> {
+        let mut state = self.login.lock().unwrap_or_else(|e| e.into_inner());
+        let token = self.try_login(client, &mut state, 1, None)?;
+        self.install(token);
+        Ok(())
+    }
+
+    /// Why no request can be authenticated now, if so: no login has succeeded yet, or Vault
+    /// rejected the token and logging in again failed. The error has the kind of the login's
+    /// failure (`Unreachable` when Vault could not be asked, `Failed` when it refused).
+    pub fn problem(&self) -> Option<Error> {
+        let token = self.token();
+        if self.is_usable(&token) {
+            return None;
+        }
+        let last = self
+            .last_error
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
+        Some(match (token.generation, last) {
+            (0, Some(err)) => explain(&err, "no login has succeeded yet"),
+            (0, None) => Error::Unreachable(format!("vault: no {} login yet", self.kind)),
+            (_, Some(err)) => explain(
+                &err,
+                "the token was rejected (expired or revoked), and logging in again failed",
+            ),
+            (_, None) => Error::Failed(
+                "vault: the token was rejected (expired or revoked); logging in again".into(),
+            ),
+        })
+    }
+
+    /// Whether `token` may be sent: it came from a login and Vault has not rejected it.
+    fn is_usable(&self, token: &Token) -> bool {
+        token.generation != 0 && self.rejected.load(Ordering::Acquire) != token.generation
+    }
+
+    /// The token to send, logging in first when there is none that Vault accepts (and the
+    /// backoff allows). With a `deadline`, waiting for another thread's login and logging in end
+    /// by then.
+    pub fn usable(&self, client: &Client, deadline: Option<Instant>) -> Result<Arc<Token>, Error> {
+        let token = self.token();
+        if self.is_usable(&token) {
+            return Ok(token);
+        }
+        let mut state = lock_until(&self.login, deadline).ok_or_else(|| {
+            Error::Unreachable(format!(
+                "vault: no usable token, and the {} login in progress did not finish in time",
+                self.kind
+            ))
+        })?;
+        let current = self.token();
+        if current.generation != token.generation && self.is_usable(&current) {
+            return Ok(current);
+        }
+        match self.try_login(client, &mut state, current.generation + 1, deadline) {
+            Ok(new) => {
+                self.install(new);
+                Ok(self.token())
+            }
+            Err(_) => Err(self
+                .problem()
+                .unwrap_or_else(|| Error::Unreachable("vault: no usable token".into()))),
+        }
+    }
+
+    /// One login if the backoff allows it, with its bookkeeping: a failure is remembered (for
+    /// [`Auth::problem`] and the backoff) and logged once; a success clears both. When the
+    /// backoff does not allow a login yet, the last failure is returned.
+    fn try_login(
+        &self,
+        client: &Client,
+        state: &mut LoginState,
+        generation: u64,
+        deadline: Option<Instant>,
+    ) -> Result<Token, Error> {
+        if let Some(next) = state.next_attempt
+            && Instant::now() < next
+            && let Some(err) = self
+                .last_error
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .clone()
+        {
+            return Err(err);
+        }
+        match self.login_until(client, generation, deadline) {
+            Ok(token) => {
+                if state.failures > 0 {
+                    log::info!(
+                        "vault: {} login succeeded after {} failed attempt{}",
+                        self.kind,
+                        state.failures,
+                        if state.failures == 1 { "" } else { "s" }
+                    );
+                }
+                *state = LoginState::default();
+                *self.last_error.lock().unwrap_or_else(|e| e.into_inner()) = None;
+                Ok(token)
+            }
+            Err(err) => {
+                state.failures += 1;
+                let wait = backoff(self.retry, state.failures);
+                state.next_attempt = Some(Instant::now() + wait);
+                let text = err.to_string();
+                if state.logged.as_deref() != Some(text.as_str()) {
+                    log::error!(
+                        "{}; next try in {wait:?} at the earliest (backing off up to {:?})",
+                        error_text(&err),
+                        MAX_LOGIN_BACKOFF.max(self.retry)
+                    );
+                    state.logged = Some(text);
+                } else {
+                    log::debug!(
+                        "{} (failed {} times in a row)",
+                        error_text(&err),
+                        state.failures
+                    );
+                }
+                *self.last_error.lock().unwrap_or_else(|e| e.into_inner()) = Some(err.clone());
+                Err(err)
+            }
+        }
+    }
+
+    /// Lets the next login happen at once (Vault came back after being unreachable, or an
+    /// operator asked for a check).
+    pub fn login_now(&self) {
+        if let Ok(mut state) = self.login.try_lock() {
+            state.next_attempt = None;
+        }
+    }
+
+    /// Called by the health loop after a probe found Vault usable. Without a usable token it
+    /// logs in (when the backoff allows); otherwise it asks Vault whether the token is still
+    /// valid, and logs in when it is not. So a revoked token is noticed without a request, and
+    /// `/v1/ready` tells the truth.
+    pub fn check(&self, client: &Client) {
+        let token = self.token();
+        let mut verify_new = false;
+        if self.is_usable(&token) {
+            if !self.self_check.load(Ordering::Relaxed) {
+                return;
+            }
+            match self.is_valid(client, &token, None) {
+                Ok(true) | Err(_) => return,
+                Ok(false) => {
+                    self.reject(&token);
+                    verify_new = true;
+                }
+            }
+        }
+        let mut state = self.login.lock().unwrap_or_else(|e| e.into_inner());
+        let current = self.token();
+        if current.generation != token.generation && self.is_usable(&current) {
+            return; // Somebody logged in meanwhile.
+        }
+        let Ok(new) = self.try_login(client, &mut state, current.generation + 1, None) else {
+            return;
         };
-        let token = auth.login(client, 1)?;
-        auth.current = RwLock::new(Arc::new(token));
-        Ok(auth)
+        self.install(new);
+        drop(state);
+        // A token that Vault calls invalid right after the login that made it: this token may
+        // not look itself up (no `default` policy), so asking would only cause a login a round.
+        if verify_new && let Ok(false) = self.is_valid(client, &self.token(), None) {
+            self.self_check.store(false, Ordering::Relaxed);
+            log::warn!(
+                "vault: GET /v1/auth/token/lookup-self is denied even to a new token: kes cannot notice a revoked token before a request fails (grant the token Vault's 'default' policy, or auth/token/lookup-self read)"
+            );
+        }
+    }
+
+    /// Records that Vault rejected `token` (expired or revoked).
+    fn reject(&self, token: &Token) {
+        if self.rejected.swap(token.generation, Ordering::AcqRel) != token.generation {
+            log::info!("vault: the token was rejected (expired or revoked); logging in again");
+        }
     }
 
     /// The token to send now.
@@ -203,11 +412,6 @@ impl Auth {
 
     fn install(&self, token: Token) {
         *self.current.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(token);
-    }
-
-    /// One login. The returned token carries `generation`.
-    fn login(&self, client: &Client, generation: u64) -> Result<Token, Error> {
-        self.login_until(client, generation, None)
     }
 
     /// One login that ends by `deadline` (if any).
@@ -340,8 +544,8 @@ impl Auth {
 
     /// Called after Vault answered 403 to a request sent with `used` by node `node`. An error
     /// means the token is no longer valid and no new one could be had (login failed, or failed
-    /// less than `retry` ago). With a `deadline` (a read), waiting for another thread's login,
-    /// checking the token and logging in all end by then.
+    /// recently and the backoff does not allow another yet). With a `deadline` (a read), waiting
+    /// for another thread's login, checking the token and logging in all end by then.
     pub fn after_denied(
         &self,
         client: &Client,
@@ -359,46 +563,33 @@ impl Auth {
         if current.generation != used.generation {
             return Ok(Retry::Yes); // Somebody logged in since the request was sent.
         }
-        match self.is_valid(client, &current, deadline) {
-            // The token is fine: the policy denies the request. A standby that has not seen the
-            // token yet is the one exception worth one more try (on the active node).
-            Ok(true) => {
-                return Ok(if client.is_active(node) {
-                    Retry::No
-                } else {
-                    Retry::Yes
-                });
-            }
-            Ok(false) => {}
-            Err(err) => {
-                log::warn!("vault: cannot check the token after a 403: {err}");
-                return Ok(Retry::No);
+        if self.is_usable(&current) {
+            match self.is_valid(client, &current, deadline) {
+                // The token is fine: the policy denies the request. A standby that has not seen
+                // the token yet is the one exception worth one more try (on the active node).
+                Ok(true) => {
+                    return Ok(if client.is_active(node) {
+                        Retry::No
+                    } else {
+                        Retry::Yes
+                    });
+                }
+                Ok(false) => self.reject(&current),
+                Err(err) => {
+                    log::warn!("vault: cannot check the token after a 403: {err}");
+                    return Ok(Retry::No);
+                }
             }
         }
-        if let Some((failed, err)) = &state.last_failure
-            && failed.elapsed() < self.retry
-        {
-            let context = format!(
-                "the token was rejected, and the last {} login ({:.1?} ago; next try after {:?}) failed",
-                self.kind,
-                failed.elapsed(),
-                self.retry
-            );
-            return Err(explain(err, &context));
-        }
-        log::info!("vault: the token was rejected (expired or revoked); logging in again");
-        match self.login_until(client, current.generation + 1, deadline) {
+        match self.try_login(client, &mut state, current.generation + 1, deadline) {
             Ok(token) => {
-                state.last_failure = None;
                 self.install(token);
                 Ok(Retry::Yes)
             }
-            Err(err) => {
-                log::error!("{err}");
-                let result = explain(&err, "the token was rejected, and logging in again failed");
-                state.last_failure = Some((Instant::now(), err));
-                Err(result)
-            }
+            Err(err) => Err(explain(
+                &err,
+                "the token was rejected (expired or revoked), and logging in again failed",
+            )),
         }
     }
 
@@ -464,33 +655,31 @@ impl Auth {
         }
     }
 
-    /// Logs in until it works (every `retry`), unless a request-triggered login replaces `old`
-    /// first. Returns false when stopped.
+    /// Logs in until it works (with the backoff of [`Auth::try_login`]), unless another login
+    /// replaces `old` first. Returns false when stopped.
     fn relogin(&self, client: &Client, signal: &Signal, old: &Token) -> bool {
         loop {
             // While Vault is known to be sealed or down, a login cannot work: wait for the health
-            // loop (which polls every second then) instead of logging a failure every `retry`.
+            // loop (which polls every second then) instead of failing a login every `retry`.
             if !client.health.is_ok() {
                 if signal.wait(self.retry.min(Duration::from_secs(1)), false) == Wake::Stop {
                     return false;
                 }
                 continue;
             }
-            let token = {
+            let (token, wait) = {
                 let mut state = self.login.lock().unwrap_or_else(|e| e.into_inner());
                 if self.token().generation != old.generation {
                     return true;
                 }
-                match self.login(client, old.generation + 1) {
-                    Ok(token) => {
-                        state.last_failure = None;
-                        Some(token)
-                    }
-                    Err(err) => {
-                        log::error!("{err}; next try in {:?}", self.retry);
-                        state.last_failure = Some((Instant::now(), err));
-                        None
-                    }
+                match self.try_login(client, &mut state, old.generation + 1, None) {
+                    Ok(token) => (Some(token), Duration::ZERO),
+                    Err(_) => (
+                        None,
+                        state
+                            .next_attempt
+                            .map_or(self.retry, |t| t.saturating_duration_since(Instant::now())),
+                    ),
                 }
             };
             if let Some(token) = token {
@@ -504,7 +693,7 @@ impl Auth {
                 }
                 return true;
             }
-            if signal.wait(self.retry, false) == Wake::Stop {
+            if signal.wait(wait.max(Duration::from_millis(100)), false) == Wake::Stop {
                 return false;
             }
         }
@@ -523,7 +712,7 @@ impl Auth {
 }
 
 /// Locks `mutex`, waiting at most until `deadline` (if any); `None` when the time is up.
-fn lock_until<T>(
+pub(crate) fn lock_until<T>(
     mutex: &Mutex<T>,
     deadline: Option<Instant>,
 ) -> Option<std::sync::MutexGuard<'_, T>> {
@@ -543,6 +732,22 @@ fn lock_until<T>(
                 std::thread::sleep(Duration::from_millis(2));
             }
         }
+    }
+}
+
+/// The wait after the `failures`-th failed login in a row: `retry`, doubling, up to
+/// [`MAX_LOGIN_BACKOFF`] (or `retry` if that is longer).
+fn backoff(retry: Duration, failures: u32) -> Duration {
+    let cap = MAX_LOGIN_BACKOFF.max(retry);
+    let doublings = failures.saturating_sub(1).min(20);
+    retry.saturating_mul(1u32 << doublings).min(cap)
+}
+
+/// The text of a keystore error without the kind prefix of its `Display`.
+fn error_text(err: &Error) -> String {
+    match err {
+        Error::Unreachable(why) | Error::Failed(why) => why.clone(),
+        other => other.to_string(),
     }
 }
 
@@ -605,4 +810,22 @@ fn parse_auth(body: &[u8]) -> Option<AuthInfo> {
         lease_duration: auth.lease_duration,
         renewable: auth.renewable,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn failed_logins_back_off() {
+        let s = Duration::from_secs;
+        let waits: Vec<_> = (1..=7).map(|n| backoff(s(5), n)).collect();
+        assert_eq!(waits, [s(5), s(10), s(20), s(30), s(30), s(30), s(30)]);
+        assert_eq!(backoff(s(1), 1), s(1));
+        assert_eq!(backoff(s(1), 3), s(4));
+        assert_eq!(backoff(s(1), 100), MAX_LOGIN_BACKOFF);
+        // A `retry` longer than the cap is kept as it is.
+        assert_eq!(backoff(s(60), 1), s(60));
+        assert_eq!(backoff(s(60), 5), s(60));
+    }
 }

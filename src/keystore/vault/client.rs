@@ -140,6 +140,29 @@ impl Reply {
     pub fn is_success(&self) -> bool {
         (200..300).contains(&self.status)
     }
+
+    /// Vault's `warnings` list, joined and shortened like [`Reply::errors`]. Vault explains some
+    /// answers only there (a K/V v1 path on a v2 engine: 404 with an empty `errors`).
+    pub fn warnings(&self) -> String {
+        #[derive(Deserialize)]
+        struct Warnings {
+            #[serde(default)]
+            warnings: Option<Vec<String>>,
+        }
+        match serde_json::from_slice::<Warnings>(&self.body) {
+            Ok(Warnings {
+                warnings: Some(w), ..
+            }) if !w.is_empty() => {
+                let text = w.join("; ");
+                if text.chars().count() > 300 {
+                    text.chars().take(300).collect::<String>() + "…"
+                } else {
+                    text
+                }
+            }
+            _ => String::new(),
+        }
+    }
 }
 
 /// Vault's `{"errors":[...]}` as one short line. Vault puts no request data into these texts
@@ -796,6 +819,11 @@ fn describe(err: &ureq::Error) -> String {
     }
 }
 
+/// How the text of every TLS failure starts. A TLS failure is a configuration problem (a CA, a
+/// host name, a protocol version), not an outage: it stops start-up even where an unreachable
+/// Vault would not (see [`super::Startup`]).
+pub(crate) const TLS_ERROR: &str = "TLS error:";
+
 /// A TLS failure, with what to do about the common one: a Vault certificate we do not trust.
 fn describe_tls(err: &rustls::Error) -> String {
     use rustls::CertificateError;
@@ -803,14 +831,14 @@ fn describe_tls(err: &rustls::Error) -> String {
         rustls::Error::InvalidCertificate(
             CertificateError::UnknownIssuer | CertificateError::BadSignature,
         ) => format!(
-            "TLS error: Vault's certificate is not trusted ({err}): set keystore.vault.tls.ca to the CA certificate that issued it"
+            "{TLS_ERROR} Vault's certificate is not trusted ({err}): set keystore.vault.tls.ca to the CA certificate that issued it"
         ),
         rustls::Error::InvalidCertificate(
             CertificateError::NotValidForName | CertificateError::NotValidForNameContext { .. },
         ) => format!(
-            "TLS error: Vault's certificate is not valid for this endpoint's host name ({err}): use a host name or IP address the certificate names"
+            "{TLS_ERROR} Vault's certificate is not valid for this endpoint's host name ({err}): use a host name or IP address the certificate names"
         ),
-        other => format!("TLS error: {other}"),
+        other => format!("{TLS_ERROR} {other}"),
     }
 }
 

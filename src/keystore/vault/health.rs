@@ -136,11 +136,18 @@ fn evaluate(probes: &[super::client::Probe]) -> Result<Status, Error> {
 }
 
 /// The background loop: a probe every `ping` (every second while Vault is not usable, and at
-/// once when a request saw a node fail), until stopped.
-pub(crate) fn run(client: &Client, ping: Duration) {
+/// once when a request saw a node fail), until stopped. After each probe that found Vault
+/// usable, `after_probe` runs (the token and engine checks of the keystore); its argument says
+/// whether Vault was unusable before this probe.
+pub(crate) fn run(client: &Client, ping: Duration, after_probe: impl Fn(bool)) {
+    let mut was_usable = client.health.is_ok();
     loop {
         let started = Instant::now();
-        let _ = check_now(client);
+        let usable = check_now(client).is_ok();
+        if usable {
+            after_probe(!was_usable);
+        }
+        was_usable = usable;
         // Kicks raised while probing (often by the probe itself) are answered by this round.
         client.health.signal().clear_kick();
         let every = if client.health.is_ok() {

@@ -37,6 +37,11 @@ impl Kv {
         self.v2
     }
 
+    /// The engine's path as an operator writes it (`kv`, `secrets/kes`).
+    pub fn engine(&self) -> String {
+        join_path_raw(&[&self.engine])
+    }
+
     /// The secret's path for reads and writes (`/v1/...`), without a query.
     pub fn secret_url(&self, name: &str) -> String {
         if self.v2 {
@@ -97,6 +102,13 @@ impl Kv {
         } else {
             path
         }
+    }
+
+    /// The policy path with a glob that covers every key for an operation: `kv/*`,
+    /// `kv/data/prefix/*`.
+    pub fn policy_glob(&self, op: Op) -> String {
+        let path = self.policy_path(op, "");
+        format!("{}/*", path.trim_end_matches('/'))
     }
 
     /// The body that creates the key: v1 `{"<name>":"<value>"}`, v2 with `cas: 0` so that Vault
@@ -222,6 +234,8 @@ mod tests {
         assert_eq!(kv.list_url(), "/v1/secrets/kes/tenant/a/?list=true");
         assert_eq!(kv.policy_path(Op::List, ""), "secrets/kes/tenant/a/");
         assert_eq!(kv.policy_path(Op::Create, "k"), "secrets/kes/tenant/a/k");
+        assert_eq!(kv.policy_glob(Op::Create), "secrets/kes/tenant/a/*");
+        assert_eq!(kv.engine(), "secrets/kes");
     }
 
     #[test]
@@ -234,6 +248,8 @@ mod tests {
         assert_eq!(kv.policy_path(Op::List, ""), "kv/metadata/p/");
         assert_eq!(kv.policy_path(Op::Delete, "k"), "kv/metadata/p/k");
         assert_eq!(kv.policy_path(Op::Read, "k"), "kv/data/p/k");
+        assert_eq!(kv.policy_glob(Op::Read), "kv/data/p/*");
+        assert_eq!(Kv::new("kv", "", false).policy_glob(Op::Create), "kv/*");
         assert_eq!(Kv::new("", "", true).secret_url("k"), "/v1/kv/data/k");
     }
 

@@ -5,6 +5,7 @@
 //! * [`auth`]: login, token renewal, re-login after a 403.
 //! * [`kv`]: K/V paths and bodies; [`transit`]: wrapping.
 //! * [`health`]: the background health check and the fail-fast flag.
+//! * [`engine`]: the checks of the K/V engine (mount, version, the policy's `update`).
 //!
 //! What this module must never do: overwrite a key, log or put into an error a token, a secret
 //! ID, a JWT or a stored value, or let a caller wait on Vault longer than the configured
@@ -78,6 +79,20 @@
 //! `Unreachable("vault is sealed")` or `Unreachable("vault is unreachable: …")`, and recover by
 //! themselves once a probe (or any normal answer from Vault) shows a usable node.
 //!
+//! # Start-up, and what `status` reports
+//! [`VaultKeystore::start`] probes Vault, logs in and checks the K/V engine. A configuration that
+//! is provably wrong stops start-up whatever the [`Startup`] mode: a TLS failure (CA, host
+//! name), a login that Vault refuses (4xx), a K/V version or mount that does not match (see
+//! [`engine`]). A Vault that cannot be reached or is sealed stops start-up only with
+//! [`Startup::FailFast`] (`kes server --fail-fast`, `kes migrate`, [`VaultKeystore::connect`]);
+//! with [`Startup::Wait`] (`kes server`) the keystore starts without a token, key operations
+//! fail at once, and the health loop logs in as soon as a probe finds Vault usable.
+//!
+//! `status` (`/v1/status`, `/v1/ready`) is healthy only when keys can be served: it fails with
+//! `Unreachable` while Vault is sealed or unreachable (the health probe), and otherwise with the
+//! error of [`auth::Auth::problem`] (no login yet, or the token was rejected and logging in again
+//! failed: `Failed` when Vault refused the login) or of a wrong K/V engine (`Failed`).
+//!
 //! # Tokens
 //! See [`auth`]: renewal at ⅔ of the TTL, re-login when renewal is impossible or the max TTL is
 //! near, and one retry of a request whose token expired under it, with at most one login per
@@ -95,6 +110,7 @@ pub fn check_files(cfg: &VaultConfig) -> Result<(), String> {
 
 mod auth;
 mod client;
+mod engine;
 mod health;
 mod kv;
 mod tls;
@@ -102,6 +118,7 @@ mod transit;
 
 use std::borrow::Cow;
 use std::collections::HashSet;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -110,7 +127,10 @@ use subtle::ConstantTimeEq;
 use zeroize::Zeroizing;
 
 use self::auth::{Auth, Retry};
-use self::client::{Client, LIST_BODY_LIMIT, Method, Reply, Request, Route, strip_query};
+use self::client::{
+    Client, LIST_BODY_LIMIT, Method, Reply, Request, Route, TLS_ERROR, strip_query,
+};
+use self::engine::{EngineState, When};
 use self::kv::{Kv, Op};
 use self::transit::Transit;
 use crate::config::VaultConfig;
@@ -127,6 +147,16 @@ const DEFAULT_READ_TIMEOUT: Duration = Duration::from_millis(1500);
 /// concurrent create can only land later than this if its own check-to-write time exceeds the
 /// window, which it logs as a warning. See [`Inner::confirm_v1`].
 const V1_RACE_WINDOW: Duration = Duration::from_millis(250);
+
+/// What [`VaultKeystore::start`] does when Vault cannot be reached (or is sealed) at start-up.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Startup {
+    /// Fail: `kes server --fail-fast`, `kes migrate`, [`VaultKeystore::connect`].
+    FailFast,
+    /// Start without a token and log in once Vault answers (`kes server`): until then key
+    /// operations fail at once and `status` says why.
+    Wait,
+}
 
 /// A keystore in HashiCorp Vault or OpenBao. Background threads (health check, token renewal)
 /// run until it is dropped.
@@ -145,12 +175,25 @@ struct Inner {
     creating: NameLocks,
     /// Deadline of a whole key read (`timeout.read`).
     read_timeout: Duration,
+    /// What the checks of [`engine`] found.
+    engine: Mutex<EngineState>,
+    /// One check of the engine at a time.
+    engine_check: Mutex<()>,
+    /// A check of the engine (and a login, if needed) was asked for (SIGHUP): the health loop
+    /// runs it in its next round.
+    recheck: AtomicBool,
 }
 
 impl VaultKeystore {
-    /// Checks the settings, logs in and starts the background threads. A failed login is an
-    /// error naming the Vault path and status.
+    /// Checks the settings, logs in, checks the K/V engine and starts the background threads.
+    /// A failed login is an error naming the Vault path and status ([`Startup::FailFast`]).
     pub fn connect(cfg: &VaultConfig) -> Result<VaultKeystore, Error> {
+        VaultKeystore::start(cfg, Startup::FailFast)
+    }
+
+    /// Like [`VaultKeystore::connect`]; with [`Startup::Wait`], a Vault that cannot be reached
+    /// (or is sealed) does not stop start-up (see the module docs).
+    pub fn start(cfg: &VaultConfig, startup: Startup) -> Result<VaultKeystore, Error> {
         let connect_timeout = or_default(cfg.connect_timeout, DEFAULT_CONNECT_TIMEOUT);
         let response_timeout = or_default(cfg.response_timeout, DEFAULT_RESPONSE_TIMEOUT);
         let ping = or_default(cfg.ping, DEFAULT_PING);
@@ -177,7 +220,7 @@ impl VaultKeystore {
             .map_err(|e| Error::Failed(format!("vault: {e}")))?;
         // Learn the nodes' roles first, so the login goes straight to the active node.
         let _ = health::check_now(&client);
-        let auth = Auth::login_new(cfg, &client)?;
+        let auth = Auth::new(cfg, &client)?;
         let inner = Arc::new(Inner {
             client,
             auth,
@@ -186,7 +229,26 @@ impl VaultKeystore {
             namespace: Some(cfg.namespace.trim().to_string()).filter(|ns| !ns.is_empty()),
             creating: NameLocks::default(),
             read_timeout: or_default(cfg.read_timeout, DEFAULT_READ_TIMEOUT),
+            engine: Mutex::new(EngineState::Unchecked),
+            engine_check: Mutex::new(()),
+            recheck: AtomicBool::new(false),
         });
+        match inner.auth.first_login(&inner.client) {
+            Ok(()) => match inner.check_engine(When::Startup, None) {
+                Ok(EngineState::Wrong(why)) => return Err(Error::Failed(why)),
+                Ok(_) => {}
+                // Vault went away between the login and the check: checked on first use.
+                Err(err) => log::warn!("vault: cannot check the K/V engine now: {err}"),
+            },
+            Err(Error::Unreachable(why))
+                if startup == Startup::Wait && !why.contains(TLS_ERROR) =>
+            {
+                log::warn!(
+                    "vault: starting without a token: key operations fail, and /v1/ready answers 504, until Vault answers and a login succeeds (tried again as soon as a health probe finds Vault usable; 'kes server --fail-fast' exits instead)"
+                );
+            }
+            Err(err) => return Err(err),
+        }
 
         let mut keystore = VaultKeystore {
             inner: inner.clone(),
@@ -194,7 +256,9 @@ impl VaultKeystore {
         };
         let health = inner.clone();
         keystore.threads.push(spawn("kes-vault-health", move || {
-            health::run(&health.client, ping)
+            health::run(&health.client, ping, |recovered| {
+                health.after_probe(recovered)
+            })
         })?);
         let renewal = inner;
         keystore.threads.push(spawn("kes-vault-token", move || {
@@ -245,9 +309,24 @@ impl Keystore for VaultKeystore {
         self.inner.list(prefix, limit)
     }
 
-    /// Answers within `timeout.read` (see [`health::status_until`]).
+    /// Answers within `timeout.read` (see [`health::status_until`]); healthy only when keys
+    /// can be served (see the module docs).
     fn status(&self) -> Result<Status, Error> {
-        health::status_until(&self.inner.client, Instant::now() + self.inner.read_timeout)
+        let deadline = Instant::now() + self.inner.read_timeout;
+        let status = health::status_until(&self.inner.client, deadline)?;
+        if let Some(err) = self.inner.auth.problem() {
+            return Err(err);
+        }
+        self.inner.engine_gate(Some(deadline))?;
+        Ok(status)
+    }
+
+    /// SIGHUP: the health loop checks the K/V engine again in its next round, and tries a login
+    /// at once if there is no usable token.
+    fn recheck(&self) {
+        self.inner.recheck.store(true, Ordering::Release);
+        self.inner.auth.login_now();
+        self.inner.client.health.kick();
     }
 }
 
@@ -318,11 +397,42 @@ enum Written {
 }
 
 impl Inner {
+    /// After a health probe found Vault usable (see [`health::run`]): keeps a usable token (see
+    /// [`Auth::check`]), and checks the K/V engine when that is due.
+    fn after_probe(&self, recovered: bool) {
+        if recovered {
+            self.auth.login_now();
+        }
+        self.auth.check(&self.client);
+        if self.auth.problem().is_some() {
+            return;
+        }
+        let asked = self.recheck.swap(false, Ordering::AcqRel);
+        if asked
+            || matches!(
+                self.engine_state(),
+                EngineState::Unchecked | EngineState::Wrong(_)
+            )
+        {
+            let when = if asked { When::Asked } else { When::Due };
+            if let Err(err) = self.check_engine(when, None) {
+                log::debug!("vault: checking the K/V engine failed: {err}");
+            }
+        }
+    }
+
+    /// Fails at once while Vault is sealed or unreachable, or the K/V engine is known wrong.
+    fn gate(&self, deadline: Option<Instant>) -> Result<(), Error> {
+        self.client.health.check()?;
+        self.engine_gate(deadline)
+    }
+
     /// Sends a K/V or transit request with the current token and the keystore's namespace. A 403
-    /// caused by an expired token leads to one login and one retry (see [`auth`]).
+    /// caused by an expired token leads to one login and one retry (see [`auth`]); without a
+    /// usable token, it logs in first (when the backoff allows) or fails.
     fn call(&self, req: Request<'_>) -> Result<Reply, Error> {
         let req = req.namespace(self.namespace.as_deref());
-        let token = self.auth.token();
+        let token = self.auth.usable(&self.client, req.deadline)?;
         let reply = self.client.send(&req.clone().token(token.secret()))?;
         if reply.status != 403 {
             return Ok(reply);
@@ -353,7 +463,7 @@ impl Inner {
                 "vault: the value of '{name}' is not text and cannot be stored"
             ))
         })?;
-        self.client.health.check()?;
+        self.gate(None)?;
         // KV v1: one create of a name at a time in this process (see `V1_RACE_WINDOW`).
         let _creating = (!self.kv.is_v2()).then(|| self.creating.lock(name));
 
@@ -460,6 +570,7 @@ impl Inner {
                 .kv
                 .parse_value(name, &reply.body)
                 .map_err(|why| Error::Failed(format!("vault: GET {}: {why}", strip_query(url)))),
+            404 if let Some(why) = self.mismatch_in(&reply, "GET", url) => Err(Error::Failed(why)),
             204 | 404 => Ok(None),
             403 => Err(self.denied(if op == Op::Create { Op::Read } else { op }, name)),
             status => Err(self.unexpected("GET", url, &reply, status)),
@@ -470,6 +581,7 @@ impl Inner {
         check_name(name)?;
         self.client.health.check()?;
         let deadline = Instant::now() + self.read_timeout;
+        self.engine_gate(Some(deadline))?;
         self.get_until(name, deadline).map_err(|err| match err {
             Error::Unreachable(why) if Instant::now() >= deadline => Error::Unreachable(format!(
                 "no answer from Vault within keystore.vault.timeout.read ({:?}): {why}",
@@ -507,13 +619,16 @@ impl Inner {
 
     fn delete(&self, name: &str) -> Result<(), Error> {
         check_name(name)?;
-        self.client.health.check()?;
+        self.gate(None)?;
         // Vault's delete succeeds for a missing secret; look first, on the active node.
         let url = self.kv.secret_url(name);
         let reply = self.call(Request::new(Method::Get, &url, Route::Active))?;
         match reply.status {
             // A secret that is there, even one this keystore cannot parse, can be deleted.
             200 if !matches!(self.kv.parse_value(name, &reply.body), Ok(None)) => {}
+            404 if let Some(why) = self.mismatch_in(&reply, "GET", &url) => {
+                return Err(Error::Failed(why));
+            }
             200 | 204 | 404 => return Err(Error::NotFound),
             403 => return Err(self.denied(Op::Read, name)),
             status => return Err(self.unexpected("GET", &url, &reply, status)),
@@ -529,7 +644,7 @@ impl Inner {
     }
 
     fn list(&self, prefix: &str, limit: usize) -> Result<Page, Error> {
-        self.client.health.check()?;
+        self.gate(None)?;
         let url = self.kv.list_url();
         let reply =
             self.call(Request::new(Method::Get, &url, Route::Any).limit(LIST_BODY_LIMIT))?;
@@ -538,6 +653,9 @@ impl Inner {
                 .kv
                 .parse_list(&reply.body)
                 .map_err(|why| Error::Failed(format!("vault: GET {}: {why}", strip_query(&url))))?,
+            404 if let Some(why) = self.mismatch_in(&reply, "GET", &url) => {
+                return Err(Error::Failed(why));
+            }
             204 | 404 => Vec::new(),
             403 => return Err(self.denied(Op::List, "")),
             status => return Err(self.unexpected("GET", &url, &reply, status)),
@@ -583,10 +701,11 @@ impl Inner {
     fn denied(&self, op: Op, name: &str) -> Error {
         let path = self.kv.policy_path(op, name);
         let msg = format!(
-            "vault: permission denied {} '{path}'{}: the Vault policy needs the '{}' capability on '{path}'",
+            "vault: permission denied {} '{path}'{}: the Vault policy needs the '{}' capability on '{path}'{}",
             op.verb(),
             self.in_namespace(),
-            op.capability()
+            op.capability(),
+            self.denied_hint()
         );
         log::error!("{msg}");
         Error::Failed(msg)
