@@ -459,6 +459,19 @@ fn policies_allow_deny_and_segment_wildcards() {
     admin
         .get(&format!("/v1/identity/describe/{}", env.stranger.identity))
         .assert_error(404, "identity does not exist");
+    // The name rule applies to identities as to keys and policies.
+    let long = "a".repeat(81);
+    for bad in ["-x", "x-", "_", "a.b", long.as_str()] {
+        admin
+            .get(&format!("/v1/identity/describe/{bad}"))
+            .assert_error(
+                400,
+                &format!("identity '{bad}' is empty, too long or contains invalid characters"),
+            );
+    }
+    admin
+        .get(&format!("/v1/identity/describe/{}", &long[..80]))
+        .assert_error(404, "identity does not exist");
     let mut ids = vec![ADMIN_IDENTITY.to_string(), env.app.identity.clone()];
     ids.sort();
     assert_eq!(
