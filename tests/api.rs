@@ -505,10 +505,20 @@ fn error_pairs_and_bad_input_change_nothing() {
         400,
         "key name '' is empty, too long or contains invalid characters",
     );
-    admin.get("/v1/key/list/a*b").assert_error(
-        400,
-        "listing pattern 'a*b' is empty, too long or is invalid",
-    );
+    for (route, bad) in [
+        ("key", "a*b"),
+        ("key", "-x"),
+        ("key", "-"),
+        ("policy", "-*"),
+        ("identity", "-a"),
+    ] {
+        admin
+            .get(&format!("/v1/{route}/list/{bad}"))
+            .assert_error(
+                400,
+                &format!("listing pattern '{bad}' is empty, too long or is invalid"),
+            );
+    }
 
     // bodies
     admin

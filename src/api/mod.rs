@@ -648,10 +648,14 @@ pub fn valid_name(name: &str) -> bool {
             .all(|c| c.is_ascii_alphanumeric() || *c == b'_' || *c == b'-')
 }
 
-/// Pattern rule (§2.1): the name alphabet plus `*` as the last character only; may be empty.
+/// Pattern rule (§2.1): a prefix of a valid name (the name alphabet, `-` not first, at most 80
+/// bytes; may be empty), optionally followed by `*`. A pattern starting with `-` is refused, as in
+/// the Go server (no name starts with it). Unlike the Go server, a prefix may end with `-` or be
+/// `_`: `imp-` lists `imp-a` (Go refuses `imp-` and accepts `imp-*`), `_` lists `_a`.
 pub fn valid_pattern(pattern: &str) -> bool {
     let body = pattern.strip_suffix('*').unwrap_or(pattern);
     body.len() <= 80
+        && !body.starts_with('-')
         && body
             .bytes()
             .all(|c| c.is_ascii_alphanumeric() || c == b'_' || c == b'-')
@@ -720,10 +724,10 @@ mod tests {
 
     #[test]
     fn pattern_rule() {
-        for ok in ["", "*", "my*", "my-key", "a_b*"] {
+        for ok in ["", "*", "my*", "my-key", "a_b*", "my-", "my-*", "_", "_*"] {
             assert!(valid_pattern(ok), "{ok}");
         }
-        for bad in ["*a", "a*b*", "a/b", "..", "a.b"] {
+        for bad in ["*a", "a*b*", "a/b", "..", "a.b", "-", "-x", "-*", "-x*", "**"] {
             assert!(!valid_pattern(bad), "{bad}");
         }
         assert_eq!(pattern_prefix("*"), "");
