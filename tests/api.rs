@@ -333,6 +333,17 @@ fn import_accepts_every_body_shape() {
             &json!({"key": "!!!", "cipher": "AES256"}).to_string(),
         )
         .assert_error(400, "invalid import key request body");
+    // No body is a bad body; a body without a key or cipher has no cipher (as the Go server).
+    for body in ["", " \r\n"] {
+        admin
+            .put("/v1/key/import/x5", body)
+            .assert_error(400, "invalid import key request body");
+    }
+    for body in ["{}", "null", r#"{"algorithm":"ChaCha20"}"#, r#"{"bytes":null}"#] {
+        admin
+            .put("/v1/key/import/x6", body)
+            .assert_error(406, "algorithm '' is not supported");
+    }
     assert!(env.keys_on_disk().iter().all(|(n, _)| !n.starts_with('x')));
 }
 

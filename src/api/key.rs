@@ -58,16 +58,24 @@ pub fn create(ctx: &Ctx<'_>) -> Result<Response, ApiError> {
 
 pub fn import(ctx: &Ctx<'_>) -> Result<Response, ApiError> {
     let name = key_name(ctx)?;
+    // No JSON at all is a bad body, as in the Go server (its decoder fails on an empty body).
+    if ctx.body.iter().all(u8::is_ascii_whitespace) {
+        return Err(error::INVALID_IMPORT_BODY);
+    }
     let obj = json::object(ctx.body).ok_or(error::INVALID_IMPORT_BODY)?;
-    // Current body {"key","cipher"}; older bodies {"bytes","algorithm"} and {"bytes"} (§2.3).
-    let (bytes, cipher) =
-        if json::field(&obj, "key").is_some() || json::field(&obj, "cipher").is_some() {
-            (bytes_field(&obj, "key"), string_field(&obj, "cipher"))
-        } else {
-            let algorithm =
-                string_field(&obj, "algorithm").map(|a| if a.is_empty() { "AES256" } else { a });
-            (bytes_field(&obj, "bytes"), algorithm)
-        };
+    // Current body {"key","cipher"}; older bodies {"bytes","algorithm"} and {"bytes"} (§2.3),
+    // recognised by a `bytes` field without `key` or `cipher`. Anything else (`{}`, `null`) is
+    // read as the current body, so it fails as in the Go server (no cipher: 406).
+    let legacy = json::field(&obj, "key").is_none()
+        && json::field(&obj, "cipher").is_none()
+        && json::field(&obj, "bytes").is_some_and(|b| !b.is_null());
+    let (bytes, cipher) = if legacy {
+        let algorithm =
+            string_field(&obj, "algorithm").map(|a| if a.is_empty() { "AES256" } else { a });
+        (bytes_field(&obj, "bytes"), algorithm)
+    } else {
+        (bytes_field(&obj, "key"), string_field(&obj, "cipher"))
+    };
     let (Some(bytes), Some(cipher)) = (bytes, cipher) else {
         return Err(error::INVALID_IMPORT_BODY);
     };
