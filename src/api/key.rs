@@ -142,10 +142,25 @@ pub fn delete(ctx: &Ctx<'_>) -> Result<Response, ApiError> {
     Ok(Response::empty(200))
 }
 
+/// The JSON body of encrypt, decrypt and hmac. One is required: an empty body (or only white
+/// space) is 400 `invalid request body`, as in the Go server, whose decoder fails on it.
+fn body_fields(ctx: &Ctx<'_>) -> Result<json::CryptoFields, ApiError> {
+    if ctx.body.iter().all(u8::is_ascii_whitespace) {
+        return Err(error::INVALID_BODY);
+    }
+    json::crypto_fields(ctx.body).ok_or(error::INVALID_BODY)
+}
+
 pub fn generate(ctx: &Ctx<'_>) -> Result<Response, ApiError> {
     use base64::Engine as _;
     let name = key_name(ctx)?;
-    let fields = json::crypto_fields(ctx.body).ok_or(error::INVALID_BODY)?;
+    // The body is optional here (no body: no context), as in the Go server, which reads it only
+    // when there is one; a body of white space only is not JSON.
+    let fields = if ctx.body.is_empty() {
+        json::CryptoFields::default()
+    } else {
+        body_fields(ctx)?
+    };
     let key = ctx.key(name)?;
     let (dek, ciphertext) = key
         .key
@@ -172,7 +187,7 @@ pub fn encrypt(ctx: &Ctx<'_>) -> Result<Response, ApiError> {
     let name = key_name(ctx)?;
     let json::CryptoFields {
         plaintext, context, ..
-    } = json::crypto_fields(ctx.body).ok_or(error::INVALID_BODY)?;
+    } = body_fields(ctx)?;
     let key = ctx.key(name)?;
     let ciphertext = key
         .key
@@ -207,7 +222,7 @@ pub fn decrypt(ctx: &Ctx<'_>) -> Result<Response, ApiError> {
         ciphertext,
         context,
         ..
-    } = json::crypto_fields(ctx.body).ok_or(error::INVALID_BODY)?;
+    } = body_fields(ctx)?;
     let key = ctx.key(name)?;
     let plaintext = open(&key, &ciphertext, &context)?;
     // Encoded straight into the reply buffer (zeroized on drop): no other copy of the plaintext.
@@ -253,8 +268,7 @@ struct HmacReply {
 
 pub fn hmac(ctx: &Ctx<'_>) -> Result<Response, ApiError> {
     let name = key_name(ctx)?;
-    let json::CryptoFields { message, .. } =
-        json::crypto_fields(ctx.body).ok_or(error::INVALID_BODY)?;
+    let json::CryptoFields { message, .. } = body_fields(ctx)?;
     let key = ctx.key(name)?;
     let hmac_key = key.hmac_key.as_ref().ok_or(error::NO_HMAC)?;
     ok_json(&HmacReply {
