@@ -154,7 +154,8 @@ fn scrape(c: &Client) -> Exposition {
     assert_eq!(r.status, 200, "{}", r.text());
     assert_eq!(
         r.header("content-type"),
-        Some("text/plain; version=0.0.4; charset=utf-8")
+        Some("text/plain; version=0.0.4; charset=utf-8; escaping=underscores"),
+        "the Go server's content type"
     );
     prom::parse(&r.text()).unwrap_or_else(|e| panic!("invalid exposition: {e}\n{}", r.text()))
 }
