@@ -727,7 +727,9 @@ mod tests {
         for ok in ["", "*", "my*", "my-key", "a_b*", "my-", "my-*", "_", "_*"] {
             assert!(valid_pattern(ok), "{ok}");
         }
-        for bad in ["*a", "a*b*", "a/b", "..", "a.b", "-", "-x", "-*", "-x*", "**"] {
+        for bad in [
+            "*a", "a*b*", "a/b", "..", "a.b", "-", "-x", "-*", "-x*", "**",
+        ] {
             assert!(!valid_pattern(bad), "{bad}");
         }
         assert_eq!(pattern_prefix("*"), "");
