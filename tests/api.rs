@@ -603,6 +603,9 @@ fn error_pairs_and_bad_input_change_nothing() {
         .assert_error(405, "received method 'PUT' expected 'GET'");
     let r = admin.get("/v1/nope");
     assert_eq!((r.status, r.text().as_str()), (404, "404 page not found\n"));
+    // Every reply has a Date (RFC 9110 §6.6.1), as the Go server's.
+    let date = r.header("date").expect("a Date header");
+    assert!(date.len() == 29 && date.ends_with(" GMT"), "{date}");
 
     // oversized body (3 MB) → 413, connection closed, nothing stored
     let big = format!("{{\"plaintext\":\"{}\"}}", "A".repeat(3_000_000));
