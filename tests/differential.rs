@@ -155,6 +155,9 @@ enum Who {
     Stranger,
     /// No client certificate (the config has a `skip_auth` route, so TLS only requests one).
     NoCert,
+    /// A CA certificate (basic constraints `CA:TRUE`): the Go server takes the identity from the
+    /// only certificate that is not a CA's.
+    CaCert,
 }
 
 struct Identities {
@@ -183,12 +186,19 @@ impl Identities {
             Who::Ops => Some(&self.ops),
             Who::Stranger => Some(&self.stranger),
             Who::NoCert => None,
+            Who::CaCert => Some(&self.ca.cert),
         }
     }
 }
 
-/// The configuration both servers read; `{keys}` is each server's own key directory.
-fn config(ids: &Identities, dir: &Path, keys: &Path) -> String {
+/// The configuration both servers read; `{keys}` is each server's own key directory. `strict`:
+/// no route skips authentication, so that TLS requires a client certificate.
+fn config(ids: &Identities, dir: &Path, keys: &Path, strict: bool) -> String {
+    let api = if strict {
+        ""
+    } else {
+        "api:\n  /v1/ready:\n    skip_auth: true\n  /v1/status:\n    timeout: 20s\n"
+    };
     format!(
         r#"
 address: 127.0.0.1:7373
@@ -197,11 +207,7 @@ admin:
 tls:
   key: {dir}/server.key
   cert: {dir}/server.crt
-api:
-  /v1/ready:
-    skip_auth: true
-  /v1/status:
-    timeout: 20s
+{api}
 policy:
   app:
     allow:
@@ -287,6 +293,10 @@ struct Case {
     kind: Kind,
     /// The order of a JSON array does not matter (`/v1/api`).
     unordered: bool,
+    /// Sent to the second pair of servers, whose TLS requires a client certificate.
+    strict: bool,
+    /// Over TLS 1.2 only.
+    tls12: bool,
 }
 
 impl Case {
@@ -317,6 +327,14 @@ impl Case {
         self.unordered = true;
         self
     }
+    fn strict(mut self) -> Case {
+        self.strict = true;
+        self
+    }
+    fn tls12(mut self) -> Case {
+        self.tls12 = true;
+        self
+    }
 }
 
 fn case(id: &str, who: Who, method: &'static str, path: &str) -> Case {
@@ -333,6 +351,8 @@ fn case(id: &str, who: Who, method: &'static str, path: &str) -> Case {
             Kind::Plain
         },
         unordered: false,
+        strict: false,
+        tls12: false,
     }
 }
 
@@ -432,6 +452,17 @@ fn cases(ids: &Identities) -> Vec<Case> {
         case("path.unclean-double-slash", Admin, "GET", "//v1/status"),
         case("path.unclean-dot", Admin, "GET", "/v1/./status"),
         case("path.unclean-dotdot", Admin, "GET", "/v1/key/describe/../list/"),
+        // --- TLS: a server that requires a client certificate, TLS 1.2, a CA certificate
+        case("tls.nocert", NoCert, "GET", "/version").strict(),
+        case("tls.nocert-tls12", NoCert, "GET", "/version").strict().tls12(),
+        case("tls.admin-tls12", Admin, "GET", "/v1/key/list/").strict().tls12(),
+        case("tls.admin", Admin, "GET", "/v1/identity/self/describe").strict(),
+        case("tls.stranger", Stranger, "GET", "/v1/key/list/").strict(),
+        case("tls.ready-stranger", Stranger, "GET", "/v1/ready").strict(),
+        case("tls.ca-cert", CaCert, "GET", "/v1/status").strict(),
+        case("tls.ca-cert-version", CaCert, "GET", "/version").strict(),
+        case("tls.ca-cert-self", CaCert, "GET", "/v1/identity/self/describe").strict(),
+        case("tls.ca-cert-ready", CaCert, "GET", "/v1/ready"),
         // --- ALPN
         case("alpn.h2-http1", Admin, "GET", "/").kind(Kind::Alpn(&["h2", "http/1.1"])),
         case("alpn.http1", Admin, "GET", "/").kind(Kind::Alpn(&["http/1.1"])),
@@ -871,6 +902,8 @@ const COMPARED_HEADERS: &[&str] = &[
 /// One side of the comparison.
 struct Side {
     addr: SocketAddr,
+    /// The server of the same kind whose TLS requires a client certificate.
+    strict_addr: SocketAddr,
     saved: Saved,
 }
 
@@ -879,7 +912,21 @@ fn client(ids: &Identities, addr: SocketAddr, who: Who) -> Client {
 }
 
 fn run_case(ids: &Identities, side: &Side, c: &Case) -> Observation {
-    let cl = client(ids, side.addr, c.who);
+    let addr = if c.strict {
+        side.strict_addr
+    } else {
+        side.addr
+    };
+    let cl = if c.tls12 {
+        Client::with_versions(
+            addr,
+            &ids.ca.cert.der,
+            ids.cert(c.who).map(|c| (vec![c.der.clone()], c.key())),
+            &[&rustls::version::TLS12],
+        )
+    } else {
+        client(ids, addr, c.who)
+    };
     match c.kind {
         Kind::Alpn(protocols) => {
             let protos: Vec<&[u8]> = protocols.iter().map(|p| p.as_bytes()).collect();
@@ -1301,22 +1348,38 @@ fn peer_differential_every_route_against_the_go_server() {
     let ids = Identities::new();
     let dir = TempDir::new("differential");
     ids.ca.server().write(dir.path(), "server");
-    let (kes_keys, go_keys) = (dir.join("kes-keys"), dir.join("go-keys"));
-    write_corrupt_key(&kes_keys);
-    write_corrupt_key(&go_keys);
-    std::fs::write(dir.join("kes.yaml"), config(&ids, dir.path(), &kes_keys)).unwrap();
-    std::fs::write(dir.join("go.yaml"), config(&ids, dir.path(), &go_keys)).unwrap();
-    let kes = Kes::start(&dir.join("kes.yaml"));
-    let go = GoKes::start_config(&dir.join("go.yaml"))
-        .unwrap_or_else(|out| panic!("kes-go did not start:\n{out}"));
+    let mut kes = Vec::new();
+    let mut go = Vec::new();
+    for strict in [false, true] {
+        let tag = if strict { "-strict" } else { "" };
+        let (kes_keys, go_keys) = (
+            dir.join(&format!("kes-keys{tag}")),
+            dir.join(&format!("go-keys{tag}")),
+        );
+        write_corrupt_key(&kes_keys);
+        write_corrupt_key(&go_keys);
+        let (kes_config, go_config) = (
+            dir.join(&format!("kes{tag}.yaml")),
+            dir.join(&format!("go{tag}.yaml")),
+        );
+        std::fs::write(&kes_config, config(&ids, dir.path(), &kes_keys, strict)).unwrap();
+        std::fs::write(&go_config, config(&ids, dir.path(), &go_keys, strict)).unwrap();
+        kes.push(Kes::start(&kes_config));
+        go.push(
+            GoKes::start_config(&go_config)
+                .unwrap_or_else(|out| panic!("kes-go did not start:\n{out}")),
+        );
+    }
 
     let mut sides = [
         Side {
-            addr: go.addr(),
+            addr: go[0].addr(),
+            strict_addr: go[1].addr(),
             saved: Saved::new(),
         },
         Side {
-            addr: kes.addr,
+            addr: kes[0].addr,
+            strict_addr: kes[1].addr,
             saved: Saved::new(),
         },
     ];
