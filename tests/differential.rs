@@ -11,7 +11,9 @@
 //! unclean paths and ALPN, each with good and bad input: missing and existing keys, wrong
 //! context, tampered ciphertexts, bad names and patterns, forbidden and unknown identities, no
 //! certificate, bad JSON, empty bodies, wrong methods, bodies over the limit. They run in order,
-//! against both servers, so that sequences (create, create again, delete, describe) compare.
+//! against both servers, so that sequences (create, create again, delete, describe) compare. The
+//! requests are HTTP/1.1 (HTTP/2 answers the same: `tests/h2.rs`); a few go to a second pair of
+//! servers whose config has no `skip_auth` route, so that their TLS requires a certificate.
 //!
 //! Every difference must be listed in the allow-list, `tests/differential/allow.yaml`: which
 //! cases, which aspects differ, what each server does, why (a Go bug fixed here, or a deliberate
@@ -21,8 +23,9 @@
 //! `readme` text must appear in that section ([`allow_list_entries_are_in_the_readme`], which
 //! needs no peers and runs everywhere).
 //!
-//! MinIO's client library (kesclient) is compared over the same two servers by
-//! `tests/h2.rs::peer_kesclient_every_call_over_h2_as_against_the_go_server`.
+//! MinIO's client library (kesclient) runs every call against both servers in
+//! `tests/h2.rs::peer_kesclient_every_call_over_h2_as_against_the_go_server`, which fails when a
+//! call that passes against the Go server fails against kes.
 
 mod support;
 
@@ -391,13 +394,25 @@ fn decrypt_body(ciphertext: &[u8], context: Option<&str>) -> String {
     body.to_string()
 }
 
+/// What a Prometheus scraper asks for when it prefers protobuf.
+const PROTOBUF: &str =
+    "application/vnd.google.protobuf;proto=io.prometheus.client.MetricFamily;encoding=delimited";
+
+/// A ciphertext in the JSON form of old servers, with empty fields.
+const LEGACY_GARBAGE: &[u8] =
+    br#"{"aead":"AES-256-GCM-HMAC-SHA-256","iv":"","nonce":"","bytes":""}"#;
+
 /// The whole sequence, in order. Ids name the route area first; the allow-list refers to them.
+/// (A table, one case a line: rustfmt leaves it as it is.)
+#[rustfmt::skip]
 fn cases(ids: &Identities) -> Vec<Case> {
     use Who::*;
     let long = "a".repeat(81);
     let key32 = b64(&[7u8; 32]);
     let app_id = ids.app.identity.clone();
     let admin_id = ids.admin.identity.clone();
+    let describe_id = |id: &str| format!("/v1/identity/describe/{id}");
+    let admin_prefix = &admin_id[..6];
     let mut v = vec![
         // --- system routes
         case("version.admin", Admin, "GET", "/version"),
@@ -430,10 +445,7 @@ fn cases(ids: &Identities) -> Vec<Case> {
             .header("Accept", "text/plain;version=0.0.4")
             .kind(Kind::Metrics),
         case("metrics.accept-protobuf", Admin, "GET", "/v1/metrics")
-            .header(
-                "Accept",
-                "application/vnd.google.protobuf;proto=io.prometheus.client.MetricFamily;encoding=delimited",
-            )
+            .header("Accept", PROTOBUF)
             .kind(Kind::Metrics),
         case("metrics.app", App, "GET", "/v1/metrics"),
         case("metrics.put", Admin, "PUT", "/v1/metrics"),
@@ -674,7 +686,7 @@ fn cases(ids: &Identities) -> Vec<Case> {
         case("key.decrypt.short", Admin, "POST", "/v1/key/decrypt/k1")
             .json(json!({"ciphertext": "AAAA"})),
         case("key.decrypt.legacy-json-garbage", Admin, "POST", "/v1/key/decrypt/k1").json(
-            json!({"ciphertext": b64(br#"{"aead":"AES-256-GCM-HMAC-SHA-256","iv":"","nonce":"","bytes":""}"#)}),
+            json!({"ciphertext": b64(LEGACY_GARBAGE)}),
         ),
         case("key.decrypt.wrong-key", Admin, "POST", "/v1/key/decrypt/k2")
             .dyn_body(|s| decrypt_body(&ct_k1(s), Some(CTX))),
@@ -768,22 +780,22 @@ fn cases(ids: &Identities) -> Vec<Case> {
         case("policy.list.put", Admin, "PUT", "/v1/policy/list/"),
         case("policy.write.legacy", Admin, "POST", "/v1/policy/write/x").body("{}"),
         // --- identities
-        case("identity.describe", Admin, "GET", &format!("/v1/identity/describe/{app_id}")),
-        case("identity.describe.admin", Admin, "GET", &format!("/v1/identity/describe/{admin_id}")),
-        case("identity.describe.unknown", Admin, "GET", &format!("/v1/identity/describe/{}", "f".repeat(64))),
+        case("identity.describe", Admin, "GET", &describe_id(&app_id)),
+        case("identity.describe.admin", Admin, "GET", &describe_id(&admin_id)),
+        case("identity.describe.unknown", Admin, "GET", &describe_id(&"f".repeat(64))),
         case("identity.describe.dash-first", Admin, "GET", "/v1/identity/describe/-x"),
         case("identity.describe.dash-last", Admin, "GET", "/v1/identity/describe/x-"),
         case("identity.describe.underscore", Admin, "GET", "/v1/identity/describe/_"),
-        case("identity.describe.too-long", Admin, "GET", &format!("/v1/identity/describe/{long}")),
+        case("identity.describe.too-long", Admin, "GET", &describe_id(&long)),
         case("identity.describe.dot", Admin, "GET", "/v1/identity/describe/a.b"),
         case("identity.describe.empty", Admin, "GET", "/v1/identity/describe/"),
         case("identity.describe.no-slash", Admin, "GET", "/v1/identity/describe"),
-        case("identity.describe.ops", Ops, "GET", &format!("/v1/identity/describe/{app_id}")),
-        case("identity.describe.app-forbidden", App, "GET", &format!("/v1/identity/describe/{app_id}")),
+        case("identity.describe.ops", Ops, "GET", &describe_id(&app_id)),
+        case("identity.describe.app-forbidden", App, "GET", &describe_id(&app_id)),
         case("identity.describe.post", Admin, "POST", "/v1/identity/describe/x"),
         case("identity.list", Admin, "GET", "/v1/identity/list/"),
         case("identity.list.star", Admin, "GET", "/v1/identity/list/*"),
-        case("identity.list.prefix", Admin, "GET", &format!("/v1/identity/list/{}*", &admin_id[..6])),
+        case("identity.list.prefix", Admin, "GET", &format!("/v1/identity/list/{admin_prefix}*")),
         case("identity.list.none", Admin, "GET", "/v1/identity/list/zz"),
         case("identity.list.dash-first", Admin, "GET", "/v1/identity/list/-x"),
         case("identity.list.bad", Admin, "GET", "/v1/identity/list/*a"),
