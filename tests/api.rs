@@ -333,6 +333,22 @@ fn import_accepts_every_body_shape() {
             &json!({"key": "!!!", "cipher": "AES256"}).to_string(),
         )
         .assert_error(400, "invalid import key request body");
+    // No body is a bad body; a body without a key or cipher has no cipher (as the Go server).
+    for body in ["", " \r\n"] {
+        admin
+            .put("/v1/key/import/x5", body)
+            .assert_error(400, "invalid import key request body");
+    }
+    for body in [
+        "{}",
+        "null",
+        r#"{"algorithm":"ChaCha20"}"#,
+        r#"{"bytes":null}"#,
+    ] {
+        admin
+            .put("/v1/key/import/x6", body)
+            .assert_error(406, "algorithm '' is not supported");
+    }
     assert!(env.keys_on_disk().iter().all(|(n, _)| !n.starts_with('x')));
 }
 
@@ -459,6 +475,19 @@ fn policies_allow_deny_and_segment_wildcards() {
     admin
         .get(&format!("/v1/identity/describe/{}", env.stranger.identity))
         .assert_error(404, "identity does not exist");
+    // The name rule applies to identities as to keys and policies.
+    let long = "a".repeat(81);
+    for bad in ["-x", "x-", "_", "a.b", long.as_str()] {
+        admin
+            .get(&format!("/v1/identity/describe/{bad}"))
+            .assert_error(
+                400,
+                &format!("identity '{bad}' is empty, too long or contains invalid characters"),
+            );
+    }
+    admin
+        .get(&format!("/v1/identity/describe/{}", &long[..80]))
+        .assert_error(404, "identity does not exist");
     let mut ids = vec![ADMIN_IDENTITY.to_string(), env.app.identity.clone()];
     ids.sort();
     assert_eq!(
@@ -492,10 +521,18 @@ fn error_pairs_and_bad_input_change_nothing() {
         400,
         "key name '' is empty, too long or contains invalid characters",
     );
-    admin.get("/v1/key/list/a*b").assert_error(
-        400,
-        "listing pattern 'a*b' is empty, too long or is invalid",
-    );
+    for (route, bad) in [
+        ("key", "a*b"),
+        ("key", "-x"),
+        ("key", "-"),
+        ("policy", "-*"),
+        ("identity", "-a"),
+    ] {
+        admin.get(&format!("/v1/{route}/list/{bad}")).assert_error(
+            400,
+            &format!("listing pattern '{bad}' is empty, too long or is invalid"),
+        );
+    }
 
     // bodies
     admin
@@ -509,6 +546,25 @@ fn error_pairs_and_bad_input_change_nothing() {
         .assert_error(400, "invalid request body");
     admin
         .post("/v1/key/encrypt/k", "[]")
+        .assert_error(400, "invalid request body");
+    // Encrypt, decrypt and hmac need a JSON body; generate takes none, but not white space alone.
+    for route in ["encrypt", "decrypt", "hmac"] {
+        for body in ["", " ", "\r\n"] {
+            admin
+                .post(&format!("/v1/key/{route}/k"), body)
+                .assert_error(400, "invalid request body");
+        }
+        assert_eq!(
+            admin.post(&format!("/v1/key/{route}/k"), "{}").status,
+            match route {
+                "decrypt" => 400,
+                _ => 200,
+            }
+        );
+    }
+    assert_eq!(admin.post("/v1/key/generate/k", "").status, 200);
+    admin
+        .post("/v1/key/generate/k", " ")
         .assert_error(400, "invalid request body");
     for n in 0..=28usize {
         let ct = vec![0x42u8; n];
@@ -547,6 +603,9 @@ fn error_pairs_and_bad_input_change_nothing() {
         .assert_error(405, "received method 'PUT' expected 'GET'");
     let r = admin.get("/v1/nope");
     assert_eq!((r.status, r.text().as_str()), (404, "404 page not found\n"));
+    // Every reply has a Date (RFC 9110 §6.6.1), as the Go server's.
+    let date = r.header("date").expect("a Date header");
+    assert!(date.len() == 29 && date.ends_with(" GMT"), "{date}");
 
     // oversized body (3 MB) → 413, connection closed, nothing stored
     let big = format!("{{\"plaintext\":\"{}\"}}", "A".repeat(3_000_000));

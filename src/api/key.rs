@@ -58,16 +58,24 @@ pub fn create(ctx: &Ctx<'_>) -> Result<Response, ApiError> {
 
 pub fn import(ctx: &Ctx<'_>) -> Result<Response, ApiError> {
     let name = key_name(ctx)?;
+    // No JSON at all is a bad body, as in the Go server (its decoder fails on an empty body).
+    if ctx.body.iter().all(u8::is_ascii_whitespace) {
+        return Err(error::INVALID_IMPORT_BODY);
+    }
     let obj = json::object(ctx.body).ok_or(error::INVALID_IMPORT_BODY)?;
-    // Current body {"key","cipher"}; older bodies {"bytes","algorithm"} and {"bytes"} (§2.3).
-    let (bytes, cipher) =
-        if json::field(&obj, "key").is_some() || json::field(&obj, "cipher").is_some() {
-            (bytes_field(&obj, "key"), string_field(&obj, "cipher"))
-        } else {
-            let algorithm =
-                string_field(&obj, "algorithm").map(|a| if a.is_empty() { "AES256" } else { a });
-            (bytes_field(&obj, "bytes"), algorithm)
-        };
+    // Current body {"key","cipher"}; older bodies {"bytes","algorithm"} and {"bytes"} (§2.3),
+    // recognised by a `bytes` field without `key` or `cipher`. Anything else (`{}`, `null`) is
+    // read as the current body, so it fails as in the Go server (no cipher: 406).
+    let legacy = json::field(&obj, "key").is_none()
+        && json::field(&obj, "cipher").is_none()
+        && json::field(&obj, "bytes").is_some_and(|b| !b.is_null());
+    let (bytes, cipher) = if legacy {
+        let algorithm =
+            string_field(&obj, "algorithm").map(|a| if a.is_empty() { "AES256" } else { a });
+        (bytes_field(&obj, "bytes"), algorithm)
+    } else {
+        (bytes_field(&obj, "key"), string_field(&obj, "cipher"))
+    };
     let (Some(bytes), Some(cipher)) = (bytes, cipher) else {
         return Err(error::INVALID_IMPORT_BODY);
     };
@@ -134,10 +142,25 @@ pub fn delete(ctx: &Ctx<'_>) -> Result<Response, ApiError> {
     Ok(Response::empty(200))
 }
 
+/// The JSON body of encrypt, decrypt and hmac. One is required: an empty body (or only white
+/// space) is 400 `invalid request body`, as in the Go server, whose decoder fails on it.
+fn body_fields(ctx: &Ctx<'_>) -> Result<json::CryptoFields, ApiError> {
+    if ctx.body.iter().all(u8::is_ascii_whitespace) {
+        return Err(error::INVALID_BODY);
+    }
+    json::crypto_fields(ctx.body).ok_or(error::INVALID_BODY)
+}
+
 pub fn generate(ctx: &Ctx<'_>) -> Result<Response, ApiError> {
     use base64::Engine as _;
     let name = key_name(ctx)?;
-    let fields = json::crypto_fields(ctx.body).ok_or(error::INVALID_BODY)?;
+    // The body is optional here (no body: no context), as in the Go server, which reads it only
+    // when there is one; a body of white space only is not JSON.
+    let fields = if ctx.body.is_empty() {
+        json::CryptoFields::default()
+    } else {
+        body_fields(ctx)?
+    };
     let key = ctx.key(name)?;
     let (dek, ciphertext) = key
         .key
@@ -164,7 +187,7 @@ pub fn encrypt(ctx: &Ctx<'_>) -> Result<Response, ApiError> {
     let name = key_name(ctx)?;
     let json::CryptoFields {
         plaintext, context, ..
-    } = json::crypto_fields(ctx.body).ok_or(error::INVALID_BODY)?;
+    } = body_fields(ctx)?;
     let key = ctx.key(name)?;
     let ciphertext = key
         .key
@@ -199,7 +222,7 @@ pub fn decrypt(ctx: &Ctx<'_>) -> Result<Response, ApiError> {
         ciphertext,
         context,
         ..
-    } = json::crypto_fields(ctx.body).ok_or(error::INVALID_BODY)?;
+    } = body_fields(ctx)?;
     let key = ctx.key(name)?;
     let plaintext = open(&key, &ciphertext, &context)?;
     // Encoded straight into the reply buffer (zeroized on drop): no other copy of the plaintext.
@@ -245,8 +268,7 @@ struct HmacReply {
 
 pub fn hmac(ctx: &Ctx<'_>) -> Result<Response, ApiError> {
     let name = key_name(ctx)?;
-    let json::CryptoFields { message, .. } =
-        json::crypto_fields(ctx.body).ok_or(error::INVALID_BODY)?;
+    let json::CryptoFields { message, .. } = body_fields(ctx)?;
     let key = ctx.key(name)?;
     let hmac_key = key.hmac_key.as_ref().ok_or(error::NO_HMAC)?;
     ok_json(&HmacReply {

@@ -57,6 +57,9 @@ pub struct RouteDef {
     pub counted: bool,
     /// Whether the handler may block (keystore calls), which decides where it runs.
     pub inline: Inline,
+    /// Listed in `/v1/api` (the legacy bulk decrypt is served but not listed, as the Go server,
+    /// which no longer has it, lists 22 routes).
+    pub listed: bool,
     handler: HandlerFn,
 }
 
@@ -73,8 +76,15 @@ impl RouteDef {
             auth: Auth::Policy,
             counted: false,
             inline: Inline::Always,
+            listed: true,
             handler,
         }
+    }
+
+    /// Served, but not listed in `/v1/api`.
+    const fn unlisted(mut self) -> RouteDef {
+        self.listed = false;
+        self
     }
 
     /// Takes a JSON body of at most [`MAX_BODY`] bytes.
@@ -118,7 +128,8 @@ impl RouteDef {
     }
 }
 
-/// The route table of §2.2, plus the legacy bulk decrypt of §2.4. A prefix route's path without
+/// The route table of §2.2, plus the legacy bulk decrypt of §2.4 (served, not listed in
+/// `/v1/api`). A prefix route's path without
 /// its trailing slash matches too (see [`Api::find`]).
 fn routes() -> Vec<RouteDef> {
     const fn get(path: &'static str, handler: HandlerFn) -> RouteDef {
@@ -166,7 +177,8 @@ fn routes() -> Vec<RouteDef> {
         put("/v1/key/bulk/decrypt/", key::bulk_decrypt)
             .with_body()
             .counted()
-            .reads_key(),
+            .reads_key()
+            .unlisted(),
         get("/v1/policy/describe/", policy::describe_policy).counted(),
         get("/v1/policy/read/", policy::read_policy).counted(),
         get("/v1/policy/list/", policy::list_policies).counted(),
@@ -368,13 +380,14 @@ impl Api {
         api_config.values().any(|c| c.skip_auth)
     }
 
-    /// The routes with their effective settings, for `/v1/api`.
+    /// The listed routes with their effective settings, for `/v1/api`.
     pub fn route_table(
         &self,
         state: &State,
     ) -> Vec<(&'static str, &'static str, usize, Option<Duration>)> {
         self.routes
             .iter()
+            .filter(|r| r.listed)
             .map(|r| (r.method, r.path, r.max_body, self.settings(state, r).1))
             .collect()
     }
@@ -642,10 +655,14 @@ pub fn valid_name(name: &str) -> bool {
             .all(|c| c.is_ascii_alphanumeric() || *c == b'_' || *c == b'-')
 }
 
-/// Pattern rule (§2.1): the name alphabet plus `*` as the last character only; may be empty.
+/// Pattern rule (§2.1): a prefix of a valid name (the name alphabet, `-` not first, at most 80
+/// bytes; may be empty), optionally followed by `*`. A pattern starting with `-` is refused, as in
+/// the Go server (no name starts with it). Unlike the Go server, a prefix may end with `-` or be
+/// `_`: `imp-` lists `imp-a` (Go refuses `imp-` and accepts `imp-*`), `_` lists `_a`.
 pub fn valid_pattern(pattern: &str) -> bool {
     let body = pattern.strip_suffix('*').unwrap_or(pattern);
     body.len() <= 80
+        && !body.starts_with('-')
         && body
             .bytes()
             .all(|c| c.is_ascii_alphanumeric() || c == b'_' || c == b'-')
@@ -714,10 +731,12 @@ mod tests {
 
     #[test]
     fn pattern_rule() {
-        for ok in ["", "*", "my*", "my-key", "a_b*"] {
+        for ok in ["", "*", "my*", "my-key", "a_b*", "my-", "my-*", "_", "_*"] {
             assert!(valid_pattern(ok), "{ok}");
         }
-        for bad in ["*a", "a*b*", "a/b", "..", "a.b"] {
+        for bad in [
+            "*a", "a*b*", "a/b", "..", "a.b", "-", "-x", "-*", "-x*", "**",
+        ] {
             assert!(!valid_pattern(bad), "{bad}");
         }
         assert_eq!(pattern_prefix("*"), "");

@@ -123,19 +123,10 @@ struct DescribeIdentity<'a> {
     created_by: &'a str,
 }
 
-/// Identities are 64 hex characters, but configs may hold other strings (`disabled`); the check
-/// only keeps path-like input out.
-fn valid_identity(id: &str) -> bool {
-    !id.is_empty()
-        && id.len() <= 128
-        && id
-            .bytes()
-            .all(|c| c.is_ascii_alphanumeric() || c == b'_' || c == b'-')
-}
-
 pub fn describe_identity(ctx: &Ctx<'_>) -> Result<Response, ApiError> {
+    // The name rule, as the Go server applies it (and as the config requires of identities).
     let id = ctx.resource;
-    if !valid_identity(id) {
+    if !valid_name(id) {
         return Err(error::invalid_identity(id));
     }
     let set = &ctx.state.policies;

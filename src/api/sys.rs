@@ -386,12 +386,14 @@ pub fn metrics(ctx: &Ctx<'_>) -> Result<Response, ApiError> {
     } else {
         single_series_only(&out)
     };
-    Ok(Response::bytes(
-        200,
-        "text/plain; version=0.0.4; charset=utf-8",
-        out.into_bytes(),
-    ))
+    Ok(Response::bytes(200, METRICS_CONTENT_TYPE, out.into_bytes()))
 }
+
+/// The content type of `/v1/metrics`, whatever the request's `Accept` asks for: the text format,
+/// with the parameters the Go server's Prometheus library sends (`escaping=underscores`: metric
+/// names are in the legacy character set, which every name here is).
+pub const METRICS_CONTENT_TYPE: &str =
+    "text/plain; version=0.0.4; charset=utf-8; escaping=underscores";
 
 /// The families of several series that MinIO's KES client library reads (per status code).
 const MULTI_SERIES_READ_BY_MINIO: [&str; 3] = [

@@ -10,7 +10,9 @@
 //!
 //! Never here: routing, policies, or anything that depends on what a request means.
 
-use super::message::{Body, RequestHead, Response, method, percent_decode, push_decimal, reason};
+use super::message::{
+    Body, RequestHead, Response, http_date, method, percent_decode, push_decimal, reason,
+};
 
 /// Largest request head (request line and headers) accepted.
 pub const MAX_HEAD_SIZE: usize = 16 * 1024;
@@ -373,6 +375,9 @@ pub fn write_head(response: &Response, keep_alive: bool, http10: bool, out: &mut
         out.extend_from_slice(value.as_bytes());
         out.extend_from_slice(b"\r\n");
     }
+    out.extend_from_slice(b"Date: ");
+    out.extend_from_slice(&http_date());
+    out.extend_from_slice(b"\r\n");
     match &response.body {
         Body::Empty => out.extend_from_slice(b"Content-Length: 0\r\n"),
         Body::Bytes { content_type, data } => {
@@ -603,17 +608,29 @@ mod tests {
         assert_eq!(h.req.query, "x=1");
     }
 
+    /// The reply without its `Date` line (checked for form, then dropped: it changes every second).
+    fn undated(out: Vec<u8>) -> String {
+        let s = String::from_utf8(out).unwrap();
+        let start = s.find("\r\nDate: ").expect("a Date header") + 2;
+        let end = start + s[start..].find("\r\n").unwrap() + 2;
+        let date = &s[start + 6..end - 2];
+        assert!(date.len() == 29 && date.ends_with(" GMT"), "{date:?}");
+        format!("{}{}", &s[..start], &s[end..])
+    }
+
     #[test]
     fn response_serialization() {
         let r = Response::bytes(200, "application/json", b"{}\n".to_vec());
         let mut out = Vec::new();
         write_response(&r, true, false, false, &mut out);
+        let out = undated(out).into_bytes();
         assert_eq!(
             String::from_utf8(out).unwrap(),
             "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 3\r\n\r\n{}\n"
         );
         let mut out = Vec::new();
         write_response(&r, true, false, true, &mut out);
+        let out = undated(out).into_bytes();
         assert_eq!(
             String::from_utf8(out).unwrap(),
             "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 3\r\n\r\n",
@@ -621,6 +638,7 @@ mod tests {
         );
         let mut out = Vec::new();
         write_response(&Response::empty(200), false, false, false, &mut out);
+        let out = undated(out).into_bytes();
         assert_eq!(
             String::from_utf8(out).unwrap(),
             "HTTP/1.1 200 OK\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"

@@ -248,9 +248,100 @@ pub fn push_decimal(out: &mut Vec<u8>, n: u64) {
     out.extend_from_slice(decimal(n, &mut [0; 20]));
 }
 
+/// The `Date` of a reply (RFC 9110 §6.6.1: a server with a clock sends one in every reply, as the
+/// Go server does): the current second as an IMF-fixdate, `Sun, 06 Nov 1994 08:49:37 GMT`.
+/// Formatted at most once a second per thread; the rest of the time a clock read and a copy.
+pub fn http_date() -> [u8; 29] {
+    thread_local! {
+        static LAST: std::cell::Cell<(u64, [u8; 29])> = const { std::cell::Cell::new((u64::MAX, [0; 29])) };
+    }
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    LAST.with(|last| {
+        let (secs, date) = last.get();
+        if secs == now {
+            return date;
+        }
+        let date = format_http_date(now);
+        last.set((now, date));
+        date
+    })
+}
+
+/// `secs` since the Unix epoch as an IMF-fixdate (years 1970 to 9999).
+fn format_http_date(secs: u64) -> [u8; 29] {
+    const DAYS: [&[u8; 3]; 7] = [b"Thu", b"Fri", b"Sat", b"Sun", b"Mon", b"Tue", b"Wed"];
+    const MONTHS: [&[u8; 3]; 12] = [
+        b"Jan", b"Feb", b"Mar", b"Apr", b"May", b"Jun", b"Jul", b"Aug", b"Sep", b"Oct", b"Nov",
+        b"Dec",
+    ];
+    let days = secs / 86_400;
+    let rem = secs % 86_400;
+    // Civil date from days since 1970-01-01 (H. Hinnant's algorithm, eras of 400 years counted
+    // from 0000-03-01).
+    let z = days + 719_468;
+    let era = z / 146_097;
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = (yoe + era * 400 + u64::from(month <= 2)).min(9999);
+
+    let mut out = *b"Thu, 01 Jan 1970 00:00:00 GMT";
+    out[..3].copy_from_slice(DAYS[(days % 7) as usize]);
+    let two = |out: &mut [u8; 29], at: usize, n: u64| {
+        out[at] = b'0' + (n / 10 % 10) as u8;
+        out[at + 1] = b'0' + (n % 10) as u8;
+    };
+    two(&mut out, 5, day);
+    out[8..11].copy_from_slice(MONTHS[(month - 1) as usize]);
+    two(&mut out, 12, year / 100);
+    two(&mut out, 14, year % 100);
+    two(&mut out, 17, rem / 3600);
+    two(&mut out, 20, rem / 60 % 60);
+    two(&mut out, 23, rem % 60);
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn http_dates() {
+        for (secs, date) in [
+            (0, "Thu, 01 Jan 1970 00:00:00 GMT"),
+            (784_111_777, "Sun, 06 Nov 1994 08:49:37 GMT"),
+            (951_782_400, "Tue, 29 Feb 2000 00:00:00 GMT"),
+            (951_868_799, "Tue, 29 Feb 2000 23:59:59 GMT"),
+            (1_709_251_199, "Thu, 29 Feb 2024 23:59:59 GMT"),
+            (4_107_542_400, "Mon, 01 Mar 2100 00:00:00 GMT"),
+            (253_402_300_799, "Fri, 31 Dec 9999 23:59:59 GMT"),
+        ] {
+            assert_eq!(std::str::from_utf8(&format_http_date(secs)).unwrap(), date);
+        }
+        // Every day of 1970 to 2200 against the time crate.
+        for day in 0..(230 * 366) {
+            let secs = day * 86_400 + 3_723;
+            let t = time::OffsetDateTime::from_unix_timestamp(secs as i64).unwrap();
+            let expected = format!(
+                "{}, {:02} {} {:04} 01:02:03 GMT",
+                &t.weekday().to_string()[..3],
+                t.day(),
+                &t.month().to_string()[..3],
+                t.year()
+            );
+            assert_eq!(
+                std::str::from_utf8(&format_http_date(secs)).unwrap(),
+                expected
+            );
+        }
+        let now = http_date();
+        assert!(now.ends_with(b" GMT") && now[3] == b',', "{now:?}");
+    }
 
     #[test]
     fn percent_decode_rules() {

@@ -35,7 +35,7 @@ pub mod hpack;
 use super::Handler;
 use super::conn::{Env, MAX_OUTPUT};
 use super::message::{
-    Body, EventSource, Request, RequestHead, Response, decimal, method, split_target,
+    Body, EventSource, Request, RequestHead, Response, decimal, http_date, method, split_target,
 };
 use crate::config::Limits;
 use frame::{ErrorCode, Frame, FrameError, Header, Next, flag, kind, setting};
@@ -1259,6 +1259,7 @@ fn body_limit(route: &super::Route) -> usize {
 /// headers in lower case (connection-specific ones dropped, §8.2.2).
 fn encode_response_head(response: &Response, out: &mut Vec<u8>) {
     hpack::encode_status(response.status, out);
+    hpack::encode_field(b"date", &http_date(), out);
     match &response.body {
         Body::Empty => hpack::encode_field(b"content-length", b"0", out),
         Body::Bytes { content_type, data } => {
@@ -1353,7 +1354,12 @@ mod tests {
             ))
         })
         .unwrap();
-        let got: Vec<(&str, &str)> = got.iter().map(|(n, v)| (n.as_str(), v.as_str())).collect();
+        let mut got: Vec<(&str, &str)> =
+            got.iter().map(|(n, v)| (n.as_str(), v.as_str())).collect();
+        // The date changes every second: checked for its form, then left out.
+        let (name, date) = got.remove(1);
+        assert_eq!(name, "date");
+        assert!(date.len() == 29 && date.ends_with(" GMT"), "{date:?}");
         assert_eq!(
             got,
             [
