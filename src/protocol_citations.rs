@@ -3,8 +3,9 @@
 //! when a cited section does not exist.
 //!
 //! Scanned: every file git tracks (outside a git checkout, such as the source tarball, every file
-//! under the repository root), except `vendor/`, `target/`, files that are not UTF-8 text, and the
-//! citation mapping `docs/protocol-citations.txt` (which lists old citations on purpose).
+//! under the repository root), except `vendor/`, `target/`, files that are not UTF-8 text, the
+//! citation mapping `docs/protocol-citations.txt` (which lists old citations on purpose) and this
+//! file (whose tests hold made-up citations).
 //!
 //! A `§` cites another specification, and is not checked, when the same line names that
 //! specification before it (`RFC 9113 §6.5`, `draft-irtf-cfrg-xchacha-03 §2.2`; a later mention
@@ -19,6 +20,8 @@ use std::path::{Path, PathBuf};
 const PROTOCOL: &str = "docs/protocol.md";
 /// Old citations and their new targets: not scanned as citations, but its targets must exist.
 const MAPPING: &str = "docs/protocol-citations.txt";
+/// Not scanned: the examples of the tests below.
+const THIS_FILE: &str = "src/protocol_citations.rs";
 /// Directories whose bare `§` cite the RFC they implement.
 const OTHER_SPEC_DIRS: &[&str] = &["src/server/h2/", "tests/h2/"];
 /// Never scanned: dependencies, build output, fuzzing state.
@@ -72,7 +75,9 @@ fn files(root: &Path) -> Vec<String> {
         walk(root, "", &mut all);
         all
     });
-    files.retain(|f| f != MAPPING && !SKIPPED_DIRS.iter().any(|d| f.starts_with(d)));
+    files.retain(|f| {
+        f != MAPPING && f != THIS_FILE && !SKIPPED_DIRS.iter().any(|d| f.starts_with(d))
+    });
     files.sort();
     files
 }
@@ -90,7 +95,8 @@ fn walk(root: &Path, dir: &str, out: &mut Vec<String>) {
         match entry.file_type() {
             Ok(t) if t.is_dir() => {
                 let sub = format!("{rel}/");
-                if !SKIPPED_DIRS.contains(&sub.as_str()) {
+                // Any `target/` (nested cargo projects build there too) and the skipped ones.
+                if name != "target" && !SKIPPED_DIRS.contains(&sub.as_str()) {
                     walk(root, &sub, out);
                 }
             }
