@@ -32,6 +32,8 @@ pub mod crypto;
 pub mod keystore;
 pub mod logstream;
 pub mod metrics;
+#[cfg(test)]
+mod protocol_citations;
 pub mod server;
 pub mod sys;
 #[cfg(test)]
