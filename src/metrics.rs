@@ -4,10 +4,12 @@
 //! the text is only built when `/v1/metrics` is scraped.
 //!
 //! Compatibility rule for the exposition (§8.3, last paragraph): the Go SDK (`kes metric`, MinIO's
-//! KMS metrics) rejects a family without samples and a non-counter family with more than one
-//! sample. So every family written here has at least one sample, and every gauge and histogram
-//! is a single unlabelled sample (or a single labelled one, like `kes_build_info`). Labels that
-//! split a family into several samples (`code`, `operation`, `path`, …) are used on counters only.
+//! KMS metrics) rejects a family without samples, and a counter or gauge family with more than one
+//! sample other than the three per-status request counters. So every family written here has at
+//! least one sample, and every gauge and histogram is a single unlabelled sample (or a single
+//! labelled one, like `kes_build_info`). Labels that split a family into several samples (`code`,
+//! `operation`, `path`, …) are used on counters only, and `/v1/metrics` leaves out the counters
+//! that have them (`/v1/metrics?all` has everything).
 //! That is why the keystore latency is one histogram family per operation
 //! (`kes_keystore_get_duration_seconds`, …) rather than one family with an `operation` label.
 

@@ -1,5 +1,5 @@
 //! End-to-end tests of the KES API: the real `kes` binary on 127.0.0.1, real certificates of each
-//! key type, real TLS. Every endpoint and every error pair of §3 of the protocol reference.
+//! key type, real TLS. Every endpoint and every error pair of docs/protocol.md §3.
 
 mod support;
 

@@ -28,7 +28,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
-/// Largest request body of the routes that take one (1 MB, decimal, as at HEAD).
+/// Largest request body of the routes that take one (1 MB, decimal, as in Go 63649d0).
 pub const MAX_BODY: usize = 1_000_000;
 
 /// Who may call a route.
@@ -299,7 +299,8 @@ impl Api {
 
     /// Emits one audit event: to stdout when `log.audit` is on and to `/v1/log/audit`
     /// subscribers. One event per request-response pair, every route included (as before
-    /// 2023-10-24; HEAD audits only create/import/delete). The shape is the Go server's (§8.1):
+    /// 2023-10-24; Go 63649d0 audits only create/import/delete). The shape is the Go server's
+    /// (§8.1):
     ///
     /// `{"time":"<RFC 3339>","request":{"ip","method","path","identity"},"response":{"code","time"}}`
     ///

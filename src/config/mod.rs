@@ -21,7 +21,7 @@
 //! `policy.<name>.allow`, `keystore:`) and the older one (`root:`, `policy.<name>.paths`, and in
 //! v0.13 the keystore under `keys:`).
 //!
-//! Where this loader deliberately differs from the Go server (§12 of the protocol notes):
+//! Where this loader deliberately differs from the Go server (docs/protocol.md §12):
 //! * a configured `cache.expiry.any` is never overwritten, and `0` disables an expiry;
 //! * `log.audit` defaults to off (as the Go sample config documents; the Go code defaults to on);
 //! * unknown fields are warned about (with line and suggestion), and `tls.proxy` is parsed but
@@ -242,7 +242,8 @@ pub struct TlsConfig {
     pub cert: PathBuf,
     /// Password of a legacy-PEM-encrypted private key (`tls.password`). Never logged.
     pub password: Option<String>,
-    /// `tls.auth: on`: verify client certificate chains against `tls.ca` (and system roots).
+    /// `tls.auth: on`: verify client certificate chains against `tls.ca`, or without `tls.ca`
+    /// against the system roots.
     pub verify_client_certs: bool,
     /// `tls.ca`: a PEM file or a directory of PEM files.
     pub ca: Option<PathBuf>,

@@ -6,10 +6,10 @@
 //! * MessagePack (v0.19.2 … 2024-01): `[alg, key-id, iv, nonce, ct‖tag]`, first byte `0x95`;
 //! * JSON (≤ v0.19.1): `{"aead","id","iv","nonce","bytes"}`, first byte `{`.
 //!
-//! [`parse`] follows the Go server's order (§5.4 "HEAD parsing"): try the legacy layout the first
+//! [`parse`] follows the Go server's order (§5.4 "Parsing order"): try the legacy layout the first
 //! byte suggests and, if that does not parse, treat the input as a current ciphertext, since a
 //! current ciphertext may start with either byte by chance. The key-id of legacy ciphertexts is
-//! ignored, as at HEAD.
+//! ignored, as by Go 63649d0.
 //!
 //! Everything here runs on bytes a client sends: it must never panic, never index without a bounds
 //! check, never allocate more than the input's size, and never decide authenticity (that is the
@@ -94,7 +94,7 @@ fn parse_msgpack(ciphertext: &[u8]) -> Option<Parsed<'_>> {
         return None;
     }
     let algorithm = r.str()?;
-    let _key_id = r.str()?; // ignored at HEAD (§5.4)
+    let _key_id = r.str()?; // ignored, as by Go 63649d0 (§5.4)
     let iv = <[u8; IV_LEN]>::try_from(r.bin()?).ok()?;
     let nonce = <[u8; NONCE_LEN]>::try_from(r.bin()?).ok()?;
     let sealed = r.bin()?;
@@ -104,7 +104,7 @@ fn parse_msgpack(ciphertext: &[u8]) -> Option<Parsed<'_>> {
     Some(Parsed {
         format: Format::MessagePack,
         // An unknown name is not a parse failure: the key's own type decides anyway unless the
-        // fallback applies, and HEAD ignores the name altogether.
+        // fallback applies, and Go 63649d0 ignores the name altogether.
         algorithm: std::str::from_utf8(algorithm)
             .ok()
             .and_then(Algorithm::from_name),
@@ -299,7 +299,7 @@ mod tests {
                 .map(|n| (to_msgpack(&current, n, &k.key_id()), Format::MessagePack))
                 .collect();
             inputs.push((to_json(&current, json_name, &k.key_id()), Format::Json));
-            // A wrong key-id does not matter (HEAD ignores it).
+            // A wrong key-id does not matter (Go 63649d0 ignores it).
             inputs.push((
                 to_msgpack(&current, mp_names[0], "wrong"),
                 Format::MessagePack,
@@ -498,7 +498,8 @@ mod tests {
                     b"0123456789"
                 );
             } else {
-                // Not starting with '{' means it is read as a current ciphertext (as at HEAD).
+                // Not starting with '{' means it is read as a current ciphertext (as in Go
+                // 63649d0).
                 assert_eq!(
                     k.decrypt(v.as_bytes(), b"", false),
                     Err(Error::NotAuthentic)

@@ -199,10 +199,11 @@ impl SecretKey {
         legacy_algorithm_fallback: bool,
     ) -> Result<Zeroizing<Vec<u8>>, Error> {
         let parsed = ciphertext::parse(ciphertext)?;
-        // HEAD always uses the key's type. Keys stored as `{"bytes":…}` read as AES256, yet servers
-        // of that era picked ChaCha20 per encryption on CPUs without AES acceleration and wrote
-        // the choice into the ciphertext; for those keys the ciphertext's name is the truth
-        // (§5.4, last bullet). For every other key the stored type wins, exactly as at HEAD.
+        // Go 63649d0 always uses the key's type. Keys stored as `{"bytes":…}` read as AES256, yet
+        // servers of that era picked ChaCha20 per encryption on CPUs without AES acceleration
+        // and wrote the choice into the ciphertext; for those keys the ciphertext's name is the
+        // truth (§5.4, last bullet). For every other key the stored type wins, exactly as in Go
+        // 63649d0.
         let algorithm = match parsed.algorithm {
             Some(named) if legacy_algorithm_fallback => named,
             _ => self.algorithm,

@@ -1,4 +1,4 @@
-//! Cryptography of the KES protocol (§5 and §6.1 of the protocol reference).
+//! Cryptography of the KES protocol (docs/protocol.md §5 and §6.1).
 //!
 //! * [`key`]: [`SecretKey`] (a 256-bit AES256 or ChaCha20 master key, the per-message key
 //!   derivation, seal and open), [`HmacKey`], and the system RNG ([`random`]).

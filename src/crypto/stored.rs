@@ -120,7 +120,8 @@ fn decode_legacy_json(value: &[u8]) -> Result<KeyVersion, Error> {
         .bytes("bytes")
         .ok_or_else(|| invalid("legacy JSON key: 'bytes' is not base64"))?;
 
-    // Missing or empty: keys stored before v0.19.2 named no algorithm; HEAD reads them as AES256.
+    // Missing or empty: keys stored before v0.19.2 named no algorithm; Go 63649d0 reads them as
+    // AES256.
     let (algorithm, algorithm_explicit) = match object.string("algorithm") {
         Field::Absent => (Algorithm::Aes256, false),
         Field::Present(serde_json::Value::String(name)) if name.is_empty() => {
@@ -162,7 +163,7 @@ fn decode_legacy_json(value: &[u8]) -> Result<KeyVersion, Error> {
         }
     };
 
-    // "version" ("v1") is ignored, as at HEAD.
+    // "version" ("v1") is ignored, as by Go 63649d0.
     Ok(KeyVersion {
         key: SecretKey::from_slice(algorithm, &bytes)?,
         hmac_key: None,

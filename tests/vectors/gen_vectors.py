@@ -1,10 +1,10 @@
 #!/usr/bin/env python3
 """Generates tests/vectors/vectors.json: test vectors for the KES ciphertext formats and stored key
-values (protocol reference §5.2-§5.4 and §6.1).
+values (docs/protocol.md §5.2-§5.4 and §6.1).
 
 Why this exists: the Rust crypto module must agree byte-for-byte with the Go server. This script is an
-independent second implementation written from the protocol reference only, in a different language
-and on a different crypto library (Python `cryptography` for AES-256-GCM, ChaCha20-Poly1305 and
+independent second implementation written from the protocol description (now docs/protocol.md)
+only, in a different language and on a different crypto library (Python `cryptography` for AES-256-GCM, ChaCha20-Poly1305 and
 HMAC-SHA256; HChaCha20 in pure Python from draft-irtf-cfrg-xchacha-03 §2.2, checked against the
 draft's test vector §2.2.1). The msgpack, protobuf and JSON encoders below are also written here by
 hand so that a shared misunderstanding in a library cannot hide a bug on both sides.
@@ -244,8 +244,8 @@ for alg, key in (("AES256", KEY_A), ("ChaCha20", KEY_C)):
         raw_ciphertext(alg, key, iv, nonce, long_pt, b"ctx"))
 
 # Raw ciphertexts whose first byte happens to be 0x95 or '{': the legacy parsers must fail on them
-# and fall back to the raw layout (§5.4 HEAD parsing). The first ciphertext byte is plaintext[0] xor
-# the first keystream byte, so the plaintext is chosen to force it.
+# and fall back to the raw layout (§5.4 "Parsing order"). The first ciphertext byte is
+# plaintext[0] xor the first keystream byte, so the plaintext is chosen to force it.
 for alg, key in (("AES256", KEY_A), ("ChaCha20", KEY_C)):
     for first, label in ((0x95, "0x95"), (0x7B, "'{'")):
         iv, nonce = fixed(f"iv {alg} first {label}", 16), fixed(f"nonce {alg} first {label}", 12)
@@ -294,7 +294,7 @@ for alg, key, aead in (("AES256", KEY_A, "AES-256-GCM-HMAC-SHA-256"),
 # §5.4 last bullet: a key stored as {"bytes":…} (no algorithm; the key type reads as AES256) whose
 # ciphertexts were made with ChaCha20 by an old server on a CPU without AES acceleration. With the
 # fallback (stored key named no algorithm) the ciphertext's own algorithm is honoured; without it
-# (HEAD behaviour, key type wins) decryption fails.
+# (Go 63649d0 behaviour, key type wins) decryption fails.
 LEGACY_KEY = fixed("legacy bytes-only key", 32)
 LEGACY_STORED = json.dumps({"bytes": b64(LEGACY_KEY)}, separators=(",", ":"))
 for fmt, name in (("msgpack", "XCHACHA20-POLY1305"), ("json", "ChaCha20Poly1305")):
@@ -309,8 +309,8 @@ for fmt, name in (("msgpack", "XCHACHA20-POLY1305"), ("json", "ChaCha20Poly1305"
     add(f"no fallback: {fmt} {name} under an AES256 key fails", fmt, "AES256", LEGACY_KEY, iv,
         nonce, DEK, MINIO_CONTEXT, ct, fallback=False, expect="not_authentic")
 
-# HEAD behaviour when the stored key names its algorithm: the key's type wins over the name in the
-# ciphertext (here a ciphertext naming ChaCha20 that was really made with AES256).
+# Go 63649d0 behaviour when the stored key names its algorithm: the key's type wins over the name
+# in the ciphertext (here a ciphertext naming ChaCha20 that was really made with AES256).
 iv, nonce = fixed("iv key type wins", 16), fixed("nonce key type wins", 12)
 sealed = seal("AES256", KEY_A, iv, nonce, DEK, b"")
 add("key type wins: msgpack naming ChaCha20 under an explicit AES256 key", "msgpack", "AES256",

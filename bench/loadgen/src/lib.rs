@@ -120,7 +120,7 @@ pub fn client_config(
 }
 
 /// Accepts any client certificate whose handshake signature verifies against its public key: the
-/// client-authentication work kes does by default (§1.3 of the protocol reference), without a
+/// client-authentication work kes does by default (docs/protocol.md §1.3), without a
 /// chain check.
 #[derive(Debug)]
 pub struct AnyClientCert(pub Arc<rustls::crypto::CryptoProvider>);
