@@ -3,9 +3,8 @@
 //! when a cited section does not exist.
 //!
 //! Scanned: every file git tracks (outside a git checkout, such as the source tarball, every file
-//! under the repository root), except `vendor/`, `target/`, files that are not UTF-8 text, the
-//! citation mapping `docs/protocol-citations.txt` (which lists old citations on purpose) and this
-//! file (whose tests hold made-up citations).
+//! under the repository root), except `vendor/`, `target/`, files that are not UTF-8 text and
+//! this file (whose tests hold made-up citations).
 //!
 //! A `§` cites another specification, and is not checked, when the same line names that
 //! specification before it (`RFC 9113 §6.5`, `draft-irtf-cfrg-xchacha-03 §2.2`; a later mention
@@ -18,8 +17,6 @@ use std::path::{Path, PathBuf};
 
 /// The document that bare citations point into.
 const PROTOCOL: &str = "docs/protocol.md";
-/// Old citations and their new targets: not scanned as citations, but its targets must exist.
-const MAPPING: &str = "docs/protocol-citations.txt";
 /// Not scanned: the examples of the tests below.
 const THIS_FILE: &str = "src/protocol_citations.rs";
 /// Directories whose bare `§` cite the RFC they implement.
@@ -75,9 +72,7 @@ fn files(root: &Path) -> Vec<String> {
         walk(root, "", &mut all);
         all
     });
-    files.retain(|f| {
-        f != MAPPING && f != THIS_FILE && !SKIPPED_DIRS.iter().any(|d| f.starts_with(d))
-    });
+    files.retain(|f| f != THIS_FILE && !SKIPPED_DIRS.iter().any(|d| f.starts_with(d)));
     files.sort();
     files
 }
@@ -282,37 +277,6 @@ fn protocol_sections_are_numbered_consistently() {
                 "  {PROTOCOL}:{}: §{} is numbered twice",
                 h.line, h.number
             ));
-        }
-    }
-    assert!(problems.is_empty(), "{}", problems.join("\n"));
-}
-
-/// The mapping (while it exists) re-points citations only to sections that exist.
-#[test]
-fn citation_mapping_points_at_existing_sections() {
-    let root = root();
-    let Ok(text) = std::fs::read_to_string(root.join(MAPPING)) else {
-        return;
-    };
-    let sections = protocol_sections(&root);
-    let mut problems = Vec::new();
-    for (i, line) in text.lines().enumerate() {
-        // Entries: "old text" -> "new text"  file:line  reason
-        let Some((_, new)) = line.split_once("\" -> \"") else {
-            continue;
-        };
-        let Some((new, _)) = new.split_once('"') else {
-            problems.push(format!("  {MAPPING}:{}: unterminated new text", i + 1));
-            continue;
-        };
-        for c in citations(MAPPING, new) {
-            if !sections.contains(&c.section) {
-                problems.push(format!(
-                    "  {MAPPING}:{}: §{} is not a section of {PROTOCOL}",
-                    i + 1,
-                    c.section
-                ));
-            }
         }
     }
     assert!(problems.is_empty(), "{}", problems.join("\n"));
