@@ -1,5 +1,5 @@
 //! The few system calls that need `unsafe`: locking memory, disabling core dumps, turning off
-//! the terminal echo while `kes` reads a password, and the socket and resource limits the server
+//! the terminal echo while `kes` reads a password, the local time zone's offset, and the socket and resource limits the server
 //! sets (listen backlog, open files, TCP keep-alive).
 //!
 //! Keys live in process memory. `mlockall` keeps every page (current and future) out of swap, and a
@@ -149,6 +149,29 @@ pub fn read_password(_prompt: &str) -> io::Result<zeroize::Zeroizing<String>> {
         io::ErrorKind::Unsupported,
         "password prompts are only supported on Unix",
     ))
+}
+
+/// The offset of the local time zone from UTC, in seconds, at the Unix time `unix` (from the C
+/// library's `localtime_r`, which reads TZ and /etc/localtime). `None` if it cannot tell.
+#[cfg(unix)]
+pub fn local_utc_offset(unix: i64) -> Option<i64> {
+    let t: libc::time_t = unix.try_into().ok()?;
+    // SAFETY: tm is a plain C struct of integers (and, on glibc, a pointer the C library sets),
+    // for which all-zero bytes are a valid value; localtime_r overwrites it.
+    let mut tm: libc::tm = unsafe { std::mem::zeroed() };
+    // SAFETY: localtime_r reads `t` and writes into `tm`, both passed by reference for the call.
+    let result = unsafe { libc::localtime_r(&t, &mut tm) };
+    if result.is_null() {
+        return None;
+    }
+    // tm_gmtoff is not i64 on every platform.
+    #[allow(clippy::unnecessary_cast)]
+    Some(tm.tm_gmtoff as i64)
+}
+
+#[cfg(not(unix))]
+pub fn local_utc_offset(_unix: i64) -> Option<i64> {
+    None
 }
 
 /// Raises the accept backlog of a listening socket (the standard library listens with 128).

@@ -108,7 +108,7 @@ pub fn run(args: ServerArgs) -> ExitCode {
         }
     }
     if !args.dev && args.config.is_none() {
-        crate::cli::print_error(
+        crate::cli::print_server_error(
             "either --config FILE or --dev is required (see 'kes server --help')",
         );
         return ExitCode::from(crate::cli::EXIT_USAGE);
@@ -116,7 +116,7 @@ pub fn run(args: ServerArgs) -> ExitCode {
     match start(args, errors, metrics) {
         Ok(code) => code,
         Err(e) => {
-            crate::cli::print_error(e);
+            crate::cli::print_server_error(e);
             ExitCode::FAILURE
         }
     }
