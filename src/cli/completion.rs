@@ -141,7 +141,10 @@ fn install_fish(home: &Path, exe: &str) -> Result<String, Error> {
             )));
         }
         Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
-            return Err(Error::Failed(format!("cannot read '{}': {e}", file.display())));
+            return Err(Error::Failed(format!(
+                "cannot read '{}': {e}",
+                file.display()
+            )));
         }
         Err(_) => {}
     }
@@ -209,7 +212,11 @@ mod tests {
         // fish: a file of its own, never over another one.
         install_completion("/usr/bin/fish", &home, exe).unwrap();
         let fish = home.join(".config/fish/completions/kes.fish");
-        assert!(std::fs::read_to_string(&fish).unwrap().contains("completion fish | source"));
+        assert!(
+            std::fs::read_to_string(&fish)
+                .unwrap()
+                .contains("completion fish | source")
+        );
         std::fs::write(&fish, "mine").unwrap();
         assert!(install_completion("/usr/bin/fish", &home, exe).is_err());
         assert_eq!(std::fs::read_to_string(&fish).unwrap(), "mine");

@@ -78,7 +78,11 @@ pub fn round(nanos: i64, m: i64) -> i64 {
         return -round(-nanos, m);
     }
     let r = nanos % m;
-    if r + r < m { nanos - r } else { nanos + (m - r) }
+    if r + r < m {
+        nanos - r
+    } else {
+        nanos + (m - r)
+    }
 }
 
 /// The latency column of `kes log`: the response time rounded to three or so significant
@@ -399,10 +403,7 @@ pub fn status(out: &Output, endpoint: &str, latency_nanos: i64, v: &Value) -> St
     let mut s = status_head(out, endpoint);
     s.push_str(&row("Version", &sanitize(text(v, "version"))));
     s.push_str(&row("Uptime", &uptime(num(v, "uptime"))));
-    s.push_str(&row(
-        "Latency",
-        &duration(round(latency_nanos, 1_000_000)),
-    ));
+    s.push_str(&row("Latency", &duration(round(latency_nanos, 1_000_000))));
     s.push_str(&row("OS", &sanitize(text(v, "os"))));
     s.push_str(&row(
         "CPUs",
@@ -457,7 +458,10 @@ pub fn audit_line(out: &Output, event: &Value) -> String {
         0 => code_text,
         _ => out.paint(Style::Red, &code_text),
     };
-    let identity: String = sanitize(text(request, "identity")).chars().take(20).collect();
+    let identity: String = sanitize(text(request, "identity"))
+        .chars()
+        .take(20)
+        .collect();
     let ip = match sanitize(text(request, "ip")) {
         ip if ip.is_empty() => "<unknown>".to_string(),
         ip => ip,

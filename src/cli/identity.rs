@@ -296,7 +296,11 @@ fn api_key_from_stdin() -> Result<ApiKey, Error> {
     std::io::stdin()
         .take(64 * 1024)
         .read_to_string(&mut text)
-        .map_err(|e| Error::Failed(format!("failed to read an API key from standard input: {e}")))?;
+        .map_err(|e| {
+            Error::Failed(format!(
+                "failed to read an API key from standard input: {e}"
+            ))
+        })?;
     ApiKey::parse(&text).map_err(Error::Failed)
 }
 
@@ -386,14 +390,16 @@ fn bare(out: &Output, input: Option<&str>) -> Result<(), Error> {
     }
     let path = Path::new(input);
     let meta = std::fs::metadata(path).map_err(|e| {
-        Error::Failed(if input.len() == BARE_API_KEY_LEN + crate::auth::apikey::PREFIX.len()
-            || input.len() == BARE_API_KEY_LEN
-        {
-            // Possibly a mistyped API key: do not echo it.
-            "not a file and not a valid API key".to_string()
-        } else {
-            format!("cannot read '{input}': {e}")
-        })
+        Error::Failed(
+            if input.len() == BARE_API_KEY_LEN + crate::auth::apikey::PREFIX.len()
+                || input.len() == BARE_API_KEY_LEN
+            {
+                // Possibly a mistyped API key: do not echo it.
+                "not a file and not a valid API key".to_string()
+            } else {
+                format!("cannot read '{input}': {e}")
+            },
+        )
     })?;
     if meta.is_dir() {
         return Err(Error::Failed(format!(
@@ -789,10 +795,7 @@ mod tests {
         let cert_pem = certs::pem_encode("CERTIFICATE", c.as_ref());
         write_pair(&key, &key_pem, &cert, &cert_pem, false).unwrap();
         assert_eq!(identity_of_file(&cert).unwrap(), api_key.identity());
-        assert_eq!(
-            api_key_of_file(&key).unwrap().to_text(),
-            api_key.to_text()
-        );
+        assert_eq!(api_key_of_file(&key).unwrap().to_text(), api_key.to_text());
         // Encrypted with a password: readable with it, and only with it.
         let enc = certs::encrypt_private_key_pem(k.secret_pkcs8_der(), b"pw").unwrap();
         std::fs::write(dir.join("e.pem"), enc.as_bytes()).unwrap();

@@ -118,8 +118,14 @@ mod tests {
         assert_eq!(error_log(None, Some(true)), Ok(true));
         assert_eq!(error_log(Some(false), Some(true)), Ok(true));
         assert_eq!(error_log(None, Some(false)), Ok(false));
-        assert!(matches!(error_log(Some(true), Some(true)), Err(Error::Usage(_))));
+        assert!(matches!(
+            error_log(Some(true), Some(true)),
+            Err(Error::Usage(_))
+        ));
         assert!(matches!(error_log(Some(false), None), Err(Error::Usage(_))));
-        assert!(matches!(error_log(Some(false), Some(false)), Err(Error::Usage(_))));
+        assert!(matches!(
+            error_log(Some(false), Some(false)),
+            Err(Error::Usage(_))
+        ));
     }
 }

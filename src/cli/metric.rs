@@ -216,7 +216,13 @@ pub struct GoMetric {
 
 impl GoMetric {
     pub fn from_samples(samples: &[Sample]) -> GoMetric {
-        let count = |v: f64| if v.is_finite() && v > 0.0 { v as u64 } else { 0 };
+        let count = |v: f64| {
+            if v.is_finite() && v > 0.0 {
+                v as u64
+            } else {
+                0
+            }
+        };
         let mut m = GoMetric::default();
         for sample in samples {
             let v = count(sample.value);
@@ -582,7 +588,11 @@ kes_system_up_time 52.5
     fn go_metric_lines() {
         let m = GoMetric::from_samples(&parse_prometheus(SCRAPE_2));
         assert_eq!(
-            (m.kes_http_request_success, m.kes_http_request_error, m.kes_http_request_failure),
+            (
+                m.kes_http_request_success,
+                m.kes_http_request_error,
+                m.kes_http_request_failure
+            ),
             (90, 13, 10)
         );
         assert_eq!(m.kes_system_up_time, 52_000_000_000);

@@ -79,13 +79,28 @@ pub struct MigrateArgs {
     #[arg(long, value_name = "CONFIG")]
     pub to: Option<PathBuf>,
     /// Not supported: the MinIO KMS server to migrate to (Go command) [env: MINIO_KMS_SERVER]
-    #[arg(short = 's', long, value_name = "HOST", help_heading = "MinIO KMS (not supported)")]
+    #[arg(
+        short = 's',
+        long,
+        value_name = "HOST",
+        help_heading = "MinIO KMS (not supported)"
+    )]
     pub server: Option<String>,
     /// Not supported: the MinIO KMS enclave to migrate to (Go command) [env: MINIO_KMS_ENCLAVE]
-    #[arg(short = 'e', long, value_name = "ENCLAVE", help_heading = "MinIO KMS (not supported)")]
+    #[arg(
+        short = 'e',
+        long,
+        value_name = "ENCLAVE",
+        help_heading = "MinIO KMS (not supported)"
+    )]
     pub enclave: Option<String>,
     /// Not supported: the MinIO KMS API key (Go command) [env: MINIO_KMS_API_KEY]
-    #[arg(short = 'a', long = "api-key", value_name = "KEY", help_heading = "MinIO KMS (not supported)")]
+    #[arg(
+        short = 'a',
+        long = "api-key",
+        value_name = "KEY",
+        help_heading = "MinIO KMS (not supported)"
+    )]
     pub api_key: Option<String>,
     /// Not supported: skip the MinIO KMS server's certificate verification (Go command)
     #[arg(short = 'k', long, help_heading = "MinIO KMS (not supported)")]
@@ -417,7 +432,9 @@ fn open(
 /// The source and destination configs, or why the command line does not name them.
 fn configs(args: &MigrateArgs) -> Result<(&Path, &Path), Error> {
     let Some(from) = args.from.as_deref() else {
-        return Err(Error::Usage("no source specified. Use '--from' flag".into()));
+        return Err(Error::Usage(
+            "no source specified. Use '--from' flag".into(),
+        ));
     };
     let kms = [
         ("-s / --server", args.server.is_some()),

@@ -233,7 +233,11 @@ fn version_text() -> String {
         "Version    {:<22} commit={}\nRuntime    {:<22} compiler=rustc\nLicense    {}\n",
         crate::api::sys::VERSION,
         crate::api::sys::COMMIT,
-        format!("{}/{}", crate::api::sys::go_os(), crate::api::sys::go_arch()),
+        format!(
+            "{}/{}",
+            crate::api::sys::go_os(),
+            crate::api::sys::go_arch()
+        ),
         env!("CARGO_PKG_LICENSE"),
     )
 }
@@ -336,7 +340,9 @@ pub fn go_bool_values(root: &clap::Command, args: Vec<OsString>) -> Vec<OsString
         match flag {
             Some((a, value)) if matches!(a.get_action(), clap::ArgAction::SetTrue) => {
                 match value.to_ascii_lowercase().as_str() {
-                    "true" | "t" | "1" => out.push(OsString::from(text.split('=').next().unwrap_or(text))),
+                    "true" | "t" | "1" => {
+                        out.push(OsString::from(text.split('=').next().unwrap_or(text)))
+                    }
                     "false" | "f" | "0" => {}
                     _ => out.push(arg),
                 }
