@@ -1167,3 +1167,210 @@ fn completions_and_man_pages() {
         "the env vars are documented"
     );
 }
+
+/// The Go command's command-line forms that need no server: `kes -v`, `kes identity [KEY|FILE]`,
+/// `kes identity new` (its text, and files that belong to the printed API key), `--encrypt`,
+/// `kes --auto-completion`, `kes update`. (`tests/cli_compat.rs` compares them with the Go
+/// command itself.)
+#[test]
+fn go_command_line_forms_offline() {
+    let dir = TempDir::new("cli-go-forms");
+    let cwd = |args: &[&str], env: &[(&str, &str)]| {
+        let mut cmd = kes_command(args, env);
+        cmd.current_dir(dir.path()).stdin(Stdio::null());
+        Run::from_output(cmd.output().unwrap())
+    };
+
+    // -v/--version: the Go command's layout.
+    for flag in ["-v", "--version"] {
+        let run = cwd(&[flag], &[]).ok();
+        let first = run.stdout.lines().next().unwrap().to_string();
+        assert!(
+            first.starts_with(&format!("Version    {}", env!("CARGO_PKG_VERSION"))),
+            "{run:?}"
+        );
+        assert!(first.contains(" commit="), "{run:?}");
+        assert!(run.stdout.contains("\nRuntime    "), "{run:?}");
+    }
+
+    // `kes identity`: a new API key, one line; `kes identity KEY` its identity.
+    let key = cwd(&["identity"], &[]).ok().stdout;
+    assert!(
+        key.starts_with("kes:v1:") && key.ends_with('\n') && key.len() == 52,
+        "{key:?}"
+    );
+    let id = cwd(&["identity", key.trim()], &[]).ok().stdout;
+    assert_eq!(id, cwd(&["identity", "of", key.trim()], &[]).ok().stdout);
+    assert_eq!(id.trim().len(), 64);
+    assert_eq!(
+        cwd(&["identity", ADMIN_API_KEY], &[]).ok().stdout,
+        format!("{ADMIN_IDENTITY}\n")
+    );
+
+    // `kes identity new --key --cert`: the Go command's text; the files belong to the printed
+    // API key (the certificate has its identity, the key file is that API key).
+    let run = cwd(
+        &[
+            "identity",
+            "new",
+            "--key",
+            "n.key",
+            "--cert",
+            "n.crt",
+            "--ip",
+            "127.0.0.1",
+            "n",
+        ],
+        &[],
+    )
+    .ok();
+    let lines: Vec<&str> = run.stdout.lines().collect();
+    assert_eq!(lines[0], "Your API key:", "{run:?}");
+    let api_key = lines[2].trim();
+    let identity = lines[8].trim();
+    assert!(api_key.starts_with("kes:v1:"), "{run:?}");
+    assert_eq!(
+        cwd(&["identity", "of", api_key], &[]).ok().stdout.trim(),
+        identity
+    );
+    assert!(
+        run.stdout
+            .contains("The generated TLS private key is stored at: n.key\n"),
+        "{run:?}"
+    );
+    assert!(
+        run.stdout.ends_with("    kes identity of n.crt\n"),
+        "{run:?}"
+    );
+    assert_eq!(
+        cwd(&["identity", "n.crt"], &[]).ok().stdout.trim(),
+        identity
+    );
+    assert_eq!(
+        cwd(&["identity", "of", "n.key"], &[]).ok().stdout.trim(),
+        identity
+    );
+    assert_eq!(cwd(&["identity", "n.key"], &[]).ok().stdout.trim(), api_key);
+    cwd(
+        &["identity", "new", "--key", "n.key", "--cert", "n.crt"],
+        &[],
+    )
+    .fails(
+        1,
+        "Error: private key already exists. Use --force to overwrite it",
+    );
+    // A subject alone is accepted and ignored, as in the Go command.
+    assert!(
+        cwd(&["identity", "new", "subject"], &[])
+            .ok()
+            .stdout
+            .starts_with("Your API key:")
+    );
+    // An ECDSA key is no API key.
+    let ec = pki::self_signed_client(KeyKind::EcdsaP256, "ec");
+    let (_, ec_key) = ec.write(dir.path(), "ec");
+    cwd(&["identity", ec_key.to_str().unwrap()], &[]).fails(1, "only Ed25519 private keys");
+
+    // --encrypt: the password from KES_CLIENT_PASSWORD (or a terminal); the key file is
+    // encrypted and opens with the password only.
+    cwd(
+        &[
+            "identity",
+            "new",
+            "--key",
+            "e.key",
+            "--cert",
+            "e.crt",
+            "--encrypt",
+        ],
+        &[],
+    )
+    .fails(2, "KES_CLIENT_PASSWORD");
+    cwd(
+        &[
+            "identity",
+            "new",
+            "--key",
+            "e.key",
+            "--cert",
+            "e.crt",
+            "--encrypt",
+        ],
+        &[("KES_CLIENT_PASSWORD", "pw-123")],
+    )
+    .ok();
+    let pem = std::fs::read_to_string(dir.join("e.key")).unwrap();
+    assert!(pem.contains("Proc-Type: 4,ENCRYPTED"), "{pem}");
+    let ok = Command::new("openssl")
+        .args(["pkey", "-noout", "-passin", "pass:pw-123", "-in"])
+        .arg(dir.join("e.key"))
+        .status()
+        .unwrap();
+    assert!(ok.success(), "openssl cannot read the encrypted key");
+
+    // --auto-completion: appended to ~/.bashrc once, as the Go command does.
+    let home = dir.join("home");
+    std::fs::create_dir(&home).unwrap();
+    let home = home.to_str().unwrap();
+    let env = [("HOME", home), ("SHELL", "/bin/bash")];
+    cwd(&["--auto-completion"], &env).fails(1, ".bashrc");
+    std::fs::write(dir.join("home/.bashrc"), "# mine\n").unwrap();
+    let run = cwd(&["--auto-completion"], &env).ok();
+    assert!(run.stdout.starts_with("Added completion to '"), "{run:?}");
+    assert_eq!(
+        cwd(&["--auto-completion"], &env).ok().stdout,
+        "Completion is already installed.\n"
+    );
+    let rc = std::fs::read_to_string(dir.join("home/.bashrc")).unwrap();
+    assert!(rc.starts_with("# mine\nsource <('"), "{rc}");
+    assert!(rc.ends_with("' completion bash)\n"), "{rc}");
+
+    // update: not available here, said clearly, exit code 1.
+    cwd(&["update", "-k", "v1.0.0"], &[]).fails(1, "Error: kes update is not available");
+    // No command: the help on standard error, exit code 2 (as the Go command).
+    let run = cwd(&[], &[]);
+    assert_eq!(run.code, 2, "{run:?}");
+    assert!(run.stderr.contains("--auto-completion"), "{run:?}");
+}
+
+/// Flags of the Go command that take a value or mean something else here than before:
+/// `--flag=false`, `-e`, `--color`, and `-s` of `kes status` (`--short`).
+#[test]
+fn go_flag_forms() {
+    let env = Env::start("cli-go-flags");
+    env.admin(&["key", "create", "k1"]).ok();
+    assert_eq!(
+        env.admin(&["key", "ls", "--json=false"]).ok().stdout,
+        "Key\nk1\n"
+    );
+    assert_eq!(
+        env.admin(&["key", "ls", "--json=true"]).ok().stdout,
+        "[\"k1\"]\n"
+    );
+    // -k=false: verification stays on (the CA comes from KES_CAPATH here).
+    env.admin(&["key", "ls", "-k=false"]).ok();
+    let run = env.admin(&["key", "ls", "-e", "tenant-1"]).ok();
+    assert_eq!(run.stdout, "Key\nk1\n");
+    assert!(
+        run.stderr
+            .starts_with("Warning: enclave 'tenant-1' ignored: this server has no enclaves"),
+        "{run:?}"
+    );
+    assert_eq!(env.admin(&["key", "ls", "-e", "default"]).ok().stderr, "");
+    env.admin(&["key", "ls", "--color", "sometimes"])
+        .fails(2, "invalid value 'sometimes'");
+    // status: -s is --short, --server still names the server.
+    let server = env.server();
+    let host = server.trim_start_matches("https://");
+    assert_eq!(
+        env.admin(&["status", "--server", &server, "-s"])
+            .ok()
+            .stdout,
+        format!("● {host}\n")
+    );
+    env.admin(&["status", "-s", &server])
+        .fails(2, "unexpected argument");
+    // log: --audit takes a value; both logs at once is refused.
+    env.admin(&["log", "--audit=maybe"])
+        .fails(2, "invalid value 'maybe'");
+}

@@ -272,6 +272,19 @@ fn api(client: &Client, out: &Output) -> Result<(), Error> {
         .get_json("/v1/api")
         .map_err(|e| e.context("failed to list server APIs"))?;
     if out.json {
+        // The Go command's shape: zero limits and timeouts are left out.
+        let routes: Vec<Route> = routes
+            .as_array()
+            .map(Vec::as_slice)
+            .unwrap_or_default()
+            .iter()
+            .map(|r| Route {
+                method: str_of(r, "method"),
+                path: str_of(r, "path"),
+                max_body: num(r, "max_body").unwrap_or(0),
+                timeout: num(r, "timeout").unwrap_or(0),
+            })
+            .collect();
         return out.print_json(&routes);
     }
     if !out.terminal {
@@ -295,6 +308,7 @@ fn api(client: &Client, out: &Output) -> Result<(), Error> {
     rows.sort();
     let mut t = Table::new();
     t.row(["METHOD", "PATH", "MAX BODY", "TIMEOUT"].map(|h| out.paint(Style::Bold, h)));
+    out.print("\n")?;
     for (path, method, max_body, timeout) in rows {
         t.row([
             method,
@@ -308,6 +322,21 @@ fn api(client: &Client, out: &Output) -> Result<(), Error> {
         ]);
     }
     out.print(&t.render())
+}
+
+/// A route of `kes status --api --json`.
+#[derive(serde::Serialize)]
+struct Route<'a> {
+    method: &'a str,
+    path: &'a str,
+    #[serde(skip_serializing_if = "is_zero")]
+    max_body: u64,
+    #[serde(skip_serializing_if = "is_zero")]
+    timeout: u64,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 /// Body limits are decimal in the protocol (1 MB = 1 000 000 bytes).
