@@ -1,5 +1,5 @@
 //! The few system calls that need `unsafe`: locking memory, disabling core dumps, turning off
-//! the terminal echo while `kes` reads a password, the local time zone's offset, and the socket and resource limits the server
+//! the terminal echo while `kes` reads a password, and the socket and resource limits the server
 //! sets (listen backlog, open files, TCP keep-alive).
 //!
 //! Keys live in process memory. `mlockall` keeps every page (current and future) out of swap, and a
