@@ -155,6 +155,8 @@ pub fn read_password(_prompt: &str) -> io::Result<zeroize::Zeroizing<String>> {
 /// library's `localtime_r`, which reads TZ and /etc/localtime). `None` if it cannot tell.
 #[cfg(unix)]
 pub fn local_utc_offset(unix: i64) -> Option<i64> {
+    // time_t is not i64 on every platform.
+    #[allow(clippy::useless_conversion)]
     let t: libc::time_t = unix.try_into().ok()?;
     // SAFETY: tm is a plain C struct of integers (and, on glibc, a pointer the C library sets),
     // for which all-zero bytes are a valid value; localtime_r overwrites it.

@@ -173,10 +173,15 @@ pub enum KeyCommand {
 #[command(after_help = "Examples:\n  kes ls\n  kes ls 'minio-*'\n  kes ls -p\n  kes ls -i")]
 pub struct LsArgs {
     /// List identities instead of keys.
-    #[arg(short = 'i', long = "identities", conflicts_with = "policies")]
+    #[arg(
+        short = 'i',
+        long = "identity",
+        visible_alias = "identities",
+        conflicts_with = "policies"
+    )]
     pub identities: bool,
     /// List policies instead of keys.
-    #[arg(short = 'p', long = "policies")]
+    #[arg(short = 'p', long = "policy", visible_alias = "policies")]
     pub policies: bool,
     /// A name prefix; a trailing '*' is allowed.
     #[arg(value_name = "PREFIX")]

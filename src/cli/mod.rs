@@ -322,7 +322,10 @@ pub fn go_bool_values(root: &clap::Command, args: Vec<OsString>) -> Vec<OsString
             .and_then(|t| t.split_once('='))
             .and_then(|(name, value)| {
                 cmd.get_arguments()
-                    .find(|a| a.get_long() == Some(name))
+                    .find(|a| {
+                        a.get_long() == Some(name)
+                            || a.get_all_aliases().is_some_and(|all| all.contains(&name))
+                    })
                     .map(|a| (a, value))
             })
             .or_else(|| {
@@ -374,4 +377,79 @@ pub fn print_error(message: impl std::fmt::Display) {
 /// Prints `kes: <message>` to stderr: the server's errors before its log is set up.
 pub fn print_server_error(message: impl std::fmt::Display) {
     eprintln!("kes: {message}");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args(v: &[&str]) -> Vec<OsString> {
+        v.iter().map(OsString::from).collect()
+    }
+
+    #[test]
+    fn go_bool_values_rewrites_only_boolean_flags() {
+        let cmd = Cli::command();
+        let rewrite = |v: &[&str]| go_bool_values(&cmd, args(v));
+        assert_eq!(
+            rewrite(&[
+                "kes",
+                "key",
+                "ls",
+                "--json=false",
+                "-k=true",
+                "--color=never"
+            ]),
+            args(&["kes", "key", "ls", "-k", "--color=never"])
+        );
+        assert_eq!(
+            rewrite(&["kes", "ls", "--identities=TRUE", "-p=0"]),
+            args(&["kes", "ls", "--identities"])
+        );
+        // `kes log` takes --audit's and --error's value itself.
+        assert_eq!(
+            rewrite(&["kes", "log", "--audit=false", "--error"]),
+            args(&["kes", "log", "--audit=false", "--error"])
+        );
+        // Values that are not booleans, flags that take values, and everything after `--`
+        // are left alone.
+        assert_eq!(
+            rewrite(&[
+                "kes",
+                "key",
+                "ls",
+                "--json=maybe",
+                "--server=a:1",
+                "--",
+                "--json=true"
+            ]),
+            args(&[
+                "kes",
+                "key",
+                "ls",
+                "--json=maybe",
+                "--server=a:1",
+                "--",
+                "--json=true"
+            ])
+        );
+        // Only the flags of the command being parsed: `-s` is --short for `kes status`.
+        assert_eq!(
+            rewrite(&["kes", "status", "-s=true"]),
+            args(&["kes", "status", "-s"])
+        );
+        assert_eq!(
+            rewrite(&["kes", "key", "ls", "-s=true"]),
+            args(&["kes", "key", "ls", "-s=true"])
+        );
+    }
+
+    #[test]
+    fn version_has_the_go_layout() {
+        let text = version_text();
+        let first = text.lines().next().unwrap();
+        assert!(first.starts_with("Version    "), "{text}");
+        assert_eq!(first.split_whitespace().count(), 3, "{text}");
+        assert!(text.contains("\nRuntime    "), "{text}");
+    }
 }
