@@ -1555,6 +1555,39 @@ fn peer_cli_compat_same_invocations_same_output() {
     );
     count += auto_completion(&sides, &servers, &mut used, &mut failures);
 
+    // A keystore that is gone: `status --json` says so (both CLIs against our server).
+    std::fs::remove_dir_all(dir.join("our-keys")).unwrap();
+    for c in [
+        case("status --json (keystore gone)", Mode::Cli, &["status", "-k", "--json"]).numbers(),
+        case("status (keystore gone)", Mode::Cli, &["status", "-k"]),
+    ] {
+        let args: Vec<String> = c
+            .args
+            .iter()
+            .map(|a| match a {
+                Arg::Lit(s) => s.clone(),
+                Arg::Ciphertext => unreachable!(),
+            })
+            .collect();
+        let outs: Vec<Out> = sides
+            .iter()
+            .map(|side| {
+                let o = side.run(&args, &our_addr, &[]);
+                let norm = |t: &str| normalize(t, &servers, &dirs, c.numbers, false);
+                Out {
+                    code: o.code,
+                    stdout: norm(&o.stdout),
+                    stderr: norm(&o.stderr),
+                }
+            })
+            .collect();
+        if c.numbers && !outs[1].stdout.contains("\"keystore_unreachable\":true") {
+            failures.push(format!("{}: {:?}", c.name, outs[1]));
+        }
+        compare(&c, &outs[0], &outs[1], &mut used, &mut failures);
+        count += 1;
+    }
+
     // `kes update` is not compared: the Go command would try to reach GitHub.
     let update = sides[1].run(&["update".to_string()], &our_addr, &[]);
     if update.code != 1

@@ -93,7 +93,8 @@ pub fn run(args: StatusArgs) -> Result<(), Error> {
 }
 
 /// `kes status --json`: the status object in the Go command's field order (fields it does not
-/// know are left out; numbers as the server sent them).
+/// know are left out, and so are a zero keystore latency and false flags; numbers as the
+/// server sent them).
 #[derive(serde::Serialize)]
 struct StatusJson<'a> {
     version: &'a str,
@@ -104,11 +105,12 @@ struct StatusJson<'a> {
     num_cpu_used: u64,
     mem_heap_used: u64,
     mem_stack_used: u64,
+    #[serde(skip_serializing_if = "is_zero")]
     keystore_latency: u64,
     #[serde(skip_serializing_if = "std::ops::Not::not")]
-    keystore_unavailable: bool,
-    #[serde(skip_serializing_if = "std::ops::Not::not")]
     keystore_unreachable: bool,
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    keystore_unavailable: bool,
 }
 
 impl<'a> StatusJson<'a> {
@@ -125,8 +127,8 @@ impl<'a> StatusJson<'a> {
             mem_heap_used: n("mem_heap_used"),
             mem_stack_used: n("mem_stack_used"),
             keystore_latency: n("keystore_latency"),
-            keystore_unavailable: flag("keystore_unavailable"),
             keystore_unreachable: flag("keystore_unreachable"),
+            keystore_unavailable: flag("keystore_unavailable"),
         }
     }
 }
