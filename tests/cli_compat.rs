@@ -1558,7 +1558,12 @@ fn peer_cli_compat_same_invocations_same_output() {
     // A keystore that is gone: `status --json` says so (both CLIs against our server).
     std::fs::remove_dir_all(dir.join("our-keys")).unwrap();
     for c in [
-        case("status --json (keystore gone)", Mode::Cli, &["status", "-k", "--json"]).numbers(),
+        case(
+            "status --json (keystore gone)",
+            Mode::Cli,
+            &["status", "-k", "--json"],
+        )
+        .numbers(),
         case("status (keystore gone)", Mode::Cli, &["status", "-k"]),
     ] {
         let args: Vec<String> = c

@@ -15,10 +15,13 @@ use clap::CommandFactory as _;
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
 
+/// The long help of `kes completion` (also set on the command's entry in [`crate::cli::Command`]).
+pub const LONG_ABOUT: &str = "Print a completion script for a shell. Load it in the shell's startup file, \
+or install it where the shell looks for completions.";
+
 #[derive(clap::Args, Debug)]
 #[command(
-    long_about = "Print a completion script for a shell. Load it in the shell's startup file, \
-or install it where the shell looks for completions.",
+    long_about = LONG_ABOUT,
     after_help = "Examples:\n  \
 bash:  kes completion bash > /etc/bash_completion.d/kes\n         \
 or, in ~/.bashrc:  source <(kes completion bash)\n  \

@@ -20,7 +20,7 @@ use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-const IDENTITY_ABOUT: &str = "\
+pub const IDENTITY_ABOUT: &str = "\
 Identify an API key or certificate, create a new identity, or ask a server about identities.
 
 Without a command: 'kes identity' prints a new API key; 'kes identity KEY' prints the identity

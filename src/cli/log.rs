@@ -17,15 +17,18 @@ use std::io::{BufRead as _, BufReader, Read as _};
 /// Longest log line kept; the rest of a longer line is dropped.
 const MAX_LINE: u64 = 1 << 20;
 
-#[derive(clap::Args, Debug)]
-#[command(
-    long_about = "Follow a server's audit log (the default: one event per API request, with the \
+/// The long help of `kes log` (also set on the command's entry in [`crate::cli::Command`]).
+pub const LONG_ABOUT: &str = "Follow a server's audit log (the default: one event per API request, with the \
 caller's identity, the path and the status) or its error log, until you press Ctrl-C.\n\n\
 Each audit event is shown as one line (time, status, identity, IP, API path, latency) under a \
 header, as the Go kes command shows it; each error event as its message. With --json, the \
 server's JSON events are printed as they arrive, one per line.\n\n\
 --audit and --error take a value as in the Go command: 'kes log --audit=false --error' is \
-'kes log --error'.",
+'kes log --error'.";
+
+#[derive(clap::Args, Debug)]
+#[command(
+    long_about = LONG_ABOUT,
     after_help = "Examples:\n  kes log\n  kes log --error\n  kes log --json | jq 'select(.response.code >= 400)'"
 )]
 pub struct LogArgs {

@@ -17,9 +17,8 @@ use serde::Serialize;
 use std::time::{Duration, Instant};
 use ureq::http::Method;
 
-#[derive(clap::Args, Debug)]
-#[command(
-    long_about = "Watch a server's request rate, error rate and latency.\n\n\
+/// The long help of `kes metric` (also set on the command's entry in [`crate::cli::Command`]).
+pub const LONG_ABOUT: &str = "Watch a server's request rate, error rate and latency.\n\n\
 Every RATE, kes reads the server's metrics and shows what happened since the last reading: \
 requests per second (by class of status code), the share of requests that failed, and the \
 response time. On a terminal the view is refreshed in place until you press Ctrl-C; with \
@@ -27,7 +26,11 @@ response time. On a terminal the view is refreshed in place until you press Ctrl
 counted.\n\n\
 When standard output is not a terminal (and without --json), the Go kes command's output is \
 printed instead: one JSON object of the server's counters per scrape (kes_http_request_success, \
-kes_http_response_time, kes_system_up_time in nanoseconds, ...), the first one at once.",
+kes_http_response_time, kes_system_up_time in nanoseconds, ...), the first one at once.";
+
+#[derive(clap::Args, Debug)]
+#[command(
+    long_about = LONG_ABOUT,
     after_help = "Examples:\n  kes metric\n  kes metric --rate 1s\n  kes metric --rate 10s --count 6 --json"
 )]
 pub struct MetricArgs {

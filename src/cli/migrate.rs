@@ -29,7 +29,7 @@ use std::io::{IsTerminal as _, Write as _};
 use std::path::{Path, PathBuf};
 use subtle::ConstantTimeEq as _;
 
-const ABOUT: &str = "\
+pub const ABOUT: &str = "\
 Copy keys from one keystore to another: from the keystore of the --from config to that of the
 --to config (filesystem or Vault/OpenBao, with any engine, K/V version, namespace, prefix or
 transit setting).

@@ -95,21 +95,27 @@ pub enum Command {
     /// List keys, identities (-i) or policies (-p) on a server.
     Ls(key::LsArgs),
     /// Identify a certificate or API key, create a new identity, or ask a server about identities.
+    #[command(long_about = identity::IDENTITY_ABOUT)]
     Identity(identity::IdentityArgs),
     /// Show and list the policies of a server.
     #[command(subcommand)]
     Policy(policy::PolicyCommand),
-    /// Show the status of one or more servers, or their API routes (--api).
+    /// Show the status of one or more servers (-s: one line each) and their API routes (--api).
+    #[command(long_about = status::LONG_ABOUT)]
     Status(status::StatusArgs),
     /// Watch a server's request rate, error rate and latency.
+    #[command(long_about = metric::LONG_ABOUT)]
     Metric(metric::MetricArgs),
     /// Follow a server's audit or error log.
+    #[command(long_about = log::LONG_ABOUT)]
     Log(log::LogArgs),
     /// Copy keys from one keystore to another (e.g. the filesystem to Vault).
+    #[command(long_about = migrate::ABOUT)]
     Migrate(migrate::MigrateArgs),
     /// Not available: kes is updated through its package or release, not by itself.
     Update(UpdateArgs),
     /// Print a shell completion script (bash, zsh, fish, ...).
+    #[command(long_about = completion::LONG_ABOUT)]
     Completion(completion::CompletionArgs),
     /// Print the kes(1) man page, or write the pages of all commands to a directory.
     #[command(hide = true)]

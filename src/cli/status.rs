@@ -17,16 +17,19 @@ use crate::cli::{Error, gotext, print_error};
 use serde_json::Value;
 use std::time::Duration;
 
-#[derive(clap::Args, Debug)]
-#[command(
-    long_about = "Show the status of each server: whether it answers and how fast, its version, \
+/// The long help of `kes status` (also set on the command's entry in [`crate::cli::Command`]).
+pub const LONG_ABOUT: &str = "Show the status of each server: whether it answers and how fast, its version, \
 uptime and memory, and (on a terminal) the health and latency of its keystore. With --api, also \
 show the API routes of the first server that answers, with their body limits and timeouts.\n\n\
 When standard output is not a terminal, the Go kes command's text is printed: a '● HOST:PORT' \
 line per server, then (without --short) Version, Uptime, Latency, OS, CPUs and Memory. With \
 --json, the server's status object (one line per server), or with --api the route list.\n\n\
 -s is --short, as in the Go kes command; the server is --server here (or KES_SERVER). The exit \
-code is 0 only when every server answered.",
+code is 0 only when every server answered.";
+
+#[derive(clap::Args, Debug)]
+#[command(
+    long_about = LONG_ABOUT,
     after_help = "Examples:\n  kes status\n  kes status -s\n  kes status --server kes-1:7373,kes-2:7373\n  kes status --api\n  kes status --json | jq .version",
     mut_arg("server", |a| a.short(None))
 )]
