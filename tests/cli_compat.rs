@@ -110,7 +110,11 @@ impl Side {
             .env("TERM", "dumb")
             .env("SHELL", "/bin/bash");
         for (k, v) in env {
-            cmd.env(k, v);
+            match *v {
+                "{unset}" => cmd.env_remove(k),
+                "{server}" => cmd.env(k, server),
+                v => cmd.env(k, v),
+            };
         }
         cmd
     }
@@ -133,6 +137,8 @@ impl Side {
 #[derive(Debug, Clone)]
 enum Arg {
     Lit(String),
+    /// The server the side talks to (host:port).
+    Server,
     /// The side's own ciphertext of "hello" under k1.
     Ciphertext,
 }
@@ -172,6 +178,10 @@ impl Case {
     }
     fn sort_routes(mut self) -> Case {
         self.sort_routes = true;
+        self
+    }
+    fn with_server(mut self) -> Case {
+        self.args.push(Arg::Server);
         self
     }
     fn with_ciphertext(mut self, at: usize) -> Case {
@@ -550,6 +560,46 @@ const ALLOWED: &[Allowed] = &[
         },
     },
     Allowed {
+        case: "env API key and certificate",
+        part: Part::Code,
+        reason: "conflicting settings are a usage error: exit code 2 (documented)",
+        check: usage_code,
+    },
+    Allowed {
+        case: "env API key and certificate",
+        part: Part::Stderr,
+        reason: "worded by us: names the two variables that conflict",
+        check: |go, ours| {
+            expect(
+                go.stderr.contains("cannot be used at the same time")
+                    && ours
+                        .stderr
+                        .contains("KES_API_KEY and KES_CLIENT_CERT are both set"),
+                "both refuse the pair",
+            )
+        },
+    },
+    Allowed {
+        case: "env no credentials",
+        part: Part::Code,
+        reason: "missing settings are a usage error: exit code 2 (documented)",
+        check: usage_code,
+    },
+    Allowed {
+        case: "env no credentials",
+        part: Part::Stderr,
+        reason: "worded by us: names KES_API_KEY and the certificate variables",
+        check: |go, ours| {
+            expect(
+                go.stderr.starts_with("Error: no API key specified")
+                    && ours
+                        .stderr
+                        .starts_with("Error: no credentials: set KES_API_KEY"),
+                "both: no credentials",
+            )
+        },
+    },
+    Allowed {
         case: "log --json",
         part: Part::Stdout,
         reason: "ours passes the server's events through; Go re-encodes them and drops the \
@@ -830,8 +880,9 @@ const ALLOWED: &[Allowed] = &[
     },
 ];
 
-/// The invocations, in order (later ones depend on the keys earlier ones made).
-fn cases() -> Vec<Case> {
+/// The invocations, in order (later ones depend on the keys earlier ones made). `cert` and
+/// `key` are the admin's certificate files.
+fn cases(cert: &str, key: &str) -> Vec<Case> {
     use Mode::{Cli, Stack};
     vec![
         case("key ls (empty)", Stack, &["key", "ls", "-k"]),
@@ -1014,6 +1065,52 @@ fn cases() -> Vec<Case> {
             &["status", "-k", "--api", "--json"],
         ),
         case("key ls (no server)", Stack, &["key", "ls", "-k"]).env("KES_SERVER", "127.0.0.1:1"),
+        // The environment variables of the Go command, and their precedence.
+        case("env MINIO_KES_SERVER", Stack, &["key", "ls", "-k"])
+            .env("KES_SERVER", "{unset}")
+            .env("MINIO_KES_SERVER", "{server}"),
+        case("env MINIO_KMS_KES_ENDPOINT", Stack, &["key", "ls", "-k"])
+            .env("KES_SERVER", "{unset}")
+            .env("MINIO_KMS_KES_ENDPOINT", "{server}"),
+        case(
+            "env MINIO_KES_SERVER before KES_SERVER",
+            Stack,
+            &["key", "ls", "-k"],
+        )
+        .env("KES_SERVER", "127.0.0.1:1")
+        .env("MINIO_KES_SERVER", "{server}"),
+        case("env MINIO_KES_API_KEY", Stack, &["ls", "-k", "-p"])
+            .env("KES_API_KEY", "{unset}")
+            .env("MINIO_KES_API_KEY", ADMIN_API_KEY),
+        case("env MINIO_KMS_KES_API_KEY", Stack, &["ls", "-k", "-p"])
+            .env("KES_API_KEY", "{unset}")
+            .env("MINIO_KMS_KES_API_KEY", ADMIN_API_KEY),
+        case(
+            "env MINIO_KES_API_KEY before KES_API_KEY",
+            Stack,
+            &["ls", "-k", "-p"],
+        )
+        .env("KES_API_KEY", APP_API_KEY)
+        .env("MINIO_KES_API_KEY", ADMIN_API_KEY),
+        case("env KES_CLIENT_CERT/KEY", Stack, &["ls", "-k", "-p"])
+            .env("KES_API_KEY", "{unset}")
+            .env("KES_CLIENT_CERT", cert)
+            .env("KES_CLIENT_KEY", key),
+        case(
+            "env MINIO_KES_CERT_FILE/KEY_FILE",
+            Stack,
+            &["ls", "-k", "-p"],
+        )
+        .env("KES_API_KEY", "{unset}")
+        .env("MINIO_KES_CERT_FILE", cert)
+        .env("MINIO_KES_KEY_FILE", key),
+        case("env API key and certificate", Stack, &["ls", "-k", "-p"])
+            .env("KES_CLIENT_CERT", cert)
+            .env("KES_CLIENT_KEY", key),
+        case("env no credentials", Stack, &["ls", "-k", "-p"]).env("KES_API_KEY", "{unset}"),
+        case("ls -a -s", Stack, &["ls", "-k", "-a", APP_API_KEY, "-s"])
+            .env("KES_SERVER", "127.0.0.1:1")
+            .with_server(),
         case("key rm nope k2", Stack, &["key", "rm", "-k", "nope", "k2"]),
         case("identity (new API key)", Cli, &["identity"]),
         case("identity API-KEY", Cli, &["identity", ADMIN_API_KEY]),
@@ -1462,7 +1559,22 @@ fn peer_cli_compat_same_invocations_same_output() {
     let mut failures = Vec::new();
     let mut used = Vec::new();
     let mut count = 0;
-    for case in cases() {
+    // The admin's certificate files (the Go command reads them as well).
+    let (cert, key) = (dir.join("admin.crt"), dir.join("admin.key"));
+    let made = support::kes_cmd(
+        &[
+            "identity",
+            "cert",
+            "--key",
+            key.to_str().unwrap(),
+            "--cert",
+            cert.to_str().unwrap(),
+            ADMIN_API_KEY,
+        ],
+        &[],
+    );
+    assert_eq!(made.code, 0, "{made:?}");
+    for case in cases(cert.to_str().unwrap(), key.to_str().unwrap()) {
         // Before `key decrypt`: each side's own ciphertext of "hello".
         if case.args.iter().any(|a| matches!(a, Arg::Ciphertext)) {
             for side in &mut sides {
@@ -1488,6 +1600,10 @@ fn peer_cli_compat_same_invocations_same_output() {
                     .map(|a| match a {
                         Arg::Lit(s) => s.clone(),
                         Arg::Ciphertext => side.ciphertext.clone(),
+                        Arg::Server => match case.mode {
+                            Mode::Stack => side.server.clone(),
+                            Mode::Cli => our_addr.clone(),
+                        },
                     })
                     .collect();
                 let server = match case.mode {
@@ -1571,7 +1687,7 @@ fn peer_cli_compat_same_invocations_same_output() {
             .iter()
             .map(|a| match a {
                 Arg::Lit(s) => s.clone(),
-                Arg::Ciphertext => unreachable!(),
+                Arg::Ciphertext | Arg::Server => unreachable!(),
             })
             .collect();
         let outs: Vec<Out> = sides
