@@ -881,8 +881,8 @@ const ALLOWED: &[Allowed] = &[
 ];
 
 /// The invocations, in order (later ones depend on the keys earlier ones made). `cert` and
-/// `key` are the admin's certificate files.
-fn cases(cert: &str, key: &str) -> Vec<Case> {
+/// `key` are the admin's certificate files, `ca` the servers' CA certificate.
+fn cases(cert: &str, key: &str, ca: &str) -> Vec<Case> {
     use Mode::{Cli, Stack};
     vec![
         case("key ls (empty)", Stack, &["key", "ls", "-k"]),
@@ -1107,6 +1107,9 @@ fn cases(cert: &str, key: &str) -> Vec<Case> {
         case("env API key and certificate", Stack, &["ls", "-k", "-p"])
             .env("KES_CLIENT_CERT", cert)
             .env("KES_CLIENT_KEY", key),
+        // Without -k: the servers' CA from SSL_CERT_FILE (the Go command reads neither --ca nor
+        // KES_CAPATH, which are extensions here).
+        case("env SSL_CERT_FILE", Stack, &["key", "ls", "k"]).env("SSL_CERT_FILE", ca),
         case("env no credentials", Stack, &["ls", "-k", "-p"]).env("KES_API_KEY", "{unset}"),
         case("ls -a -s", Stack, &["ls", "-k", "-a", APP_API_KEY, "-s"])
             .env("KES_SERVER", "127.0.0.1:1")
@@ -1574,7 +1577,13 @@ fn peer_cli_compat_same_invocations_same_output() {
         &[],
     );
     assert_eq!(made.code, 0, "{made:?}");
-    for case in cases(cert.to_str().unwrap(), key.to_str().unwrap()) {
+    let ca_file = dir.join("ca.crt");
+    std::fs::write(&ca_file, &ca.cert.cert_pem).unwrap();
+    for case in cases(
+        cert.to_str().unwrap(),
+        key.to_str().unwrap(),
+        ca_file.to_str().unwrap(),
+    ) {
         // Before `key decrypt`: each side's own ciphertext of "hello".
         if case.args.iter().any(|a| matches!(a, Arg::Ciphertext)) {
             for side in &mut sides {
