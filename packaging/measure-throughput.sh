@@ -41,7 +41,8 @@ trap cleanup EXIT
 
 kes0=$1
 "$kes0" identity new --key "$work/server.key" --cert "$work/server.cert" --ip 127.0.0.1 --dns localhost localhost >/dev/null
-api_key=$("$kes0" identity new </dev/null | head -n1)
+# The API key is the first kes:v1: word of `kes identity new` (in every version's output).
+api_key=$("$kes0" identity new </dev/null | grep -o 'kes:v1:[A-Za-z0-9+/=]*' | head -n1)
 admin=$("$kes0" identity of "$api_key")
 "$kes0" identity cert --key "$work/client.key" --cert "$work/client.cert" "$api_key" >/dev/null
 

@@ -21,8 +21,8 @@ LOADGEN=bench/loadgen/target/release/loadgen
 DIR=$(mktemp -d)
 trap 'kill $KES_PID 2>/dev/null; wait $KES_PID 2>/dev/null; rm -rf "$DIR"' EXIT
 $KES identity new --key "$DIR/server.key" --cert "$DIR/server.crt" --ip 127.0.0.1 localhost >/dev/null 2>&1
-mapfile -t ID < <($KES identity new | cat)
-API_KEY=${ID[0]} ADMIN=${ID[1]}
+API_KEY=$($KES identity </dev/null)
+ADMIN=$($KES identity of "$API_KEY")
 $KES identity cert --key "$DIR/client.key" --cert "$DIR/client.crt" "$API_KEY" >/dev/null 2>&1
 cat >"$DIR/config.yaml" <<YAML
 admin:

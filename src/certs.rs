@@ -393,6 +393,13 @@ fn contains(haystack: &[u8], needle: &[u8]) -> bool {
     haystack.windows(needle.len()).any(|w| w == needle)
 }
 
+/// A PKCS#8 private key (DER) as an encrypted PEM block in the OpenSSL "traditional" format
+/// (`Proc-Type: 4,ENCRYPTED`, AES-256-CBC), which this crate, OpenSSL and Go read with the
+/// password (`kes identity new --encrypt`).
+pub fn encrypt_private_key_pem(der: &[u8], password: &[u8]) -> Result<Zeroizing<String>, String> {
+    legacy::encrypt_pkcs8(der, password)
+}
+
 /// The OpenSSL "traditional" encrypted PEM format:
 ///
 /// ```text
@@ -620,6 +627,35 @@ mod legacy {
                 Cipher::Des => cbc_decrypt::<cbc::Decryptor<des::Des>>(key, iv, data),
             }
         }
+    }
+
+    /// A PKCS#8 private key (DER) as an encrypted "PRIVATE KEY" PEM block: AES-256-CBC with a
+    /// random IV, the key from `password` as OpenSSL and Go's `x509.EncryptPEMBlock` derive it.
+    pub(super) fn encrypt_pkcs8(der: &[u8], password: &[u8]) -> Result<Zeroizing<String>, String> {
+        use cbc::cipher::BlockModeEncrypt;
+        let mut iv = [0u8; 16];
+        super::fill_random(&mut iv)?;
+        let key = evp_bytes_to_key(password, &iv[..8], 32);
+        let pad = 16 - der.len() % 16;
+        let mut data = Zeroizing::new(Vec::with_capacity(der.len() + pad));
+        data.extend_from_slice(der);
+        data.extend(std::iter::repeat_n(u8::try_from(pad).unwrap_or(16), pad));
+        let mut encryptor = cbc::Encryptor::<aes::Aes256>::new_from_slices(&key, &iv)
+            .map_err(|_| "internal error: wrong key or IV size".to_string())?;
+        let (blocks, _) = Array::slice_as_chunks_mut(&mut data);
+        encryptor.encrypt_blocks(blocks);
+        let iv_hex: String = iv.iter().map(|b| format!("{b:02X}")).collect();
+        let b64 = Zeroizing::new(STANDARD.encode(&data[..]));
+        let mut pem = Zeroizing::new(String::with_capacity(b64.len() + 160));
+        pem.push_str("-----BEGIN PRIVATE KEY-----\nProc-Type: 4,ENCRYPTED\nDEK-Info: AES-256-CBC,");
+        pem.push_str(&iv_hex);
+        pem.push_str("\n\n");
+        for line in b64.as_bytes().chunks(64) {
+            pem.push_str(std::str::from_utf8(line).unwrap_or_default());
+            pem.push('\n');
+        }
+        pem.push_str("-----END PRIVATE KEY-----\n");
+        Ok(pem)
     }
 
     /// CBC-decrypts whole blocks in place (no padding removal).

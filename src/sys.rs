@@ -153,6 +153,31 @@ pub fn read_password(_prompt: &str) -> io::Result<zeroize::Zeroizing<String>> {
     ))
 }
 
+/// The offset of the local time zone from UTC, in seconds, at the Unix time `unix` (from the C
+/// library's `localtime_r`, which reads TZ and /etc/localtime). `None` if it cannot tell.
+#[cfg(unix)]
+pub fn local_utc_offset(unix: i64) -> Option<i64> {
+    // time_t is not i64 on every platform.
+    #[allow(clippy::useless_conversion)]
+    let t: libc::time_t = unix.try_into().ok()?;
+    // SAFETY: tm is a plain C struct of integers (and, on glibc, a pointer the C library sets),
+    // for which all-zero bytes are a valid value; localtime_r overwrites it.
+    let mut tm: libc::tm = unsafe { std::mem::zeroed() };
+    // SAFETY: localtime_r reads `t` and writes into `tm`, both passed by reference for the call.
+    let result = unsafe { libc::localtime_r(&t, &mut tm) };
+    if result.is_null() {
+        return None;
+    }
+    // tm_gmtoff is not i64 on every platform.
+    #[allow(clippy::unnecessary_cast)]
+    Some(tm.tm_gmtoff as i64)
+}
+
+#[cfg(not(unix))]
+pub fn local_utc_offset(_unix: i64) -> Option<i64> {
+    None
+}
+
 /// Raises the accept backlog of a listening socket (the standard library listens with 128).
 /// When every MinIO node reconnects at once after a restart, more than 128 connections can be
 /// pending; beyond the backlog the kernel drops SYNs and clients wait a retransmission (1 s,

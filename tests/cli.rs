@@ -1,7 +1,9 @@
 //! End-to-end tests of the `kes` client commands: the real binary against a real server started
 //! by the test, over real TLS, as the admin (an API key) and as a policy identity (a client
-//! certificate). JSON output is parsed and checked, exit codes are asserted, and the terminal
-//! output is checked on a real pseudo-terminal (Python's `pty`).
+//! certificate). `--json` output is parsed and checked, the text printed without a terminal (the
+//! Go `kes` command's, see `tests/cli_compat.rs` for the side-by-side comparison) is checked
+//! line by line, exit codes are asserted, and the terminal output is checked on a real
+//! pseudo-terminal (Python's `pty`).
 
 mod support;
 
@@ -245,10 +247,10 @@ fn key_files(dir: &Path) -> Vec<(String, Vec<u8>)> {
     out
 }
 
-fn names(v: &Value, field: &str) -> Vec<String> {
-    v[field]
-        .as_array()
-        .unwrap_or_else(|| panic!("no {field} in {v}"))
+/// The names of a `--json` list: an array of strings, as the Go command prints it.
+fn names(v: &Value) -> Vec<String> {
+    v.as_array()
+        .unwrap_or_else(|| panic!("not an array: {v}"))
         .iter()
         .map(|n| n.as_str().unwrap().to_string())
         .collect()
@@ -266,27 +268,47 @@ fn key_commands_as_admin_with_an_api_key() {
     assert_eq!(run.stdout, "");
     assert_eq!(env.key_files().len(), 3);
 
-    // ls: the server's JSON reply.
+    // ls: without a terminal a `Key` header and the names, as the Go command prints them; with
+    // --json an array of names.
     let run = env.admin(&["key", "ls"]).ok();
-    assert_eq!(names(&run.json(), "names"), ["app-1", "app-2", "other"]);
+    assert_eq!(run.stdout, "Key\napp-1\napp-2\nother\n");
+    let run = env.admin(&["key", "ls", "--json"]).ok();
+    assert_eq!(names(&run.json()), ["app-1", "app-2", "other"]);
     for prefix in ["app-", "app-*"] {
-        let run = env.admin(&["key", "ls", prefix]).ok();
-        assert_eq!(names(&run.json(), "names"), ["app-1", "app-2"], "{prefix}");
+        let run = env.admin(&["key", "ls", "--json", prefix]).ok();
+        assert_eq!(names(&run.json()), ["app-1", "app-2"], "{prefix}");
     }
-    let run = env.admin(&["ls", "oth"]).ok();
-    assert_eq!(names(&run.json(), "names"), ["other"]);
+    let run = env.admin(&["ls", "oth", "--json"]).ok();
+    assert_eq!(names(&run.json()), ["other"]);
+    // Nothing at all (not even the header) when nothing matches.
+    assert_eq!(env.admin(&["key", "ls", "zzz"]).ok().stdout, "");
+    assert_eq!(
+        env.admin(&["key", "ls", "zzz", "--json"]).ok().stdout,
+        "[]\n"
+    );
 
-    // info
-    let info = env.admin(&["key", "info", "app-1"]).ok().json();
+    // info: four labelled lines without a terminal, the fields with --json.
+    let run = env.admin(&["key", "info", "app-1"]).ok();
+    let lines: Vec<&str> = run.stdout.lines().collect();
+    assert_eq!(lines.len(), 4, "{run:?}");
+    assert_eq!(lines[0], "Name        app-1");
+    assert!(
+        lines[1] == "Algorithm   AES256" || lines[1] == "Algorithm   ChaCha20",
+        "{run:?}"
+    );
+    assert!(lines[2].starts_with("Date        20"), "{run:?}");
+    assert_eq!(lines[3], format!("Owner       {ADMIN_IDENTITY}"));
+    let info = env.admin(&["key", "info", "app-1", "--json"]).ok().json();
     assert_eq!(info["name"], "app-1");
     assert!(info["algorithm"] == "AES256" || info["algorithm"] == "ChaCha20");
     assert_eq!(info["created_by"], ADMIN_IDENTITY);
 
     // A create never replaces a key; the other names are still created; exit code 1.
     let before = env.key_files();
-    let run = env
-        .admin(&["key", "create", "app-1", "app-3"])
-        .fails(1, "cannot create key 'app-1': key already exists");
+    let run = env.admin(&["key", "create", "app-1", "app-3"]).fails(
+        1,
+        "Error: failed to create key \"app-1\": key already exists",
+    );
     assert_eq!(run.stderr.lines().count(), 1, "{run:?}");
     let after = env.key_files();
     assert_eq!(after.len(), 4);
@@ -340,7 +362,10 @@ fn key_commands_as_admin_with_an_api_key() {
     // import from standard input; the imported key encrypts what the server's own decrypts.
     let raw = [0x42u8; 32];
     kes_in(&["key", "import", "imported"], &admin_env, &B64.encode(raw)).ok();
-    let info = env.admin(&["key", "info", "imported"]).ok().json();
+    let info = env
+        .admin(&["key", "info", "imported", "--json"])
+        .ok()
+        .json();
     assert_eq!(info["algorithm"], "AES256");
     kes_in(
         &["key", "import", "imported", "--algorithm", "ChaCha20", "-"],
@@ -375,11 +400,12 @@ fn key_commands_as_admin_with_an_api_key() {
     .ok();
 
     // rm: several names; a missing one is reported, the others are deleted.
-    let run = env
-        .admin(&["key", "rm", "app-2", "nope", "app-3"])
-        .fails(1, "cannot delete key 'nope': key does not exist");
+    let run = env.admin(&["key", "rm", "app-2", "nope", "app-3"]).fails(
+        1,
+        "Error: failed to remove key \"nope\": key does not exist",
+    );
     assert_eq!(run.stdout, "");
-    let left = names(&env.admin(&["key", "ls"]).ok().json(), "names");
+    let left = names(&env.admin(&["key", "ls", "--json"]).ok().json());
     assert_eq!(left, ["app-1", "imported", "other"]);
 
     // Malformed base64 arguments are usage errors and are not echoed.
@@ -413,10 +439,10 @@ fn commands_as_a_policy_identity_with_a_client_certificate() {
         .json();
     assert_eq!(back["plaintext"], dek["plaintext"]);
     assert_eq!(
-        names(&env.app(&["key", "ls"]).ok().json(), "names"),
+        names(&env.app(&["key", "ls", "--json"]).ok().json()),
         ["app-1", "app-2", "other"]
     );
-    let info = env.app(&["key", "info", "app-2"]).ok().json();
+    let info = env.app(&["key", "info", "app-2", "--json"]).ok().json();
     assert_eq!(info["created_by"], env.app.identity.as_str());
 
     // Not allowed: the server's exact message, exit code 1, nothing changed.
@@ -436,7 +462,7 @@ fn commands_as_a_policy_identity_with_a_client_certificate() {
 
     // Its own identity: the policy and its rules (in the shape the Go SDK decodes: the policy's
     // name, its rules beside it).
-    let me = env.app(&["identity", "info"]).ok().json();
+    let me = env.app(&["identity", "info", "--json"]).ok().json();
     assert_eq!(me["identity"], env.app.identity.as_str());
     assert_eq!(me["policy"], "app");
     assert!(me["allow"]["/v1/key/create/app-*"].is_object(), "{me}");
@@ -444,7 +470,7 @@ fn commands_as_a_policy_identity_with_a_client_certificate() {
     // The credentials may come from the environment as well.
     let server = env.server();
     let run = kes(
-        &["key", "ls", "app-"],
+        &["key", "ls", "app-", "--json"],
         &[
             ("MINIO_KMS_KES_ENDPOINT", &server),
             ("MINIO_KES_CERT_FILE", env.app_cert.to_str().unwrap()),
@@ -453,7 +479,7 @@ fn commands_as_a_policy_identity_with_a_client_certificate() {
         ],
     )
     .ok();
-    assert_eq!(names(&run.json(), "names"), ["app-1", "app-2"]);
+    assert_eq!(names(&run.json()), ["app-1", "app-2"]);
     println!("policy identity: checked in {:?}", start.elapsed());
 }
 
@@ -462,47 +488,72 @@ fn policy_identity_and_list_commands() {
     let env = Env::start("cli-policy");
     env.admin(&["key", "create", "k1"]).ok();
 
+    // Without a terminal: a header and the names (`Policy`, where the Go command's `policy ls`
+    // says `Key`); with --json an array.
+    assert_eq!(env.admin(&["policy", "ls"]).ok().stdout, "Policy\napp\n");
+    assert_eq!(env.admin(&["ls", "-p"]).ok().stdout, "Policy\napp\n");
     assert_eq!(
-        names(&env.admin(&["policy", "ls"]).ok().json(), "names"),
+        names(&env.admin(&["policy", "ls", "--json"]).ok().json()),
         ["app"]
     );
     assert_eq!(
-        names(&env.admin(&["ls", "-p"]).ok().json(), "names"),
+        names(&env.admin(&["ls", "-p", "--json"]).ok().json()),
         ["app"]
     );
     assert_eq!(
-        names(&env.admin(&["ls", "--policies", "x*"]).ok().json(), "names"),
+        names(&env.admin(&["ls", "--policies", "x*", "--json"]).ok().json()),
         Vec::<String>::new()
     );
+    // `policy show` prints the policy's JSON without a terminal, as the Go command does: the
+    // rules and the creation, not the name.
     let policy = env.admin(&["policy", "show", "app"]).ok().json();
-    assert_eq!(policy["name"], "app");
+    assert!(policy.get("name").is_none(), "{policy}");
     assert!(policy["allow"]["/v1/key/list/*"].is_object(), "{policy}");
     assert!(
         policy["deny"]["/v1/key/create/app-denied*"].is_object(),
         "{policy}"
     );
-    let info = env.admin(&["policy", "info", "app"]).ok().json();
+    assert_eq!(policy["created_by"], ADMIN_IDENTITY);
+    let run = env.admin(&["policy", "info", "app"]).ok();
+    let lines: Vec<&str> = run.stdout.lines().collect();
+    assert_eq!(lines[0], "Name        app", "{run:?}");
+    assert!(lines[1].starts_with("Date        20"), "{run:?}");
+    assert_eq!(lines[2], format!("Created by  {ADMIN_IDENTITY}"));
+    let info = env.admin(&["policy", "info", "app", "--json"]).ok().json();
     assert_eq!(info["name"], "app");
     assert_eq!(info["created_by"], ADMIN_IDENTITY);
-    env.admin(&["policy", "show", "nope"])
-        .fails(1, "policy does not exist");
+    env.admin(&["policy", "show", "nope"]).fails(
+        1,
+        "Error: failed to show policy 'nope': policy does not exist",
+    );
 
     let mut expected = vec![ADMIN_IDENTITY.to_string(), env.app.identity.clone()];
     expected.sort();
     assert_eq!(
-        names(&env.admin(&["identity", "ls"]).ok().json(), "identities"),
+        env.admin(&["identity", "ls"]).ok().stdout,
+        format!("Identity\n{}\n{}\n", expected[0], expected[1])
+    );
+    assert_eq!(
+        names(&env.admin(&["identity", "ls", "--json"]).ok().json()),
         expected
     );
     assert_eq!(
-        names(&env.admin(&["ls", "-i"]).ok().json(), "identities"),
+        names(&env.admin(&["ls", "-i", "--json"]).ok().json()),
         expected
     );
+    let run = env.admin(&["identity", "info", &env.app.identity]).ok();
+    let lines: Vec<&str> = run.stdout.lines().collect();
+    assert_eq!(lines[0], format!("Identity    {}", env.app.identity));
+    assert_eq!(lines[1], "Policy      app");
+    assert_eq!(lines[3], "Role        User");
     let app = env
-        .admin(&["identity", "info", &env.app.identity])
+        .admin(&["identity", "info", &env.app.identity, "--json"])
         .ok()
         .json();
     assert_eq!(app["policy"], "app");
-    let me = env.admin(&["identity", "info"]).ok().json();
+    let run = env.admin(&["identity", "info"]).ok();
+    assert!(run.stdout.ends_with("Role        Admin\n"), "{run:?}");
+    let me = env.admin(&["identity", "info", "--json"]).ok().json();
     assert_eq!(me["admin"], true);
     assert_eq!(me["identity"], ADMIN_IDENTITY);
     env.admin(&["identity", "info", &"0".repeat(64)])
@@ -518,38 +569,68 @@ fn policy_identity_and_list_commands() {
 #[test]
 fn status_and_api_routes() {
     let env = Env::start("cli-status");
+    let host = env.server().trim_start_matches("https://").to_string();
+    // Without a terminal: the Go command's text.
     let run = env.admin(&["status"]).ok();
-    let status = run.json();
+    println!("status:\n{}", run.stdout);
+    let lines: Vec<&str> = run.stdout.lines().collect();
+    assert_eq!(lines[0], format!("● {host}"));
+    assert_eq!(
+        lines[1],
+        format!("  Version  {}", env!("CARGO_PKG_VERSION"))
+    );
+    assert!(lines[2].starts_with("  Uptime   "), "{run:?}");
+    assert!(
+        lines[3].starts_with("  Latency  ") && lines[3].ends_with('s'),
+        "{run:?}"
+    );
+    assert!(lines[5].starts_with("  CPUs     "), "{run:?}");
+    assert_eq!(lines[6], "  Memory  ");
+    assert!(lines[7].starts_with("  · Heap   "), "{run:?}");
+    assert_eq!(lines.len(), 9, "{run:?}");
+    // -s is --short, as in the Go command; the server is --server.
+    assert_eq!(
+        env.admin(&["status", "-s"]).ok().stdout,
+        format!("● {host}\n")
+    );
+    let status = env.admin(&["status", "--json"]).ok().json();
     println!("status: {status}");
-    assert_eq!(status["endpoint"], env.server());
-    assert_eq!(status["online"], true);
-    assert!(status["latency"].as_u64().unwrap() > 0);
-    assert_eq!(status["status"]["version"], env!("CARGO_PKG_VERSION"));
-    assert!(status["status"]["keystore_latency"].as_u64().unwrap() > 0);
-    assert!(status["status"].get("keystore_unreachable").is_none());
+    assert_eq!(status["version"], env!("CARGO_PKG_VERSION"));
+    assert!(status["keystore_latency"].as_u64().unwrap() > 0);
+    assert!(status.get("keystore_unreachable").is_none());
 
     // Every server of a list is asked; a dead one is reported and makes the exit code 3.
     let dead = closed_port();
     let list = format!("127.0.0.1:{dead},{}", env.server());
-    let run = env.admin(&["status", "-s", &list]);
+    let run = env.admin(&["status", "--server", &list, "--short"]);
     assert_eq!(run.code, 3, "{run:?}");
-    let lines: Vec<Value> = run
-        .stdout
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect();
-    assert_eq!(lines.len(), 2, "{run:?}");
-    assert_eq!(lines[0]["online"], false);
+    assert_eq!(run.stdout, format!("● {host}\n"), "{run:?}");
     assert!(
-        lines[0]["error"]
-            .as_str()
-            .unwrap()
-            .contains("connection refused")
+        run.stderr.contains("connection refused") && run.stderr.contains(&dead.to_string()),
+        "{run:?}"
     );
-    assert_eq!(lines[1]["online"], true);
+    let run = env.admin(&["status", "--server", &list, "--json"]);
+    assert_eq!(run.code, 3, "{run:?}");
+    assert_eq!(run.stdout.lines().count(), 1, "{run:?}");
 
-    // The keystore's health: remove its directory and the server says so.
-    let routes = env.admin(&["status", "--api"]).ok().json();
+    // The routes: a table after the status, or with --json the route list only.
+    let run = env.admin(&["status", "--api", "-s"]).ok();
+    assert!(
+        run.stdout
+            .contains("\n  Method  API                          Timeout\n"),
+        "{run:?}"
+    );
+    assert!(
+        run.stdout
+            .contains("\n  PUT     /v1/key/create/              15s\n"),
+        "{run:?}"
+    );
+    assert!(
+        run.stdout
+            .contains("\n  GET     /v1/log/audit                Inf\n"),
+        "{run:?}"
+    );
+    let routes = env.admin(&["status", "--api", "--json"]).ok().json();
     let routes = routes.as_array().unwrap();
     assert!(
         routes
@@ -561,10 +642,11 @@ fn status_and_api_routes() {
             .iter()
             .any(|r| r["path"] == "/v1/key/decrypt/" && r["max_body"] == 1_000_000)
     );
+    // The keystore's health: remove its directory and the server says so.
     std::fs::remove_dir_all(env.dir.join("keys")).unwrap();
-    let sick = env.admin(&["status"]).ok().json();
+    let sick = env.admin(&["status", "--json"]).ok().json();
     println!("status without a keystore directory: {sick}");
-    assert_eq!(sick["status"]["keystore_unreachable"], true);
+    assert_eq!(sick["keystore_unreachable"], true);
 }
 
 /// A port on 127.0.0.1 that nothing listens on.
@@ -582,7 +664,7 @@ fn exit_codes_and_settings_errors() {
 
     // 1: the server refused; its message is printed.
     env.admin(&["key", "info", "nope"])
-        .fails(1, "kes: cannot describe key 'nope': key does not exist");
+        .fails(1, "Error: failed to describe keys: key does not exist");
     // 3: nothing listens.
     kes(
         &["key", "ls", "-s", &dead, "--ca", ca],
@@ -604,13 +686,13 @@ fn exit_codes_and_settings_errors() {
     // Failover: a dead server first, then the live one.
     let list = format!("{dead},{server}");
     let run = kes(
-        &["key", "ls", "-s", &list, "--ca", ca],
+        &["key", "ls", "-s", &list, "--ca", ca, "--json"],
         &[("KES_API_KEY", ADMIN_API_KEY)],
     )
     .ok();
-    assert_eq!(run.json()["names"], json!([]));
+    assert_eq!(run.json(), json!([]));
     let run = kes(
-        &["key", "ls", "--ca", ca],
+        &["key", "ls", "--ca", ca, "--json"],
         &[
             (
                 "KES_SERVER",
@@ -620,7 +702,7 @@ fn exit_codes_and_settings_errors() {
         ],
     )
     .ok();
-    assert_eq!(run.json()["names"], json!([]));
+    assert_eq!(run.json(), json!([]));
 
     // 2: usage errors.
     kes(&["key", "ls", "--bogus"], &[]).fails(2, "unexpected argument");
@@ -765,7 +847,7 @@ fn encrypted_client_key_password_from_env_and_prompt() {
     kes(&args, &[]).fails(2, "KES_CLIENT_PASSWORD");
     kes(&args, &[("KES_CLIENT_PASSWORD", "wrong")]).fails(2, "failed to decrypt");
     let run = kes(&args, &[("KES_CLIENT_PASSWORD", "s3cret-pw")]).ok();
-    assert_eq!(names(&run.json(), "names"), ["app-1"]);
+    assert_eq!(run.stdout, "Key\napp-1\n");
 
     // On a terminal: asked for, not echoed.
     let run = kes_on_terminal(&args, &[], "s3cret-pw");
@@ -809,19 +891,26 @@ fn terminal_output_is_readable_and_coloured_unless_no_color() {
         !run.stdout.contains('\x1b'),
         "colour despite NO_COLOR: {run:?}"
     );
+    // The Go command's labels, on a terminal too.
     let lines: Vec<&str> = run.stdout.lines().collect();
     assert_eq!(lines[0], "Name        my-key");
     assert!(lines[1].starts_with("Algorithm   "), "{run:?}");
-    assert!(
-        lines[2].starts_with("Created     ") && lines[2].contains("UTC"),
-        "{run:?}"
-    );
-    assert_eq!(lines[3], format!("Created by  {ADMIN_IDENTITY}"));
+    assert!(lines[2].starts_with("Date        20"), "{run:?}");
+    assert_eq!(lines[3], format!("Owner       {ADMIN_IDENTITY}"));
+
+    // A list's header is underlined on a terminal; --color never turns that off.
+    let run = kes_on_terminal(&["key", "ls"], &base, "");
+    assert_eq!(run.stdout, "\x1b[4mKey\x1b[0m\nmy-key\n", "{run:?}");
+    let run = kes_on_terminal(&["key", "ls", "--color", "never"], &base, "");
+    assert_eq!(run.stdout, "Key\nmy-key\n", "{run:?}");
+    // --color always colours without a terminal too.
+    let run = kes(&["key", "ls", "--color", "always"], &base).ok();
+    assert_eq!(run.stdout, "\x1b[4mKey\x1b[0m\nmy-key\n", "{run:?}");
 
     // --json on a terminal is JSON.
     let run = kes_on_terminal(&["key", "ls", "--json"], &base, "");
     assert_eq!(
-        serde_json::from_str::<Value>(run.stdout.trim()).unwrap()["names"],
+        serde_json::from_str::<Value>(run.stdout.trim()).unwrap(),
         json!(["my-key"])
     );
 
@@ -859,12 +948,20 @@ fn log_follows_the_audit_and_error_streams() {
     let admin_env = env.admin_env();
     let admin_env: Vec<(&str, &str)> = admin_env.iter().map(|(k, v)| (*k, v.as_str())).collect();
 
-    for (flag, wanted) in [
-        ("--audit", "\"path\":\"/v1/key/create/audit-"),
-        ("--error", "secret key 'error-"),
+    // With --json the server's events; without, the Go command's columns.
+    let audit_text =
+        "    200       3ecfcdf38fcbe141ae26    127.0.0.1          /v1/key/create/text-";
+    for (flag, json, wanted) in [
+        ("--audit", true, "\"path\":\"/v1/key/create/audit-"),
+        ("--error", true, "secret key 'error-"),
+        ("--audit=true", false, audit_text),
     ] {
         let start = Instant::now();
-        let mut child = kes_command(&["log", flag], &admin_env)
+        let mut args = vec!["log", flag];
+        if json {
+            args.push("--json");
+        }
+        let mut child = kes_command(&args, &admin_env)
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
@@ -882,16 +979,23 @@ fn log_follows_the_audit_and_error_streams() {
         // The stream may not be subscribed yet when the first key is made: make keys until an
         // event for one of them arrives.
         let mut found = None;
+        let mut first = None;
+        let kind = if json { &flag[2..] } else { "text" };
         for i in 0..40 {
-            let name = format!("{}-{i}", &flag[2..]);
+            let name = format!("{kind}-{i}");
             env.admin(&["key", "create", &name]).ok();
             let until = Instant::now() + Duration::from_millis(250);
             while let Ok(line) = rx.recv_timeout(until.saturating_duration_since(Instant::now())) {
-                // Every line is one JSON object.
-                let event: Value = serde_json::from_str(&line)
-                    .unwrap_or_else(|e| panic!("not JSON ({e}): {line}"));
-                if line.contains(wanted) {
-                    found = Some(event);
+                first.get_or_insert_with(|| line.clone());
+                if json {
+                    // Every line is one JSON object.
+                    let event: Value = serde_json::from_str(&line)
+                        .unwrap_or_else(|e| panic!("not JSON ({e}): {line}"));
+                    if line.contains(wanted) {
+                        found = Some(event);
+                    }
+                } else if line.contains(wanted) {
+                    found = Some(Value::String(line));
                 }
             }
             if found.is_some() {
@@ -902,15 +1006,30 @@ fn log_follows_the_audit_and_error_streams() {
         let _ = child.wait();
         let event = found.unwrap_or_else(|| panic!("no {flag} event for the new keys"));
         println!("kes log {flag}: {event} after {:?}", start.elapsed());
-        if flag == "--audit" {
+        if !json {
+            assert_eq!(
+                first.as_deref(),
+                Some(
+                    "Time        Status    Identity                IP                 API                               Latency"
+                )
+            );
+            let line = event.as_str().unwrap();
+            // 10:39:20    200       3ecfcdf38fcbe141ae26    127.0.0.1          /v1/…    1.2ms
+            assert_eq!(line.as_bytes()[2], b':', "{line}");
+            assert_eq!(&line[8..12], "    ", "{line}");
+        } else if flag == "--audit" {
             assert_eq!(event["response"]["code"], 200);
             assert_eq!(event["request"]["identity"], ADMIN_IDENTITY);
         } else {
             assert!(event["message"].as_str().unwrap().contains(ADMIN_IDENTITY));
         }
     }
-    env.admin(&["log", "--audit", "--error"])
-        .fails(2, "cannot be used with");
+    env.admin(&["log", "--audit", "--error"]).fails(
+        2,
+        "Error: cannot display audit and error logs at the same time",
+    );
+    env.admin(&["log", "--audit=false"])
+        .fails(2, "Error: no log selected");
 }
 
 #[test]
@@ -920,11 +1039,29 @@ fn metric_counts_the_requests_of_each_interval() {
     let admin_env = env.admin_env();
     let admin_env: Vec<(&str, &str)> = admin_env.iter().map(|(k, v)| (*k, v.as_str())).collect();
     // A long interval, so that the 8 requests fit in it even on a loaded CI machine.
-    let mut child = kes_command(&["metric", "--rate", "5s", "--count", "2"], &admin_env)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    // Without a terminal: the Go command's line of counters per scrape.
+    let run = kes(&["metric", "--count", "1"], &admin_env).ok();
+    let counters = run.json();
+    assert!(
+        counters["kes_http_request_success"].as_u64().unwrap() >= 1,
+        "{counters}"
+    );
+    assert!(
+        counters["kes_http_response_time"]["10000000"].is_u64(),
+        "{counters}"
+    );
+    assert_eq!(
+        counters["kes_system_up_time"].as_u64().unwrap() % 1_000_000_000,
+        0
+    );
+    let mut child = kes_command(
+        &["metric", "--rate", "5s", "--count", "2", "--json"],
+        &admin_env,
+    )
+    .stdout(Stdio::piped())
+    .stderr(Stdio::piped())
+    .spawn()
+    .unwrap();
     let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
     let first: Value = serde_json::from_str(&lines.next().unwrap().unwrap()).unwrap();
     // The second interval starts when the first line is printed: what happens now is in it.
@@ -1029,4 +1166,211 @@ fn completions_and_man_pages() {
         create.contains("KES_API_KEY"),
         "the env vars are documented"
     );
+}
+
+/// The Go command's command-line forms that need no server: `kes -v`, `kes identity [KEY|FILE]`,
+/// `kes identity new` (its text, and files that belong to the printed API key), `--encrypt`,
+/// `kes --auto-completion`, `kes update`. (`tests/cli_compat.rs` compares them with the Go
+/// command itself.)
+#[test]
+fn go_command_line_forms_offline() {
+    let dir = TempDir::new("cli-go-forms");
+    let cwd = |args: &[&str], env: &[(&str, &str)]| {
+        let mut cmd = kes_command(args, env);
+        cmd.current_dir(dir.path()).stdin(Stdio::null());
+        Run::from_output(cmd.output().unwrap())
+    };
+
+    // -v/--version: the Go command's layout.
+    for flag in ["-v", "--version"] {
+        let run = cwd(&[flag], &[]).ok();
+        let first = run.stdout.lines().next().unwrap().to_string();
+        assert!(
+            first.starts_with(&format!("Version    {}", env!("CARGO_PKG_VERSION"))),
+            "{run:?}"
+        );
+        assert!(first.contains(" commit="), "{run:?}");
+        assert!(run.stdout.contains("\nRuntime    "), "{run:?}");
+    }
+
+    // `kes identity`: a new API key, one line; `kes identity KEY` its identity.
+    let key = cwd(&["identity"], &[]).ok().stdout;
+    assert!(
+        key.starts_with("kes:v1:") && key.ends_with('\n') && key.len() == 52,
+        "{key:?}"
+    );
+    let id = cwd(&["identity", key.trim()], &[]).ok().stdout;
+    assert_eq!(id, cwd(&["identity", "of", key.trim()], &[]).ok().stdout);
+    assert_eq!(id.trim().len(), 64);
+    assert_eq!(
+        cwd(&["identity", ADMIN_API_KEY], &[]).ok().stdout,
+        format!("{ADMIN_IDENTITY}\n")
+    );
+
+    // `kes identity new --key --cert`: the Go command's text; the files belong to the printed
+    // API key (the certificate has its identity, the key file is that API key).
+    let run = cwd(
+        &[
+            "identity",
+            "new",
+            "--key",
+            "n.key",
+            "--cert",
+            "n.crt",
+            "--ip",
+            "127.0.0.1",
+            "n",
+        ],
+        &[],
+    )
+    .ok();
+    let lines: Vec<&str> = run.stdout.lines().collect();
+    assert_eq!(lines[0], "Your API key:", "{run:?}");
+    let api_key = lines[2].trim();
+    let identity = lines[8].trim();
+    assert!(api_key.starts_with("kes:v1:"), "{run:?}");
+    assert_eq!(
+        cwd(&["identity", "of", api_key], &[]).ok().stdout.trim(),
+        identity
+    );
+    assert!(
+        run.stdout
+            .contains("The generated TLS private key is stored at: n.key\n"),
+        "{run:?}"
+    );
+    assert!(
+        run.stdout.ends_with("    kes identity of n.crt\n"),
+        "{run:?}"
+    );
+    assert_eq!(
+        cwd(&["identity", "n.crt"], &[]).ok().stdout.trim(),
+        identity
+    );
+    assert_eq!(
+        cwd(&["identity", "of", "n.key"], &[]).ok().stdout.trim(),
+        identity
+    );
+    assert_eq!(cwd(&["identity", "n.key"], &[]).ok().stdout.trim(), api_key);
+    cwd(
+        &["identity", "new", "--key", "n.key", "--cert", "n.crt"],
+        &[],
+    )
+    .fails(
+        1,
+        "Error: private key already exists. Use --force to overwrite it",
+    );
+    // A subject alone is accepted and ignored, as in the Go command.
+    assert!(
+        cwd(&["identity", "new", "subject"], &[])
+            .ok()
+            .stdout
+            .starts_with("Your API key:")
+    );
+    // An ECDSA key is no API key.
+    let ec = pki::self_signed_client(KeyKind::EcdsaP256, "ec");
+    let (_, ec_key) = ec.write(dir.path(), "ec");
+    cwd(&["identity", ec_key.to_str().unwrap()], &[]).fails(1, "only Ed25519 private keys");
+
+    // --encrypt: the password from KES_CLIENT_PASSWORD (or a terminal); the key file is
+    // encrypted and opens with the password only.
+    cwd(
+        &[
+            "identity",
+            "new",
+            "--key",
+            "e.key",
+            "--cert",
+            "e.crt",
+            "--encrypt",
+        ],
+        &[],
+    )
+    .fails(2, "KES_CLIENT_PASSWORD");
+    cwd(
+        &[
+            "identity",
+            "new",
+            "--key",
+            "e.key",
+            "--cert",
+            "e.crt",
+            "--encrypt",
+        ],
+        &[("KES_CLIENT_PASSWORD", "pw-123")],
+    )
+    .ok();
+    let pem = std::fs::read_to_string(dir.join("e.key")).unwrap();
+    assert!(pem.contains("Proc-Type: 4,ENCRYPTED"), "{pem}");
+    let ok = Command::new("openssl")
+        .args(["pkey", "-noout", "-passin", "pass:pw-123", "-in"])
+        .arg(dir.join("e.key"))
+        .status()
+        .unwrap();
+    assert!(ok.success(), "openssl cannot read the encrypted key");
+
+    // --auto-completion: appended to ~/.bashrc once, as the Go command does.
+    let home = dir.join("home");
+    std::fs::create_dir(&home).unwrap();
+    let home = home.to_str().unwrap();
+    let env = [("HOME", home), ("SHELL", "/bin/bash")];
+    cwd(&["--auto-completion"], &env).fails(1, ".bashrc");
+    std::fs::write(dir.join("home/.bashrc"), "# mine\n").unwrap();
+    let run = cwd(&["--auto-completion"], &env).ok();
+    assert!(run.stdout.starts_with("Added completion to '"), "{run:?}");
+    assert_eq!(
+        cwd(&["--auto-completion"], &env).ok().stdout,
+        "Completion is already installed.\n"
+    );
+    let rc = std::fs::read_to_string(dir.join("home/.bashrc")).unwrap();
+    assert!(rc.starts_with("# mine\nsource <('"), "{rc}");
+    assert!(rc.ends_with("' completion bash)\n"), "{rc}");
+
+    // update: not available here, said clearly, exit code 1.
+    cwd(&["update", "-k", "v1.0.0"], &[]).fails(1, "Error: kes update is not available");
+    // No command: the help on standard error, exit code 2 (as the Go command).
+    let run = cwd(&[], &[]);
+    assert_eq!(run.code, 2, "{run:?}");
+    assert!(run.stderr.contains("--auto-completion"), "{run:?}");
+}
+
+/// Flags of the Go command that take a value or mean something else here than before:
+/// `--flag=false`, `-e`, `--color`, and `-s` of `kes status` (`--short`).
+#[test]
+fn go_flag_forms() {
+    let env = Env::start("cli-go-flags");
+    env.admin(&["key", "create", "k1"]).ok();
+    assert_eq!(
+        env.admin(&["key", "ls", "--json=false"]).ok().stdout,
+        "Key\nk1\n"
+    );
+    assert_eq!(
+        env.admin(&["key", "ls", "--json=true"]).ok().stdout,
+        "[\"k1\"]\n"
+    );
+    // -k=false: verification stays on (the CA comes from KES_CAPATH here).
+    env.admin(&["key", "ls", "-k=false"]).ok();
+    let run = env.admin(&["key", "ls", "-e", "tenant-1"]).ok();
+    assert_eq!(run.stdout, "Key\nk1\n");
+    assert!(
+        run.stderr
+            .starts_with("Warning: enclave 'tenant-1' ignored: this server has no enclaves"),
+        "{run:?}"
+    );
+    assert_eq!(env.admin(&["key", "ls", "-e", "default"]).ok().stderr, "");
+    env.admin(&["key", "ls", "--color", "sometimes"])
+        .fails(2, "invalid value 'sometimes'");
+    // status: -s is --short, --server still names the server.
+    let server = env.server();
+    let host = server.trim_start_matches("https://");
+    assert_eq!(
+        env.admin(&["status", "--server", &server, "-s"])
+            .ok()
+            .stdout,
+        format!("● {host}\n")
+    );
+    env.admin(&["status", "-s", &server])
+        .fails(2, "unexpected argument");
+    // log: --audit takes a value; both logs at once is refused.
+    env.admin(&["log", "--audit=maybe"])
+        .fails(2, "invalid value 'maybe'");
 }

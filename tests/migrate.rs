@@ -19,7 +19,16 @@ use support::{Kes, Run, TempDir};
 const ADMIN_API_KEY: &str = "kes:v1:AD9E7FSYWrMD+VjhI6q545cYT9YOyFxZb7UnjEepYDRc";
 const ADMIN_IDENTITY: &str = "3ecfcdf38fcbe141ae26a1030f81e96b753365a46760ae6b578698a97c59fd22";
 
+/// `kes migrate ARGS --json`: the summary as JSON.
 fn migrate(args: &[&str]) -> Run {
+    let mut argv = vec!["migrate"];
+    argv.extend_from_slice(args);
+    argv.push("--json");
+    support::kes_cmd(&argv, &[])
+}
+
+/// `kes migrate ARGS` without a terminal: the Go command's text.
+fn migrate_text(args: &[&str]) -> Run {
     let mut argv = vec!["migrate"];
     argv.extend_from_slice(args);
     support::kes_cmd(&argv, &[])
@@ -106,7 +115,7 @@ fn fs_to_fs_keeps_every_key_and_old_data_keys_decrypt() {
     let source = files(&src_keys);
     assert_eq!(source.len(), 5);
 
-    // Migrate: JSON summary (stdout is not a terminal), byte-identical copies.
+    // Migrate: JSON summary (--json), byte-identical copies.
     let run = migrate(&[
         "--from",
         src_cfg.to_str().unwrap(),
@@ -139,7 +148,18 @@ fn fs_to_fs_keeps_every_key_and_old_data_keys_decrypt() {
         assert_eq!(reply.json()["plaintext"], plaintext.as_str(), "{name}");
     }
 
-    // Running it again changes nothing.
+    // Running it again changes nothing. Without --json, the Go command's text.
+    let run = migrate_text(&[
+        "--from",
+        src_cfg.to_str().unwrap(),
+        "--to",
+        dst_cfg.to_str().unwrap(),
+    ]);
+    assert_eq!(run.code, 0, "{run:?}");
+    assert_eq!(
+        run.stdout,
+        "Starting key migration:\n\nMigration succeeded! No keys migrated.\n"
+    );
     let run = migrate(&[
         "--from",
         src_cfg.to_str().unwrap(),
@@ -183,6 +203,15 @@ fn fs_to_fs_keeps_every_key_and_old_data_keys_decrypt() {
     assert_eq!(run.code, 0, "{run:?}");
     assert_eq!(std::fs::read(dst_keys.join("k-1")).unwrap(), replaced);
     // --force replaces exactly that key with the source's value.
+    let text = migrate_text(&[
+        "--from",
+        src_cfg.to_str().unwrap(),
+        "--to",
+        dst_cfg.to_str().unwrap(),
+    ]);
+    assert_eq!(text.code, 1, "{text:?}");
+    assert_eq!(text.stdout, "Starting key migration:\n\n");
+    assert!(text.stderr.contains("Error: key 'k-1'"), "{text:?}");
     let run = migrate(&[
         "--from",
         src_cfg.to_str().unwrap(),

@@ -9,7 +9,7 @@ pub mod error;
 pub mod json;
 mod key;
 mod policy;
-mod sys;
+pub mod sys;
 
 use crate::auth::Identity;
 use crate::auth::policy::{Denied, PolicySet};

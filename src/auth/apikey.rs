@@ -12,7 +12,7 @@ use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
 use ring::rand::SecureRandom as _;
 use ring::signature::{Ed25519KeyPair, KeyPair as _};
-use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
 use std::fmt;
 use std::time::Duration;
 use zeroize::Zeroizing;
@@ -128,6 +128,44 @@ impl ApiKey {
         };
         let (cert, key) = certs::self_signed_ed25519_from_seed(&self.seed, &request)?;
         Ok((cert, PrivateKeyDer::Pkcs8(key)))
+    }
+}
+
+impl ApiKey {
+    /// A self-signed certificate for this key's Ed25519 key pair, and the key as PKCS#8 v1
+    /// (`kes identity new --key --cert`: the certificate has the API key's identity).
+    pub fn certificate(
+        &self,
+        request: &CertificateRequest,
+    ) -> Result<(CertificateDer<'static>, PrivatePkcs8KeyDer<'static>), String> {
+        certs::self_signed_ed25519_from_seed(&self.seed, request)
+    }
+
+    /// The API key of an Ed25519 private key (PKCS#8 v1 or v2): the key is the seed, so any
+    /// Ed25519 private key is an API key. Other key types are an error.
+    pub fn from_private_key(key: &PrivateKeyDer<'_>) -> Result<ApiKey, String> {
+        const UNSUPPORTED: &str = "unsupported private key: only Ed25519 private keys are API keys";
+        let PrivateKeyDer::Pkcs8(pkcs8) = key else {
+            return Err(UNSUPPORTED.into());
+        };
+        let der = pkcs8.secret_pkcs8_der();
+        // SEQUENCE { INTEGER 0|1, SEQUENCE { OID 1.3.101.112 }, OCTET STRING { OCTET STRING (32) } … }
+        let shape = der.len() >= 48
+            && der[0] == 0x30
+            && der[2..4] == [0x02, 0x01]
+            && der[5..12] == [0x30, 0x05, 0x06, 0x03, 0x2b, 0x65, 0x70]
+            && der[12..16] == [0x04, 0x22, 0x04, 0x20];
+        if !shape {
+            return Err(UNSUPPORTED.into());
+        }
+        let mut seed = Zeroizing::new([0u8; 32]);
+        seed.copy_from_slice(&der[16..48]);
+        let api_key = ApiKey::from_seed(seed)?;
+        // A v2 key carries its public key too: it must be the seed's.
+        if certs::spki_of_private_key(key)? != api_key.spki() {
+            return Err("invalid Ed25519 private key: its public key does not match".into());
+        }
+        Ok(api_key)
     }
 }
 

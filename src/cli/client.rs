@@ -29,6 +29,7 @@
 use crate::auth::ApiKey;
 use crate::certs;
 use crate::cli::Error;
+use crate::cli::output::{ColorWhen, Output};
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use serde_json::Value;
 use std::cell::Cell;
@@ -118,13 +119,39 @@ pub struct ClientOpts {
     #[arg(short = 'k', long, help_heading = "Connection")]
     pub insecure: bool,
 
-    /// Print JSON (the default when standard output is not a terminal)
+    /// Print JSON (the shapes of the Go kes command's --json)
     #[arg(long)]
     pub json: bool,
 
-    /// Ignored: enclaves existed only in old servers (accepted so that old scripts still run)
-    #[arg(short = 'e', long, hide = true, value_name = "NAME")]
+    /// When to use colours: auto (on a terminal, unless NO_COLOR is set), never, always
+    #[arg(long, value_name = "WHEN", value_enum, default_value_t = ColorWhen::Auto, hide_default_value = true)]
+    pub color: ColorWhen,
+
+    /// Accepted as the Go kes command accepts it: no server has enclaves any more, so a name
+    /// other than 'default' only prints a warning and is otherwise ignored
+    #[arg(short = 'e', long, value_name = "NAME")]
     pub enclave: Option<String>,
+}
+
+impl ClientOpts {
+    /// The output mode of a command with these options.
+    pub fn output(&self) -> Output {
+        Output::with_color(self.json, self.color)
+    }
+
+    /// Warns (on standard error) that `-e/--enclave` is ignored, as the Go command ignores it.
+    pub fn warn_enclave(&self) {
+        if let Some(name) = self.enclave.as_deref()
+            && !name.is_empty()
+            && name != "default"
+        {
+            eprintln!(
+                "Warning: enclave '{}' ignored: this server has no enclaves; the command applies \
+                 to the server's only key space (the Go kes command ignores -e as well)",
+                crate::cli::output::sanitize(name)
+            );
+        }
+    }
 }
 
 /// Who the client is.
@@ -477,6 +504,7 @@ fn system_roots() -> Result<Vec<CertificateDer<'static>>, Error> {
 impl Client {
     /// Builds a client from flags and the process environment.
     pub fn new(opts: &ClientOpts) -> Result<Client, Error> {
+        opts.warn_enclave();
         Client::from_settings(Settings::resolve(opts, &process_env)?)
     }
 

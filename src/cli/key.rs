@@ -1,16 +1,18 @@
 //! `kes key …` and `kes ls`: manage the keys of a server and use them (§2.3).
 //!
 //! Binary values (ciphertexts, contexts, data keys) are base64 on the command line and in the
-//! output, as in the Go `kes` command. With `--json`, or when standard output is not a terminal,
-//! each command prints the server's JSON reply; commands without a reply (create, import, rm)
-//! print nothing and report through their exit code.
+//! output, as in the Go `kes` command. When standard output is not a terminal, each command
+//! prints what the Go command prints ([`gotext`]): `key ls` a `Key` header and the names,
+//! `key info` four labelled lines, `dek`/`encrypt`/`decrypt` their JSON; commands without a reply
+//! (create, import, rm) print nothing and report through their exit code. `--json` prints the
+//! Go command's JSON shapes (a list is an array of names).
 //!
 //! Plaintexts and data keys pass through this module on their way to standard output: they are
 //! held in zeroizing buffers and never appear in an error message.
 
 use crate::cli::client::{Client, ClientOpts, path_segment};
-use crate::cli::output::{Output, Style, Table, human_time, sanitize};
-use crate::cli::{Error, print_error};
+use crate::cli::output::{Output, Style, sanitize};
+use crate::cli::{Error, gotext, print_error};
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
 use clap::Subcommand;
@@ -171,10 +173,15 @@ pub enum KeyCommand {
 #[command(after_help = "Examples:\n  kes ls\n  kes ls 'minio-*'\n  kes ls -p\n  kes ls -i")]
 pub struct LsArgs {
     /// List identities instead of keys.
-    #[arg(short = 'i', long = "identities", conflicts_with = "policies")]
+    #[arg(
+        short = 'i',
+        long = "identity",
+        visible_alias = "identities",
+        conflicts_with = "policies"
+    )]
     pub identities: bool,
     /// List policies instead of keys.
-    #[arg(short = 'p', long = "policies")]
+    #[arg(short = 'p', long = "policy", visible_alias = "policies")]
     pub policies: bool,
     /// A name prefix; a trailing '*' is allowed.
     #[arg(value_name = "PREFIX")]
@@ -194,8 +201,8 @@ pub fn run(cmd: KeyCommand) -> Result<(), Error> {
                         &format!("/v1/key/create/{}", path_segment(name)),
                         None,
                     )
-                    .map_err(|e| e.context(format!("cannot create key '{name}'")))?;
-                if !out.json {
+                    .map_err(|e| e.context(format!("failed to create key {}", go_quote(name))))?;
+                if out.terminal && !out.json {
                     out.print(&format!(
                         "{} key '{name}'\n",
                         out.paint(Style::Green, "Created")
@@ -222,8 +229,8 @@ pub fn run(cmd: KeyCommand) -> Result<(), Error> {
                     &format!("/v1/key/import/{}", path_segment(&name)),
                     Some(body.as_bytes()),
                 )
-                .map_err(|e| e.context(format!("cannot import key '{name}'")))?;
-            if !out.json {
+                .map_err(|e| e.context(format!("failed to import {}", go_quote(&name))))?;
+            if out.terminal && !out.json {
                 out.print(&format!(
                     "{} key '{name}'\n",
                     out.paint(Style::Green, "Imported")
@@ -235,34 +242,11 @@ pub fn run(cmd: KeyCommand) -> Result<(), Error> {
             let (client, out) = connect(&opts)?;
             let info = client
                 .get_json(&format!("/v1/key/describe/{}", path_segment(&name)))
-                .map_err(|e| e.context(format!("cannot describe key '{name}'")))?;
+                .map_err(|e| e.context("failed to describe keys"))?;
             if out.json {
-                return out.json(&info);
+                return out.print_json(&KeyInfo::of(&info));
             }
-            let now = time::OffsetDateTime::now_utc();
-            let mut t = Table::new();
-            t.row([
-                out.paint(Style::Bold, "Name"),
-                sanitize(str_of(&info, "name")),
-            ]);
-            t.row([
-                "Algorithm".to_string(),
-                sanitize(str_of(&info, "algorithm")),
-            ]);
-            t.row([
-                "Created".to_string(),
-                human_time(str_of(&info, "created_at"), now),
-            ]);
-            let by = str_of(&info, "created_by");
-            t.row([
-                "Created by".to_string(),
-                if by.is_empty() {
-                    "unknown".into()
-                } else {
-                    sanitize(by)
-                },
-            ]);
-            out.print(&t.render())
+            out.print(&gotext::key_info(&out, &info))
         }
         KeyCommand::Ls { prefix, opts } => list(ListKind::Keys, prefix.as_deref(), &opts),
         KeyCommand::Rm { names, opts } => {
@@ -274,8 +258,8 @@ pub fn run(cmd: KeyCommand) -> Result<(), Error> {
                         &format!("/v1/key/delete/{}", path_segment(name)),
                         None,
                     )
-                    .map_err(|e| e.context(format!("cannot delete key '{name}'")))?;
-                if !out.json {
+                    .map_err(|e| e.context(format!("failed to remove key {}", go_quote(name))))?;
+                if out.terminal && !out.json {
                     out.print(&format!(
                         "{} key '{name}'\n",
                         out.paint(Style::Yellow, "Deleted")
@@ -311,7 +295,7 @@ pub fn run(cmd: KeyCommand) -> Result<(), Error> {
                     &format!("/v1/key/encrypt/{}", path_segment(&name)),
                     Some(body.as_bytes()),
                 )
-                .map_err(|e| e.context(format!("cannot encrypt with key '{name}'")))?;
+                .map_err(|e| e.context("failed to encrypt message"))?;
             print_fields(&out, &reply, &[("ciphertext", "Ciphertext")])
         }
         KeyCommand::Decrypt {
@@ -330,7 +314,7 @@ pub fn run(cmd: KeyCommand) -> Result<(), Error> {
                     &format!("/v1/key/decrypt/{}", path_segment(&name)),
                     Some(body.as_bytes()),
                 )
-                .map_err(|e| e.context(format!("cannot decrypt with key '{name}'")))?;
+                .map_err(|e| e.context("failed to decrypt ciphertext"))?;
             print_fields(&out, &reply, &[("plaintext", "Plaintext")])
         }
         KeyCommand::Dek {
@@ -350,7 +334,7 @@ pub fn run(cmd: KeyCommand) -> Result<(), Error> {
                     &format!("/v1/key/generate/{}", path_segment(&name)),
                     Some(body.as_bytes()),
                 )
-                .map_err(|e| e.context(format!("cannot generate a data key with key '{name}'")))?;
+                .map_err(|e| e.context("failed to derive key"))?;
             print_fields(
                 &out,
                 &reply,
@@ -368,13 +352,39 @@ pub fn run_ls(args: LsArgs) -> Result<(), Error> {
     } else {
         ListKind::Keys
     };
-    list(kind, args.prefix.as_deref(), &args.opts)
+    list_with(kind, args.prefix.as_deref(), &args.opts, None)
 }
 
 /// Builds the client and the output mode of a command.
 pub fn connect(opts: &ClientOpts) -> Result<(Client, Output), Error> {
     let client = Client::new(opts)?;
-    Ok((client, Output::new(opts.json)))
+    Ok((client, opts.output()))
+}
+
+/// A name quoted as the Go command quotes it in messages (`"my-key"`).
+pub fn go_quote(name: &str) -> String {
+    format!("{name:?}")
+}
+
+/// `kes key info --json`: the Go command's fields, in its order, and the algorithm.
+#[derive(serde::Serialize)]
+struct KeyInfo<'a> {
+    name: &'a str,
+    #[serde(skip_serializing_if = "str::is_empty")]
+    algorithm: &'a str,
+    created_at: &'a str,
+    created_by: &'a str,
+}
+
+impl<'a> KeyInfo<'a> {
+    fn of(v: &'a Value) -> KeyInfo<'a> {
+        KeyInfo {
+            name: str_of(v, "name"),
+            algorithm: str_of(v, "algorithm"),
+            created_at: str_of(v, "created_at"),
+            created_by: str_of(v, "created_by"),
+        }
+    }
 }
 
 /// Runs `f` for every name; a refusal of one name is printed and the others are still tried,
@@ -423,27 +433,40 @@ pub fn list_pattern(prefix: Option<&str>) -> String {
     }
 }
 
-pub fn list(kind: ListKind, prefix: Option<&str>, opts: &ClientOpts) -> Result<(), Error> {
+/// Lists keys, policies or identities: a header (`Key`, `Policy`, `Identity`) and one name per
+/// line (nothing when there are none); with `--json`, an array of names. `context` is what an
+/// error says was being done (`kes ls` says nothing, as in Go).
+pub fn list_with(
+    kind: ListKind,
+    prefix: Option<&str>,
+    opts: &ClientOpts,
+    context: Option<&str>,
+) -> Result<(), Error> {
     let (client, out) = connect(opts)?;
-    let (path, field, what) = match kind {
-        ListKind::Keys => ("/v1/key/list/", "names", "keys"),
-        ListKind::Policies => ("/v1/policy/list/", "names", "policies"),
-        ListKind::Identities => ("/v1/identity/list/", "identities", "identities"),
+    let (path, field, header) = match kind {
+        ListKind::Keys => ("/v1/key/list/", "names", "Key"),
+        ListKind::Policies => ("/v1/policy/list/", "names", "Policy"),
+        ListKind::Identities => ("/v1/identity/list/", "identities", "Identity"),
     };
     let reply = client
         .get_json(&format!("{path}{}", list_pattern(prefix)))
-        .map_err(|e| e.context(format!("cannot list {what}")))?;
+        .map_err(|e| match context {
+            Some(what) => e.context(what),
+            None => e,
+        })?;
+    let names: Vec<String> = match reply.get(field) {
+        Some(Value::Array(names)) => names
+            .iter()
+            .filter_map(Value::as_str)
+            .map(str::to_owned)
+            .collect(),
+        _ => Vec::new(),
+    };
     if out.json {
-        return out.json(&reply);
+        out.print_json(&names)?;
+    } else {
+        out.print(&gotext::list(&out, header, &names))?;
     }
-    let mut text = String::new();
-    if let Some(Value::Array(names)) = reply.get(field) {
-        for name in names.iter().filter_map(Value::as_str) {
-            text.push_str(&sanitize(name));
-            text.push('\n');
-        }
-    }
-    out.print(&text)?;
     let more = str_of(&reply, "continue_at");
     if !more.is_empty() {
         print_error(format!(
@@ -453,6 +476,16 @@ pub fn list(kind: ListKind, prefix: Option<&str>, opts: &ClientOpts) -> Result<(
         ));
     }
     Ok(())
+}
+
+/// `kes key ls`, `kes policy ls`, `kes identity ls`.
+pub fn list(kind: ListKind, prefix: Option<&str>, opts: &ClientOpts) -> Result<(), Error> {
+    let context = match kind {
+        ListKind::Keys => "failed to list keys",
+        ListKind::Policies => "failed to list policies",
+        ListKind::Identities => "failed to list identities",
+    };
+    list_with(kind, prefix, opts, Some(context))
 }
 
 /// A string field of a JSON object, or "".
@@ -531,18 +564,15 @@ impl Drop for CryptoReply {
     }
 }
 
-/// Prints base64 fields of a crypto reply: the reply itself as JSON, or one labelled line per
-/// field (only the value when there is one field, so that `$(kes key encrypt …)` works on a
-/// terminal too).
+/// Prints base64 fields of a crypto reply. Without a terminal (and with `--json`): the JSON the
+/// Go command prints, with exactly these fields in this order. On a terminal: one labelled line
+/// per field, or only the value when there is one field, so that `$(kes key encrypt …)` works
+/// on a terminal too.
 fn print_fields(out: &Output, reply: &[u8], fields: &[(&str, &str)]) -> Result<(), Error> {
     let value: CryptoReply = serde_json::from_slice(reply)
         .map_err(|e| Error::Failed(format!("the server's reply is not valid JSON: {e}")))?;
     let mut text = Zeroizing::new(String::with_capacity(reply.len() + 32));
-    if out.json {
-        text.push_str(String::from_utf8_lossy(reply).trim());
-        text.push('\n');
-        return out.print(&text);
-    }
+    let mut values = Vec::with_capacity(fields.len());
     for (field, label) in fields {
         let v = match *field {
             "plaintext" => value.plaintext.as_deref(),
@@ -550,6 +580,26 @@ fn print_fields(out: &Output, reply: &[u8], fields: &[(&str, &str)]) -> Result<(
             _ => None,
         }
         .ok_or_else(|| Error::Failed(format!("the server's reply has no '{field}'")))?;
+        values.push((*field, *label, v));
+    }
+    if !out.terminal || out.json {
+        text.push('{');
+        for (i, (field, _, v)) in values.iter().enumerate() {
+            if i > 0 {
+                text.push(',');
+            }
+            text.push('"');
+            text.push_str(field);
+            text.push_str("\":");
+            // Base64 from the server; encoded as a JSON string all the same.
+            text.push_str(&Zeroizing::new(
+                serde_json::to_string(v).unwrap_or_else(|_| "\"\"".into()),
+            ));
+        }
+        text.push_str("}\n");
+        return out.print(&text);
+    }
+    for (_, label, v) in values {
         if fields.len() > 1 {
             text.push_str(&out.paint(Style::Bold, &format!("{label:<11}")));
             text.push(' ');

@@ -2,8 +2,9 @@
 //!
 //! The server exposes counters (Prometheus text format, `/v1/metrics`, §8.3); rates are the
 //! difference between two scrapes divided by the time between them. On a terminal the view is
-//! redrawn in place every interval; otherwise one JSON object per interval is printed, for
-//! scripts and for piping into other tools.
+//! redrawn in place every interval; with `--json` one JSON object per interval is printed. When
+//! standard output is not a terminal (and without `--json`), the Go `kes` command's output: one
+//! JSON object of the raw counters per scrape, the first at once ([`GoMetric`]).
 //!
 //! Latency comes from the `kes_http_response_time` histogram: the mean is exact (sum / count);
 //! the percentiles are reported as the upper bound of the bucket they fall in ("p99 ≤ 50ms"),
@@ -16,20 +17,28 @@ use serde::Serialize;
 use std::time::{Duration, Instant};
 use ureq::http::Method;
 
-#[derive(clap::Args, Debug)]
-#[command(
-    long_about = "Watch a server's request rate, error rate and latency.\n\n\
+/// The long help of `kes metric` (also set on the command's entry in [`crate::cli::Command`]).
+pub const LONG_ABOUT: &str = "Watch a server's request rate, error rate and latency.\n\n\
 Every RATE, kes reads the server's metrics and shows what happened since the last reading: \
 requests per second (by class of status code), the share of requests that failed, and the \
-response time. On a terminal the view is refreshed in place until you press Ctrl-C; otherwise \
-one JSON object is printed per interval. Only key, policy and identity API calls are counted.",
+response time. On a terminal the view is refreshed in place until you press Ctrl-C; with \
+--json one JSON object is printed per interval. Only key, policy and identity API calls are \
+counted.\n\n\
+When standard output is not a terminal (and without --json), the Go kes command's output is \
+printed instead: one JSON object of the server's counters per scrape (kes_http_request_success, \
+kes_http_response_time, kes_system_up_time in nanoseconds, ...), the first one at once.";
+
+#[derive(clap::Args, Debug)]
+#[command(
+    long_about = LONG_ABOUT,
     after_help = "Examples:\n  kes metric\n  kes metric --rate 1s\n  kes metric --rate 10s --count 6 --json"
 )]
 pub struct MetricArgs {
     /// How often to read the metrics: a duration like 1s, 5s or 1m.
     #[arg(long, value_name = "DURATION", default_value = "5s", value_parser = parse_rate)]
     pub rate: Duration,
-    /// Stop after this many intervals (default: run until interrupted).
+    /// Stop after this many intervals, or scrapes without a terminal (default: run until
+    /// interrupted).
     #[arg(short = 'n', long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
     pub count: Option<u64>,
     #[command(flatten)]
@@ -187,6 +196,70 @@ impl Snapshot {
     }
 }
 
+/// One scrape as the Go `kes metric` prints it without a terminal: the counters summed over
+/// status codes, the response-time histogram as cumulative counts by upper bound in
+/// nanoseconds (without +Inf), the uptime in nanoseconds (whole seconds).
+#[derive(Debug, Clone, Default, Serialize, PartialEq)]
+pub struct GoMetric {
+    pub kes_http_request_success: u64,
+    pub kes_http_request_error: u64,
+    pub kes_http_request_failure: u64,
+    pub kes_http_request_active: u64,
+    pub kes_log_audit_events: u64,
+    pub kes_log_error_events: u64,
+    pub kes_http_response_time: std::collections::BTreeMap<String, u64>,
+    pub kes_system_up_time: u64,
+    pub kes_system_num_cpu: u64,
+    pub kes_system_num_cpu_used: u64,
+    pub kes_system_num_threads: u64,
+    pub kes_system_mem_heap_used: u64,
+    pub kes_system_mem_heap_objects: u64,
+    pub kes_system_mem_stack_used: u64,
+}
+
+impl GoMetric {
+    pub fn from_samples(samples: &[Sample]) -> GoMetric {
+        let count = |v: f64| {
+            if v.is_finite() && v > 0.0 {
+                v as u64
+            } else {
+                0
+            }
+        };
+        let mut m = GoMetric::default();
+        for sample in samples {
+            let v = count(sample.value);
+            match sample.name.as_str() {
+                "kes_http_request_success" => m.kes_http_request_success += v,
+                "kes_http_request_error" => m.kes_http_request_error += v,
+                "kes_http_request_failure" => m.kes_http_request_failure += v,
+                "kes_http_request_active" => m.kes_http_request_active = v,
+                "kes_log_audit_events" => m.kes_log_audit_events = v,
+                "kes_log_error_events" => m.kes_log_error_events = v,
+                "kes_system_up_time" => m.kes_system_up_time = v.saturating_mul(1_000_000_000),
+                "kes_system_num_cpu" => m.kes_system_num_cpu = v,
+                "kes_system_num_cpu_used" => m.kes_system_num_cpu_used = v,
+                "kes_system_num_threads" => m.kes_system_num_threads = v,
+                "kes_system_mem_heap_used" => m.kes_system_mem_heap_used = v,
+                "kes_system_mem_heap_objects" => m.kes_system_mem_heap_objects = v,
+                "kes_system_mem_stack_used" => m.kes_system_mem_stack_used = v,
+                "kes_http_response_time_bucket" => {
+                    if let Some(le) = sample
+                        .label("le")
+                        .and_then(|le| le.parse::<f64>().ok())
+                        .filter(|le| le.is_finite())
+                    {
+                        let nanos = (le * 1e9) as i64;
+                        m.kes_http_response_time.insert(nanos.to_string(), v);
+                    }
+                }
+                _ => {}
+            }
+        }
+        m
+    }
+}
+
 /// What happened between two scrapes.
 #[derive(Debug, Clone, Serialize, PartialEq)]
 pub struct Interval {
@@ -286,18 +359,41 @@ impl Interval {
     }
 }
 
-fn scrape(client: &Client) -> Result<(Snapshot, Instant), Error> {
+fn scrape_samples(client: &Client) -> Result<(Vec<Sample>, Instant), Error> {
     let body = client
         .call(Method::GET, "/v1/metrics", None)
-        .map_err(|e| e.context("cannot read the metrics"))?;
+        .map_err(|e| e.context("failed to fetch metrics"))?;
     let at = Instant::now();
     let text = String::from_utf8_lossy(&body);
-    Ok((Snapshot::from_samples(&parse_prometheus(&text)), at))
+    Ok((parse_prometheus(&text), at))
+}
+
+fn scrape(client: &Client) -> Result<(Snapshot, Instant), Error> {
+    let (samples, at) = scrape_samples(client)?;
+    Ok((Snapshot::from_samples(&samples), at))
+}
+
+/// Without a terminal: the Go command's lines, one per scrape, the first at once.
+fn go_lines(client: &Client, out: &Output, args: &MetricArgs) -> Result<(), Error> {
+    let mut shown = 0u64;
+    loop {
+        let started = Instant::now();
+        let (samples, _) = scrape_samples(client)?;
+        out.print_json(&GoMetric::from_samples(&samples))?;
+        shown += 1;
+        if args.count.is_some_and(|n| shown >= n) {
+            return Ok(());
+        }
+        std::thread::sleep(args.rate.saturating_sub(started.elapsed()));
+    }
 }
 
 pub fn run(args: MetricArgs) -> Result<(), Error> {
     let client = Client::new(&args.opts)?;
-    let out = Output::new(args.opts.json);
+    let out = args.opts.output();
+    if out.plain() {
+        return go_lines(&client, &out, &args);
+    }
     let live = !out.json && out.terminal;
     let (mut before, mut at) = scrape(&client)?;
     let mut endpoint = client.current_endpoint().to_string();
@@ -326,7 +422,7 @@ pub fn run(args: MetricArgs) -> Result<(), Error> {
         }
         let interval = Interval::between(&before, &after, now - at, &endpoint);
         if out.json {
-            out.json(&interval)?;
+            out.print_json(&interval)?;
         } else {
             let frame = render(&out, &interval, args.rate);
             let mut text = String::new();
@@ -489,6 +585,29 @@ kes_system_up_time 52.5
         let v = serde_json::to_value(&idle).unwrap();
         assert!(v["error_ratio"].is_null());
         assert_eq!(v["requests"], 0);
+    }
+
+    #[test]
+    fn go_metric_lines() {
+        let m = GoMetric::from_samples(&parse_prometheus(SCRAPE_2));
+        assert_eq!(
+            (
+                m.kes_http_request_success,
+                m.kes_http_request_error,
+                m.kes_http_request_failure
+            ),
+            (90, 13, 10)
+        );
+        assert_eq!(m.kes_system_up_time, 52_000_000_000);
+        let line = serde_json::to_string(&m).unwrap();
+        assert!(
+            line.starts_with(r#"{"kes_http_request_success":90,"kes_http_request_error":13,"#),
+            "{line}"
+        );
+        assert!(
+            line.contains(r#""kes_http_response_time":{"10000000":100,"50000000":112},"#),
+            "{line}"
+        );
     }
 
     #[test]

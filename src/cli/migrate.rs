@@ -29,7 +29,7 @@ use std::io::{IsTerminal as _, Write as _};
 use std::path::{Path, PathBuf};
 use subtle::ConstantTimeEq as _;
 
-const ABOUT: &str = "\
+pub const ABOUT: &str = "\
 Copy keys from one keystore to another: from the keystore of the --from config to that of the
 --to config (filesystem or Vault/OpenBao, with any engine, K/V version, namespace, prefix or
 transit setting).
@@ -44,10 +44,16 @@ Each config is a KES server config file (only its keystore section is used) or a
 just a keystore section. PATTERN selects keys by name; '*' matches any characters (default:
 all keys).
 
-On a terminal a progress bar is shown; at the end, a summary. With --json, or when the output
-is not a terminal, the summary is one JSON object. The exit code is 0 when every selected key
-is in the destination with the source's value, 1 if keys failed or conflicted, 2 for bad
-arguments or configs, 3 if a keystore could not be reached.";
+On a terminal a progress bar is shown; at the end, a summary. When the output is not a
+terminal, the Go kes command's text: 'Starting key migration:', then 'Migrated N keys
+successfully!' (N keys copied or replaced). With --json, the summary is one JSON object. The
+exit code is 0 when every selected key is in the destination with the source's value, 1 if
+keys failed or conflicted, 2 for bad arguments or configs, 3 if a keystore could not be
+reached.
+
+The Go command could also migrate keys to a MinIO KMS server (--server, --enclave, --api-key,
+--insecure instead of --to). This kes cannot: those flags are accepted and refused with an
+explanation.";
 
 const EXAMPLES: &str = "\
 Examples:
@@ -68,17 +74,44 @@ A config with just a keystore section:
 pub struct MigrateArgs {
     /// Config file of the keystore to copy from.
     #[arg(long, value_name = "CONFIG")]
-    pub from: PathBuf,
+    pub from: Option<PathBuf>,
     /// Config file of the keystore to copy to.
     #[arg(long, value_name = "CONFIG")]
-    pub to: PathBuf,
+    pub to: Option<PathBuf>,
+    /// Not supported: the MinIO KMS server to migrate to (Go command) [env: MINIO_KMS_SERVER]
+    #[arg(
+        short = 's',
+        long,
+        value_name = "HOST",
+        help_heading = "MinIO KMS (not supported)"
+    )]
+    pub server: Option<String>,
+    /// Not supported: the MinIO KMS enclave to migrate to (Go command) [env: MINIO_KMS_ENCLAVE]
+    #[arg(
+        short = 'e',
+        long,
+        value_name = "ENCLAVE",
+        help_heading = "MinIO KMS (not supported)"
+    )]
+    pub enclave: Option<String>,
+    /// Not supported: the MinIO KMS API key (Go command) [env: MINIO_KMS_API_KEY]
+    #[arg(
+        short = 'a',
+        long = "api-key",
+        value_name = "KEY",
+        help_heading = "MinIO KMS (not supported)"
+    )]
+    pub api_key: Option<String>,
+    /// Not supported: skip the MinIO KMS server's certificate verification (Go command)
+    #[arg(short = 'k', long, help_heading = "MinIO KMS (not supported)")]
+    pub insecure: bool,
     /// Replace destination keys whose value differs from the source's.
     #[arg(short = 'f', long)]
     pub force: bool,
     /// Accept conflicts: keep differing destination keys and exit with 0.
     #[arg(long, conflicts_with = "force")]
     pub merge: bool,
-    /// Print the summary as JSON (the default when standard output is not a terminal).
+    /// Print the summary as JSON.
     #[arg(long)]
     pub json: bool,
     /// How many keys to copy at the same time.
@@ -396,16 +429,54 @@ fn open(
     Ok((cfg, store, desc))
 }
 
+/// The source and destination configs, or why the command line does not name them.
+fn configs(args: &MigrateArgs) -> Result<(&Path, &Path), Error> {
+    let Some(from) = args.from.as_deref() else {
+        return Err(Error::Usage(
+            "no source specified. Use '--from' flag".into(),
+        ));
+    };
+    let kms = [
+        ("-s / --server", args.server.is_some()),
+        ("-e / --enclave", args.enclave.is_some()),
+        ("-a / --api-key", args.api_key.is_some()),
+        ("-k / --insecure", args.insecure),
+    ];
+    if let Some(to) = args.to.as_deref() {
+        if let Some((flag, _)) = kms.iter().find(|(_, given)| *given) {
+            return Err(Error::Usage(format!("cannot use '{flag}' and '--to' flag")));
+        }
+        return Ok((from, to));
+    }
+    let kms_server = args.server.is_some()
+        || std::env::var_os("MINIO_KMS_SERVER").is_some_and(|v| !v.is_empty());
+    if kms_server || kms.iter().any(|(_, given)| *given) {
+        return Err(Error::Usage(
+            "migrating keys to a MinIO KMS server (--server, --enclave, --api-key, \
+             MINIO_KMS_SERVER) is not supported by this kes: migrate them to another keystore \
+             with '--to CONFIG', or use MinIO's own tools for MinIO KMS"
+                .into(),
+        ));
+    }
+    Err(Error::Usage(
+        "missing migration target. Use '--to CONFIG' (this kes cannot migrate keys to a MinIO KMS server with '--server')".into(),
+    ))
+}
+
 pub fn run(args: MigrateArgs) -> Result<(), Error> {
     let out = Output::new(args.json);
-    let (src_cfg, src, src_desc) = open(&args.from, "source")?;
-    let (dst_cfg, dst, dst_desc) = open(&args.to, "destination")?;
+    let (from, to) = configs(&args)?;
+    let (src_cfg, src, src_desc) = open(from, "source")?;
+    let (dst_cfg, dst, dst_desc) = open(to, "destination")?;
     if same_keystore(&src_cfg, &dst_cfg) {
         return Err(Error::Usage(format!(
             "'{}' and '{}' name the same keystore ({src_desc})",
-            args.from.display(),
-            args.to.display()
+            from.display(),
+            to.display()
         )));
+    }
+    if out.plain() {
+        out.print("Starting key migration:\n\n")?;
     }
 
     let bar = std::io::stderr().is_terminal() && !out.json;
@@ -431,12 +502,21 @@ pub fn run(args: MigrateArgs) -> Result<(), Error> {
 
     let ok = report.failed.is_empty() && (report.conflicts.is_empty() || args.merge);
     if out.json {
-        out.json(&report)?;
+        out.print_json(&report)?;
     } else {
         for (name, why) in &problems {
             crate::cli::print_error(format!("key '{}': {why}", sanitize(name)));
         }
-        out.print(&summary(&out, &report))?;
+        if !out.terminal {
+            let migrated = report.copied + report.replaced;
+            if ok && migrated == 0 {
+                out.print("Migration succeeded! No keys migrated.\n")?;
+            } else if ok {
+                out.print(&format!("Migrated {migrated:6} keys successfully!\n"))?;
+            }
+        } else {
+            out.print(&summary(&out, &report))?;
+        }
     }
     if ok {
         return Ok(());

@@ -1,5 +1,9 @@
-//! How client commands print: for a person at a terminal, aligned columns and (unless NO_COLOR
-//! is set) a little colour; for scripts (`--json`, or standard output not a terminal), JSON.
+//! How client commands print. There are three modes:
+//! * **JSON** (`--json`): the shapes the Go `kes` command prints with `--json`;
+//! * **text** (standard output not a terminal): exactly what the Go `kes` command prints there
+//!   (see [`crate::cli::gotext`]), so that operators' `grep`/`awk` scripts keep working;
+//! * **terminal**: aligned columns and (unless NO_COLOR is set or `--color never`) a little
+//!   colour.
 //!
 //! All output goes through [`Output`] so that a closed pipe (`kes log | head -1`) ends the
 //! command quietly instead of with an error, and so that colour decisions live in one place.
@@ -15,10 +19,15 @@ use time::OffsetDateTime;
 pub enum Style {
     Bold,
     Dim,
+    BoldDim,
+    Underline,
     Green,
     Yellow,
     Red,
     Cyan,
+    Blue,
+    BoldGreen,
+    BoldCyan,
 }
 
 impl Style {
@@ -26,10 +35,15 @@ impl Style {
         match self {
             Style::Bold => "1",
             Style::Dim => "2",
+            Style::BoldDim => "1;2",
+            Style::Underline => "4",
             Style::Green => "32",
             Style::Yellow => "33",
             Style::Red => "31",
             Style::Cyan => "36",
+            Style::Blue => "34",
+            Style::BoldGreen => "1;32",
+            Style::BoldCyan => "1;36",
         }
     }
 }
@@ -37,12 +51,23 @@ impl Style {
 /// The output mode of one command run.
 #[derive(Debug, Clone, Copy)]
 pub struct Output {
-    /// Print JSON instead of text.
+    /// Print JSON (`--json`).
     pub json: bool,
-    /// Standard output is a terminal (in-place refresh and progress bars are possible).
+    /// Standard output is a terminal (in-place refresh and progress bars are possible). Without
+    /// a terminal and without `--json`, commands print what the Go `kes` command prints.
     pub terminal: bool,
     /// Use ANSI colours.
     pub color: bool,
+}
+
+/// `--color <when>`, as in the Go `kes` command.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum ColorWhen {
+    /// Colours on a terminal, unless NO_COLOR is set.
+    #[default]
+    Auto,
+    Never,
+    Always,
 }
 
 /// True when the NO_COLOR convention (no-color.org) asks for no colour.
@@ -51,19 +76,34 @@ pub fn no_color() -> bool {
 }
 
 impl Output {
-    /// JSON when asked for or when standard output is not a terminal.
+    /// The mode for standard output, with colours decided automatically.
     pub fn new(json_flag: bool) -> Output {
+        Output::with_color(json_flag, ColorWhen::Auto)
+    }
+
+    /// The mode for standard output and `--color <when>`.
+    pub fn with_color(json_flag: bool, when: ColorWhen) -> Output {
         let terminal = std::io::stdout().is_terminal();
-        Output::with(json_flag, terminal, no_color())
+        let mut out = Output::with(json_flag, terminal, no_color());
+        match when {
+            ColorWhen::Auto => {}
+            ColorWhen::Never => out.color = false,
+            ColorWhen::Always => out.color = !json_flag,
+        }
+        out
     }
 
     pub fn with(json_flag: bool, terminal: bool, no_color: bool) -> Output {
-        let json = json_flag || !terminal;
         Output {
-            json,
+            json: json_flag,
             terminal,
-            color: terminal && !json && !no_color,
+            color: terminal && !json_flag && !no_color,
         }
+    }
+
+    /// Neither `--json` nor a terminal: print what the Go `kes` command prints.
+    pub fn plain(&self) -> bool {
+        !self.json && !self.terminal
     }
 
     /// `text` in `style` when colour is on.
@@ -81,7 +121,7 @@ impl Output {
     }
 
     /// Writes one value as a line of JSON.
-    pub fn json<T: Serialize + ?Sized>(&self, value: &T) -> Result<(), Error> {
+    pub fn print_json<T: Serialize + ?Sized>(&self, value: &T) -> Result<(), Error> {
         let mut line = serde_json::to_vec(value)
             .map_err(|e| Error::Failed(format!("cannot encode JSON output: {e}")))?;
         line.push(b'\n');
@@ -276,7 +316,8 @@ mod tests {
         assert!(Output::with(true, true, false).json);
         assert!(!Output::with(true, true, false).color);
         let pipe = Output::with(false, false, false);
-        assert!(pipe.json && !pipe.color);
+        assert!(!pipe.json && !pipe.color && pipe.plain());
+        assert!(!tty.plain() && !Output::with(true, false, false).plain());
         let no_color = Output::with(false, true, true);
         assert!(!no_color.json && !no_color.color);
         assert_eq!(no_color.paint(Style::Red, "x"), "x");

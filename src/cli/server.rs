@@ -126,7 +126,7 @@ pub fn run(args: ServerArgs) -> ExitCode {
         return check(path, args.addr.as_deref());
     }
     if !args.dev && args.config.is_none() {
-        crate::cli::print_error(
+        crate::cli::print_server_error(
             "either --config FILE or --dev is required (see 'kes server --help')",
         );
         return ExitCode::from(crate::cli::EXIT_USAGE);
@@ -134,7 +134,7 @@ pub fn run(args: ServerArgs) -> ExitCode {
     match start(args, errors, metrics) {
         Ok(code) => code,
         Err(e) => {
-            crate::cli::print_error(e);
+            crate::cli::print_server_error(e);
             ExitCode::FAILURE
         }
     }

@@ -1,5 +1,5 @@
 //! `kes status`: is each server up, how long did it take to answer, is its keystore healthy;
-//! `kes status --api`: the server's route table.
+//! `kes status --api`: the server's route table. `-s` is `--short`, as in the Go command.
 //!
 //! Every configured server is asked (not only the first that answers), because the point is an
 //! overview of a cluster. `/v1/status` has changed shape over the Go server's history (§2.3,
@@ -13,24 +13,32 @@
 use crate::cli::client::{Client, ClientOpts, parse_json};
 use crate::cli::key::str_of;
 use crate::cli::output::{Output, Style, Table, human_bytes, human_duration, sanitize};
-use crate::cli::{Error, print_error};
-use serde_json::{Value, json};
+use crate::cli::{Error, gotext, print_error};
+use serde_json::Value;
 use std::time::Duration;
+
+/// The long help of `kes status` (also set on the command's entry in [`crate::cli::Command`]).
+pub const LONG_ABOUT: &str = "Show the status of each server: whether it answers and how fast, its version, \
+uptime and memory, and (on a terminal) the health and latency of its keystore. With --api, also \
+show the API routes of the first server that answers, with their body limits and timeouts.\n\n\
+When standard output is not a terminal, the Go kes command's text is printed: a '● HOST:PORT' \
+line per server, then (without --short) Version, Uptime, Latency, OS, CPUs and Memory. With \
+--json, the server's status object (one line per server), or with --api the route list.\n\n\
+-s is --short, as in the Go kes command; the server is --server here (or KES_SERVER). The exit \
+code is 0 only when every server answered.";
 
 #[derive(clap::Args, Debug)]
 #[command(
-    long_about = "Show the status of each server: whether it answers and how fast, its version, \
-uptime and memory, and the health and latency of its keystore. With --api, show the API routes \
-of the first server that answers, with their body limits and timeouts.\n\n\
-The exit code is 0 only when every server answered.",
-    after_help = "Examples:\n  kes status\n  kes status -s kes-1:7373,kes-2:7373\n  kes status --api\n  kes status --json | jq .status.version"
+    long_about = LONG_ABOUT,
+    after_help = "Examples:\n  kes status\n  kes status -s\n  kes status --server kes-1:7373,kes-2:7373\n  kes status --api\n  kes status --json | jq .version",
+    mut_arg("server", |a| a.short(None))
 )]
 pub struct StatusArgs {
-    /// Show the API routes instead (method, path, body limit, timeout).
+    /// Also show the API routes (method, path, body limit, timeout).
     #[arg(long)]
     pub api: bool,
-    /// One line per server.
-    #[arg(long, conflicts_with = "api")]
+    /// Print only one line per server.
+    #[arg(short = 's', long)]
     pub short: bool,
     #[command(flatten)]
     pub opts: ClientOpts,
@@ -38,8 +46,9 @@ pub struct StatusArgs {
 
 pub fn run(args: StatusArgs) -> Result<(), Error> {
     let client = Client::new(&args.opts)?;
-    let out = Output::new(args.opts.json);
-    if args.api {
+    let out = args.opts.output();
+    if args.api && args.opts.json {
+        // As the Go command: only the routes.
         return api(&client, &out);
     }
     let mut failure = None;
@@ -50,24 +59,20 @@ pub fn run(args: StatusArgs) -> Result<(), Error> {
         match result {
             Ok((status, latency)) => {
                 if out.json {
-                    out.json(&json!({
-                        "endpoint": endpoint,
-                        "online": true,
-                        "latency": u64::try_from(latency.as_nanos()).unwrap_or(u64::MAX),
-                        "status": status,
-                    }))?;
+                    out.print_json(&StatusJson::of(&status))?;
+                } else if !out.terminal {
+                    let nanos = i64::try_from(latency.as_nanos()).unwrap_or(i64::MAX);
+                    out.print(&if args.short {
+                        gotext::status_head(&out, endpoint)
+                    } else {
+                        gotext::status(&out, endpoint, nanos, &status)
+                    })?;
                 } else {
                     out.print(&render(&out, endpoint, latency, &status, args.short))?;
                 }
             }
             Err(e) => {
-                if out.json {
-                    out.json(&json!({
-                        "endpoint": endpoint,
-                        "online": false,
-                        "error": e.to_string(),
-                    }))?;
-                } else {
+                if out.terminal && !out.json {
                     let line = format!(
                         "{}  {}\n",
                         out.paint(Style::Bold, endpoint),
@@ -80,10 +85,54 @@ pub fn run(args: StatusArgs) -> Result<(), Error> {
             }
         }
     }
+    if args.api && failure.is_none() {
+        api(&client, &out)?;
+    }
     match failure {
-        // Printed above, and in the JSON output.
+        // Printed above.
         Some(code) => Err(Error::Reported(code)),
         None => Ok(()),
+    }
+}
+
+/// `kes status --json`: the status object in the Go command's field order (fields it does not
+/// know are left out, and so are a zero keystore latency and false flags; numbers as the
+/// server sent them).
+#[derive(serde::Serialize)]
+struct StatusJson<'a> {
+    version: &'a str,
+    os: &'a str,
+    arch: &'a str,
+    uptime: u64,
+    num_cpu: u64,
+    num_cpu_used: u64,
+    mem_heap_used: u64,
+    mem_stack_used: u64,
+    #[serde(skip_serializing_if = "is_zero")]
+    keystore_latency: u64,
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    keystore_unreachable: bool,
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    keystore_unavailable: bool,
+}
+
+impl<'a> StatusJson<'a> {
+    fn of(v: &'a Value) -> StatusJson<'a> {
+        let n = |f: &str| num(v, f).unwrap_or(0);
+        let flag = |f: &str| v.get(f).and_then(Value::as_bool) == Some(true);
+        StatusJson {
+            version: str_of(v, "version"),
+            os: str_of(v, "os"),
+            arch: str_of(v, "arch"),
+            uptime: n("uptime"),
+            num_cpu: n("num_cpu"),
+            num_cpu_used: n("num_cpu_used"),
+            mem_heap_used: n("mem_heap_used"),
+            mem_stack_used: n("mem_stack_used"),
+            keystore_latency: n("keystore_latency"),
+            keystore_unreachable: flag("keystore_unreachable"),
+            keystore_unavailable: flag("keystore_unavailable"),
+        }
     }
 }
 
@@ -226,9 +275,25 @@ fn render(out: &Output, endpoint: &str, latency: Duration, v: &Value, short: boo
 fn api(client: &Client, out: &Output) -> Result<(), Error> {
     let routes = client
         .get_json("/v1/api")
-        .map_err(|e| e.context("cannot read the API routes"))?;
+        .map_err(|e| e.context("failed to list server APIs"))?;
     if out.json {
-        return out.json(&routes);
+        // The Go command's shape: zero limits and timeouts are left out.
+        let routes: Vec<Route> = routes
+            .as_array()
+            .map(Vec::as_slice)
+            .unwrap_or_default()
+            .iter()
+            .map(|r| Route {
+                method: str_of(r, "method"),
+                path: str_of(r, "path"),
+                max_body: num(r, "max_body").unwrap_or(0),
+                timeout: num(r, "timeout").unwrap_or(0),
+            })
+            .collect();
+        return out.print_json(&routes);
+    }
+    if !out.terminal {
+        return out.print(&gotext::api(out, &routes));
     }
     let mut rows: Vec<(String, String, Option<u64>, Option<u64>)> = routes
         .as_array()
@@ -248,6 +313,7 @@ fn api(client: &Client, out: &Output) -> Result<(), Error> {
     rows.sort();
     let mut t = Table::new();
     t.row(["METHOD", "PATH", "MAX BODY", "TIMEOUT"].map(|h| out.paint(Style::Bold, h)));
+    out.print("\n")?;
     for (path, method, max_body, timeout) in rows {
         t.row([
             method,
@@ -263,6 +329,21 @@ fn api(client: &Client, out: &Output) -> Result<(), Error> {
     out.print(&t.render())
 }
 
+/// A route of `kes status --api --json`.
+#[derive(serde::Serialize)]
+struct Route<'a> {
+    method: &'a str,
+    path: &'a str,
+    #[serde(skip_serializing_if = "is_zero")]
+    max_body: u64,
+    #[serde(skip_serializing_if = "is_zero")]
+    timeout: u64,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
+}
+
 /// Body limits are decimal in the protocol (1 MB = 1 000 000 bytes).
 fn decimal_size(n: u64) -> String {
     match n {
@@ -276,6 +357,7 @@ fn decimal_size(n: u64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::json;
 
     #[test]
     fn status_of_every_era() {
