@@ -301,6 +301,52 @@ fn without_field(line: &str, field: &str) -> String {
 /// The allow-list: every difference the comparison may find, and why it is right.
 const ALLOWED: &[Allowed] = &[
     Allowed {
+        case: "status --json (keystore gone)",
+        part: Part::Code,
+        reason: "a server whose keystore is unreachable or unavailable cannot serve keys: ours \
+                 exits 1 (health checks and scripts need to know), Go exits 0",
+        check: |go, ours| expect(go.code == 0 && ours.code == 1, "Go 0, ours 1"),
+    },
+    Allowed {
+        case: "status --json (keystore gone)",
+        part: Part::Stderr,
+        reason: "ours says on standard error which server's keystore is not healthy, and why \
+                 (the server's keystore_error)",
+        check: |go, ours| {
+            expect(
+                go.stderr.is_empty()
+                    && ours
+                        .stderr
+                        .starts_with("Error: https://<server>: keystore unreachable: ")
+                    && ours.stderr.contains("No such file or directory"),
+                "Go silent, ours names the keystore's state and reason",
+            )
+        },
+    },
+    Allowed {
+        case: "status (keystore gone)",
+        part: Part::Code,
+        reason: "a server whose keystore is unreachable or unavailable cannot serve keys: ours \
+                 exits 1 (health checks and scripts need to know), Go exits 0",
+        check: |go, ours| expect(go.code == 0 && ours.code == 1, "Go 0, ours 1"),
+    },
+    Allowed {
+        case: "status (keystore gone)",
+        part: Part::Stderr,
+        reason: "ours says on standard error which server's keystore is not healthy, and why \
+                 (the server's keystore_error)",
+        check: |go, ours| {
+            expect(
+                go.stderr.is_empty()
+                    && ours
+                        .stderr
+                        .starts_with("Error: https://<server>: keystore unreachable: ")
+                    && ours.stderr.contains("No such file or directory"),
+                "Go silent, ours names the keystore's state and reason",
+            )
+        },
+    },
+    Allowed {
         case: "key ls --json (empty)",
         part: Part::Stdout,
         reason: "Go prints `null` for an empty list; ours prints `[]`, which `jq '.[]'` can iterate",

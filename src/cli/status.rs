@@ -13,7 +13,7 @@
 use crate::cli::client::{Client, ClientOpts, parse_json};
 use crate::cli::key::str_of;
 use crate::cli::output::{Output, Style, Table, human_bytes, human_duration, sanitize};
-use crate::cli::{Error, gotext, print_error};
+use crate::cli::{EXIT_FAILURE, Error, gotext, print_error};
 use serde_json::Value;
 use std::time::Duration;
 
@@ -25,7 +25,8 @@ When standard output is not a terminal, the Go kes command's text is printed: a 
 line per server, then (without --short) Version, Uptime, Latency, OS, CPUs and Memory. With \
 --json, the server's status object (one line per server), or with --api the route list.\n\n\
 -s is --short, as in the Go kes command; the server is --server here (or KES_SERVER). The exit \
-code is 0 only when every server answered.";
+code is 0 only when every server answered and can serve keys: a server whose keystore is \
+unreachable or unavailable is reported on standard error with the reason (1).";
 
 #[derive(clap::Args, Debug)]
 #[command(
@@ -58,6 +59,25 @@ pub fn run(args: StatusArgs) -> Result<(), Error> {
             .and_then(|(body, latency)| Ok((parse_json(&body)?, latency)));
         match result {
             Ok((status, latency)) => {
+                // A server that answers but cannot serve keys is not healthy: say why, and
+                // fail (the Go command exits 0 then; scripts and health checks need to know).
+                let parsed = Status::parse(&status);
+                if matches!(
+                    parsed.keystore,
+                    Keystore::Unreachable | Keystore::Unavailable
+                ) {
+                    let state = match parsed.keystore {
+                        Keystore::Unreachable => "unreachable",
+                        _ => "unavailable",
+                    };
+                    let why = parsed
+                        .keystore_error
+                        .as_deref()
+                        .map(|e| format!(": {}", sanitize(e)))
+                        .unwrap_or_default();
+                    print_error(format!("{endpoint}: keystore {state}{why}"));
+                    failure.get_or_insert(EXIT_FAILURE);
+                }
                 if out.json {
                     out.print_json(&StatusJson::of(&status))?;
                 } else if !out.terminal {
@@ -148,6 +168,8 @@ pub struct Status {
     pub heap: Option<u64>,
     pub stack: Option<u64>,
     pub keystore: Keystore,
+    /// Why the keystore is not healthy (`keystore_error`, sent by this server only).
+    pub keystore_error: Option<String>,
 }
 
 #[derive(Debug, Default, PartialEq)]
@@ -212,6 +234,11 @@ impl Status {
             heap: num(v, "mem_heap_used"),
             stack: num(v, "mem_stack_used"),
             keystore,
+            keystore_error: v
+                .get("keystore_error")
+                .and_then(Value::as_str)
+                .filter(|e| !e.is_empty())
+                .map(str::to_string),
         }
     }
 }
