@@ -642,9 +642,16 @@ fn status_and_api_routes() {
             .iter()
             .any(|r| r["path"] == "/v1/key/decrypt/" && r["max_body"] == 1_000_000)
     );
-    // The keystore's health: remove its directory and the server says so.
+    // The keystore's health: remove its directory and the server says so; `kes status` prints
+    // the status, names the reason on stderr and exits 1 (the server cannot serve keys).
     std::fs::remove_dir_all(env.dir.join("keys")).unwrap();
-    let sick = env.admin(&["status", "--json"]).ok().json();
+    let run = env.admin(&["status", "--json"]);
+    assert_eq!(run.code, 1, "{run:?}");
+    assert!(
+        run.stderr.contains("keystore unreachable: ") && run.stderr.contains("No such file"),
+        "{run:?}"
+    );
+    let sick = run.json();
     println!("status without a keystore directory: {sick}");
     assert_eq!(sick["keystore_unreachable"], true);
 }
