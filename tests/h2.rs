@@ -42,8 +42,11 @@ use support::proxy::{Mode, Proxy};
 use support::stall::StallMonitor;
 use support::{Kes, Served};
 
-/// How long the bystander may wait for an answer during and after a flood.
-const BYSTANDER_BOUND: Duration = Duration::from_millis(100);
+/// How long the bystander may wait for an answer during and after a flood. What is guarded
+/// against is waiting for the flood to end or be cut off (seconds: the write-stall and flood
+/// limits); a busy 2-core machine alone has delayed one request by 104 ms with no stall the
+/// monitor could see, so the bound leaves room for that. The waits are printed with each test.
+const BYSTANDER_BOUND: Duration = Duration::from_millis(250);
 
 /// How much the server's resident memory may grow during a flood. One connection may hold up
 /// to about 2.3 MiB of buffers (src/server/conn.rs: MAX_INPUT, MAX_OUTPUT); the HPACK bomb alone
