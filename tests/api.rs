@@ -718,6 +718,79 @@ fn minio_startup_and_hot_path_with_chunked_bodies() {
     );
 }
 
+/// One policy decision for every spelling that reaches a handler (issue 15, findings 1 and 2):
+/// the legacy bulk decrypt is authorised as decrypt too, so a deny rule written for decrypt stops
+/// it, while a policy that allows only the bulk route (older MinIO) keeps working; a list route
+/// without its trailing slash is decided as the route with it.
+#[test]
+fn one_policy_decision_for_every_spelling_of_a_request() {
+    let reader = pki::self_signed_client(KeyKind::EcdsaP256, "reader");
+    let bulk_only = pki::self_signed_client(KeyKind::EcdsaP256, "bulk-only");
+    let no_lists = pki::self_signed_client(KeyKind::EcdsaP256, "no-lists");
+    let lists = pki::self_signed_client(KeyKind::EcdsaP256, "lists");
+    let rest = format!(
+        "policy:\n  reader:\n    allow:\n    - /v1/key/*\n    deny:\n    - /v1/key/decrypt/secret-*\n    - /v1/key/*/secret-b\n    identities:\n    - {}\n  bulk-only:\n    allow:\n    - /v1/key/bulk/decrypt/*\n    identities:\n    - {}\n  no-lists:\n    allow:\n    - /v1/*\n    deny:\n    - /v1/key/list/*\n    - /v1/policy/list/*\n    - /v1/identity/list/*\n    identities:\n    - {}\n  lists:\n    allow:\n    - /v1/key/list/*\n    - /v1/policy/list/*\n    - /v1/identity/list/*\n    identities:\n    - {}\nkeystore:\n  fs:\n    path: {{dir}}/keys\n",
+        reader.identity, bulk_only.identity, no_lists.identity, lists.identity
+    );
+    let srv = support::Served::start("spellings", &rest);
+    let admin = srv.client();
+    let client = |cert: &Cert| Client::new(srv.kes.addr, &srv.ca.cert.der, Some(cert));
+    let (reader, bulk_only, no_lists, lists) = (
+        client(&reader),
+        client(&bulk_only),
+        client(&no_lists),
+        client(&lists),
+    );
+    const DENIED: &str = "not authorized: insufficient permissions";
+    let mut items = std::collections::BTreeMap::new();
+    for name in ["secret-a", "secret-b", "open"] {
+        assert_eq!(admin.put(&format!("/v1/key/create/{name}"), "").status, 200);
+        let g = admin.post(&format!("/v1/key/generate/{name}"), "").json();
+        let bulk = json!([{ "ciphertext": g["ciphertext"] }]).to_string();
+        let one = json!({ "ciphertext": g["ciphertext"] }).to_string();
+        items.insert(name, (bulk, one, g["plaintext"].clone()));
+    }
+    for name in ["secret-a", "secret-b"] {
+        let (bulk, one, _) = &items[name];
+        reader
+            .post(&format!("/v1/key/decrypt/{name}"), one)
+            .assert_error(403, DENIED);
+        // Finding 1: the bulk route returned the plaintext here.
+        reader
+            .post(&format!("/v1/key/bulk/decrypt/{name}"), bulk)
+            .assert_error(403, DENIED);
+    }
+    let (bulk, one, plaintext) = &items["open"];
+    assert_eq!(
+        reader.post("/v1/key/decrypt/open", one).json()["plaintext"],
+        *plaintext
+    );
+    assert_eq!(
+        reader.post("/v1/key/bulk/decrypt/open", bulk).json(),
+        json!([{ "plaintext": plaintext }])
+    );
+    // A policy written for the bulk route alone keeps working, and gives nothing else.
+    assert_eq!(
+        bulk_only.post("/v1/key/bulk/decrypt/open", bulk).json(),
+        json!([{ "plaintext": plaintext }])
+    );
+    bulk_only
+        .post("/v1/key/decrypt/open", one)
+        .assert_error(403, DENIED);
+    // Finding 2: without the trailing slash, the lists went past `deny .../list/*`.
+    for route in ["/v1/key/list", "/v1/policy/list", "/v1/identity/list"] {
+        for path in [route.to_string(), format!("{route}/"), format!("{route}/*")] {
+            no_lists.get(&path).assert_error(403, DENIED);
+            let r = lists.get(&path);
+            assert_eq!(r.status, 200, "{path}: {}", r.text());
+        }
+    }
+    assert_eq!(
+        lists.get("/v1/key/list").json()["names"],
+        json!(["open", "secret-a", "secret-b"])
+    );
+}
+
 #[test]
 fn framing_attacks_and_garbage_are_refused() {
     let env = Env::start("framing", "");

@@ -60,6 +60,10 @@ pub struct RouteDef {
     /// Listed in `/v1/api` (the legacy bulk decrypt is served but not listed, as the Go server,
     /// which no longer has it, lists 22 routes).
     pub listed: bool,
+    /// A prefix route that does what another one does (the legacy bulk decrypt decrypts): its
+    /// requests are also authorised as requests to that route for the same resource, so that a
+    /// rule written for one holds for both (§4).
+    pub authorized_as: Option<&'static str>,
     handler: HandlerFn,
 }
 
@@ -77,8 +81,15 @@ impl RouteDef {
             counted: false,
             inline: Inline::Always,
             listed: true,
+            authorized_as: None,
             handler,
         }
+    }
+
+    /// Authorised as route `path` too (see [`RouteDef::authorized_as`]).
+    const fn authorized_as(mut self, path: &'static str) -> RouteDef {
+        self.authorized_as = Some(path);
+        self
     }
 
     /// Served, but not listed in `/v1/api`.
@@ -178,7 +189,8 @@ fn routes() -> Vec<RouteDef> {
             .with_body()
             .counted()
             .reads_key()
-            .unlisted(),
+            .unlisted()
+            .authorized_as("/v1/key/decrypt/"),
         get("/v1/policy/describe/", policy::describe_policy).counted(),
         get("/v1/policy/read/", policy::read_policy).counted(),
         get("/v1/policy/list/", policy::list_policies).counted(),
@@ -469,7 +481,24 @@ impl Api {
                     .1
             }
         };
-        let verdict = state.policies.check(resolved, path);
+        // One decision for every spelling that reaches the handler (§4): a prefix route's path
+        // without its trailing slash is checked as the path with it (`/v1/key/list` as
+        // `/v1/key/list/`), and a route that does what another does is checked as both.
+        let resource = if r.prefix {
+            path.get(r.path.len()..).unwrap_or("")
+        } else {
+            ""
+        };
+        let canonical = if r.prefix && !path.starts_with(r.path) {
+            r.path
+        } else {
+            path
+        };
+        let alias = r.authorized_as.map(|other| format!("{other}{resource}"));
+        let verdict = match &alias {
+            None => state.policies.check(resolved, canonical),
+            Some(alias) => state.policies.check_all(resolved, &[canonical, alias]),
+        };
         match verdict {
             Ok(()) => Ok(()),
             Err(denied) => {

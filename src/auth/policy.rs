@@ -120,10 +120,23 @@ impl Policy {
 
     /// Deny first; then any allow; else denied. An empty policy denies everything.
     pub fn allows(&self, path: &str) -> bool {
-        if self.deny.iter().any(|p| p.matches(path)) {
+        self.allows_as(&[path])
+    }
+
+    /// [`Policy::allows`] for a request that is all of `paths` (one operation reached by several
+    /// routes): denied when a deny rule matches any of them, else allowed when an allow rule
+    /// matches any of them.
+    pub fn allows_as(&self, paths: &[&str]) -> bool {
+        if self
+            .deny
+            .iter()
+            .any(|p| paths.iter().any(|path| p.matches(path)))
+        {
             return false;
         }
-        self.allow.iter().any(|p| p.matches(path))
+        self.allow
+            .iter()
+            .any(|p| paths.iter().any(|path| p.matches(path)))
     }
 }
 
@@ -218,11 +231,16 @@ impl PolicySet {
 
     /// Checks a resolved identity against `path`.
     pub fn check(&self, resolved: &Resolved, path: &str) -> Result<(), Denied> {
+        self.check_all(resolved, &[path])
+    }
+
+    /// [`PolicySet::check`] for a request that is all of `paths` ([`Policy::allows_as`]).
+    pub fn check_all(&self, resolved: &Resolved, paths: &[&str]) -> Result<(), Denied> {
         match resolved {
             Resolved::Admin => Ok(()),
             Resolved::Unknown => Err(Denied::UnknownIdentity),
             Resolved::Policy(name) => match self.policies.get(name) {
-                Some(policy) if policy.allows(path) => Ok(()),
+                Some(policy) if policy.allows_as(paths) => Ok(()),
                 Some(_) => Err(Denied::NotAllowed),
                 None => Err(Denied::UnknownIdentity),
             },
