@@ -101,6 +101,9 @@ pub struct Metrics {
     request_duration: Histogram,
     /// Audit events written to stdout or to `/v1/log/audit` subscribers.
     pub audit_events: AtomicU64,
+    /// Audit records not written because clients without a policy exceeded
+    /// `log.audit_unknown_rate`.
+    pub audit_dropped: AtomicU64,
     /// Error log records written to `/v1/log/error` subscribers.
     pub error_events: AtomicU64,
     /// Error log records by level (index: 0 error, 1 warn, 2 info, 3 debug, 4 trace).
@@ -115,6 +118,7 @@ impl Default for Metrics {
             response_time: Histogram::new(&BUCKETS),
             request_duration: Histogram::new(&FINE_BUCKETS),
             audit_events: AtomicU64::new(0),
+            audit_dropped: AtomicU64::new(0),
             error_events: AtomicU64::new(0),
             log_records: Default::default(),
         }
@@ -209,6 +213,12 @@ impl Metrics {
             "kes_log_audit_events",
             "Number of audit log events written to audit log targets.",
             self.audit_events.load(Ordering::Relaxed),
+        );
+        counter(
+            out,
+            "kes_log_audit_dropped_total",
+            "Number of audit records of clients without a policy not written because they exceeded log.audit_unknown_rate.",
+            self.audit_dropped.load(Ordering::Relaxed),
         );
         let name = "kes_log_records_total";
         let _ = writeln!(

@@ -1079,9 +1079,9 @@ fn a_subscriber_that_never_reads_does_not_slow_requests() {
     let env = Env::start("slowsub", "");
     let admin = env.admin();
     assert_eq!(admin.put("/v1/key/create/slow", "").status, 200);
-    // Half the requests are key reads; the other half have 4 KB paths (404), so that their audit
-    // events overflow the stalled subscriber's queue and socket buffers (about 5 MB here) many
-    // times over: 5 000 × 4 KB = 20 MB.
+    // Half the requests are key reads; the other half have 4 KB paths (404), whose audit events
+    // (the path cut at 512 bytes: about 700 bytes each) overflow the stalled subscriber's queue
+    // and socket buffers (about 5 MB here): 10 000 × 700 B + 10 000 × 250 B = 9.5 MB.
     let long = format!("/no/{}", "x".repeat(4000));
     let run = |n: usize| -> Duration {
         let mut conn = admin.connect();
@@ -1150,19 +1150,19 @@ fn a_subscriber_that_never_reads_does_not_slow_requests() {
     .value()
         == 1.0));
     let m0 = env.metrics();
-    let with_stalled = run(10_000);
+    let with_stalled = run(20_000);
     let m1 = env.metrics();
 
     let dropped = labelled(&m1, "kes_log_dropped_events_total", &[("log", "audit")]);
     let events =
         fam(&m1, "kes_log_audit_events").value() - fam(&m0, "kes_log_audit_events").value();
     println!(
-        "requests/s: {:.0} without subscriber, {:.0} with a subscriber that reads (it got {lines_read} events), {:.0} over 10 000 requests with a subscriber that never reads; {events} events published, {dropped} dropped for the stalled subscriber",
+        "requests/s: {:.0} without subscriber, {:.0} with a subscriber that reads (it got {lines_read} events), {:.0} over 20 000 requests with a subscriber that never reads; {events} events published, {dropped} dropped for the stalled subscriber",
         2_000.0 / baseline.as_secs_f64(),
         2_000.0 / with_reader.as_secs_f64(),
-        10_000.0 / with_stalled.as_secs_f64(),
+        20_000.0 / with_stalled.as_secs_f64(),
     );
-    assert!(events >= 10_000.0);
+    assert!(events >= 20_000.0);
     assert!(
         dropped > 0.0,
         "the stalled subscriber's events were dropped, not waited for"
@@ -1731,4 +1731,72 @@ fn error_log_as_json() {
     assert_eq!(denied["req"]["path"], "/v1/key/describe/x");
     assert_eq!(denied["req"]["ip"], "127.0.0.1");
     assert_eq!(denied["req"]["identity"], env.stranger.identity.as_str());
+}
+
+/// Audit records have a bounded size and clients without a policy a bounded rate (issue 15,
+/// finding 3): a long path is cut with a marker; the failed requests of an identity without a
+/// policy are audited at `log.audit_unknown_rate` records a second at most, the rest counted in
+/// `kes_log_audit_dropped_total`; the failures of identities with a policy are all audited.
+#[test]
+fn audit_records_are_bounded_in_size_and_rate() {
+    let env = Env::start("auditrate", "log:\n  audit: on\n  audit_unknown_rate: 10\n");
+    let admin = env.admin();
+    let stranger = env.client(&env.stranger);
+    let long = format!("/v1/key/describe/{}", "a".repeat(8 * 1024));
+    let sent = 200;
+    let start = Instant::now();
+    let mut conn = stranger.connect();
+    for _ in 0..sent {
+        let r = conn.request("GET", &long, None).unwrap();
+        assert!(r.status == 403 || r.status == 400, "{}", r.status);
+    }
+    let elapsed = start.elapsed();
+    // The admin's failures (a key that does not exist) are all kept.
+    let mut conn = admin.connect();
+    for _ in 0..50 {
+        let r = conn
+            .request("GET", "/v1/key/describe/missing", None)
+            .unwrap();
+        assert_eq!(r.status, 404);
+    }
+    let records = |identity: &str| -> Vec<Value> {
+        env.kes
+            .output()
+            .lines()
+            .filter(|l| l.starts_with("{\"time\""))
+            .map(|l| serde_json::from_str::<Value>(l).unwrap())
+            .filter(|e| e["request"]["identity"] == identity)
+            .collect()
+    };
+    assert!(wait_until(Duration::from_secs(5), || records(
+        ADMIN_IDENTITY
+    )
+    .iter()
+    .filter(|e| e["request"]["path"] == "/v1/key/describe/missing")
+    .count()
+        == 50));
+    let strangers = records(&env.stranger.identity);
+    // At most one second's burst plus the rate over the time taken (and one for rounding).
+    let bound = 10 + (10.0 * elapsed.as_secs_f64()).ceil() as usize + 1;
+    println!(
+        "{sent} failed requests of an identity without a policy in {elapsed:?}: {} audited (bound {bound})",
+        strangers.len()
+    );
+    assert!(
+        !strangers.is_empty() && strangers.len() <= bound,
+        "{}",
+        strangers.len()
+    );
+    let path = strangers[0]["request"]["path"].as_str().unwrap();
+    assert!(path.len() < 600, "{}", path.len());
+    assert!(path.starts_with("/v1/key/describe/aaaa"), "{path}");
+    assert!(
+        path.ends_with(&format!("…({} bytes)", long.len())),
+        "{path}"
+    );
+    let m = env.metrics();
+    assert_eq!(
+        fam(&m, "kes_log_audit_dropped_total").value(),
+        (sent - strangers.len()) as f64
+    );
 }

@@ -270,6 +270,7 @@ fn build(cfg: &Config) -> Result<Loaded, String> {
             policies: PolicySet::new(&cfg.admin, &cfg.policies),
             api_config: cfg.api.clone(),
             audit_stdout: cfg.log.audit,
+            audit_unknown_rate: cfg.log.audit_unknown_rate,
             generation: 0,
         },
         tls: build_tls(cfg)?,
@@ -334,6 +335,7 @@ fn start(args: ServerArgs, errors: Arc<Hub>, metrics: Arc<Metrics>) -> Result<Ex
             policies: PolicySet::new(&cfg.admin, &cfg.policies),
             api_config: Default::default(),
             audit_stdout: false,
+            audit_unknown_rate: config::LogConfig::default().audit_unknown_rate,
             generation: 0,
         };
         (cfg, Some(key), Loaded { state, tls })

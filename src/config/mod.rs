@@ -309,6 +309,9 @@ pub struct LogConfig {
     pub audit: bool,
     /// How error log records are written (`log.format`; an extension of this server).
     pub format: LogFormat,
+    /// Audit records per second for the failed requests of clients without a policy
+    /// (`log.audit_unknown_rate`; an extension; 0 = no limit). Default 100.
+    pub audit_unknown_rate: u32,
 }
 
 /// `log.format`: the error log's record format.
@@ -327,6 +330,7 @@ impl Default for LogConfig {
             error: Some(log::LevelFilter::Info),
             audit: false,
             format: LogFormat::Text,
+            audit_unknown_rate: 100,
         }
     }
 }

@@ -512,13 +512,14 @@ pub(crate) fn build(raw: RawFile) -> Result<Config, Error> {
         }
     };
 
-    let (error, audit, format) = match raw.log {
+    let (error, audit, format, audit_unknown_rate) = match raw.log {
         Some(log) => (
             log.error.and_then(|l| l.0),
             log.audit.and_then(|l| l.0),
             log.format,
+            log.audit_unknown_rate,
         ),
-        None => (None, None, None),
+        None => (None, None, None, None),
     };
     let format = match format.as_deref().map(str::trim) {
         None | Some("") => LogFormat::Text,
@@ -542,6 +543,7 @@ pub(crate) fn build(raw: RawFile) -> Result<Config, Error> {
             Some(level) => level.is_some_and(|l| l <= 0),
         },
         format,
+        audit_unknown_rate: audit_unknown_rate.unwrap_or(LogConfig::default().audit_unknown_rate),
     };
 
     let expiry = raw.cache.and_then(|c| c.expiry);
@@ -849,6 +851,7 @@ struct RawLog {
     error: Option<Level>,
     audit: Option<Level>,
     format: Option<String>,
+    audit_unknown_rate: Option<u32>,
 }
 
 /// `api:` keyed by path.

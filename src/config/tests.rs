@@ -258,6 +258,7 @@ server:
             error: Some(log::LevelFilter::Warn),
             audit: true,
             format: LogFormat::Text,
+            audit_unknown_rate: 100,
         }
     );
     assert_eq!(c.keys, ["minio-default-key", "other_key"]);
@@ -388,6 +389,7 @@ keystore:
             error: Some(log::LevelFilter::Info),
             audit: false,
             format: LogFormat::Text,
+            audit_unknown_rate: 100,
         }
     );
     let v = vault_of(&c);
@@ -547,6 +549,7 @@ fn defaults_of_a_minimal_file() {
             error: Some(log::LevelFilter::Info),
             audit: false,
             format: LogFormat::Text,
+            audit_unknown_rate: 100,
         }
     );
     assert!(c.keys.is_empty());
@@ -723,6 +726,7 @@ fn log_levels() {
                 error: *error,
                 audit: *audit,
                 format: LogFormat::Text,
+                audit_unknown_rate: 100,
             },
             "{text}"
         );
@@ -756,6 +760,15 @@ fn log_format() {
         let c = ok(&with_fs(&format!("log:\n  format: {text}\n")));
         assert_eq!(c.log.format, format, "{text}");
     }
+    assert_eq!(ok(&with_fs("")).log.audit_unknown_rate, 100);
+    let c = ok(&with_fs("log:\n  audit_unknown_rate: 0\n"));
+    assert_eq!(c.log.audit_unknown_rate, 0);
+    assert_eq!(
+        ok(&with_fs("log:\n  audit_unknown_rate: 5000\n"))
+            .log
+            .audit_unknown_rate,
+        5000
+    );
     assert_fails(
         &with_fs("log:\n  format: logfmt\n"),
         "invalid log.format 'logfmt': use 'text' (the Go server's format, the default) or 'json'",
