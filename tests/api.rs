@@ -791,6 +791,38 @@ fn one_policy_decision_for_every_spelling_of_a_request() {
     );
 }
 
+/// A plain HTTP request on the TLS port gets the Go server's plain 400 (not a TLS alert that
+/// an HTTP client cannot show), and the connection is closed; TLS clients are not affected.
+#[test]
+fn plain_http_on_the_tls_port_is_answered_400() {
+    use std::io::{Read, Write};
+    let env = Env::start("plainhttp", "");
+    for request in [
+        "GET /version HTTP/1.1\r\nHost: x\r\n\r\n",
+        "POST /v1/key/generate/k HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\n\r\n{}",
+        "HEAD / HTTP/1.0\r\n\r\n",
+    ] {
+        let mut tcp = std::net::TcpStream::connect(env.kes.addr).unwrap();
+        tcp.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        tcp.write_all(request.as_bytes()).unwrap();
+        let mut reply = Vec::new();
+        tcp.read_to_end(&mut reply).unwrap();
+        assert_eq!(
+            String::from_utf8_lossy(&reply),
+            "HTTP/1.0 400 Bad Request\r\n\r\nClient sent an HTTP request to an HTTPS server.\n",
+            "{request:?}"
+        );
+    }
+    // Anything else that is not TLS still gets a TLS alert.
+    let mut tcp = std::net::TcpStream::connect(env.kes.addr).unwrap();
+    tcp.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    tcp.write_all(b"HELLO THERE\r\n").unwrap();
+    let mut reply = Vec::new();
+    let _ = tcp.read_to_end(&mut reply);
+    assert_eq!(reply.first(), Some(&0x15), "a TLS alert record: {reply:?}");
+    assert_eq!(env.admin().get("/version").status, 200);
+}
+
 #[test]
 fn framing_attacks_and_garbage_are_refused() {
     let env = Env::start("framing", "");

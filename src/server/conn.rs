@@ -324,6 +324,19 @@ pub struct Connection<H: Handler> {
     last_write: Instant,
     /// A stream reply is in progress (longer write stall allowed).
     streaming: bool,
+    /// The first bytes of the connection were looked at for a plain HTTP request.
+    sniffed: bool,
+}
+
+/// The answer to a plain HTTP request on the TLS port: the Go server's, word for word.
+const PLAIN_HTTP_REPLY: &[u8] =
+    b"HTTP/1.0 400 Bad Request\r\n\r\nClient sent an HTTP request to an HTTPS server.\n";
+
+/// Whether the first 5 bytes of a connection are the start of an HTTP/1 request rather than a
+/// TLS record (which starts with a content type byte of 20-24): the prefixes the Go server
+/// recognises.
+fn is_plain_http(head: &[u8; 5]) -> bool {
+    matches!(head, b"GET /" | b"HEAD " | b"POST " | b"PUT /" | b"OPTIO")
 }
 
 impl<H: Handler> Connection<H> {
@@ -359,7 +372,33 @@ impl<H: Handler> Connection<H> {
             deadline: Some(now + handshake_timeout),
             last_write: now,
             streaming: false,
+            sniffed: false,
         }
+    }
+
+    /// Answers a plain HTTP request sent to the TLS port as the Go server does (400 with a text
+    /// that says why) instead of with a TLS alert that an HTTP client cannot show. The request
+    /// is read and dropped first, so that closing does not reset the connection before the
+    /// client has read the answer.
+    fn refuse_plain_http(&mut self, ctx: &Ctx<'_, H>) {
+        use std::io::Write;
+        let mut scratch = [0u8; 4096];
+        for _ in 0..16 {
+            match self.sock.read(&mut scratch) {
+                Ok(n) if n > 0 => {}
+                _ => break,
+            }
+        }
+        let _ = self.sock.write_all(PLAIN_HTTP_REPLY);
+        let _ = self.sock.shutdown(std::net::Shutdown::Write);
+        ctx.shared
+            .stats
+            .handshake_failures
+            .fetch_add(1, Ordering::Relaxed);
+        log::debug!(
+            "{} sent a plain HTTP request to the TLS port: answered 400",
+            self.peer
+        );
     }
 
     /// The protocol and the [`Env`] over this connection's other parts; `None` before the
@@ -488,6 +527,25 @@ impl<H: Handler> Connection<H> {
     fn read(&mut self, ctx: &Ctx<'_, H>, budget: usize) -> Result<(usize, bool), Close> {
         let mut total = 0;
         let mut progress = false;
+        if !self.sniffed && self.readable && matches!(self.proto, Proto::Handshake) {
+            let mut head = [0u8; 5];
+            match self.sock.peek(&mut head) {
+                Ok(5) => {
+                    self.sniffed = true;
+                    if is_plain_http(&head) {
+                        self.refuse_plain_http(ctx);
+                        return Err(Close::Failed);
+                    }
+                }
+                // Fewer bytes so far (or EOF): TLS decides, as for any other first record.
+                Ok(_) => self.sniffed = true,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    self.readable = false;
+                    return Ok((0, false));
+                }
+                Err(_) => self.sniffed = true,
+            }
+        }
         while self.readable && total < budget && self.wants_input() {
             match self.tls.read_tls(&mut self.sock) {
                 Ok(0) => {
