@@ -46,8 +46,8 @@ self-signed certificate for localhost and 127.0.0.1, and a fresh admin API key p
 start. Keys are lost when it stops. Never use --dev in production.",
     after_help = "Examples:\n  kes server --dev\n  kes server --config /etc/kes/config.yaml\n  kes server --config config.yaml --addr 127.0.0.1:7373\n  kes server --check --config /etc/kes/config.yaml\n\n\
 Signals: SIGHUP reloads the config file (policies, admin, API settings, logging, cache, keys, \
-TLS certificate, Vault login credentials; not the rest of the keystore or the listen address); SIGINT and SIGTERM stop the server \
-after in-flight requests finish. A changed TLS certificate or key file is picked up without a \
+TLS certificate, Vault login credentials; not the rest of the keystore or the listen \
+address); SIGINT and SIGTERM stop the server after in-flight requests finish. A changed TLS certificate or key file is picked up without a \
 signal within a few seconds."
 )]
 pub struct ServerArgs {
