@@ -24,6 +24,9 @@
 //!   for one expired token causes one login; every other request of the burst just retries with
 //!   the new token. `lookup-self` tells an expired token (→ log in, retry once) from a policy
 //!   that really denies the request (→ no retry, the 403 stands).
+//! * New credentials from a reloaded config (SIGHUP, a rotated AppRole secret ID) are tried at
+//!   once by [`Auth::rotate`] and replace the running credentials and token only when that
+//!   login succeeds; a refused login changes nothing.
 //!
 //! # When a new token is used
 //! The Go server installs every new or renewed token only after min(10 % of the old TTL, 30 s),
