@@ -7,7 +7,9 @@
 //!   cache expiry, the `keys:` to create, and the TLS certificate and key. A file that fails to
 //!   load or validate is reported and changes nothing. The keystore, the listen address and the
 //!   `server:` limits are never changed by a reload (a restart is needed; a reload that would
-//!   change them says so in the log).
+//!   change them says so in the log), with one exception: new Vault login credentials alone
+//!   (`approle.id`/`secret`, `kubernetes.role`/`jwt`) are used at once if a login with them
+//!   succeeds (otherwise the running ones and their token stay, and the log says why).
 //! * A watcher thread stats the TLS certificate, key and CA files every [`TLS_POLL`] and, when
 //!   they changed and have stayed unchanged for one more poll (so that a certificate and key
 //!   written one after the other are read as a pair), rebuilds only the TLS configuration. So a
@@ -44,8 +46,8 @@ self-signed certificate for localhost and 127.0.0.1, and a fresh admin API key p
 start. Keys are lost when it stops. Never use --dev in production.",
     after_help = "Examples:\n  kes server --dev\n  kes server --config /etc/kes/config.yaml\n  kes server --config config.yaml --addr 127.0.0.1:7373\n  kes server --check --config /etc/kes/config.yaml\n\n\
 Signals: SIGHUP reloads the config file (policies, admin, API settings, logging, cache, keys, \
-TLS certificate; not the keystore or the listen address); SIGINT and SIGTERM stop the server \
-after in-flight requests finish. A changed TLS certificate or key file is picked up without a \
+TLS certificate, Vault login credentials; not the rest of the keystore or the listen \
+address); SIGINT and SIGTERM stop the server after in-flight requests finish. A changed TLS certificate or key file is picked up without a \
 signal within a few seconds."
 )]
 pub struct ServerArgs {
@@ -544,12 +546,9 @@ struct Reloader {
 }
 
 struct Running {
-    /// The configuration in force (keystore, address and limits as at startup: never reloaded).
+    /// The configuration in force (address and limits as at startup: never reloaded; the
+    /// keystore too, but for Vault login credentials that a login proved good).
     cfg: Config,
-    /// `Debug` text of the startup keystore settings, to tell whether a reloaded file changes
-    /// them (the keystore config types have no `PartialEq`). Credentials are redacted in it, so
-    /// a changed Vault secret alone goes unnoticed: it is only used to warn.
-    keystore: String,
     /// Stamps of the TLS files the running TLS configuration was built from.
     tls_files: Vec<FileStamp>,
     /// A change seen by the watcher, applied once it is seen again unchanged.
@@ -576,7 +575,6 @@ impl Reloader {
             addr_from_flag,
             running: Mutex::new(Running {
                 cfg: cfg.clone(),
-                keystore: format!("{:?}", cfg.keystore),
                 tls_files,
                 pending: None,
                 failed: None,
@@ -607,8 +605,25 @@ impl Reloader {
             }
         };
         let mut kept = Vec::new();
-        if format!("{:?}", cfg.keystore) != running.keystore {
-            kept.push("keystore");
+        let mut keystore = running.cfg.keystore.clone();
+        let mut credentials = false;
+        match crate::keystore::reload_change(&running.cfg.keystore, &cfg.keystore) {
+            crate::keystore::Reload::Same => {}
+            crate::keystore::Reload::Restart => kept.push("keystore"),
+            // New login credentials only (a rotated AppRole secret ID): a login with them
+            // decides; until one succeeds, the running credentials and token stay in force.
+            crate::keystore::Reload::Credentials => {
+                match self.cache.keystore().set_credentials(&cfg.keystore) {
+                    Ok(()) => {
+                        keystore = cfg.keystore.clone();
+                        credentials = true;
+                    }
+                    Err(e) => log::error!(
+                        "the keystore login credentials changed in {}, but logging in with them failed, so the running credentials and token stay in force (fix the file and send SIGHUP again): {e}",
+                        self.path.display()
+                    ),
+                }
+            }
         }
         if !self.addr_from_flag && cfg.address != running.cfg.address {
             kept.push("address");
@@ -623,7 +638,7 @@ impl Reloader {
                 self.path.display()
             );
         }
-        cfg.keystore = running.cfg.keystore.clone();
+        cfg.keystore = keystore;
         cfg.address = running.cfg.address;
         cfg.limits = running.cfg.limits;
 
@@ -637,9 +652,19 @@ impl Reloader {
             log::error!("{e}");
         }
         log::info!(
-            "reloaded {}: {} policies, admin, API settings, logging, cache and TLS certificate; keystore and listen address unchanged",
+            "reloaded {}: {} policies, admin, API settings, logging, cache{}; {} and listen address unchanged",
             self.path.display(),
             cfg.policies.len(),
+            if credentials {
+                ", TLS certificate and keystore login credentials (logged in with them)"
+            } else {
+                " and TLS certificate"
+            },
+            if credentials {
+                "other keystore settings"
+            } else {
+                "keystore"
+            },
         );
         running.cfg = cfg;
         running.tls_files = files;
