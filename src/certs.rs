@@ -482,7 +482,7 @@ fn describe_seconds(s: u64) -> String {
     let (n, unit) = match s {
         0..120 => (s, "second"),
         120..7_200 => (s / 60, "minute"),
-        7_200..172_800 => (s / 3_600, "hour"),
+        7_200..86_400 => (s / 3_600, "hour"),
         _ => (s / 86_400, "day"),
     };
     format!("{n} {unit}{}", if n == 1 { "" } else { "s" })
@@ -575,8 +575,7 @@ fn der_time(tag: u8, text: &[u8]) -> Result<i64, &'static str> {
         .and_then(|m| time::Month::try_from(m).ok())
         .ok_or(BAD)?;
     let as_u8 = |v: i32| u8::try_from(v).map_err(|_| BAD);
-    let date =
-        time::Date::from_calendar_date(year, month, as_u8(field(1))?).map_err(|_| BAD)?;
+    let date = time::Date::from_calendar_date(year, month, as_u8(field(1))?).map_err(|_| BAD)?;
     let clock = time::Time::from_hms(as_u8(field(2))?, as_u8(field(3))?, as_u8(field(4))?)
         .map_err(|_| BAD)?;
     Ok(time::PrimitiveDateTime::new(date, clock)
@@ -1281,8 +1280,14 @@ mod tests {
         ossl(d, "ecparam -name prime256v1 -genkey -noout -out k.pem");
         // UTCTime (before 2050), GeneralizedTime (from 2050 on), an X.509 v1 certificate
         // (no version field), and a chain file of two.
-        ossl(d, "req -new -x509 -key k.pem -subj /CN=a -days 10 -out utc.pem");
-        ossl(d, "req -new -x509 -key k.pem -subj /CN=b -days 40000 -out gen.pem");
+        ossl(
+            d,
+            "req -new -x509 -key k.pem -subj /CN=a -days 10 -out utc.pem",
+        );
+        ossl(
+            d,
+            "req -new -x509 -key k.pem -subj /CN=b -days 40000 -out gen.pem",
+        );
         ossl(d, "req -new -key k.pem -subj /CN=c -out c.csr");
         ossl(d, "x509 -req -in c.csr -signkey k.pem -days 3 -out v1.pem");
         for pem in ["utc.pem", "gen.pem", "v1.pem"] {
@@ -1314,8 +1319,14 @@ mod tests {
     #[test]
     fn not_after_refuses_what_is_not_a_certificate() {
         let dir = TempDir::new("notafter-bad");
-        ossl(dir.path(), "ecparam -name prime256v1 -genkey -noout -out k.pem");
-        ossl(dir.path(), "req -new -x509 -key k.pem -subj /CN=a -days 10 -out c.pem");
+        ossl(
+            dir.path(),
+            "ecparam -name prime256v1 -genkey -noout -out k.pem",
+        );
+        ossl(
+            dir.path(),
+            "req -new -x509 -key k.pem -subj /CN=a -days 10 -out c.pem",
+        );
         let der = cert_der(dir.path(), "c.pem");
         assert!(not_after(&der).is_ok());
         assert!(not_after(&[]).is_err());
@@ -1336,7 +1347,11 @@ mod tests {
             b"260301250000Z",
             b"26030112000aZ",
         ] {
-            assert!(der_time(0x17, bad).is_err(), "{}", String::from_utf8_lossy(bad));
+            assert!(
+                der_time(0x17, bad).is_err(),
+                "{}",
+                String::from_utf8_lossy(bad)
+            );
         }
         assert!(der_time(0x18, b"20260301120000.5Z").is_err());
         assert!(der_time(0x04, b"260301120000Z").is_err());
@@ -1375,7 +1390,7 @@ mod tests {
         assert_eq!(level, log::Level::Warn);
         assert!(text.contains("expires in 5 hours"), "{text}");
         let (level, text) = expiry_message(what, now + day + 10, now, "renew it").unwrap();
-        assert!(text.contains("expires in 24 hours"), "{text}");
+        assert!(text.contains("expires in 1 day,"), "{text}");
         assert_eq!(level, log::Level::Warn);
         let (level, text) = expiry_message(what, now - 2 * day - 5, now, "renew it").unwrap();
         assert_eq!(level, log::Level::Error);
@@ -1387,6 +1402,8 @@ mod tests {
         assert_eq!(level, log::Level::Error);
         assert_eq!(describe_seconds(1), "1 second");
         assert_eq!(describe_seconds(90), "90 seconds");
+        assert_eq!(describe_seconds(86_399), "23 hours");
+        assert_eq!(describe_seconds(86_400 * 2 - 1), "1 day");
         assert_eq!(describe_seconds(86_400 * 2), "2 days");
     }
 

@@ -155,7 +155,11 @@ mod tests {
         let msg = receive(&socket);
         let lines: Vec<&str> = msg.lines().collect();
         assert_eq!(lines[0], "RELOADING=1", "{msg}");
-        let usec: u64 = lines[1].strip_prefix("MONOTONIC_USEC=").unwrap().parse().unwrap();
+        let usec: u64 = lines[1]
+            .strip_prefix("MONOTONIC_USEC=")
+            .unwrap()
+            .parse()
+            .unwrap();
         assert!(before <= usec && usec <= after, "{before} {usec} {after}");
         assert_eq!(lines[2], "STATUS=reloading");
         n.stopping("bye");

@@ -474,7 +474,10 @@ mod tests {
         };
         let std_usec = field("tv_sec") * 1_000_000 + field("tv_nsec") / 1_000;
         println!("monotonic_usec {before} <= Instant {std_usec} <= {after}");
-        assert!(before <= std_usec && std_usec <= after, "{before} {instant} {after}");
+        assert!(
+            before <= std_usec && std_usec <= after,
+            "{before} {instant} {after}"
+        );
         assert!(before > 0);
     }
 }
