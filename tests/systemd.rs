@@ -13,6 +13,10 @@
 //!
 //! It needs root, `unshare`, overlayfs and systemd's binary. Without them it says so and
 //! passes: tests/service.rs checks the notification protocol on a socket everywhere.
+//!
+//! `KES_SYSTEMD_TEST_BIN=FILE` runs another binary as /usr/bin/kes: packaging/test.sh runs the
+//! shipped static build this way (musl and mimalloc make other system calls than the debug
+//! build, and the unit's SystemCallFilter= must allow them).
 
 mod support;
 
@@ -301,7 +305,10 @@ fn install(root: &Path, id: u32, port: u16) {
     chown(&format!("{id}:{id}"), "var/lib/kes");
     chown(&format!("{id}:{id}"), "var/lib/kes/keys");
     std::fs::create_dir_all(root.join("usr/bin")).unwrap();
-    std::fs::copy(env!("CARGO_BIN_EXE_kes"), root.join("usr/bin/kes")).unwrap();
+    let bin = std::env::var_os("KES_SYSTEMD_TEST_BIN")
+        .map_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_kes")), PathBuf::from);
+    println!("/usr/bin/kes is {}", bin.display());
+    std::fs::copy(&bin, root.join("usr/bin/kes")).unwrap();
 
     let units = root.join("units");
     std::fs::create_dir_all(units.join("kes.service.d")).unwrap();
