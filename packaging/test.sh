@@ -30,6 +30,9 @@
 #   rpm_queries      rpm -qlp / --configfiles / --scripts; no private key in the package
 #   rpm_install      rpm -i into a copy of the chroot (scriptlets run there); round trip;
 #                    reinstall keeps an edited %config(noreplace)
+#   systemd_unit     the static binary as /usr/bin/kes under the packaged unit and a real
+#                    systemd booted in namespaces (tests/systemd.rs): Type=notify start, reload
+#                    and refused reload, stop, and its system calls within SystemCallFilter=
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
@@ -294,6 +297,15 @@ t_tarball_offline() {
     [ ! -d "$home/registry/cache" ] || [ -z "$(ls -A "$home/registry/cache")" ] || fail "cargo downloaded crates into CARGO_HOME"
 }
 
+t_systemd_unit() {
+    local bin=$DIST/kes-$VERSION-x86_64-linux-musl out
+    [ -x "$bin" ] || fail "needs build ($bin)"
+    out=$(KES_SYSTEMD_TEST_BIN=$bin cargo test --test systemd -- --nocapture 2>&1) || { echo "$out"; fail "tests/systemd.rs failed"; }
+    echo "$out"
+    ! grep -q SKIPPED <<<"$out" || fail "tests/systemd.rs could not boot systemd here"
+    grep -q "/usr/bin/kes is $bin" <<<"$out" || fail "tests/systemd.rs did not run $bin"
+}
+
 t_deb_contents() {
     dpkg-deb --info "$DEB"
     dpkg-deb --contents "$DEB" | awk '{print $1, $2, $6}'
@@ -461,6 +473,7 @@ if [ $# = 0 ] && [ "$failed" = 0 ]; then
     run_test deb_upgrade t_deb_upgrade
     run_test rpm_queries t_rpm_queries
     run_test rpm_install t_rpm_install
+    run_test systemd_unit t_systemd_unit
 fi
 cleanup
 trap - EXIT

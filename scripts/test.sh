@@ -80,7 +80,28 @@ if $peers_missing; then
     for t in "${peer_tests[@]}"; do test_args+=(--skip "$t"); done
     args=("${cargo_args[@]}" -- "${test_args[@]}")
 fi
+# tests/systemd.rs boots systemd in namespaces: root, systemd's binary, overlayfs and unshare.
+systemd_missing=""
+if [ "$(id -u)" != 0 ]; then
+    systemd_missing="not root"
+elif [ ! -x /lib/systemd/systemd ]; then
+    systemd_missing="no /lib/systemd/systemd"
+elif ! grep -qw overlay /proc/filesystems; then
+    systemd_missing="no overlayfs"
+elif ! unshare --pid --fork --mount --cgroup true 2>/dev/null; then
+    systemd_missing="unshare --pid --mount --cgroup fails"
+fi
+if [ -n "$systemd_missing" ]; then
+    echo "==> systemd_* tests will NOT run: $systemd_missing" >&2
+    if [ ${#args[@]} -eq 0 ] || ! printf '%s\n' "${args[@]}" | grep -qx -- "--"; then
+        args+=(--)
+    fi
+    args+=(--skip systemd_the_packaged_unit_under_systemd)
+fi
 cargo test --all-targets "${args[@]}"
+if [ -n "$systemd_missing" ]; then
+    echo "==> systemd_the_packaged_unit_under_systemd did NOT run: $systemd_missing" >&2
+fi
 if $peers_missing; then
     echo "==> the peer_* tests did NOT run (${peer_tests[*]}): $PEERS not found; set KES_PEERS" >&2
 fi

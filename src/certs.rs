@@ -400,6 +400,196 @@ pub fn encrypt_private_key_pem(der: &[u8], password: &[u8]) -> Result<Zeroizing<
     legacy::encrypt_pkcs8(der, password)
 }
 
+// ---- Expiry ------------------------------------------------------------------------------------
+
+/// A certificate that expires within this is warned about: at start-up, when it is loaded (a
+/// reload) and then once a day (`kes server`).
+pub const EXPIRY_WARNING: Duration = Duration::from_secs(30 * 24 * 3600);
+
+/// The end of a DER certificate's validity (`notAfter`), in seconds since the Unix epoch.
+///
+/// Walks `Certificate → tbsCertificate → validity` with the same strictness as the identity
+/// code (definite minimal lengths, every element inside its container); never panics on bad
+/// input. The time is a UTCTime (`YYMMDDHHMMSSZ`, years 1950-2049 as RFC 5280 says) or a
+/// GeneralizedTime (`YYYYMMDDHHMMSSZ`), both in UTC as DER requires.
+pub fn not_after(der: &[u8]) -> Result<i64, String> {
+    not_after_der(der).map_err(|e| format!("invalid certificate: {e}"))
+}
+
+/// The earliest `notAfter` of a chain (the certificate a server sends and the intermediates
+/// sent with it: the chain stops working when the first of them expires), with the position of
+/// that certificate in the chain. `None` for an empty chain or one that cannot be read.
+pub fn earliest_not_after(chain: &[CertificateDer<'_>]) -> Option<(usize, i64)> {
+    let mut earliest: Option<(usize, i64)> = None;
+    for (i, cert) in chain.iter().enumerate() {
+        let t = not_after(cert).ok()?;
+        if earliest.is_none_or(|(_, e)| t < e) {
+            earliest = Some((i, t));
+        }
+    }
+    earliest
+}
+
+/// Seconds since the Unix epoch now.
+pub fn unix_now() -> i64 {
+    match std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH) {
+        Ok(d) => i64::try_from(d.as_secs()).unwrap_or(i64::MAX),
+        Err(e) => -i64::try_from(e.duration().as_secs()).unwrap_or(i64::MAX),
+    }
+}
+
+/// What to log about a certificate that ends at `not_after` (Unix seconds) when it is `now`:
+/// nothing while more than [`EXPIRY_WARNING`] is left, a warning within it, an error once it
+/// has expired. `what` names the certificate (e.g. `server certificate '/etc/kes/server.cert'
+/// (tls.cert)`) and `advice` says what to do.
+pub fn expiry_message(
+    what: &str,
+    not_after: i64,
+    now: i64,
+    advice: &str,
+) -> Option<(log::Level, String)> {
+    let left = not_after.saturating_sub(now);
+    let warn_within = i64::try_from(EXPIRY_WARNING.as_secs()).unwrap_or(i64::MAX);
+    let date = format_unix_time(not_after);
+    if left <= 0 {
+        let ago = describe_seconds(left.unsigned_abs());
+        Some((
+            log::Level::Error,
+            format!("{what} has EXPIRED: {ago} ago, on {date}: {advice}"),
+        ))
+    } else if left <= warn_within {
+        let within = describe_seconds(left.unsigned_abs());
+        Some((
+            log::Level::Warn,
+            format!("{what} expires in {within}, on {date}: {advice}"),
+        ))
+    } else {
+        None
+    }
+}
+
+/// `2026-03-01 12:00:00 UTC`, or the number of seconds when out of range.
+pub fn format_unix_time(t: i64) -> String {
+    match time::OffsetDateTime::from_unix_timestamp(t) {
+        Ok(d) => format!(
+            "{:04}-{:02}-{:02} {:02}:{:02}:{:02} UTC",
+            d.year(),
+            u8::from(d.month()),
+            d.day(),
+            d.hour(),
+            d.minute(),
+            d.second()
+        ),
+        Err(_) => format!("{t} s after 1970"),
+    }
+}
+
+/// `12 days`, `1 day`, `5 hours`, `3 minutes`: the largest whole unit.
+fn describe_seconds(s: u64) -> String {
+    let (n, unit) = match s {
+        0..120 => (s, "second"),
+        120..7_200 => (s / 60, "minute"),
+        7_200..86_400 => (s / 3_600, "hour"),
+        _ => (s / 86_400, "day"),
+    };
+    format!("{n} {unit}{}", if n == 1 { "" } else { "s" })
+}
+
+fn not_after_der(der: &[u8]) -> Result<i64, &'static str> {
+    const SEQUENCE: u8 = 0x30;
+    let (cert, rest) = der_element(der, SEQUENCE, "not a DER certificate")?;
+    if !rest.is_empty() {
+        return Err("trailing data after the certificate");
+    }
+    let (tbs, _) = der_element(cert, SEQUENCE, "missing tbsCertificate")?;
+    let mut t = tbs;
+    if t.first() == Some(&0xa0) {
+        t = der_element(t, 0xa0, "malformed version")?.1;
+    }
+    t = der_element(t, 0x02, "missing serialNumber")?.1;
+    t = der_element(t, SEQUENCE, "missing signature algorithm")?.1;
+    t = der_element(t, SEQUENCE, "missing issuer")?.1;
+    let (validity, _) = der_element(t, SEQUENCE, "missing validity")?;
+    let tag = |b: &[u8]| b.first().copied().unwrap_or(0);
+    let not_before_tag = tag(validity);
+    let (_, after_not_before) = der_element(validity, not_before_tag, "malformed notBefore")?;
+    let not_after_tag = tag(after_not_before);
+    let (time, rest) = der_element(after_not_before, not_after_tag, "malformed notAfter")?;
+    if !rest.is_empty() {
+        return Err("malformed validity");
+    }
+    der_time(not_after_tag, time)
+}
+
+/// One DER element of `tag` at the start of `input`: its contents and what follows it.
+fn der_element<'a>(
+    input: &'a [u8],
+    tag: u8,
+    what: &'static str,
+) -> Result<(&'a [u8], &'a [u8]), &'static str> {
+    let (&t, after_tag) = input.split_first().ok_or(what)?;
+    if t != tag {
+        return Err(what);
+    }
+    let (&first, after_len) = after_tag.split_first().ok_or(what)?;
+    let (len, rest) = match first {
+        0x00..=0x7f => (usize::from(first), after_len),
+        0x81..=0x84 => {
+            let n = usize::from(first & 0x7f);
+            let octets = after_len.get(..n).ok_or(what)?;
+            if octets.first() == Some(&0) {
+                return Err("non-minimal length encoding");
+            }
+            let len = octets
+                .iter()
+                .fold(0usize, |acc, &b| (acc << 8) | usize::from(b));
+            if len < 0x80 {
+                return Err("non-minimal length encoding");
+            }
+            (len, &after_len[n..])
+        }
+        _ => return Err(what),
+    };
+    let contents = rest.get(..len).ok_or("element longer than its container")?;
+    Ok((contents, &rest[len..]))
+}
+
+/// A DER UTCTime (0x17) or GeneralizedTime (0x18) as Unix seconds.
+fn der_time(tag: u8, text: &[u8]) -> Result<i64, &'static str> {
+    const BAD: &str = "malformed notAfter";
+    let digits = match (tag, text.split_last()) {
+        (0x17, Some((b'Z', d))) if d.len() == 12 => d,
+        (0x18, Some((b'Z', d))) if d.len() == 14 => d,
+        _ => return Err(BAD),
+    };
+    if !digits.iter().all(u8::is_ascii_digit) {
+        return Err(BAD);
+    }
+    let num = |range: std::ops::Range<usize>| -> i32 {
+        digits[range]
+            .iter()
+            .fold(0i32, |acc, d| acc * 10 + i32::from(d - b'0'))
+    };
+    let (year, at) = if tag == 0x17 {
+        let yy = num(0..2);
+        (if yy >= 50 { 1900 + yy } else { 2000 + yy }, 2)
+    } else {
+        (num(0..4), 4)
+    };
+    let field = |i: usize| num(at + 2 * i..at + 2 * i + 2);
+    let month = u8::try_from(field(0))
+        .ok()
+        .and_then(|m| time::Month::try_from(m).ok())
+        .ok_or(BAD)?;
+    let as_u8 = |v: i32| u8::try_from(v).map_err(|_| BAD);
+    let date = time::Date::from_calendar_date(year, month, as_u8(field(1))?).map_err(|_| BAD)?;
+    let clock = time::Time::from_hms(as_u8(field(2))?, as_u8(field(3))?, as_u8(field(4))?)
+        .map_err(|_| BAD)?;
+    Ok(time::PrimitiveDateTime::new(date, clock)
+        .assume_utc()
+        .unix_timestamp())
+}
+
 /// The OpenSSL "traditional" encrypted PEM format:
 ///
 /// ```text
@@ -1106,6 +1296,151 @@ mod tests {
             ..Default::default()
         };
         assert!(self_signed_ed25519(&non_ascii).is_err());
+    }
+
+    /// openssl's notAfter of a PEM certificate, in the form of [`format_unix_time`].
+    fn openssl_not_after(dir: &TempDir, pem: &str) -> String {
+        let out = ossl(
+            dir.path(),
+            &format!("x509 -in {pem} -noout -enddate -dateopt iso_8601"),
+        );
+        let text = String::from_utf8(out).unwrap();
+        let iso = text.trim().strip_prefix("notAfter=").unwrap();
+        format!("{} UTC", iso.strip_suffix('Z').unwrap())
+    }
+
+    #[test]
+    fn not_after_matches_openssl() {
+        let dir = TempDir::new("notafter");
+        let d = dir.path();
+        ossl(d, "ecparam -name prime256v1 -genkey -noout -out k.pem");
+        // UTCTime (before 2050), GeneralizedTime (from 2050 on), an X.509 v1 certificate
+        // (no version field), and a chain file of two.
+        ossl(
+            d,
+            "req -new -x509 -key k.pem -subj /CN=a -days 10 -out utc.pem",
+        );
+        ossl(
+            d,
+            "req -new -x509 -key k.pem -subj /CN=b -days 40000 -out gen.pem",
+        );
+        ossl(d, "req -new -key k.pem -subj /CN=c -out c.csr");
+        ossl(d, "x509 -req -in c.csr -signkey k.pem -days 3 -out v1.pem");
+        for pem in ["utc.pem", "gen.pem", "v1.pem"] {
+            let certs = load_certificates(&dir.join(pem)).unwrap();
+            let t = not_after(&certs[0]).unwrap();
+            let expected = openssl_not_after(&dir, pem);
+            println!("{pem}: {t} = {} (openssl: {expected})", format_unix_time(t));
+            assert_eq!(format_unix_time(t), expected, "{pem}");
+        }
+        let text = openssl_text(&dir, "v1.pem");
+        assert!(text.contains("Version: 1 (0x0)"), "{text}");
+        // The earliest of a chain, with its position.
+        let mut chain = load_certificates(&dir.join("gen.pem")).unwrap();
+        chain.extend(load_certificates(&dir.join("v1.pem")).unwrap());
+        chain.extend(load_certificates(&dir.join("utc.pem")).unwrap());
+        let v1 = not_after(&chain[1]).unwrap();
+        assert_eq!(earliest_not_after(&chain), Some((1, v1)));
+        assert_eq!(earliest_not_after(&[]), None);
+        // Our own certificates: `validity` from now.
+        let (cert, _) = self_signed_ecdsa(&CertificateRequest {
+            validity: Duration::from_secs(3600),
+            ..Default::default()
+        })
+        .unwrap();
+        let left = not_after(&cert).unwrap() - unix_now();
+        assert!((3595..=3600).contains(&left), "{left}");
+    }
+
+    #[test]
+    fn not_after_refuses_what_is_not_a_certificate() {
+        let dir = TempDir::new("notafter-bad");
+        ossl(
+            dir.path(),
+            "ecparam -name prime256v1 -genkey -noout -out k.pem",
+        );
+        ossl(
+            dir.path(),
+            "req -new -x509 -key k.pem -subj /CN=a -days 10 -out c.pem",
+        );
+        let der = cert_der(dir.path(), "c.pem");
+        assert!(not_after(&der).is_ok());
+        assert!(not_after(&[]).is_err());
+        assert!(not_after(&der[..der.len() - 1]).is_err());
+        let mut trailing = der.clone();
+        trailing.push(0);
+        assert!(not_after(&trailing).is_err());
+        // Times that are not DER: local time, fractional seconds, a month 13.
+        assert!(der_time(0x17, b"260301120000Z").is_ok());
+        assert_eq!(der_time(0x17, b"500101000000Z"), Ok(-631_152_000));
+        assert_eq!(der_time(0x18, b"20491231235959Z"), Ok(2_524_607_999));
+        for bad in [
+            &b"260301120000"[..],
+            b"2603011200Z",
+            b"260301120000+0100",
+            b"261301120000Z",
+            b"260230120000Z",
+            b"260301250000Z",
+            b"26030112000aZ",
+        ] {
+            assert!(
+                der_time(0x17, bad).is_err(),
+                "{}",
+                String::from_utf8_lossy(bad)
+            );
+        }
+        assert!(der_time(0x18, b"20260301120000.5Z").is_err());
+        assert!(der_time(0x04, b"260301120000Z").is_err());
+        // Random damage never panics.
+        use crate::auth::identity::test_support::Prng;
+        let mut rng = Prng(7);
+        for _ in 0..20_000 {
+            let mut bytes = der.clone();
+            for _ in 0..1 + rng.below(4) {
+                let at = rng.below(bytes.len());
+                match rng.below(3) {
+                    0 => bytes[at] = rng.next_u64() as u8,
+                    1 => bytes.insert(at, rng.next_u64() as u8),
+                    _ => bytes.truncate(at.max(1)),
+                }
+            }
+            let _ = not_after(&bytes);
+        }
+    }
+
+    #[test]
+    fn expiry_messages() {
+        let day = 86_400;
+        let now = 1_772_366_400; // 2026-03-01 12:00:00 UTC
+        assert_eq!(format_unix_time(now), "2026-03-01 12:00:00 UTC");
+        let what = "server certificate 'c.pem' (tls.cert)";
+        assert_eq!(expiry_message(what, now + 31 * day, now, "renew it"), None);
+        assert_eq!(
+            expiry_message(what, now + 30 * day, now, "renew it"),
+            Some((
+                log::Level::Warn,
+                "server certificate 'c.pem' (tls.cert) expires in 30 days, on 2026-03-31 12:00:00 UTC: renew it".into()
+            ))
+        );
+        let (level, text) = expiry_message(what, now + 5 * 3600, now, "renew it").unwrap();
+        assert_eq!(level, log::Level::Warn);
+        assert!(text.contains("expires in 5 hours"), "{text}");
+        let (level, text) = expiry_message(what, now + day + 10, now, "renew it").unwrap();
+        assert!(text.contains("expires in 1 day,"), "{text}");
+        assert_eq!(level, log::Level::Warn);
+        let (level, text) = expiry_message(what, now - 2 * day - 5, now, "renew it").unwrap();
+        assert_eq!(level, log::Level::Error);
+        assert_eq!(
+            text,
+            "server certificate 'c.pem' (tls.cert) has EXPIRED: 2 days ago, on 2026-02-27 11:59:55 UTC: renew it"
+        );
+        let (level, _) = expiry_message(what, now, now, "x").unwrap();
+        assert_eq!(level, log::Level::Error);
+        assert_eq!(describe_seconds(1), "1 second");
+        assert_eq!(describe_seconds(90), "90 seconds");
+        assert_eq!(describe_seconds(86_399), "23 hours");
+        assert_eq!(describe_seconds(86_400 * 2 - 1), "1 day");
+        assert_eq!(describe_seconds(86_400 * 2), "2 days");
     }
 
     #[test]

@@ -32,6 +32,7 @@ pub mod crypto;
 pub mod keystore;
 pub mod logstream;
 pub mod metrics;
+pub mod notify;
 #[cfg(test)]
 mod protocol_citations;
 pub mod server;

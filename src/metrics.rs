@@ -14,7 +14,7 @@
 //! (`kes_keystore_get_duration_seconds`, …) rather than one family with an `operation` label.
 
 use std::fmt::Write as _;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::time::Duration;
 
 /// Upper bounds (seconds) of `kes_http_response_time`, as in the Go server.
@@ -108,7 +108,12 @@ pub struct Metrics {
     pub error_events: AtomicU64,
     /// Error log records by level (index: 0 error, 1 warn, 2 info, 3 debug, 4 trace).
     log_records: [AtomicU64; 5],
+    /// notAfter (Unix seconds) of the server's TLS certificate in use; [`UNKNOWN`] when unknown.
+    server_cert_not_after: AtomicI64,
 }
+
+/// `server_cert_not_after` before a certificate is loaded (or when it cannot be read).
+const UNKNOWN: i64 = i64::MIN;
 
 impl Default for Metrics {
     fn default() -> Self {
@@ -121,6 +126,7 @@ impl Default for Metrics {
             audit_dropped: AtomicU64::new(0),
             error_events: AtomicU64::new(0),
             log_records: Default::default(),
+            server_cert_not_after: AtomicI64::new(UNKNOWN),
         }
     }
 }
@@ -149,6 +155,34 @@ impl Metrics {
         let i = level as usize - 1;
         if let Some(c) = self.log_records.get(i) {
             c.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// Records the notAfter (Unix seconds) of the server certificate now in use (at start-up and
+    /// whenever the TLS configuration is rebuilt); `None` when it could not be read.
+    pub fn set_server_certificate_not_after(&self, not_after: Option<i64>) {
+        self.server_cert_not_after
+            .store(not_after.unwrap_or(UNKNOWN), Ordering::Relaxed);
+    }
+
+    /// The notAfter recorded by [`Metrics::set_server_certificate_not_after`].
+    pub fn server_certificate_not_after(&self) -> Option<i64> {
+        let t = self.server_cert_not_after.load(Ordering::Relaxed);
+        (t != UNKNOWN).then_some(t)
+    }
+
+    /// Writes `kes_server_certificate_expiry_seconds`: seconds from `now` (Unix seconds) to the
+    /// notAfter of the server certificate, negative once it has expired. One unlabelled sample,
+    /// so MinIO's client library reads it; no family at all while the time is unknown (the
+    /// library refuses a family without samples).
+    pub fn write_certificate(&self, out: &mut String, now: i64) {
+        if let Some(not_after) = self.server_certificate_not_after() {
+            gauge(
+                out,
+                "kes_server_certificate_expiry_seconds",
+                "Seconds until the server's TLS certificate expires (the earliest notAfter of the certificates in tls.cert); negative once expired.",
+                not_after.saturating_sub(now) as f64,
+            );
         }
     }
 
@@ -385,5 +419,29 @@ mod tests {
         assert!(!out.contains("kes_http_request_error{code=\"400\"}"));
         assert!(out.contains("kes_log_records_total{level=\"warn\"} 1\n"));
         assert!(out.contains("kes_http_request_duration_seconds_bucket{le=\"0.0001\"} 1\n"));
+    }
+
+    #[test]
+    fn certificate_expiry_gauge() {
+        let m = Metrics::default();
+        let mut out = String::new();
+        m.write_certificate(&mut out, 1_000);
+        assert_eq!(out, "", "no family while the time is unknown");
+        m.set_server_certificate_not_after(Some(1_000 + 86_400));
+        m.write_certificate(&mut out, 1_000);
+        assert!(
+            out.ends_with(
+                "# TYPE kes_server_certificate_expiry_seconds gauge\nkes_server_certificate_expiry_seconds 86400\n"
+            ),
+            "{out}"
+        );
+        let mut out = String::new();
+        m.write_certificate(&mut out, 1_000 + 86_400 + 60);
+        assert!(
+            out.ends_with("kes_server_certificate_expiry_seconds -60\n"),
+            "{out}"
+        );
+        m.set_server_certificate_not_after(None);
+        assert_eq!(m.server_certificate_not_after(), None);
     }
 }

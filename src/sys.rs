@@ -1,7 +1,8 @@
 //! The few system calls that need `unsafe`: locking memory, disabling core dumps, turning off
 //! the terminal echo while `kes` reads a password, and the socket and resource limits the server
 //! sets (listen backlog, open files, TCP keep-alive, a dual-stack listening socket, the list of
-//! the machine's addresses for the banner).
+//! the machine's addresses for the banner), and the monotonic clock that systemd's reload
+//! notification names.
 //!
 //! Keys live in process memory. `mlockall` keeps every page (current and future) out of swap, and a
 //! core-dump limit of zero keeps them out of crash dumps. Both are best-effort: the server reports
@@ -456,4 +457,52 @@ pub fn interface_addresses() -> io::Result<Vec<std::net::IpAddr>> {
         io::ErrorKind::Unsupported,
         "listing the interface addresses is only supported on Linux",
     ))
+}
+
+/// `CLOCK_MONOTONIC` in microseconds: the clock of the `MONOTONIC_USEC=` field that sd_notify(3)
+/// asks for with `RELOADING=1` (systemd compares it with its own reading of that clock). std's
+/// `Instant` reads the same clock but does not show its value.
+#[cfg(unix)]
+pub fn monotonic_usec() -> u64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: clock_gettime writes into the struct we pass by mutable reference; CLOCK_MONOTONIC
+    // always exists on Linux, so it cannot fail (a failure would leave zeros, not undefined data).
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+    let secs = u64::try_from(ts.tv_sec).unwrap_or(0);
+    let micros = u64::try_from(ts.tv_nsec).unwrap_or(0) / 1_000;
+    secs.saturating_mul(1_000_000).saturating_add(micros)
+}
+
+#[cfg(all(test, target_os = "linux"))]
+mod tests {
+    /// The value is CLOCK_MONOTONIC: std's `Instant` reads that clock on Linux, and its `Debug`
+    /// text shows the raw reading (`Instant { tv_sec: …, tv_nsec: … }`), so a reading taken
+    /// between two of ours must lie between them.
+    #[test]
+    fn monotonic_usec_is_clock_monotonic() {
+        let before = super::monotonic_usec();
+        let instant = format!("{:?}", std::time::Instant::now());
+        let after = super::monotonic_usec();
+        let field = |name: &str| -> u64 {
+            let rest = instant
+                .split(&format!("{name}: "))
+                .nth(1)
+                .unwrap_or_else(|| panic!("no {name} in {instant}"));
+            rest.chars()
+                .take_while(char::is_ascii_digit)
+                .collect::<String>()
+                .parse()
+                .unwrap()
+        };
+        let std_usec = field("tv_sec") * 1_000_000 + field("tv_nsec") / 1_000;
+        println!("monotonic_usec {before} <= Instant {std_usec} <= {after}");
+        assert!(
+            before <= std_usec && std_usec <= after,
+            "{before} {instant} {after}"
+        );
+        assert!(before > 0);
+    }
 }

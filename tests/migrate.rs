@@ -614,6 +614,22 @@ fn fs_to_vault_v1_to_vault_v2_with_namespace_prefix_and_transit() {
     assert_eq!(run.code, 0, "{run:?}");
     assert_eq!(run.json()["present"], total);
 
+    // An export (docs/operations.md, "Runbook"): Vault v2 → a directory. The files hold the
+    // KES values byte for byte, unwrapped from transit: the source directory's files again.
+    let started = Instant::now();
+    let export = dir.join("export");
+    let export_cfg = write(dir.join("export.yaml"), &keystore_config(&export));
+    let run = migrate(&[
+        "--from",
+        v2_cfg.to_str().unwrap(),
+        "--to",
+        export_cfg.to_str().unwrap(),
+    ]);
+    assert_eq!(run.code, 0, "{run:?}");
+    assert_eq!(run.json()["copied"], total);
+    assert_eq!(files(&export), source);
+    println!("vault v2 → directory (export) in {:?}", started.elapsed());
+
     // A server on Vault v2 decrypts the data keys made on the filesystem before the migrations.
     let v2_server_cfg = write(
         dir.join("v2-server.yaml"),

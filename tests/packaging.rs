@@ -213,27 +213,164 @@ fn setup_never_overwrites_and_upgrade_creates_no_keys() {
     assert_eq!(mode_of(&fresh.join("var/lib/kes/keys")), 0o700);
 }
 
+/// The settings of packaging/kes.service, in order: (key, value).
+fn unit_settings() -> Vec<(String, String)> {
+    let unit = std::fs::read_to_string(repo("packaging/kes.service")).unwrap();
+    unit.lines()
+        .filter(|l| !l.starts_with('#') && l.contains('='))
+        .map(|l| {
+            let (k, v) = l.split_once('=').unwrap();
+            (k.trim().to_string(), v.trim().to_string())
+        })
+        .collect()
+}
+
+/// Every value of `key` in `settings`.
+fn unit_values<'a>(settings: &'a [(String, String)], key: &str) -> Vec<&'a str> {
+    settings
+        .iter()
+        .filter(|(k, _)| k == key)
+        .map(|(_, v)| v.as_str())
+        .collect()
+}
+
+/// One number of the unit.
+fn unit_number(settings: &[(String, String)], key: &str) -> usize {
+    let values = unit_values(settings, key);
+    assert_eq!(values.len(), 1, "{key}= in kes.service: {values:?}");
+    values[0]
+        .parse()
+        .unwrap_or_else(|e| panic!("{key}={}: {e}", values[0]))
+}
+
+/// The most event loops the server starts (one per CPU, capped), read from src/server/mod.rs
+/// so that a change of the cap shows here.
+fn max_event_loops() -> usize {
+    let source = std::fs::read_to_string(repo("src/server/mod.rs")).unwrap();
+    let at = source
+        .find("loops: cpus.clamp(1, ")
+        .expect("src/server/mod.rs no longer caps the event loops with `loops: cpus.clamp(1, N)`: update this test");
+    let rest = &source[at + "loops: cpus.clamp(1, ".len()..];
+    rest[..rest.find(')').unwrap()].trim().parse().unwrap()
+}
+
+/// TasksMax and LimitNOFILE leave room for the server at its default limits (read from the
+/// code, not repeated here): threads do not grow with connections (event loops hold them) but
+/// with `server.workers`; open files grow with `server.max_connections`.
+#[test]
+fn systemd_unit_limits_fit_the_server_defaults() {
+    let settings = unit_settings();
+    let limits = kes::config::Limits::default();
+    let loops = max_event_loops();
+    // Threads besides the event loops and workers: main, accept, cache, certificate watcher,
+    // Vault health and token, one per Vault endpoint during a probe (up to 8 here), and the two
+    // processes of a reload (the check and kill).
+    let others = 1 + 1 + 1 + 1 + 2 + 8 + 2;
+    let threads = loops + limits.workers + others;
+    let tasks_max = unit_number(&settings, "TasksMax");
+    println!(
+        "TasksMax={tasks_max}: at most {threads} tasks ({loops} loops + {} workers + {others})",
+        limits.workers
+    );
+    assert!(
+        tasks_max >= 2 * threads,
+        "TasksMax={tasks_max} leaves less than twice the {threads} tasks the server may run"
+    );
+    // Open files: the connections, plus the 128 the server keeps for itself (it lowers
+    // max_connections below that), plus per loop (epoll, waker) and per worker (a keystore
+    // file and a temporary file, or a Vault connection) and a few more.
+    let files = limits.max_connections + 128 + 2 * loops + 2 * limits.workers + 16;
+    let nofile = unit_number(&settings, "LimitNOFILE");
+    println!(
+        "LimitNOFILE={nofile}: {files} needed with {} connections",
+        limits.max_connections
+    );
+    assert!(
+        nofile >= 2 * files,
+        "LimitNOFILE={nofile} leaves less than twice the {files} files the server may open"
+    );
+}
+
+/// The reload's first command (`kes server --check`) passes the installed config and fails a
+/// broken one, so systemd never signals the server with it (a failed ExecReload= command stops
+/// the reload) and `systemctl reload kes` fails.
+#[test]
+fn systemd_unit_reload_check_refuses_an_invalid_config() {
+    let settings = unit_settings();
+    let check = unit_values(&settings, "ExecReload")[0];
+    let root = TempDir::new("pkg-reload");
+    kes_setup(root.path(), "install");
+    let config = installed_config(root.path());
+    let identity = env_file_value(&root.join("etc/kes/kes.env"), "KES_ADMIN_IDENTITY");
+    let run = |config: &Path| {
+        let line = check.replace("/etc/kes/config.yaml", config.to_str().unwrap());
+        let mut words = line.split_whitespace();
+        assert_eq!(words.next(), Some("/usr/bin/kes"), "{line}");
+        let out = Command::new(env!("CARGO_BIN_EXE_kes"))
+            .args(words)
+            .env("KES_ADMIN_IDENTITY", &identity)
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&out.stdout).into_owned()
+            + &String::from_utf8_lossy(&out.stderr);
+        (out.status.code(), text)
+    };
+    let (code, text) = run(&config);
+    println!("valid: {code:?} {text}");
+    assert_eq!(code, Some(0), "{text}");
+    // A misspelt field (which a start only warns about: the policy would have no identities)
+    // and a file that is not YAML.
+    let broken = root.join("broken.yaml");
+    let text = std::fs::read_to_string(&config).unwrap();
+    assert!(text.contains("\n    identities:\n"));
+    std::fs::write(
+        &broken,
+        text.replace("\n    identities:\n", "\n    identites:\n"),
+    )
+    .unwrap();
+    let (code, text) = run(&broken);
+    println!("misspelt: {code:?} {text}");
+    assert_eq!(code, Some(1), "{text}");
+    assert!(text.contains("identites"), "{text}");
+    std::fs::write(&broken, "admin: [\n").unwrap();
+    let (code, text) = run(&broken);
+    println!("not YAML: {code:?} {text}");
+    assert_eq!(code, Some(1), "{text}");
+}
+
+/// `systemd-analyze security` rates the unit's sandbox (lower is better; 3.3 before
+/// ProtectProc=, ProcSubset=, PrivateMounts= and SystemCallFilter= were added, 1.5 with them).
+#[test]
+fn systemd_unit_security_exposure() {
+    let out = Command::new("systemd-analyze")
+        .args(["security", "--offline=true", "--no-pager"])
+        .arg(repo("packaging/kes.service"))
+        .output()
+        .expect("systemd-analyze (package systemd) is needed for this test");
+    let text = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let line = text
+        .lines()
+        .find(|l| l.contains("Overall exposure level"))
+        .unwrap_or_else(|| panic!("no overall exposure level:\n{text}{stderr}"));
+    println!("{line}");
+    let score: f64 = line
+        .split(':')
+        .nth(1)
+        .and_then(|v| v.split_whitespace().next())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("{line}"));
+    assert!(score <= 2.0, "the unit's exposure rose to {score}:\n{text}");
+}
+
 /// The unit passes `systemd-analyze verify` (with the debug binary in place of /usr/bin/kes), has
 /// the sandbox and memory-locking settings the server relies on, and lets the server write to
 /// exactly the keystore directory of the installed config.
 #[test]
 fn systemd_unit_verifies_and_matches_the_config() {
     let unit = std::fs::read_to_string(repo("packaging/kes.service")).unwrap();
-    let settings: Vec<(String, String)> = unit
-        .lines()
-        .filter(|l| !l.starts_with('#') && l.contains('='))
-        .map(|l| {
-            let (k, v) = l.split_once('=').unwrap();
-            (k.trim().to_string(), v.trim().to_string())
-        })
-        .collect();
-    let get = |key: &str| -> Vec<&str> {
-        settings
-            .iter()
-            .filter(|(k, _)| k == key)
-            .map(|(_, v)| v.as_str())
-            .collect()
-    };
+    let settings = unit_settings();
+    let get = |key: &str| unit_values(&settings, key);
     for (key, value) in [
         ("User", "kes"),
         ("Group", "kes"),
@@ -241,7 +378,8 @@ fn systemd_unit_verifies_and_matches_the_config() {
             "ExecStart",
             "/usr/bin/kes server --config /etc/kes/config.yaml",
         ),
-        ("ExecReload", "/bin/kill -HUP $MAINPID"),
+        ("Type", "notify"),
+        ("WorkingDirectory", "/etc/kes"),
         ("Restart", "on-failure"),
         ("LimitMEMLOCK", "infinity"),
         ("AmbientCapabilities", "CAP_IPC_LOCK"),
@@ -250,9 +388,31 @@ fn systemd_unit_verifies_and_matches_the_config() {
         ("ProtectSystem", "strict"),
         ("ProtectHome", "yes"),
         ("PrivateTmp", "yes"),
+        ("ProtectProc", "invisible"),
+        ("ProcSubset", "pid"),
+        ("SystemCallErrorNumber", "EPERM"),
     ] {
         assert_eq!(get(key), vec![value], "{key}= in kes.service");
     }
+    // The reload checks the file the server runs with before it signals.
+    assert_eq!(
+        get("ExecReload"),
+        vec![
+            "/usr/bin/kes server --check --config /etc/kes/config.yaml",
+            "/bin/kill -HUP $MAINPID"
+        ]
+    );
+    assert_eq!(
+        get("SystemCallFilter"),
+        vec!["@system-service", "~@privileged"]
+    );
+    // Type=notify: the notification socket is a Unix socket.
+    let families = get("RestrictAddressFamilies");
+    assert_eq!(families.len(), 1, "{families:?}");
+    assert!(
+        families[0].split_whitespace().any(|f| f == "AF_UNIX"),
+        "{families:?}"
+    );
     // The only writable path is the keystore of the installed config.
     let config = std::fs::read_to_string(repo("packaging/config.yaml")).unwrap();
     let cfg: serde_json::Value = {

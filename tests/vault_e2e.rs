@@ -601,7 +601,7 @@ fn readme_using_vault_walkthrough() {
     assert_eq!(args, ["server", "--config", "kes.yaml"], "{command}");
     args.extend(["--addr", "127.0.0.1:0"]); // a free port instead of 7373
     let kes_env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
-    let kes = Kes::start_in(Some(dir.path()), &args, &kes_env)
+    let mut kes = Kes::start_in(Some(dir.path()), &args, &kes_env)
         .unwrap_or_else(|out| panic!("kes did not start from the README's config:\n{out}"));
 
     // Step 5: generate and decrypt with curl, and the key as Vault stores it.
@@ -632,4 +632,72 @@ fn readme_using_vault_walkthrough() {
     let (status, secret) = bao.read(None, "kv/kes/minio-default-key");
     assert_eq!(status, 200);
     assert_stored_value(&secret["data"], "minio-default-key");
+
+    // docs/operations.md, "Rotating the AppRole secret ID": its commands as written, on this
+    // server, with KES_PID set. The secret ID goes into the file, kes logs in with it on the
+    // signal, and the old one is destroyed.
+    let ops = include_str!("../docs/operations.md");
+    let rotation = ops
+        .split("\n### Rotating the AppRole secret ID\n")
+        .nth(1)
+        .expect("docs/operations.md has 'Rotating the AppRole secret ID'")
+        .split("\n### ")
+        .next()
+        .unwrap();
+    let script: String = code_blocks(rotation)
+        .into_iter()
+        .filter(|(lang, _)| lang == "sh")
+        .map(|(_, text)| text)
+        .collect();
+    assert!(script.contains("kill -HUP \"$KES_PID\""), "{script}");
+    env.push(("KES_PID".into(), kes.child.id().to_string()));
+    let t = Instant::now();
+    let out = bash(dir.path(), &script, &env);
+    assert!(
+        kes.wait_for_output(
+            "keystore login credentials (logged in with them)",
+            Duration::from_secs(10)
+        ),
+        "{}",
+        kes.output()
+    );
+    let rotated_in = t.elapsed();
+    let yaml = std::fs::read_to_string(dir.join("kes.yaml")).unwrap();
+    assert!(!yaml.contains("${VAULT_APPROLE_SECRET}"), "{yaml}");
+    let old_secret = &env
+        .iter()
+        .find(|(k, _)| k == "VAULT_APPROLE_SECRET")
+        .unwrap()
+        .1;
+    let role_id = &env.iter().find(|(k, _)| k == "VAULT_APPROLE_ID").unwrap().1;
+    let (status, _) = bao.request(
+        None,
+        None,
+        "PUT",
+        "/v1/auth/approle/login",
+        Some(&json!({"role_id": role_id, "secret_id": old_secret})),
+    );
+    assert_eq!(status, 400, "the old secret ID still logs in");
+    assert!(kes.child.try_wait().unwrap().is_none());
+    assert_eq!(kes.output().matches("Version ").count(), 1, "restarted");
+    // Every token of the role revoked: the next request that needs Vault makes kes log in
+    // again, with the new secret ID (with the old one, the create would fail with 502).
+    bao.revoke_logins(None, "approle");
+    let create = format!(
+        "curl -sf --cacert server.cert --cert client.crt --key client.key -X POST \
+         https://{}/v1/key/create/after-rotation\n",
+        kes.addr
+    );
+    bash(dir.path(), &create, &env);
+    assert!(
+        kes.output()
+            .contains("the token was rejected (expired or revoked); logging in again"),
+        "{}",
+        kes.output()
+    );
+    let (status, _) = bao.read(None, "kv/kes/after-rotation");
+    assert_eq!(status, 200);
+    println!(
+        "docs/operations.md 'Rotating the AppRole secret ID': logged in with the new secret ID {rotated_in:?} after the commands started; printed:\n{out}"
+    );
 }

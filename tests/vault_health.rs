@@ -32,7 +32,7 @@ const SHOWS_WITHIN: Duration = Duration::from_secs(30);
 
 /// A kes server with its own TLS files and an admin (API key).
 struct Node {
-    _dir: TempDir,
+    dir: TempDir,
     ca: Ca,
     admin: Cert,
     kes: Kes,
@@ -68,11 +68,19 @@ impl Node {
         all.extend_from_slice(args);
         let kes = Kes::start_with(&all, &[])?;
         Ok(Node {
-            _dir: dir,
+            dir,
             ca,
             admin,
             kes,
         })
+    }
+
+    /// Rewrites the config file, replacing `from` with `to` (which must be there).
+    fn edit_config(&self, from: &str, to: &str) {
+        let path = self.dir.join("kes.yaml");
+        let text = std::fs::read_to_string(&path).unwrap();
+        assert!(text.contains(from), "{from:?} not in the config");
+        std::fs::write(&path, text.replace(from, to)).unwrap();
     }
 
     fn admin(&self) -> Client {
@@ -233,6 +241,140 @@ fn ready_and_status_follow_a_sealed_vault_and_a_dead_login() {
          token revoked and secret ID destroyed: ready 502 after {dead_after:?} ({why}); \
          secret ID restored: ready again after {back_after:?}; failed logins logged: {}",
         failures.len()
+    );
+}
+
+// ---------------------------------------------------------------------------------------------
+// AppRole secret ID rotation without a restart
+
+#[test]
+fn approle_secret_id_rotated_with_sighup() {
+    let started = Instant::now();
+    let bao = Bao::dev();
+    let role = bao.seed_setup(None, "kv", 2, true);
+    let node = Node::start("rotate", &keystore(&bao.addr, "kv", 2, &role), "");
+    let pid = node.kes.child.id();
+    let admin = node.admin();
+    assert_healthy(&node);
+    assert_eq!(admin.put("/v1/key/create/before", "").status, 200);
+    let logins = |node: &Node| {
+        node.lines_with(&["AppRole login (PUT /v1/auth/approle/login) succeeded"])
+            .len()
+    };
+    assert_eq!(logins(&node), 1);
+
+    // A wrong secret ID in the file: the login with it fails, which the log says; the running
+    // credentials and token stay in force.
+    let wrong = "00000000-1111-2222-3333-444444444444";
+    node.edit_config(&format!("secret: {}", role.1), &format!("secret: {wrong}"));
+    node.kes.signal("HUP");
+    assert!(
+        node.kes
+            .wait_for_output("logging in with them failed", SHOWS_WITHIN),
+        "{}",
+        node.kes.output()
+    );
+    let failed = node.lines_with(&["logging in with them failed"]);
+    assert_eq!(failed.len(), 1, "{failed:#?}");
+    for part in [
+        "level=ERROR",
+        "the keystore login credentials changed in",
+        "the running credentials and token stay in force",
+        "PUT /v1/auth/approle/login answered 400",
+    ] {
+        assert!(failed[0].contains(part), "{part:?} not in {}", failed[0]);
+    }
+    assert!(
+        node.kes
+            .wait_for_output("level=INFO msg=\"reloaded", SHOWS_WITHIN)
+    );
+    assert_healthy(&node);
+    assert_eq!(admin.put("/v1/key/create/after-wrong", "").status, 200);
+    // Still the old secret ID's credentials: with every token revoked, kes logs in again with
+    // them (a wrong secret taken over would fail here).
+    bao.revoke_logins(None, "approle");
+    assert!(
+        wait_until(SHOWS_WITHIN, || logins(&node) == 2),
+        "{}",
+        node.kes.output()
+    );
+    assert_healthy(&node);
+    assert_eq!(admin.put("/v1/key/create/old-login", "").status, 200);
+
+    // The rotation: a new secret ID, the old one destroyed and kes's token revoked, so kes can
+    // no longer log in and is not ready (502)...
+    let new_secret = bao.ok(
+        None,
+        "POST",
+        "/v1/auth/approle/role/kes-kv/secret-id",
+        Some(&json!({})),
+    )["data"]["secret_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    bao.ok(
+        None,
+        "POST",
+        "/v1/auth/approle/role/kes-kv/secret-id/destroy",
+        Some(&json!({ "secret_id": role.1 })),
+    );
+    bao.revoke_logins(None, "approle");
+    assert!(
+        wait_until(SHOWS_WITHIN, || node.ready() == 502),
+        "{}",
+        node.kes.output()
+    );
+    // ...until the file has the new secret ID and a SIGHUP: ready again, same process.
+    node.edit_config(
+        &format!("secret: {wrong}"),
+        &format!("secret: {new_secret}"),
+    );
+    let t = Instant::now();
+    node.kes.signal("HUP");
+    assert!(
+        wait_until(SHOWS_WITHIN, || node.ready() == 200),
+        "{}",
+        node.kes.output()
+    );
+    let ready_after = t.elapsed();
+    assert_healthy(&node);
+    assert_eq!(node.kes.child.id(), pid);
+    assert!(
+        node.kes.output().matches("Version ").count() == 1,
+        "restarted"
+    );
+    assert_eq!(logins(&node), 3);
+    let reloaded = node.lines_with(&["keystore login credentials (logged in with them)"]);
+    assert_eq!(reloaded.len(), 1, "{}", node.kes.output());
+    assert!(reloaded[0].contains("other keystore settings and listen address unchanged"));
+    // Keys are served from Vault: a new key is written, every key listed, the one made before
+    // the rotation used.
+    assert_eq!(admin.put("/v1/key/create/after-rotation", "").status, 200);
+    let names = admin.get("/v1/key/list/*").text();
+    for name in ["before", "after-wrong", "old-login", "after-rotation"] {
+        assert!(names.contains(name), "{name} not in {names}");
+    }
+    assert_eq!(admin.post("/v1/key/generate/before", "").status, 200);
+    // And the new credentials are the ones used from now on: every token revoked once more,
+    // kes logs in again with the new secret ID.
+    bao.revoke_logins(None, "approle");
+    assert!(
+        wait_until(SHOWS_WITHIN, || logins(&node) == 4),
+        "{}",
+        node.kes.output()
+    );
+    assert_eq!(admin.put("/v1/key/create/new-login", "").status, 200);
+    assert_healthy(&node);
+    // No secret ID is ever logged.
+    let out = node.kes.output();
+    for secret in [role.1.as_str(), wrong, new_secret.as_str()] {
+        assert!(!out.contains(secret), "a secret ID is in the output");
+    }
+    println!(
+        "AppRole secret ID rotated with SIGHUP: ready again {ready_after:?} after the signal, same PID {pid}; \
+         test took {:?}; the failed reload said: {}",
+        started.elapsed(),
+        failed[0]
     );
 }
 

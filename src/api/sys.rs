@@ -320,6 +320,8 @@ pub fn metrics(ctx: &Ctx<'_>) -> Result<Response, ApiError> {
         "Number of requests waiting for a free worker thread.",
         s.queued.load(Ordering::Relaxed) as f64,
     );
+    api.metrics
+        .write_certificate(&mut out, crate::certs::unix_now());
     if let Some(backlog) = api.listen.get().and_then(|addr| accept_backlog(*addr)) {
         gauge(
             &mut out,
@@ -451,15 +453,16 @@ fn single_series_only(text: &str) -> String {
 }
 
 /// Length of the kernel's accept queue of the listening socket at `addr`, from
-/// `/proc/net/tcp{,6}` (the `rx_queue` column of a LISTEN socket). `None` where that cannot be
-/// read (not Linux). The kernel lists listening sockets first, so reading stops at the first
-/// socket in another state: cheap even with many connections open.
+/// `/proc/self/net/tcp{,6}` (the `rx_queue` column of a LISTEN socket; not `/proc/net`, a link
+/// that systemd's `ProcSubset=pid` hides). `None` where that cannot be read (not Linux). The
+/// kernel lists listening sockets first, so reading stops at the first socket in another
+/// state: cheap even with many connections open.
 fn accept_backlog(addr: std::net::SocketAddr) -> Option<u64> {
     use std::io::BufRead;
     let file = if addr.is_ipv4() {
-        "/proc/net/tcp"
+        "/proc/self/net/tcp"
     } else {
-        "/proc/net/tcp6"
+        "/proc/self/net/tcp6"
     };
     let reader = std::io::BufReader::new(std::fs::File::open(file).ok()?);
     for line in reader.lines().skip(1) {

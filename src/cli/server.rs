@@ -7,7 +7,9 @@
 //!   cache expiry, the `keys:` to create, and the TLS certificate and key. A file that fails to
 //!   load or validate is reported and changes nothing. The keystore, the listen address and the
 //!   `server:` limits are never changed by a reload (a restart is needed; a reload that would
-//!   change them says so in the log).
+//!   change them says so in the log), with one exception: new Vault login credentials alone
+//!   (`approle.id`/`secret`, `kubernetes.role`/`jwt`) are used at once if a login with them
+//!   succeeds (otherwise the running ones and their token stay, and the log says why).
 //! * A watcher thread stats the TLS certificate, key and CA files every [`TLS_POLL`] and, when
 //!   they changed and have stayed unchanged for one more poll (so that a certificate and key
 //!   written one after the other are read as a pair), rebuilds only the TLS configuration. So a
@@ -20,6 +22,7 @@ use crate::cache::Cache;
 use crate::config::{self, Config, KeystoreConfig, Limits};
 use crate::logstream::{self, Hub};
 use crate::metrics::Metrics;
+use crate::notify::Notifier;
 use crate::server::{self, Server, tls};
 use crate::{certs, sys};
 use std::io::Write;
@@ -28,7 +31,7 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// How often the TLS certificate, key and CA files are checked for changes.
 pub const TLS_POLL: Duration = Duration::from_secs(2);
@@ -44,8 +47,8 @@ self-signed certificate for localhost and 127.0.0.1, and a fresh admin API key p
 start. Keys are lost when it stops. Never use --dev in production.",
     after_help = "Examples:\n  kes server --dev\n  kes server --config /etc/kes/config.yaml\n  kes server --config config.yaml --addr 127.0.0.1:7373\n  kes server --check --config /etc/kes/config.yaml\n\n\
 Signals: SIGHUP reloads the config file (policies, admin, API settings, logging, cache, keys, \
-TLS certificate; not the keystore or the listen address); SIGINT and SIGTERM stop the server \
-after in-flight requests finish. A changed TLS certificate or key file is picked up without a \
+TLS certificate, Vault login credentials; not the rest of the keystore or the listen \
+address); SIGINT and SIGTERM stop the server after in-flight requests finish. A changed TLS certificate or key file is picked up without a \
 signal within a few seconds."
 )]
 pub struct ServerArgs {
@@ -211,12 +214,23 @@ fn check(path: &Path, addr: Option<&str>) -> ExitCode {
 /// The pieces that a reload rebuilds from the config file.
 struct Loaded {
     state: State,
-    tls: Arc<rustls::ServerConfig>,
+    tls: BuiltTls,
+}
+
+/// A TLS configuration and when the certificate chain it sends expires.
+struct BuiltTls {
+    config: Arc<rustls::ServerConfig>,
+    /// The certificate of the chain that expires first: its label and notAfter (`None` when no
+    /// notAfter could be read, which the handshake code does not need).
+    expiry: Option<WatchedCert>,
 }
 
 /// Builds the TLS configuration of `cfg` (reads the certificate, key and CA files).
-fn build_tls(cfg: &Config) -> Result<Arc<rustls::ServerConfig>, String> {
+fn build_tls(cfg: &Config) -> Result<BuiltTls, String> {
     let chain = certs::load_certificates(&cfg.tls.cert)?;
+    let expiry = certs::earliest_not_after(&chain).map(|(index, not_after)| {
+        WatchedCert::server(&cfg.tls.cert, index, chain.len(), not_after)
+    });
     let key = certs::load_private_key(&cfg.tls.key, cfg.tls.password.as_deref())?;
     // `tls.ca` is read whether or not `tls.auth` is on, as by the Go server: a file that is
     // missing or holds no certificate refuses the start (and a reload) instead of surfacing only
@@ -257,7 +271,10 @@ fn build_tls(cfg: &Config) -> Result<Arc<rustls::ServerConfig>, String> {
         tls::ClientAuth { required },
         cfg.limits.http2,
     )?;
-    Ok(Arc::new(tls))
+    Ok(BuiltTls {
+        config: Arc::new(tls),
+        expiry,
+    })
 }
 
 fn is_empty_dir(path: &Path) -> bool {
@@ -277,9 +294,7 @@ fn build(cfg: &Config) -> Result<Loaded, String> {
     })
 }
 
-fn dev_config(
-    addr: Option<SocketAddr>,
-) -> Result<(Config, ApiKey, Arc<rustls::ServerConfig>), String> {
+fn dev_config(addr: Option<SocketAddr>) -> Result<(Config, ApiKey, BuiltTls), String> {
     let api_key = ApiKey::generate()?;
     let req = certs::CertificateRequest {
         common_name: "localhost".into(),
@@ -290,6 +305,12 @@ fn dev_config(
         client_auth: false,
     };
     let (cert, key) = certs::self_signed_ecdsa(&req)?;
+    let expiry = certs::not_after(&cert).ok().map(|not_after| WatchedCert {
+        label: "the --dev server certificate".into(),
+        not_after,
+        advice: "restart the --dev server".into(),
+        reread: None,
+    });
     let tls = tls::server_config(
         vec![cert],
         key,
@@ -319,10 +340,16 @@ fn dev_config(
         keystore: KeystoreConfig::Memory,
         limits: Limits::default(),
     };
-    Ok((cfg, api_key, Arc::new(tls)))
+    let tls = BuiltTls {
+        config: Arc::new(tls),
+        expiry,
+    };
+    Ok((cfg, api_key, tls))
 }
 
 fn start(args: ServerArgs, errors: Arc<Hub>, metrics: Arc<Metrics>) -> Result<ExitCode, String> {
+    // systemd (Type=notify) learns when the server is ready, reloading and stopping.
+    let notify = Notifier::from_env();
     let addr_flag = args.addr.as_deref().map(parse_addr).transpose()?;
     if let Err(e) = sys::disable_core_dumps() {
         log::warn!("cannot disable core dumps: {e}");
@@ -352,6 +379,17 @@ fn start(args: ServerArgs, errors: Arc<Hub>, metrics: Arc<Metrics>) -> Result<Ex
     logstream::set_level(cfg.log.error);
     logstream::set_format(cfg.log.format);
 
+    // Certificates that expire within 30 days are logged now, then daily (the TLS watcher).
+    metrics.set_server_certificate_not_after(loaded.tls.expiry.as_ref().map(|c| c.not_after));
+    let mut cert_watch = CertWatch::new(Instant::now());
+    cert_watch.server = loaded.tls.expiry.clone();
+    if let KeystoreConfig::Vault(vault) = &cfg.keystore
+        && let Some(path) = &vault.tls.cert
+    {
+        cert_watch.vault = WatchedCert::vault_client(path);
+    }
+    log_messages(cert_watch.messages(certs::unix_now()));
+
     // Lock memory so keys never reach swap (the Go server does this for `kes server` too).
     let mlock = if args.dev {
         "disabled (--dev)".to_string()
@@ -364,6 +402,10 @@ fn start(args: ServerArgs, errors: Arc<Hub>, metrics: Arc<Metrics>) -> Result<Ex
     } else {
         crate::keystore::vault::Startup::Wait
     };
+    notify.status(&format!(
+        "starting: opening the keystore ({})",
+        keystore_summary(&cfg.keystore)
+    ));
     let (store, store_desc) = crate::keystore::open_with(&cfg.keystore, startup)?;
     let cache = Cache::new(store, cfg.cache);
     create_predefined_keys(&cache, &cfg)?;
@@ -384,7 +426,7 @@ fn start(args: ServerArgs, errors: Arc<Hub>, metrics: Arc<Metrics>) -> Result<Ex
         cfg.limits.max_connections,
     ));
     let settings = server::Settings::new(cfg.limits);
-    let server = Server::bind(addr, settings, loaded.tls, api.clone(), stats)
+    let server = Server::bind(addr, settings, loaded.tls.config, api.clone(), stats)
         .map_err(|e| format!("cannot listen on {addr}: {e}"))?;
     let local = server.local_addr().map_err(|e| e.to_string())?;
     let _ = api.listen.set(local);
@@ -401,8 +443,7 @@ fn start(args: ServerArgs, errors: Arc<Hub>, metrics: Arc<Metrics>) -> Result<Ex
     let reloader = args.config.clone().map(|path| {
         Arc::new(Reloader::new(
             path,
-            &cfg,
-            tls_file_stamps,
+            Running::new(&cfg, tls_file_stamps, cert_watch),
             api.clone(),
             server.clone(),
             cache.clone(),
@@ -423,11 +464,27 @@ fn start(args: ServerArgs, errors: Arc<Hub>, metrics: Arc<Metrics>) -> Result<Ex
             .map_err(|e| e.to_string())?
     };
 
+    // READY=1: the config is loaded, the keystore opened and checked (a Vault that could not be
+    // reached without --fail-fast leaves the server running not ready: /v1/ready says so), the
+    // socket listens and the accept loop runs.
+    let serving = format!("serving on {local}; keystore {store_desc}");
+    notify.ready(&serving);
+
     let mut signals = signals;
     for signal in signals.forever() {
         match signal {
             signal_hook::consts::SIGHUP => match &reloader {
-                Some(reloader) => reloader.reload(),
+                Some(reloader) => {
+                    notify.reloading(&format!("reloading {}", reloader.path.display()));
+                    let status = match reloader.reload() {
+                        Ok(()) => format!("{serving}; reloaded at {}", now_text()),
+                        Err(e) => format!(
+                            "{serving}; the reload at {} FAILED, the previous configuration stays in force: {e}",
+                            now_text()
+                        ),
+                    };
+                    notify.ready(&status);
+                }
                 None => log::info!("SIGHUP ignored: a --dev server has no config file"),
             },
             _ => {
@@ -435,6 +492,10 @@ fn start(args: ServerArgs, errors: Arc<Hub>, metrics: Arc<Metrics>) -> Result<Ex
                     "shutting down: waiting up to {:?} for in-flight requests",
                     cfg.limits.shutdown_timeout
                 );
+                notify.stopping(&format!(
+                    "stopping: waiting up to {:?} for requests in flight",
+                    cfg.limits.shutdown_timeout
+                ));
                 api.stopping.store(true, Ordering::Relaxed);
                 let clean = server.shutdown(cfg.limits.shutdown_timeout);
                 if !clean {
@@ -531,6 +592,30 @@ fn stamps(paths: &[PathBuf]) -> Vec<FileStamp> {
     paths.iter().map(|p| stamp(p)).collect()
 }
 
+impl Running {
+    /// The start-up configuration, built from the TLS files with these stamps, whose
+    /// certificates `certs` watches.
+    fn new(cfg: &Config, tls_files: Vec<FileStamp>, certs: CertWatch) -> Running {
+        Running {
+            cfg: cfg.clone(),
+            tls_files,
+            pending: None,
+            failed: None,
+            certs,
+        }
+    }
+
+    /// A TLS configuration was installed: its certificate is the one the metric and the daily
+    /// check follow, and it is checked at once.
+    fn set_server_certificate(&mut self, expiry: Option<WatchedCert>, metrics: &Metrics) {
+        metrics.set_server_certificate_not_after(expiry.as_ref().map(|c| c.not_after));
+        if let Some(cert) = &expiry {
+            log_messages(cert.message(certs::unix_now()));
+        }
+        self.certs.server = expiry;
+    }
+}
+
 /// Reloads the configuration (SIGHUP) and the TLS files (watcher). Both go through one lock, so a
 /// signal and a file change never interleave.
 struct Reloader {
@@ -544,25 +629,23 @@ struct Reloader {
 }
 
 struct Running {
-    /// The configuration in force (keystore, address and limits as at startup: never reloaded).
+    /// The configuration in force (address and limits as at startup: never reloaded; the
+    /// keystore too, but for Vault login credentials that a login proved good).
     cfg: Config,
-    /// `Debug` text of the startup keystore settings, to tell whether a reloaded file changes
-    /// them (the keystore config types have no `PartialEq`). Credentials are redacted in it, so
-    /// a changed Vault secret alone goes unnoticed: it is only used to warn.
-    keystore: String,
     /// Stamps of the TLS files the running TLS configuration was built from.
     tls_files: Vec<FileStamp>,
     /// A change seen by the watcher, applied once it is seen again unchanged.
     pending: Option<Vec<FileStamp>>,
     /// A change that failed to load; reported once, retried when the files change again.
     failed: Option<Vec<FileStamp>>,
+    /// The certificates whose expiry is logged daily.
+    certs: CertWatch,
 }
 
 impl Reloader {
     fn new(
         path: PathBuf,
-        cfg: &Config,
-        tls_files: Vec<FileStamp>,
+        running: Running,
         api: Arc<Api>,
         server: Arc<Server<Api>>,
         cache: Arc<Cache>,
@@ -574,18 +657,13 @@ impl Reloader {
             server,
             cache,
             addr_from_flag,
-            running: Mutex::new(Running {
-                cfg: cfg.clone(),
-                keystore: format!("{:?}", cfg.keystore),
-                tls_files,
-                pending: None,
-                failed: None,
-            }),
+            running: Mutex::new(running),
         }
     }
 
-    /// SIGHUP: re-reads the config file and applies everything a reload may change, or nothing.
-    fn reload(&self) {
+    /// SIGHUP: re-reads the config file and applies everything a reload may change, or nothing
+    /// (→ why).
+    fn reload(&self) -> Result<(), String> {
         let mut running = self.running.lock().unwrap_or_else(|e| e.into_inner());
         log::info!("SIGHUP: reloading {}", self.path.display());
         let loaded = config::load(&self.path)
@@ -603,12 +681,29 @@ impl Reloader {
                     "reload of {} failed, the running configuration stays in force: {e}",
                     self.path.display()
                 );
-                return;
+                return Err(e);
             }
         };
         let mut kept = Vec::new();
-        if format!("{:?}", cfg.keystore) != running.keystore {
-            kept.push("keystore");
+        let mut keystore = running.cfg.keystore.clone();
+        let mut credentials = false;
+        match crate::keystore::reload_change(&running.cfg.keystore, &cfg.keystore) {
+            crate::keystore::Reload::Same => {}
+            crate::keystore::Reload::Restart => kept.push("keystore"),
+            // New login credentials only (a rotated AppRole secret ID): a login with them
+            // decides; until one succeeds, the running credentials and token stay in force.
+            crate::keystore::Reload::Credentials => {
+                match self.cache.keystore().set_credentials(&cfg.keystore) {
+                    Ok(()) => {
+                        keystore = cfg.keystore.clone();
+                        credentials = true;
+                    }
+                    Err(e) => log::error!(
+                        "the keystore login credentials changed in {}, but logging in with them failed, so the running credentials and token stay in force (fix the file and send SIGHUP again): {e}",
+                        self.path.display()
+                    ),
+                }
+            }
         }
         if !self.addr_from_flag && cfg.address != running.cfg.address {
             kept.push("address");
@@ -623,12 +718,13 @@ impl Reloader {
                 self.path.display()
             );
         }
-        cfg.keystore = running.cfg.keystore.clone();
+        cfg.keystore = keystore;
         cfg.address = running.cfg.address;
         cfg.limits = running.cfg.limits;
 
         self.api.set_state(loaded.state);
-        self.server.set_tls(loaded.tls);
+        self.server.set_tls(loaded.tls.config);
+        running.set_server_certificate(loaded.tls.expiry, &self.api.metrics);
         self.cache.configure(cfg.cache);
         self.cache.keystore().recheck();
         logstream::set_level(cfg.log.error);
@@ -637,14 +733,25 @@ impl Reloader {
             log::error!("{e}");
         }
         log::info!(
-            "reloaded {}: {} policies, admin, API settings, logging, cache and TLS certificate; keystore and listen address unchanged",
+            "reloaded {}: {} policies, admin, API settings, logging, cache{}; {} and listen address unchanged",
             self.path.display(),
             cfg.policies.len(),
+            if credentials {
+                ", TLS certificate and keystore login credentials (logged in with them)"
+            } else {
+                " and TLS certificate"
+            },
+            if credentials {
+                "other keystore settings"
+            } else {
+                "keystore"
+            },
         );
         running.cfg = cfg;
         running.tls_files = files;
         running.pending = None;
         running.failed = None;
+        Ok(())
     }
 
     /// One watcher poll: rebuilds the TLS configuration when its files changed and have stayed
@@ -666,11 +773,12 @@ impl Reloader {
         }
         match build_tls(&running.cfg) {
             Ok(tls) => {
-                self.server.set_tls(tls);
+                self.server.set_tls(tls.config);
                 log::info!(
                     "TLS certificate {} changed on disk: reloaded (new connections use it, open ones keep theirs)",
                     running.cfg.tls.cert.display()
                 );
+                running.set_server_certificate(tls.expiry, &self.api.metrics);
                 running.tls_files = now;
                 running.pending = None;
                 running.failed = None;
@@ -684,6 +792,14 @@ impl Reloader {
         }
     }
 
+    /// One watcher poll: once a day, logs the certificates that expire within 30 days.
+    fn check_certificates(&self) {
+        let mut running = self.running.lock().unwrap_or_else(|e| e.into_inner());
+        let messages = running.certs.tick(Instant::now(), certs::unix_now());
+        drop(running);
+        log_messages(messages);
+    }
+
     /// Starts the watcher thread; it ends when `stopping` is set.
     fn watch_tls_files(self: Arc<Self>, stopping: Arc<std::sync::atomic::AtomicBool>) {
         let spawned = std::thread::Builder::new()
@@ -692,12 +808,146 @@ impl Reloader {
                 while !stopping.load(Ordering::Relaxed) {
                     std::thread::sleep(TLS_POLL);
                     self.check_tls_files();
+                    self.check_certificates();
                 }
             });
         if let Err(e) = spawned {
             log::warn!("cannot watch the TLS files for changes (use SIGHUP to reload them): {e}");
         }
     }
+}
+
+/// How often the certificates in use are checked for expiry after start-up.
+const CERT_CHECK_EVERY: Duration = Duration::from_secs(24 * 3600);
+
+/// A certificate whose expiry is watched.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct WatchedCert {
+    /// What the log calls it, e.g. `server certificate '/etc/kes/server.cert' (tls.cert)`.
+    label: String,
+    /// notAfter, Unix seconds.
+    not_after: i64,
+    /// What to do about it.
+    advice: String,
+    /// A file to read again at each check: when it holds a later certificate than the one in
+    /// use (Vault's client certificate is only read at start-up), the advice says to restart.
+    reread: Option<PathBuf>,
+}
+
+impl WatchedCert {
+    /// The certificate at `index` of the `len` certificates of `tls.cert`.
+    fn server(path: &Path, index: usize, len: usize, not_after: i64) -> WatchedCert {
+        let label = if index == 0 {
+            format!("server certificate '{}' (tls.cert)", path.display())
+        } else {
+            format!(
+                "certificate {} of the {len} in '{}' (tls.cert: a CA certificate sent with the server certificate)",
+                index + 1,
+                path.display()
+            )
+        };
+        WatchedCert {
+            label,
+            not_after,
+            advice: "renew it: kes loads a new certificate file by itself within seconds (or on SIGHUP); clients refuse an expired one".into(),
+            reread: None,
+        }
+    }
+
+    /// The Vault client certificate (`keystore.vault.tls.cert`), as read at start-up; `None`
+    /// when it cannot be read (opening the keystore reports that).
+    fn vault_client(path: &Path) -> Option<WatchedCert> {
+        let chain = certs::load_certificates(path).ok()?;
+        let (_, not_after) = certs::earliest_not_after(&chain)?;
+        Some(WatchedCert {
+            label: format!(
+                "Vault client certificate '{}' (keystore.vault.tls.cert)",
+                path.display()
+            ),
+            not_after,
+            advice: "renew it and restart kes: the connection to Vault keeps the certificate it was started with".into(),
+            reread: Some(path.to_path_buf()),
+        })
+    }
+
+    /// What to log about it at `now` (Unix seconds), if anything.
+    fn message(&self, now: i64) -> Option<(log::Level, String)> {
+        let renewed = self
+            .reread
+            .as_deref()
+            .and_then(|path| certs::load_certificates(path).ok())
+            .and_then(|chain| certs::earliest_not_after(&chain))
+            .filter(|(_, t)| *t > self.not_after);
+        let advice = match (renewed, &self.reread) {
+            (Some((_, t)), Some(path)) => format!(
+                "'{}' now holds a certificate valid until {}: restart kes to use it",
+                path.display(),
+                certs::format_unix_time(t)
+            ),
+            _ => self.advice.clone(),
+        };
+        certs::expiry_message(&self.label, self.not_after, now, &advice)
+    }
+}
+
+/// The certificates in use whose expiry is logged (WARN within 30 days, ERROR once expired): at
+/// start-up, when a new one is loaded, and then every [`CERT_CHECK_EVERY`] from the TLS watcher.
+#[derive(Debug)]
+struct CertWatch {
+    /// The server certificate chain's first to expire.
+    server: Option<WatchedCert>,
+    /// The Vault client certificate.
+    vault: Option<WatchedCert>,
+    /// When the next daily check is due.
+    next: Instant,
+}
+
+impl CertWatch {
+    fn new(now: Instant) -> CertWatch {
+        CertWatch {
+            server: None,
+            vault: None,
+            next: now + CERT_CHECK_EVERY,
+        }
+    }
+
+    /// What to log about every watched certificate at `now` (Unix seconds).
+    fn messages(&self, now: i64) -> Vec<(log::Level, String)> {
+        [&self.server, &self.vault]
+            .into_iter()
+            .flatten()
+            .filter_map(|c| c.message(now))
+            .collect()
+    }
+
+    /// [`CertWatch::messages`] when a check is due at `now`, then not again for a day.
+    fn tick(&mut self, now: Instant, unix_now: i64) -> Vec<(log::Level, String)> {
+        if now < self.next {
+            return Vec::new();
+        }
+        self.next = now + CERT_CHECK_EVERY;
+        self.messages(unix_now)
+    }
+}
+
+fn log_messages(messages: impl IntoIterator<Item = (log::Level, String)>) {
+    for (level, text) in messages {
+        log::log!(level, "{text}");
+    }
+}
+
+/// The keystore of a config in a few words, for systemd's status line while it is opened.
+fn keystore_summary(keystore: &KeystoreConfig) -> String {
+    match keystore {
+        KeystoreConfig::Fs { path } => format!("filesystem {}", path.display()),
+        KeystoreConfig::Vault(v) => format!("vault {}", v.endpoints.join(",")),
+        KeystoreConfig::Memory => "in-memory".into(),
+    }
+}
+
+/// The time now, as systemd's status line shows it.
+fn now_text() -> String {
+    certs::format_unix_time(certs::unix_now())
 }
 
 fn print_banner(
@@ -773,6 +1023,103 @@ mod tests {
 
     fn ips(list: &[&str]) -> Option<Vec<IpAddr>> {
         Some(list.iter().map(|s| s.parse().unwrap()).collect())
+    }
+
+    /// A PEM file holding a new self-signed certificate valid for `days` from now.
+    fn cert_file(path: &Path, days: u64) -> i64 {
+        let (cert, _) = certs::self_signed_ecdsa(&certs::CertificateRequest {
+            validity: Duration::from_secs(days * 86_400),
+            ..Default::default()
+        })
+        .unwrap();
+        std::fs::write(path, certs::pem_encode("CERTIFICATE", &cert).as_bytes()).unwrap();
+        certs::not_after(&cert).unwrap()
+    }
+
+    #[test]
+    fn certificates_are_checked_daily_and_warned_about_within_30_days() {
+        let day = 86_400;
+        let now = certs::unix_now();
+        let start = Instant::now();
+        let mut watch = CertWatch::new(start);
+        assert!(watch.messages(now).is_empty(), "nothing watched");
+        watch.server = Some(WatchedCert::server(
+            Path::new("/etc/kes/server.cert"),
+            0,
+            1,
+            now + 40 * day,
+        ));
+        assert!(watch.messages(now).is_empty(), "40 days left: quiet");
+        // Ten days later (as the daily check would see it): 30 days left.
+        let later = now + 10 * day;
+        let messages = watch.messages(later);
+        assert_eq!(messages.len(), 1, "{messages:?}");
+        assert_eq!(messages[0].0, log::Level::Warn);
+        assert!(
+            messages[0].1.starts_with(
+                "server certificate '/etc/kes/server.cert' (tls.cert) expires in 30 days"
+            ),
+            "{messages:?}"
+        );
+        // The daily timer: nothing before a day has passed, then once, then not for a day.
+        assert!(
+            watch
+                .tick(start + Duration::from_secs(3600), later)
+                .is_empty()
+        );
+        assert_eq!(watch.tick(start + CERT_CHECK_EVERY, later), messages);
+        assert!(
+            watch
+                .tick(start + CERT_CHECK_EVERY + Duration::from_secs(60), later)
+                .is_empty()
+        );
+        assert_eq!(watch.tick(start + 2 * CERT_CHECK_EVERY, later), messages);
+        // Expired: an error.
+        let expired = watch.messages(now + 41 * day);
+        assert_eq!(expired[0].0, log::Level::Error, "{expired:?}");
+        assert!(
+            expired[0].1.contains("has EXPIRED: 1 day ago"),
+            "{expired:?}"
+        );
+        // An intermediate of the chain is named as such.
+        let ca = WatchedCert::server(Path::new("chain.pem"), 1, 2, now + day);
+        let (_, text) = ca.message(now).unwrap();
+        assert!(
+            text.starts_with("certificate 2 of the 2 in 'chain.pem'"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn the_vault_client_certificate_is_the_one_in_use_until_a_restart() {
+        let dir = std::env::temp_dir().join(format!("kes-certwatch-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("vault-client.pem");
+        let not_after = cert_file(&path, 10);
+        let watched = WatchedCert::vault_client(&path).unwrap();
+        assert_eq!(watched.not_after, not_after);
+        let (level, text) = watched.message(certs::unix_now()).unwrap();
+        assert_eq!(level, log::Level::Warn);
+        // 10 days, or 9 days and some hours when the second turned since the file was made.
+        assert!(
+            text.contains("(keystore.vault.tls.cert) expires in 10 days")
+                || text.contains("(keystore.vault.tls.cert) expires in 9 days"),
+            "{text}"
+        );
+        assert!(text.contains("renew it and restart kes"), "{text}");
+        // The file is renewed: the certificate in use still expires, and the advice changes.
+        let renewed = cert_file(&path, 365);
+        let (_, text) = watched.message(certs::unix_now()).unwrap();
+        assert!(text.contains(&certs::format_unix_time(not_after)), "{text}");
+        assert!(
+            text.contains(&format!(
+                "now holds a certificate valid until {}: restart kes to use it",
+                certs::format_unix_time(renewed)
+            )),
+            "{text}"
+        );
+        assert!(WatchedCert::vault_client(&dir.join("missing.pem")).is_none());
+        let _ = std::fs::remove_dir_all(&dir);
     }
 
     #[test]

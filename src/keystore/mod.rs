@@ -76,6 +76,43 @@ pub trait Keystore: Send + Sync {
     /// Checks the keystore's settings against the keystore again (on SIGHUP), for keystores that
     /// check any at start-up; logs what it finds. Returns at once (the check may run later).
     fn recheck(&self) {}
+    /// Takes new login credentials from a reloaded config (on SIGHUP, when [`reload_change`]
+    /// says [`Reload::Credentials`]): logs in with them at once and, when that works, uses them
+    /// from then on. When it fails, the running credentials and token stay in force and the
+    /// error says why. Keystores without credentials refuse.
+    fn set_credentials(&self, _cfg: &crate::config::KeystoreConfig) -> Result<(), Error> {
+        Err(Error::Failed(
+            "this keystore has no login credentials".into(),
+        ))
+    }
+}
+
+/// How the `keystore:` section of a reloaded config differs from the running one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reload {
+    /// Not at all.
+    Same,
+    /// Only in the Vault login credentials (`approle.id`/`secret`, `kubernetes.role`/`jwt`): the
+    /// running keystore can take them ([`Keystore::set_credentials`]).
+    Credentials,
+    /// In anything else: only a restart applies it.
+    Restart,
+}
+
+/// Compares a reloaded `keystore:` section with the running one (see [`Reload`]).
+pub fn reload_change(
+    running: &crate::config::KeystoreConfig,
+    new: &crate::config::KeystoreConfig,
+) -> Reload {
+    use crate::config::KeystoreConfig;
+    match (running, new) {
+        (KeystoreConfig::Vault(running), KeystoreConfig::Vault(new)) => {
+            vault::reload_change(running, new)
+        }
+        (KeystoreConfig::Fs { path: a }, KeystoreConfig::Fs { path: b }) if a == b => Reload::Same,
+        (KeystoreConfig::Memory, KeystoreConfig::Memory) => Reload::Same,
+        _ => Reload::Restart,
+    }
 }
 
 /// Builds a page from an unsorted list of all names (for keystores that list everything at once).

@@ -24,6 +24,9 @@
 //!   for one expired token causes one login; every other request of the burst just retries with
 //!   the new token. `lookup-self` tells an expired token (→ log in, retry once) from a policy
 //!   that really denies the request (→ no retry, the 403 stands).
+//! * New credentials from a reloaded config (SIGHUP, a rotated AppRole secret ID) are tried at
+//!   once by [`Auth::rotate`] and replace the running credentials and token only when that
+//!   login succeeds; a refused login changes nothing.
 //!
 //! # When a new token is used
 //! The Go server installs every new or renewed token only after min(10 % of the old TTL, 30 s),
@@ -62,7 +65,7 @@ const DEFAULT_RETRY: Duration = Duration::from_secs(5);
 /// The longest wait between failed logins (unless `retry` is longer).
 pub(crate) const MAX_LOGIN_BACKOFF: Duration = Duration::from_secs(30);
 
-enum Credentials {
+pub(crate) enum Credentials {
     AppRole {
         id: String,
         secret: Zeroizing<String>,
@@ -72,6 +75,45 @@ enum Credentials {
         role: String,
         jwt: Zeroizing<String>,
     },
+}
+
+impl Credentials {
+    /// The login credentials of `cfg` (`approle.id`/`secret` or `kubernetes.role`/`jwt`).
+    pub fn of(cfg: &VaultConfig) -> Result<Credentials, Error> {
+        match (&cfg.approle, &cfg.kubernetes) {
+            (Some(a), None) => {
+                if a.id.is_empty() || a.secret.is_empty() {
+                    return Err(Error::Failed(
+                        "vault: approle.id and approle.secret are required".into(),
+                    ));
+                }
+                Ok(Credentials::AppRole {
+                    id: a.id.clone(),
+                    secret: Zeroizing::new(a.secret.clone()),
+                })
+            }
+            (None, Some(k)) => {
+                if k.jwt.is_empty() {
+                    return Err(Error::Failed("vault: kubernetes.jwt is required".into()));
+                }
+                Ok(Credentials::Kubernetes {
+                    role: k.role.clone(),
+                    jwt: Zeroizing::new(k.jwt.clone()),
+                })
+            }
+            _ => Err(Error::Failed(
+                "vault: exactly one authentication method (approle or kubernetes) must be configured".into(),
+            )),
+        }
+    }
+
+    /// What the log lines call the method.
+    fn kind(&self) -> &'static str {
+        match self {
+            Credentials::AppRole { .. } => "AppRole",
+            Credentials::Kubernetes { .. } => "Kubernetes",
+        }
+    }
 }
 
 /// A Vault token and what Vault said about its lifetime.
@@ -123,7 +165,9 @@ struct LoginState {
 }
 
 pub(crate) struct Auth {
-    credentials: Credentials,
+    /// Replaced by [`Auth::rotate`] (SIGHUP with new credentials), only after a login with the
+    /// new ones succeeded.
+    credentials: RwLock<Arc<Credentials>>,
     /// What the log lines call the method ("AppRole", "Kubernetes").
     kind: &'static str,
     /// `X-Vault-Namespace` of the login and of the token calls (`None` = root).
@@ -146,46 +190,17 @@ pub(crate) struct Auth {
 impl Auth {
     /// Reads the auth settings; no login yet (see [`Auth::first_login`]).
     pub fn new(cfg: &VaultConfig, client: &Client) -> Result<Auth, Error> {
-        let (credentials, kind, mount, ns, retry) = match (&cfg.approle, &cfg.kubernetes) {
-            (Some(a), None) => {
-                if a.id.is_empty() || a.secret.is_empty() {
-                    return Err(Error::Failed(
-                        "vault: approle.id and approle.secret are required".into(),
-                    ));
-                }
-                let creds = Credentials::AppRole {
-                    id: a.id.clone(),
-                    secret: Zeroizing::new(a.secret.clone()),
-                };
-                (
-                    creds,
-                    "AppRole",
-                    default(&a.engine, "approle"),
-                    a.namespace.as_str(),
-                    a.retry,
-                )
-            }
-            (None, Some(k)) => {
-                if k.jwt.is_empty() {
-                    return Err(Error::Failed("vault: kubernetes.jwt is required".into()));
-                }
-                let creds = Credentials::Kubernetes {
-                    role: k.role.clone(),
-                    jwt: Zeroizing::new(k.jwt.clone()),
-                };
-                (
-                    creds,
-                    "Kubernetes",
-                    default(&k.engine, "kubernetes"),
-                    k.namespace.as_str(),
-                    k.retry,
-                )
-            }
-            _ => {
-                return Err(Error::Failed(
-                    "vault: exactly one authentication method (approle or kubernetes) must be configured".into(),
-                ));
-            }
+        let credentials = Credentials::of(cfg)?;
+        let kind = credentials.kind();
+        let (mount, ns, retry) = match (&cfg.approle, &cfg.kubernetes) {
+            (Some(a), _) => (default(&a.engine, "approle"), a.namespace.as_str(), a.retry),
+            (_, Some(k)) => (
+                default(&k.engine, "kubernetes"),
+                k.namespace.as_str(),
+                k.retry,
+            ),
+            // `Credentials::of` accepted exactly one method.
+            (None, None) => unreachable!("no authentication method"),
         };
         // Auth namespace: empty = the keystore's namespace, "/" = the root namespace.
         let namespace = match ns.trim() {
@@ -195,7 +210,7 @@ impl Auth {
         };
         let login_path = format!("/v1/{}", join_path(&["auth", mount, "login"]));
         Ok(Auth {
-            credentials,
+            credentials: RwLock::new(Arc::new(credentials)),
             kind,
             namespace,
             login_path,
@@ -356,6 +371,48 @@ impl Auth {
         }
     }
 
+    /// New credentials (SIGHUP, e.g. a rotated AppRole secret ID): logs in with them at once,
+    /// whatever the backoff says. Only when that login succeeds do they replace the running
+    /// credentials (for every later login) and its token the running token; the backoff and the
+    /// last failure are then cleared. When it fails, nothing changes: the running credentials
+    /// and token stay in force, and the error (naming the Vault path and status, never a secret)
+    /// is returned for the caller to report.
+    ///
+    /// As for a planned re-login, with several endpoints the new token replaces a still valid
+    /// old one after [`Auth::install_delay`] (≤ 2 s), so standbys know it before it is used.
+    pub fn rotate(&self, client: &Client, new: Credentials) -> Result<(), Error> {
+        if new.kind() != self.kind {
+            return Err(Error::Failed(format!(
+                "vault: the login method changed from {} to {}: restart to apply",
+                self.kind,
+                new.kind()
+            )));
+        }
+        let mut state = self.login.lock().unwrap_or_else(|e| e.into_inner());
+        let old = self.token();
+        let token = self.login_with(client, &new, old.generation + 1, None)?;
+        *self.credentials.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(new);
+        *state = LoginState::default();
+        *self.last_error.lock().unwrap_or_else(|e| e.into_inner()) = None;
+        let delay = if self.is_usable(&old) {
+            self.install_delay(&old)
+        } else {
+            Duration::ZERO
+        };
+        if delay.is_zero() {
+            self.install(token);
+            return Ok(());
+        }
+        drop(state);
+        std::thread::sleep(delay);
+        let mut current = self.current.write().unwrap_or_else(|e| e.into_inner());
+        // Unless a login (with the new credentials, installed above) replaced `old` meanwhile.
+        if current.generation == old.generation {
+            *current = Arc::new(token);
+        }
+        Ok(())
+    }
+
     /// Called by the health loop after a probe found Vault usable. Without a usable token it
     /// logs in (when the backoff allows); otherwise it asks Vault whether the token is still
     /// valid, and logs in when it is not. So a revoked token is noticed without a request, and
@@ -421,6 +478,22 @@ impl Auth {
         generation: u64,
         deadline: Option<Instant>,
     ) -> Result<Token, Error> {
+        let credentials = self
+            .credentials
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
+        self.login_with(client, &credentials, generation, deadline)
+    }
+
+    /// One login with `credentials` that ends by `deadline` (if any).
+    fn login_with(
+        &self,
+        client: &Client,
+        credentials: &Credentials,
+        generation: u64,
+        deadline: Option<Instant>,
+    ) -> Result<Token, Error> {
         #[derive(Serialize)]
         struct AppRoleLogin<'a> {
             role_id: &'a str,
@@ -431,7 +504,7 @@ impl Auth {
             role: &'a str,
             jwt: &'a str,
         }
-        let body = match &self.credentials {
+        let body = match credentials {
             Credentials::AppRole { id, secret } => to_json(&AppRoleLogin {
                 role_id: id,
                 secret_id: secret,

@@ -108,6 +108,43 @@ pub fn check_files(cfg: &VaultConfig) -> Result<(), String> {
     tls::config(&cfg.tls, uses_https).map(|_| ())
 }
 
+/// How a reloaded `keystore.vault` section differs from the running one: only the login
+/// credentials (`approle.id`/`secret`, or `kubernetes.role`/`jwt`, the method unchanged), or
+/// anything else (the method, a mount, an endpoint, a timeout, …), which needs a restart.
+pub fn reload_change(running: &VaultConfig, new: &VaultConfig) -> crate::keystore::Reload {
+    use crate::keystore::Reload;
+    // Everything but the credentials; `Debug` covers every setting (secrets show as
+    // `<redacted>`, and are cleared here anyway).
+    let settings = |cfg: &VaultConfig| {
+        let mut cfg = cfg.clone();
+        if let Some(a) = &mut cfg.approle {
+            a.id.clear();
+            a.secret.clear();
+        }
+        if let Some(k) = &mut cfg.kubernetes {
+            k.role.clear();
+            k.jwt.clear();
+        }
+        format!("{cfg:?}")
+    };
+    if settings(running) != settings(new) {
+        return Reload::Restart;
+    }
+    let same = match (
+        (&running.approle, &running.kubernetes),
+        (&new.approle, &new.kubernetes),
+    ) {
+        ((Some(a), _), (Some(b), _)) => a.id == b.id && a.secret == b.secret,
+        ((_, Some(a)), (_, Some(b))) => a.role == b.role && a.jwt == b.jwt,
+        _ => true,
+    };
+    if same {
+        Reload::Same
+    } else {
+        Reload::Credentials
+    }
+}
+
 mod auth;
 mod client;
 mod engine;
@@ -327,6 +364,17 @@ impl Keystore for VaultKeystore {
         self.inner.recheck.store(true, Ordering::Release);
         self.inner.auth.login_now();
         self.inner.client.health.kick();
+    }
+
+    /// SIGHUP with new credentials: see [`Auth::rotate`].
+    fn set_credentials(&self, cfg: &crate::config::KeystoreConfig) -> Result<(), Error> {
+        let crate::config::KeystoreConfig::Vault(cfg) = cfg else {
+            return Err(Error::Failed(
+                "vault: the keystore is no longer Vault: restart to apply".into(),
+            ));
+        };
+        let credentials = auth::Credentials::of(cfg)?;
+        self.inner.auth.rotate(&self.inner.client, credentials)
     }
 }
 
@@ -805,6 +853,84 @@ mod tests {
         assert_eq!(join_path(&["/kv/", "/a//b/", "name"]), "kv/a/b/name");
         assert_eq!(join_path(&["kv", "a b", "x?y#z%"]), "kv/a%20b/x%3Fy%23z%25");
         assert_eq!(join_path_raw(&["kv/", "metadata", "", ""]), "kv/metadata");
+    }
+
+    #[test]
+    fn a_reload_may_change_the_credentials_alone() {
+        use crate::config::{VaultAppRole, VaultKubernetes};
+        use crate::keystore::Reload;
+        let approle = VaultConfig {
+            endpoints: vec!["https://vault:8200".into()],
+            engine: "kv".into(),
+            approle: Some(VaultAppRole {
+                id: "role".into(),
+                secret: "secret".into(),
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        let with = |f: &dyn Fn(&mut VaultConfig)| {
+            let mut cfg = approle.clone();
+            f(&mut cfg);
+            reload_change(&approle, &cfg)
+        };
+        assert_eq!(with(&|_| {}), Reload::Same);
+        let secret = |c: &mut VaultConfig| c.approle.as_mut().unwrap().secret = "new".into();
+        assert_eq!(with(&secret), Reload::Credentials);
+        let id = |c: &mut VaultConfig| c.approle.as_mut().unwrap().id = "other".into();
+        assert_eq!(with(&id), Reload::Credentials);
+        // Anything else, alone or with new credentials, needs a restart.
+        let mount = |c: &mut VaultConfig| c.approle.as_mut().unwrap().engine = "approle2".into();
+        let retry =
+            |c: &mut VaultConfig| c.approle.as_mut().unwrap().retry = Duration::from_secs(1);
+        let endpoint = |c: &mut VaultConfig| c.endpoints.push("https://vault2:8200".into());
+        let prefix = |c: &mut VaultConfig| c.prefix = "kes".into();
+        let method = |c: &mut VaultConfig| {
+            c.approle = None;
+            c.kubernetes = Some(VaultKubernetes {
+                role: "role".into(),
+                jwt: "secret".into(),
+                ..Default::default()
+            });
+        };
+        for change in [
+            &mount as &dyn Fn(&mut VaultConfig),
+            &retry,
+            &endpoint,
+            &prefix,
+            &method,
+        ] {
+            assert_eq!(with(change), Reload::Restart);
+            assert_eq!(
+                with(&|c| {
+                    change(c);
+                    if let Some(a) = c.approle.as_mut() {
+                        a.secret = "new".into();
+                    }
+                }),
+                Reload::Restart
+            );
+        }
+        // Kubernetes: the role and the JWT (or the path of its file).
+        let k8s = |role: &str, jwt: &str| VaultConfig {
+            approle: None,
+            kubernetes: Some(VaultKubernetes {
+                role: role.into(),
+                jwt: jwt.into(),
+                ..Default::default()
+            }),
+            ..approle.clone()
+        };
+        let running = k8s("kes", "/var/run/secrets/token");
+        assert_eq!(reload_change(&running, &running.clone()), Reload::Same);
+        assert_eq!(
+            reload_change(&running, &k8s("kes2", "/var/run/secrets/token")),
+            Reload::Credentials
+        );
+        assert_eq!(
+            reload_change(&running, &k8s("kes", "/other/token")),
+            Reload::Credentials
+        );
     }
 
     #[test]
