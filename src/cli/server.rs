@@ -266,7 +266,7 @@ fn build_tls(cfg: &Config) -> Result<BuiltTls, String> {
     let required = !Api::any_skip_auth(&cfg.api);
     let tls = tls::server_config(
         chain,
-        key,
+        &key,
         roots,
         tls::ClientAuth { required },
         cfg.limits.http2,
@@ -305,6 +305,7 @@ fn dev_config(addr: Option<SocketAddr>) -> Result<(Config, ApiKey, BuiltTls), St
         client_auth: false,
     };
     let (cert, key) = certs::self_signed_ecdsa(&req)?;
+    let key = zeroize::Zeroizing::new(key);
     let expiry = certs::not_after(&cert).ok().map(|not_after| WatchedCert {
         label: "the --dev server certificate".into(),
         not_after,
@@ -313,7 +314,7 @@ fn dev_config(addr: Option<SocketAddr>) -> Result<(Config, ApiKey, BuiltTls), St
     });
     let tls = tls::server_config(
         vec![cert],
-        key,
+        &key,
         None,
         tls::ClientAuth { required: true },
         true,
