@@ -17,9 +17,8 @@ use serde_json::{Value, json};
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
-use support::client::{Client, Conn, Reply, resuming_config};
+use support::client::{Client, Conn, Reply, presenting_config, resuming_config};
 use support::pki::{self, Ca, Cert, KeyKind};
 use support::{Served, TempDir};
 
@@ -43,43 +42,6 @@ fn policy(name: &str, allow: &[&str], deny: &[&str], who: &Cert) -> String {
     }
     out.push_str(&format!("    identities:\n    - {}\n", who.identity));
     out
-}
-
-/// A client that presents `chain` and signs with the key of `signer`, whether they belong
-/// together or not (rustls's own configuration refuses a mismatch).
-fn presenting(
-    srv: &Served,
-    chain: Vec<rustls::pki_types::CertificateDer<'static>>,
-    signer: &Cert,
-    version: &'static rustls::SupportedProtocolVersion,
-) -> Client {
-    #[derive(Debug)]
-    struct Presents(Arc<rustls::sign::CertifiedKey>);
-    impl rustls::client::ResolvesClientCert for Presents {
-        fn resolve(
-            &self,
-            _: &[&[u8]],
-            _: &[rustls::SignatureScheme],
-        ) -> Option<Arc<rustls::sign::CertifiedKey>> {
-            Some(self.0.clone())
-        }
-        fn has_certs(&self) -> bool {
-            true
-        }
-    }
-    let key = rustls::crypto::ring::sign::any_supported_type(&signer.key()).unwrap();
-    let mut roots = rustls::RootCertStore::empty();
-    roots.add(srv.ca.cert.der.clone()).unwrap();
-    let config = rustls::ClientConfig::builder_with_provider(Arc::new(
-        rustls::crypto::ring::default_provider(),
-    ))
-    .with_protocol_versions(&[version])
-    .unwrap()
-    .with_root_certificates(roots)
-    .with_client_cert_resolver(Arc::new(Presents(Arc::new(
-        rustls::sign::CertifiedKey::new(chain, key),
-    ))));
-    Client::with_config(srv.kes.addr, Arc::new(config))
 }
 
 /// How a connection was refused at the TLS layer, in rustls's words: the handshake, then a
@@ -169,14 +131,11 @@ fn client_certificate_attacks() {
     let attacker_ca = Ca::new("attacker CA");
 
     // No certificate: the handshake itself requires one (no route skips authentication).
-    for (version, alert) in [
-        (&rustls::version::TLS13, "CertificateRequired"),
-        (&rustls::version::TLS12, "CertificateRequired"),
-    ] {
+    for version in [&rustls::version::TLS13, &rustls::version::TLS12] {
         let anon = Client::with_versions(addr, server_ca, None, &[version]);
         assert_eq!(
             tls_refusal(&anon),
-            format!("received fatal alert: {alert}"),
+            "received fatal alert: CertificateRequired",
             "{version:?} without a client certificate"
         );
     }
@@ -210,12 +169,13 @@ fn client_certificate_attacks() {
 
     // Someone else's leaf first, without its key: CertificateVerify fails.
     for version in [&rustls::version::TLS13, &rustls::version::TLS12] {
-        let forged = presenting(
-            &srv,
+        let (config, _) = presenting_config(
+            server_ca,
             vec![srv.admin.der.clone(), attacker_ca.cert.der.clone()],
             &attacker_ca.cert,
             version,
         );
+        let forged = Client::with_config(addr, config);
         assert_eq!(
             tls_refusal(&forged),
             "received fatal alert: DecryptError",
@@ -347,6 +307,16 @@ fn resumption_under_another_certificate_keeps_the_first_identity() {
             (Some(Resumed), a.identity.clone(), 200, (403, DENIED.into())),
             "{version:?}: a resumed session is A's, whatever certificate the client holds now"
         );
+        // B's certificate in a handshake of its own is B.
+        let (config, _) = resuming_config(&srv.ca.cert.der, &b, version);
+        let mut conn = Client::with_config(srv.kes.addr, config).connect();
+        let me = conn
+            .request("GET", "/v1/identity/self/describe", None)
+            .unwrap();
+        assert_eq!(me.json()["identity"], b.identity.as_str());
+        conn.request("GET", "/v1/key/describe/a-key", None)
+            .unwrap()
+            .assert_error(403, DENIED);
     }
 }
 
@@ -1040,4 +1010,616 @@ fn key_names_of_81_characters_and_odd_characters_are_refused() {
     }
     let listing = admin.get("/v1/key/list/").json();
     assert_eq!(listing["names"], json!([longest]));
+}
+
+// ---------------------------------------------------------------------------------------------
+// Bodies
+
+/// gzip of `data`, by the `gzip` program.
+fn gzip(data: &[u8]) -> Vec<u8> {
+    let mut child = Command::new("gzip")
+        .args(["-c", "-9"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("gzip");
+    let mut input = child.stdin.take().unwrap();
+    let data = data.to_vec();
+    let writer = std::thread::spawn(move || input.write_all(&data));
+    let out = child.wait_with_output().unwrap();
+    writer.join().unwrap().unwrap();
+    assert!(out.status.success());
+    out.stdout
+}
+
+/// A request with these extra headers and body bytes.
+fn with_body(method: &str, path: &str, headers: &str, body: &[u8]) -> Vec<u8> {
+    let mut request = format!(
+        "{method} {path} HTTP/1.1\r\nHost: x\r\n{headers}Content-Length: {}\r\n\r\n",
+        body.len()
+    )
+    .into_bytes();
+    request.extend_from_slice(body);
+    request
+}
+
+/// JSON nested 100 000 deep, invalid UTF-8, gzip bodies (a bomb among them): each refused with
+/// its exact error, none decompressed, none takes the server down.
+#[test]
+fn hostile_bodies_are_refused() {
+    let srv = Served::start("sec-bodies", keystore());
+    let admin = srv.client();
+    assert_eq!(admin.put("/v1/key/create/k", "").status, 200);
+    let ciphertext = admin.put("/v1/key/generate/k", "").json()["ciphertext"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    const BODY: &str = "invalid request body";
+    const IMPORT: &str = "invalid import key request body";
+    let deep = |open: &str, close: &str| {
+        let n = 100_000;
+        format!("{}{}", open.repeat(n), close.repeat(n)).into_bytes()
+    };
+    let arrays = deep("[", "]");
+    let objects = deep("{\"a\":", "}");
+    // A deep value in an unknown member of a body that is good without it: if the depth were
+    // accepted, the request would succeed.
+    let beside = |deep: &[u8], rest: &str| [b"{\"x\":", deep, b",", rest.as_bytes(), b"}"].concat();
+    let good_decrypt = format!("\"ciphertext\":\"{ciphertext}\"");
+    let key = B64.encode([7u8; 32]);
+    let good_import = format!("\"key\":\"{key}\",\"cipher\":\"AES256\"");
+    let json_gz = gzip(json!({ "ciphertext": ciphertext }).to_string().as_bytes());
+    // 100 MB of spaces and then an object: 100 KB compressed.
+    let mut bomb = vec![b' '; 100_000_000];
+    bomb.extend_from_slice(b"{}");
+    let bomb = gzip(&bomb);
+    assert!(bomb.len() < 200_000, "{}", bomb.len());
+    let cases: Vec<(&str, Vec<u8>, u16, &str)> = vec![
+        (
+            "arrays 100 000 deep in an unknown member",
+            with_body(
+                "PUT",
+                "/v1/key/decrypt/k",
+                "",
+                &beside(&arrays, &good_decrypt),
+            ),
+            400,
+            BODY,
+        ),
+        (
+            "objects 100 000 deep in an unknown member",
+            with_body(
+                "PUT",
+                "/v1/key/decrypt/k",
+                "",
+                &beside(&objects, &good_decrypt),
+            ),
+            400,
+            BODY,
+        ),
+        (
+            "arrays 100 000 deep in the context",
+            with_body(
+                "PUT",
+                "/v1/key/generate/k",
+                "",
+                &[b"{\"context\":", &arrays[..], b"}"].concat(),
+            ),
+            400,
+            BODY,
+        ),
+        (
+            "objects 100 000 deep as the body",
+            with_body("PUT", "/v1/key/generate/k", "", &objects),
+            400,
+            BODY,
+        ),
+        (
+            "100 000 deep in an import body",
+            with_body(
+                "PUT",
+                "/v1/key/import/deep",
+                "",
+                &beside(&arrays, &good_import),
+            ),
+            400,
+            IMPORT,
+        ),
+        (
+            "100 000 deep in a bulk decrypt item",
+            with_body(
+                "PUT",
+                "/v1/key/bulk/decrypt/k",
+                "",
+                &[b"[", &beside(&objects, &good_decrypt)[..], b"]"].concat(),
+            ),
+            400,
+            BODY,
+        ),
+        (
+            "arrays 100 000 deep as a bulk decrypt body",
+            with_body("PUT", "/v1/key/bulk/decrypt/k", "", &arrays),
+            400,
+            BODY,
+        ),
+        (
+            "invalid UTF-8 in a field",
+            with_body("PUT", "/v1/key/generate/k", "", b"{\"context\":\"\xff\"}"),
+            400,
+            BODY,
+        ),
+        (
+            "invalid UTF-8 in an unknown field",
+            with_body(
+                "PUT",
+                "/v1/key/decrypt/k",
+                "",
+                &[
+                    &b"{\"x\":\"\xc0\xae\",\"ciphertext\":\""[..],
+                    ciphertext.as_bytes(),
+                    b"\"}",
+                ]
+                .concat(),
+            ),
+            400,
+            BODY,
+        ),
+        (
+            "invalid UTF-8 in a field name",
+            with_body("PUT", "/v1/key/hmac/k", "", b"{\"mess\xe9ge\":\"aGk=\"}"),
+            400,
+            BODY,
+        ),
+        (
+            "a lone surrogate escape",
+            with_body("PUT", "/v1/key/generate/k", "", br#"{"context":"\ud800"}"#),
+            400,
+            BODY,
+        ),
+        (
+            "invalid UTF-8, import",
+            with_body(
+                "PUT",
+                "/v1/key/import/utf8",
+                "",
+                b"{\"cipher\":\"AES\xff\"}",
+            ),
+            400,
+            IMPORT,
+        ),
+        (
+            "a gzip body (Content-Encoding: gzip)",
+            with_body(
+                "PUT",
+                "/v1/key/decrypt/k",
+                "Content-Encoding: gzip\r\n",
+                &json_gz,
+            ),
+            400,
+            BODY,
+        ),
+        (
+            "a gzip bomb",
+            with_body(
+                "PUT",
+                "/v1/key/generate/k",
+                "Content-Encoding: gzip\r\n",
+                &bomb,
+            ),
+            400,
+            BODY,
+        ),
+        (
+            "a gzip bomb, bulk decrypt",
+            with_body(
+                "PUT",
+                "/v1/key/bulk/decrypt/k",
+                "Content-Encoding: gzip\r\n",
+                &bomb,
+            ),
+            400,
+            BODY,
+        ),
+        (
+            "Transfer-Encoding: gzip",
+            with_body(
+                "PUT",
+                "/v1/key/decrypt/k",
+                "Transfer-Encoding: gzip\r\n",
+                &json_gz,
+            ),
+            501,
+            "unsupported Transfer-Encoding",
+        ),
+    ];
+    let mut conn = admin.connect();
+    for (what, request, status, message) in &cases {
+        conn.send_raw(request).unwrap();
+        let reply = conn.read_reply().unwrap();
+        assert_eq!(
+            (reply.status, reply.message().as_str()),
+            (*status, *message),
+            "{what}"
+        );
+        reply.assert_error(*status, message);
+        if *status == 501 {
+            assert!(conn.is_closed(), "{what}");
+            conn = admin.connect();
+        }
+    }
+    // Transfer-Encoding: gzip, chunked, with a chunked gzip body.
+    let mut request =
+        b"PUT /v1/key/decrypt/k HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: gzip, chunked\r\n\r\n"
+            .to_vec();
+    request.extend_from_slice(format!("{:x}\r\n", json_gz.len()).as_bytes());
+    request.extend_from_slice(&json_gz);
+    request.extend_from_slice(b"\r\n0\r\n\r\n");
+    let (reply, mut c) = raw(&admin, &request);
+    reply.assert_error(501, "unsupported Transfer-Encoding");
+    assert!(c.is_closed());
+    // Nothing was imported; the server is well.
+    for name in ["deep", "utf8"] {
+        admin
+            .get(&format!("/v1/key/describe/{name}"))
+            .assert_error(404, "key does not exist");
+    }
+    // The same bodies with a shallow unknown member succeed: the depth alone was refused.
+    let shallow = b"[[{\"a\":1}]]";
+    for (path, body) in [
+        ("/v1/key/decrypt/k", beside(shallow, &good_decrypt)),
+        ("/v1/key/import/deep", beside(shallow, &good_import)),
+        (
+            "/v1/key/bulk/decrypt/k",
+            [b"[", &beside(shallow, &good_decrypt)[..], b"]"].concat(),
+        ),
+    ] {
+        let r = admin.put(path, std::str::from_utf8(&body).unwrap());
+        assert_eq!(r.status, 200, "{path}: {}", r.text());
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// The findings of the review (issue 15), replayed
+
+/// Finding 1: with `allow: [/v1/key/*]` and `deny: [/v1/key/decrypt/secret-*,
+/// /v1/key/*/secret-b]`, the legacy bulk decrypt (`PUT` or `POST /v1/key/bulk/decrypt/<name>`)
+/// returned the plaintext that decrypt refuses. It is refused alike now, however it is spelled.
+#[test]
+fn finding_1_bulk_decrypt_obeys_a_deny_for_decrypt() {
+    let reader = pki::self_signed_client(KeyKind::EcdsaP256, "reader");
+    let srv = Served::start(
+        "sec-f1",
+        &format!(
+            "policy:\n{}{}",
+            policy(
+                "reader",
+                &["/v1/key/*"],
+                &["/v1/key/decrypt/secret-*", "/v1/key/*/secret-b"],
+                &reader
+            ),
+            keystore()
+        ),
+    );
+    let admin = srv.client();
+    let reader = client(&srv, &reader);
+    for name in ["secret-a", "secret-b", "open"] {
+        assert_eq!(admin.put(&format!("/v1/key/create/{name}"), "").status, 200);
+        let g = admin.put(&format!("/v1/key/generate/{name}"), "").json();
+        let bulk = json!([{ "ciphertext": g["ciphertext"] }]).to_string();
+        let one = json!({ "ciphertext": g["ciphertext"] }).to_string();
+        let secret = name != "open";
+        for method in ["PUT", "POST"] {
+            for (path, body) in [
+                (format!("/v1/key/decrypt/{name}"), &one),
+                (format!("/v1/key/bulk/decrypt/{name}"), &bulk),
+                // The same bulk path with an escaped letter, and in absolute form.
+                (
+                    format!("/v1/key/bulk/decrypt/{}", name.replacen('-', "%2D", 1)),
+                    &bulk,
+                ),
+                (format!("https://kes/v1/key/bulk/decrypt/{name}"), &bulk),
+            ] {
+                let r = reader.request(method, &path, Some(body));
+                if secret {
+                    assert_eq!(
+                        (r.status, r.message()),
+                        (403, DENIED.to_string()),
+                        "{method} {path}"
+                    );
+                    r.assert_error(403, DENIED);
+                } else {
+                    assert_eq!(r.status, 200, "{method} {path}: {}", r.text());
+                    let plaintext = if path.contains("bulk") {
+                        r.json()[0]["plaintext"].clone()
+                    } else {
+                        r.json()["plaintext"].clone()
+                    };
+                    assert_eq!(plaintext, g["plaintext"], "{method} {path}");
+                }
+            }
+        }
+    }
+}
+
+/// Finding 2: with `deny: [/v1/key/list/*, /v1/policy/list/*, /v1/identity/list/*]`, the list
+/// routes without their trailing slash listed everything. They are refused alike now.
+#[test]
+fn finding_2_lists_without_a_slash_obey_a_deny_of_the_lists() {
+    let no_lists = pki::self_signed_client(KeyKind::EcdsaP256, "no-lists");
+    let srv = Served::start(
+        "sec-f2",
+        &format!(
+            "policy:\n{}{}",
+            policy(
+                "no-lists",
+                &["/v1/*"],
+                &["/v1/key/list/*", "/v1/policy/list/*", "/v1/identity/list/*"],
+                &no_lists
+            ),
+            keystore()
+        ),
+    );
+    assert_eq!(srv.client().put("/v1/key/create/k", "").status, 200);
+    let no_lists = client(&srv, &no_lists);
+    for route in ["/v1/key/list", "/v1/policy/list", "/v1/identity/list"] {
+        for path in [
+            route.to_string(),
+            format!("{route}/"),
+            format!("{route}/*"),
+            format!("{route}?x=/"),
+            format!("https://kes{route}"),
+        ] {
+            let r = no_lists.get(&path);
+            assert_eq!((r.status, r.message()), (403, DENIED.to_string()), "{path}");
+            r.assert_error(403, DENIED);
+        }
+        assert_eq!(srv.client().get(route).status, 200, "{route}");
+    }
+    // The rest of `/v1/*` is still allowed.
+    assert_eq!(no_lists.get("/v1/key/describe/k").status, 200);
+}
+
+/// Finding 3: audit flooding. With `log.audit: on`, an identity without a policy sending many
+/// failing requests with long paths filled the audit log at full speed. Now its records are
+/// limited to `log.audit_unknown_rate` a second (default 100), a path is cut at 512 bytes with
+/// `…(<n> bytes)`, and every record not written is counted in `kes_log_audit_dropped_total`.
+#[test]
+fn finding_3_audit_flooding_is_bounded() {
+    let srv = Served::start("sec-f3", &format!("log:\n  audit: on\n{}", keystore()));
+    let stranger = pki::self_signed_client(KeyKind::EcdsaP256, "stranger");
+    let stranger_client = client(&srv, &stranger);
+    let long = format!("/v1/key/describe/{}", "a".repeat(16 * 1024 - 200));
+    let sent = 500;
+    let start = Instant::now();
+    let mut conn = stranger_client.connect();
+    for _ in 0..sent {
+        conn.request("GET", &long, None)
+            .unwrap()
+            .assert_error(403, DENIED);
+    }
+    let elapsed = start.elapsed();
+    // The admin's last request, audited in any case, marks the end of the stranger's records.
+    assert_eq!(srv.client().get("/v1/key/list/").status, 200);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let records: Vec<Value> = loop {
+        let records: Vec<Value> = srv
+            .kes
+            .output()
+            .lines()
+            .filter(|l| l.starts_with("{\"time\""))
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
+        if records
+            .iter()
+            .any(|r| r["request"]["path"] == "/v1/key/list/")
+            || Instant::now() > deadline
+        {
+            break records;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let strangers: Vec<&Value> = records
+        .iter()
+        .filter(|r| r["request"]["identity"] == stranger.identity.as_str())
+        .collect();
+    let metrics = support::prom::parse(&srv.client().get("/v1/metrics?all").text()).unwrap();
+    let dropped = metrics
+        .get("kes_log_audit_dropped_total")
+        .map_or(0, |f| f.value() as usize);
+    // The bucket holds one second's worth and refills at the rate: at most 100 plus 100 a
+    // second of sending (plus one for rounding).
+    let bound = 100 + (100.0 * elapsed.as_secs_f64()).ceil() as usize + 1;
+    println!(
+        "{sent} denied requests in {elapsed:?}: {} audited (at most {bound}), {dropped} dropped",
+        strangers.len()
+    );
+    assert_eq!(
+        strangers.len() + dropped,
+        sent,
+        "every request is audited or counted"
+    );
+    assert!(
+        (100..=bound).contains(&strangers.len()),
+        "{} audited",
+        strangers.len()
+    );
+    let cut = format!("{}…({} bytes)", &long[..512], long.len());
+    for r in strangers {
+        assert_eq!(r["request"]["path"], cut.as_str());
+        assert_eq!(r["response"]["code"], 403);
+    }
+}
+
+/// Finding 4: a reply to HEAD carried a body, and the next reply on the connection was read
+/// from the middle of it. Now HEAD replies have the headers of GET (Content-Length included) and
+/// no body: HEAD then GET on one connection, pipelined or one after the other, read in step.
+#[test]
+fn finding_4_head_replies_have_no_body_and_keep_alive_stays_in_step() {
+    let srv = Served::start("sec-f4", keystore());
+    let admin = srv.client();
+    assert_eq!(admin.put("/v1/key/create/k", "").status, 200);
+    let get_version = admin.get("/version");
+    for pipelined in [false, true] {
+        // HEAD is not GET here (§2.1): 405 with GET's Accept, or the 404 of no route.
+        for (path, status) in [
+            ("/version", 405),
+            ("/v1/key/describe/k", 405),
+            ("/no/route", 404),
+        ] {
+            let mut conn = admin.connect();
+            let head = format!("HEAD {path} HTTP/1.1\r\nHost: x\r\n\r\n");
+            let get = "GET /version HTTP/1.1\r\nHost: x\r\n\r\n";
+            let reply_to_head = if pipelined {
+                conn.send_raw(format!("{head}{get}").as_bytes()).unwrap();
+                conn.read_head_reply().unwrap()
+            } else {
+                conn.send_raw(head.as_bytes()).unwrap();
+                let r = conn.read_head_reply().unwrap();
+                conn.send_raw(get.as_bytes()).unwrap();
+                r
+            };
+            assert_eq!(reply_to_head.status, status, "HEAD {path}");
+            let announced: usize = reply_to_head
+                .header("content-length")
+                .unwrap()
+                .parse()
+                .unwrap();
+            assert!(announced > 0, "HEAD {path}: the length of the GET reply");
+            // Had a body followed the head, this would read it as a reply.
+            let next = conn.read_reply().unwrap();
+            assert_eq!(
+                (next.status, next.text()),
+                (200, get_version.text()),
+                "GET after HEAD {path}"
+            );
+            if status == 405 {
+                assert_eq!(reply_to_head.header("accept"), Some("GET"));
+            }
+        }
+    }
+}
+
+/// Finding 7: a request target in absolute form (`GET https://host/v1/...`, which RFC 9112
+/// §3.2.2 says a server must accept) was refused. It is routed by its path now, whatever the
+/// host, and the policy sees that path.
+#[test]
+fn finding_7_absolute_form_targets_are_routed_by_path() {
+    let app = pki::self_signed_client(KeyKind::EcdsaP256, "app");
+    let srv = Served::start(
+        "sec-f7",
+        &format!(
+            "policy:\n{}{}",
+            policy("app", &["/v1/key/describe/app-*"], &[], &app),
+            keystore()
+        ),
+    );
+    let admin = srv.client();
+    for name in ["app-key", "other"] {
+        assert_eq!(admin.put(&format!("/v1/key/create/{name}"), "").status, 200);
+    }
+    let app = client(&srv, &app);
+    for target in [
+        "https://localhost/v1/key/describe/app-key",
+        "http://localhost:7373/v1/key/describe/app-key",
+        "HTTPS://evil.example/v1/key/describe/app-key",
+        "https://127.0.0.1/v1/key/describe/app-key?x=1",
+    ] {
+        let r = app.get(target);
+        assert_eq!(
+            (r.status, r.json()["name"].clone()),
+            (200, json!("app-key")),
+            "{target}"
+        );
+    }
+    for target in [
+        "https://localhost/v1/key/describe/other",
+        "https://app-key/v1/key/describe/other",
+        "https://localhost/v1/key/describe/app-key/../other",
+    ] {
+        let r = app.get(target);
+        let want = if target.ends_with("/../other") {
+            (400, key_name_error("app-key/../other"))
+        } else {
+            (403, DENIED.to_string())
+        };
+        assert_eq!((r.status, r.message()), want, "{target}");
+    }
+    assert_no_route(&app.get("https://localhost"));
+    assert_no_route(&app.get("https://localhost?/v1/key/describe/app-key"));
+}
+
+/// Finding 8: Go's decoder matches JSON field names ignoring case and the last duplicate wins
+/// (`{"context":A,"Context":B}` is B); kes took the exact-case one (A), so kes and the Go
+/// server bound a data key to different contexts for the same request. Now kes reads as Go does
+/// (checked against the Go server).
+#[test]
+fn finding_8_the_last_duplicate_json_field_wins_as_in_go() {
+    let srv = Served::start("sec-f8", keystore());
+    let admin = srv.client();
+    assert_eq!(admin.put("/v1/key/create/k", "").status, 200);
+    let (a, b) = (B64.encode("context A"), B64.encode("context B"));
+    let decrypt = |ciphertext: &Value, context: &str| {
+        admin.put(
+            "/v1/key/decrypt/k",
+            &json!({ "ciphertext": ciphertext, "context": context }).to_string(),
+        )
+    };
+    for (body, bound_to, not) in [
+        (format!(r#"{{"context":"{a}","Context":"{b}"}}"#), &b, &a),
+        (format!(r#"{{"Context":"{b}","context":"{a}"}}"#), &a, &b),
+        (format!(r#"{{"context":"{a}","context":"{b}"}}"#), &b, &a),
+        (format!(r#"{{"CONTEXT":"{b}","cOnTeXt":"{a}"}}"#), &a, &b),
+    ] {
+        let g = admin.put("/v1/key/generate/k", &body);
+        assert_eq!(g.status, 200, "{body}: {}", g.text());
+        let g = g.json();
+        let r = decrypt(&g["ciphertext"], bound_to);
+        assert_eq!(
+            (r.status, r.json()["plaintext"].clone()),
+            (200, g["plaintext"].clone()),
+            "{body}: bound to the last"
+        );
+        decrypt(&g["ciphertext"], not)
+            .assert_error(400, "decryption failed: ciphertext is not authentic");
+    }
+    // A later null empties the field; a bad member fails the body wherever it is.
+    let g = admin
+        .put(
+            "/v1/key/generate/k",
+            &format!(r#"{{"context":"{a}","CONTEXT":null}}"#),
+        )
+        .json();
+    assert_eq!(decrypt(&g["ciphertext"], "").status, 200);
+    for body in [
+        format!(r#"{{"context":"{a}","Context":5}}"#),
+        format!(r#"{{"context":5,"Context":"{b}"}}"#),
+        format!(r#"{{"context":"!!","context":"{b}"}}"#),
+    ] {
+        admin
+            .put("/v1/key/generate/k", &body)
+            .assert_error(400, "invalid request body");
+    }
+    // Decrypt, bulk decrypt and import read their bodies the same way.
+    let g = admin
+        .put("/v1/key/generate/k", &json!({ "context": b }).to_string())
+        .json();
+    let ct = g["ciphertext"].as_str().unwrap();
+    let body = format!(r#"{{"ciphertext":"{ct}","context":"{a}","Context":"{b}"}}"#);
+    let r = admin.put("/v1/key/decrypt/k", &body);
+    assert_eq!((r.status, &r.json()["plaintext"]), (200, &g["plaintext"]));
+    let r = admin.put("/v1/key/bulk/decrypt/k", &format!("[{body}]"));
+    assert_eq!(
+        (r.status, &r.json()[0]["plaintext"]),
+        (200, &g["plaintext"])
+    );
+    let key = B64.encode([1u8; 32]);
+    let r = admin.put(
+        "/v1/key/import/imported",
+        &format!(r#"{{"key":"{key}","cipher":"AES256","Cipher":"ChaCha20","CIPHER":null}}"#),
+    );
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(
+        admin.get("/v1/key/describe/imported").json()["algorithm"],
+        "ChaCha20"
+    );
 }

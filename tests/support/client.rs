@@ -394,8 +394,16 @@ pub struct SwitchableCert(Mutex<Arc<rustls::sign::CertifiedKey>>);
 
 impl SwitchableCert {
     fn key(cert: &Cert) -> Arc<rustls::sign::CertifiedKey> {
-        let key = rustls::crypto::ring::sign::any_supported_type(&cert.key()).unwrap();
-        Arc::new(rustls::sign::CertifiedKey::new(vec![cert.der.clone()], key))
+        Self::chain_key(vec![cert.der.clone()], cert)
+    }
+
+    /// `chain` with the key of `signer`, whether they belong together or not.
+    fn chain_key(
+        chain: Vec<CertificateDer<'static>>,
+        signer: &Cert,
+    ) -> Arc<rustls::sign::CertifiedKey> {
+        let key = rustls::crypto::ring::sign::any_supported_type(&signer.key()).unwrap();
+        Arc::new(rustls::sign::CertifiedKey::new(chain, key))
     }
 
     /// From the next handshake on, present `cert`.
@@ -425,9 +433,23 @@ pub fn resuming_config(
     cert: &Cert,
     version: &'static rustls::SupportedProtocolVersion,
 ) -> (Arc<rustls::ClientConfig>, Arc<SwitchableCert>) {
+    presenting_config(server_ca, vec![cert.der.clone()], cert, version)
+}
+
+/// Like [`resuming_config`], presenting `chain` and signing with the key of `signer`, whether
+/// they belong together or not (an attacker's client; rustls's usual configuration refuses a
+/// mismatch).
+pub fn presenting_config(
+    server_ca: &CertificateDer<'static>,
+    chain: Vec<CertificateDer<'static>>,
+    signer: &Cert,
+    version: &'static rustls::SupportedProtocolVersion,
+) -> (Arc<rustls::ClientConfig>, Arc<SwitchableCert>) {
     let mut roots = rustls::RootCertStore::empty();
     roots.add(server_ca.clone()).unwrap();
-    let switch = Arc::new(SwitchableCert(Mutex::new(SwitchableCert::key(cert))));
+    let switch = Arc::new(SwitchableCert(Mutex::new(SwitchableCert::chain_key(
+        chain, signer,
+    ))));
     let mut config = rustls::ClientConfig::builder_with_provider(Arc::new(
         rustls::crypto::ring::default_provider(),
     ))
