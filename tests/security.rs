@@ -1450,9 +1450,10 @@ fn finding_3_audit_flooding_is_bounded() {
     }
 }
 
-/// Finding 4: a reply to HEAD carried a body, and the next reply on the connection was read
-/// from the middle of it. Now HEAD replies have the headers of GET (Content-Length included) and
-/// no body: HEAD then GET on one connection, pipelined or one after the other, read in step.
+/// Finding 4: a reply to HEAD must carry no body, or the next reply on a keep-alive connection
+/// is read from the middle of it. HEAD then GET on one connection, pipelined or one after the
+/// other: the HEAD reply announces a Content-Length and sends nothing after its head, and the
+/// GET reply follows in step.
 #[test]
 fn finding_4_head_replies_have_no_body_and_keep_alive_stays_in_step() {
     let srv = Served::start("sec-f4", keystore());
@@ -1499,9 +1500,9 @@ fn finding_4_head_replies_have_no_body_and_keep_alive_stays_in_step() {
     }
 }
 
-/// Finding 7: a request target in absolute form (`GET https://host/v1/...`, which RFC 9112
-/// §3.2.2 says a server must accept) was refused. It is routed by its path now, whatever the
-/// host, and the policy sees that path.
+/// Finding 7: a request target in absolute form (`GET https://host/v1/...`; RFC 9112 §3.2.2
+/// says a server must accept it) is accepted and routed by its path, whatever the host, and the
+/// policy decides that path.
 #[test]
 fn finding_7_absolute_form_targets_are_routed_by_path() {
     let app = pki::self_signed_client(KeyKind::EcdsaP256, "app");
