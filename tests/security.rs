@@ -1624,3 +1624,112 @@ fn finding_8_the_last_duplicate_json_field_wins_as_in_go() {
         "ChaCha20"
     );
 }
+
+/// Finding 5: file permissions. A config file, private key or key file writable by other users
+/// refuses the start (and fails `--check`); one readable by them is warned about;
+/// `--allow-insecure-permissions` starts anyway, saying why; a new keystore directory is 0700.
+#[test]
+fn files_other_users_can_write_refuse_the_start() {
+    use std::os::unix::fs::PermissionsExt;
+    let chmod = |path: &Path, mode: u32| {
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).unwrap()
+    };
+    let dir = TempDir::new("permissions");
+    let ca = Ca::new("permissions CA");
+    ca.server().write(dir.path(), "server");
+    let admin = pki::api_key_client(support::ADMIN_API_KEY);
+    let config = dir.join("config.yaml");
+    std::fs::write(
+        &config,
+        format!(
+            "admin:\n  identity: {}\ntls:\n  key: {d}/server.key\n  cert: {d}/server.crt\nkeystore:\n  fs:\n    path: {d}/keys/new\n",
+            admin.identity,
+            d = dir.path().display()
+        ),
+    )
+    .unwrap();
+    let key = dir.join("server.key");
+    chmod(&config, 0o600);
+    chmod(&key, 0o600);
+    let start = |extra: &[&str]| {
+        let mut args = vec![
+            "server",
+            "--config",
+            config.to_str().unwrap(),
+            "--addr",
+            "127.0.0.1:0",
+        ];
+        args.extend_from_slice(extra);
+        support::Kes::start_with(&args, &[])
+    };
+    // Clean: starts without a word about permissions, and makes the keystore directory 0700.
+    let kes = start(&[]).unwrap_or_else(|out| panic!("{out}"));
+    assert!(
+        !kes.output().contains("writable") && !kes.output().contains("readable"),
+        "{}",
+        kes.output()
+    );
+    let keys = dir.join("keys/new");
+    assert_eq!(
+        std::fs::metadata(&keys).unwrap().permissions().mode() & 0o777,
+        0o700
+    );
+    drop(kes);
+    // A world-writable config file and a group-writable key: refused, both named.
+    chmod(&config, 0o666);
+    chmod(&key, 0o620);
+    let out = start(&[]).err().expect("refused");
+    assert!(
+        out.contains(&format!(
+            "the config file '{}' is writable by other users (mode 0666)",
+            config.display()
+        )),
+        "{out}"
+    );
+    assert!(
+        out.contains(&format!(
+            "tls.key '{}' is writable by other users (mode 0620)",
+            key.display()
+        )),
+        "{out}"
+    );
+    let check = Command::new(env!("CARGO_BIN_EXE_kes"))
+        .args(["server", "--check", "--config", config.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert_eq!(check.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&check.stderr).contains("is writable by other users"));
+    // Allowed on request: it starts and logs each problem.
+    let kes = start(&["--allow-insecure-permissions"]).unwrap_or_else(|out| panic!("{out}"));
+    assert!(
+        kes.output()
+            .contains("(allowed by --allow-insecure-permissions)"),
+        "{}",
+        kes.output()
+    );
+    drop(kes);
+    // Readable by everyone (a key file in the keystore, the key): started, with warnings.
+    chmod(&config, 0o640);
+    chmod(&key, 0o644);
+    std::fs::write(keys.join("k"), "x").unwrap();
+    chmod(&keys.join("k"), 0o644);
+    let kes = start(&[]).unwrap_or_else(|out| panic!("{out}"));
+    assert!(kes.wait_for_output(
+        "is readable by every user (mode 0644)",
+        Duration::from_secs(5)
+    ));
+    assert!(
+        kes.output()
+            .contains("/keys/new/k' is readable by every user"),
+        "{}",
+        kes.output()
+    );
+    drop(kes);
+    // A key file others can write: refused.
+    chmod(&keys.join("k"), 0o666);
+    let out = start(&[]).err().expect("refused");
+    assert!(
+        out.contains("/keys/new/k' is writable by other users"),
+        "{out}"
+    );
+}
