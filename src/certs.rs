@@ -40,12 +40,37 @@ pub fn load_certificates(path: &Path) -> Result<Vec<CertificateDer<'static>>, St
 /// Reads the private key of a PEM file (PKCS#8, PKCS#1, SEC1), decrypting a legacy
 /// `Proc-Type: 4,ENCRYPTED` key with `password`. An empty password counts as none. A password
 /// given for a key that is not encrypted is ignored.
+///
+/// The file's text and the decoded key are wiped when dropped ([`Zeroizing`]); hand the key to
+/// rustls with [`certified_key`], which borrows it, so that no unwiped copy of the DER is left.
 pub fn load_private_key(
     path: &Path,
     password: Option<&str>,
-) -> Result<PrivateKeyDer<'static>, String> {
+) -> Result<Zeroizing<PrivateKeyDer<'static>>, String> {
     let pem = read_file(path, "private key")?;
-    private_key_from_pem(&pem, password, path)
+    private_key_from_pem(&pem, password, path).map(Zeroizing::new)
+}
+
+/// A certificate chain and its private key, as rustls signs with them. The signing key is made
+/// from the borrowed DER, so the caller's [`Zeroizing`] buffer is the only copy of the DER
+/// (rustls's own `with_single_cert` takes the DER by value and drops it unwiped). What remains
+/// in memory is the signing key of the crypto library (ring), which does not wipe its key
+/// schedules on drop: it lives as long as the TLS configuration. Errors read after "the private
+/// key …": `does not match the certificate`, `is unsupported: …`.
+pub fn certified_key(
+    chain: Vec<CertificateDer<'static>>,
+    key: &PrivateKeyDer<'_>,
+) -> Result<rustls::sign::CertifiedKey, String> {
+    let signer = rustls::crypto::ring::sign::any_supported_type(key)
+        .map_err(|e| format!("is unsupported: {e}"))?;
+    let certified = rustls::sign::CertifiedKey::new(chain, signer);
+    match certified.keys_match() {
+        // As rustls does: a key whose public half it cannot compute is taken as it is.
+        Ok(()) | Err(rustls::Error::InconsistentKeys(rustls::InconsistentKeys::Unknown)) => {
+            Ok(certified)
+        }
+        Err(_) => Err("does not match the certificate".into()),
+    }
 }
 
 /// [`load_private_key`] on PEM text already read; `path` only names the file in error messages.
@@ -983,7 +1008,7 @@ mod tests {
             ("ed.pkcs8", "ed.pem", "pkcs8"),
         ] {
             let key = load_private_key(&keys.path(file), None).unwrap();
-            let got = match key {
+            let got = match &*key {
                 PrivateKeyDer::Pkcs1(_) => "pkcs1",
                 PrivateKeyDer::Sec1(_) => "sec1",
                 PrivateKeyDer::Pkcs8(_) => "pkcs8",
@@ -1011,7 +1036,7 @@ mod tests {
                     .unwrap_or_else(|e| panic!("{prefix}{cipher}: {e}"));
                 assert_eq!(&key_der(&key), plain, "{prefix}{cipher}");
                 assert_eq!(
-                    matches!(key, PrivateKeyDer::Pkcs1(_)),
+                    matches!(&*key, PrivateKeyDer::Pkcs1(_)),
                     prefix == "rsa",
                     "{prefix}{cipher}"
                 );

@@ -33,6 +33,7 @@ pub mod keystore;
 pub mod logstream;
 pub mod metrics;
 pub mod notify;
+pub mod permissions;
 #[cfg(test)]
 mod protocol_citations;
 pub mod server;

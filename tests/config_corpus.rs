@@ -579,40 +579,56 @@ fn peer_a_wildcard_address_listens_like_the_go_server() {
     for address in [":{port}", "0.0.0.0:{port}", "[::]:{port}"] {
         let mut seen = Vec::new();
         for server in ["kes-go", "kes"] {
-            let port = free_port();
-            let address = address.replace("{port}", &port.to_string());
-            let config = work.dir.join(&format!("{server}.yml"));
-            std::fs::write(
-                &config,
-                format!(
-                    "address: \"{address}\"\nadmin:\n  identity: disabled\ntls:\n  key: ./server.key\n  cert: ./server.cert\nkeystore:\n  fs:\n    path: ./keys\n"
-                ),
-            )
-            .unwrap();
-            let bin = if server == "kes" {
-                PathBuf::from(env!("CARGO_BIN_EXE_kes"))
-            } else {
-                GoKes::bin()
+            // A free port can be taken by another test before the server binds it: then the
+            // server exits, and the case is run again on another port.
+            let mut attempt = 0;
+            let outcome = loop {
+                attempt += 1;
+                let outcome = listen_on(&work, server, address, ipv6);
+                if outcome.0 || attempt == 3 {
+                    break outcome;
+                }
             };
-            let child = Command::new(bin)
-                .current_dir(work.dir.path())
-                .args(["server", "--config", config.to_str().unwrap()])
-                .stdin(Stdio::null())
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .spawn()
-                .unwrap();
-            let _guard = GoOn(child);
-            let v4 = SocketAddr::from(([127, 0, 0, 1], port));
-            let deadline = Instant::now() + Duration::from_secs(10);
-            while !accepts(v4) && Instant::now() < deadline {
-                std::thread::sleep(Duration::from_millis(20));
-            }
-            let v6 = SocketAddr::from((std::net::Ipv6Addr::LOCALHOST, port));
-            let on_v6 = ipv6 && serves(&work, v6);
-            seen.push((serves(&work, v4), on_v6));
+            seen.push(outcome);
         }
         assert_eq!(seen[0], (true, ipv6), "kes-go on {address}");
         assert_eq!(seen[1], seen[0], "kes and kes-go differ on {address}");
     }
+}
+
+/// Starts `server` (kes or kes-go) with `address` (`{port}` = a free port) in its config file;
+/// whether it serves on 127.0.0.1 and (when the machine has IPv6) on ::1.
+fn listen_on(work: &Workdir, server: &str, address: &str, ipv6: bool) -> (bool, bool) {
+    let port = free_port();
+    let address = address.replace("{port}", &port.to_string());
+    let config = work.dir.join(&format!("{server}.yml"));
+    std::fs::write(
+        &config,
+        format!(
+            "address: \"{address}\"\nadmin:\n  identity: disabled\ntls:\n  key: ./server.key\n  cert: ./server.cert\nkeystore:\n  fs:\n    path: ./keys\n"
+        ),
+    )
+    .unwrap();
+    let bin = if server == "kes" {
+        PathBuf::from(env!("CARGO_BIN_EXE_kes"))
+    } else {
+        GoKes::bin()
+    };
+    let child = Command::new(bin)
+        .current_dir(work.dir.path())
+        .args(["server", "--config", config.to_str().unwrap()])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let _guard = GoOn(child);
+    let v4 = SocketAddr::from(([127, 0, 0, 1], port));
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !accepts(v4) && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let v6 = SocketAddr::from((std::net::Ipv6Addr::LOCALHOST, port));
+    let on_v6 = ipv6 && serves(work, v6);
+    (serves(work, v4), on_v6)
 }

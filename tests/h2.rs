@@ -35,7 +35,7 @@ use std::sync::mpsc::{Receiver, RecvTimeoutError};
 use std::sync::{Arc, Mutex, OnceLock, RwLock, RwLockReadGuard, RwLockWriteGuard};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
-use support::client::{Client, Conn};
+use support::client::{Client, Conn, resuming_config};
 use support::openbao::Bao;
 use support::pki::{Cert, KeyKind};
 use support::proxy::{Mode, Proxy};
@@ -1186,60 +1186,6 @@ fn peer_kesload_over_h2() {
 // ---------------------------------------------------------------------------------------------
 // 5. TLS resumption keeps the identity of the first handshake
 
-/// The client certificate a TLS configuration presents, switchable between connections.
-/// rustls resumes a session only under the configuration (certificate resolver and verifier)
-/// that made it, so a client that resumes A's session while configured with B's certificate is
-/// one configuration whose resolver now answers B.
-#[derive(Debug)]
-struct SwitchableCert(Mutex<Arc<rustls::sign::CertifiedKey>>);
-
-impl SwitchableCert {
-    fn key(cert: &Cert) -> Arc<rustls::sign::CertifiedKey> {
-        let key = rustls::crypto::ring::sign::any_supported_type(&cert.key()).unwrap();
-        Arc::new(rustls::sign::CertifiedKey::new(vec![cert.der.clone()], key))
-    }
-
-    fn set(&self, cert: &Cert) {
-        *self.0.lock().unwrap() = Self::key(cert);
-    }
-}
-
-impl rustls::client::ResolvesClientCert for SwitchableCert {
-    fn resolve(
-        &self,
-        _hints: &[&[u8]],
-        _schemes: &[rustls::SignatureScheme],
-    ) -> Option<Arc<rustls::sign::CertifiedKey>> {
-        Some(self.0.lock().unwrap().clone())
-    }
-
-    fn has_certs(&self) -> bool {
-        true
-    }
-}
-
-/// A TLS configuration that presents `cert` (switchable) and keeps its sessions.
-fn resuming_config(
-    srv: &Server,
-    cert: &Cert,
-    version: &'static rustls::SupportedProtocolVersion,
-) -> (Arc<rustls::ClientConfig>, Arc<SwitchableCert>) {
-    let mut roots = rustls::RootCertStore::empty();
-    roots.add(srv.ca.cert.der.clone()).unwrap();
-    let switch = Arc::new(SwitchableCert(Mutex::new(SwitchableCert::key(cert))));
-    let mut config = rustls::ClientConfig::builder_with_provider(Arc::new(
-        rustls::crypto::ring::default_provider(),
-    ))
-    .with_protocol_versions(&[version])
-    .unwrap()
-    .with_root_certificates(roots)
-    .with_client_cert_resolver(switch.clone());
-    config.resumption = rustls::client::Resumption::store(Arc::new(
-        rustls::client::ClientSessionMemoryCache::new(16),
-    ));
-    (Arc::new(config), switch)
-}
-
 #[test]
 fn tls_resumption_keeps_the_identity_of_the_first_handshake() {
     let a = support::pki::self_signed_client(KeyKind::EcdsaP256, "a");
@@ -1283,13 +1229,13 @@ fn tls_resumption_keeps_the_identity_of_the_first_handshake() {
             let identity = me.json()["identity"].as_str().unwrap().to_string();
             (kind, identity, a_key, b_key)
         };
-        let (config, switch) = resuming_config(&srv, &a, version);
+        let (config, switch) = resuming_config(&srv.ca.cert.der, &a, version);
         let first = look(&config);
         // From now on the configuration presents B; its session store holds A's sessions.
         switch.set(&b);
         let resumed = look(&config);
         // B with sessions of its own.
-        let (own_config, _) = resuming_config(&srv, &b, version);
+        let (own_config, _) = resuming_config(&srv.ca.cert.der, &b, version);
         let own = look(&own_config);
         println!("{name}: first connection, certificate A: {first:?}");
         println!("{name}: certificate B, A's session store: {resumed:?}");

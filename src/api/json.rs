@@ -1,23 +1,149 @@
 //! JSON the way the Go server reads and writes it: request bodies decoded leniently (first JSON
-//! value only, field names matched case-insensitively, `null` = empty, base64 ignoring CR/LF) and
-//! timestamps in RFC 3339 with nanoseconds.
+//! value only, field names matched case-insensitively, the last of several matching members
+//! wins, `null` = empty, base64 ignoring CR/LF) and timestamps in RFC 3339 with nanoseconds.
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
-use serde_json::{Map, Value};
+use serde::de::{Deserialize, Deserializer, MapAccess, SeqAccess, Visitor};
+use serde_json::Value;
 use time::OffsetDateTime;
 use zeroize::Zeroizing;
 
-/// Parses the first JSON value of a body as an object; trailing bytes are ignored (as in Go).
-/// An empty body is an empty object.
-pub fn object(body: &[u8]) -> Option<Map<String, Value>> {
-    if body.iter().all(u8::is_ascii_whitespace) {
-        return Some(Map::new());
+/// The members of one JSON object in document order, duplicates included: what Go's decoder
+/// walks when it decodes an object into a struct. A struct field takes every member whose name
+/// matches it ignoring ASCII case, one after the other, so the **last** one wins, and a member
+/// that cannot be decoded into the field fails the whole body even when a later one could
+/// (issue 15, finding 8: `{"context":A,"Context":B}` is B in Go; a map keeps only one of them).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Members(Vec<(String, Value)>);
+
+impl Members {
+    /// The values of the members whose name matches `name` ignoring ASCII case, in order.
+    pub fn matching<'a>(&'a self, name: &str) -> impl Iterator<Item = &'a Value> {
+        self.0
+            .iter()
+            .filter(move |(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v)
     }
-    let mut values = serde_json::Deserializer::from_slice(body).into_iter::<Value>();
+
+    /// Whether any member matches `name`.
+    pub fn has(&self, name: &str) -> bool {
+        self.matching(name).next().is_some()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// The members, in document order.
+    pub fn iter(&self) -> impl Iterator<Item = &(String, Value)> {
+        self.0.iter()
+    }
+}
+
+impl<'de> Deserialize<'de> for Members {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Members, D::Error> {
+        deserializer.deserialize_map(MembersVisitor)
+    }
+}
+
+impl serde::Serialize for Members {
+    /// As an object with the members in order, duplicates included.
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let mut map = serializer.serialize_map(Some(self.0.len()))?;
+        for (k, v) in &self.0 {
+            map.serialize_entry(k, v)?;
+        }
+        map.end()
+    }
+}
+
+struct MembersVisitor;
+
+impl<'de> Visitor<'de> for MembersVisitor {
+    type Value = Members;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("a JSON object")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Members, A::Error> {
+        let mut members = Vec::new();
+        while let Some(member) = map.next_entry::<String, Value>()? {
+            members.push(member);
+        }
+        Ok(Members(members))
+    }
+}
+
+/// An element of a JSON array: an object, or any other value (read in full, then dropped).
+#[derive(Debug, Clone, PartialEq)]
+pub enum Item {
+    Object(Members),
+    NotObject,
+}
+
+impl<'de> Deserialize<'de> for Item {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Item, D::Error> {
+        struct ItemVisitor;
+
+        impl<'de> Visitor<'de> for ItemVisitor {
+            type Value = Item;
+
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a JSON value")
+            }
+
+            fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Item, A::Error> {
+                MembersVisitor.visit_map(map).map(Item::Object)
+            }
+
+            // Every element of a nested array is read as a JSON tree would read it, so that the
+            // same bodies are refused as before (invalid UTF-8, numbers out of range).
+            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Item, A::Error> {
+                while seq.next_element::<Value>()?.is_some() {}
+                Ok(Item::NotObject)
+            }
+
+            fn visit_bool<E>(self, _: bool) -> Result<Item, E> {
+                Ok(Item::NotObject)
+            }
+
+            fn visit_i64<E>(self, _: i64) -> Result<Item, E> {
+                Ok(Item::NotObject)
+            }
+
+            fn visit_u64<E>(self, _: u64) -> Result<Item, E> {
+                Ok(Item::NotObject)
+            }
+
+            fn visit_f64<E>(self, _: f64) -> Result<Item, E> {
+                Ok(Item::NotObject)
+            }
+
+            fn visit_str<E>(self, _: &str) -> Result<Item, E> {
+                Ok(Item::NotObject)
+            }
+
+            fn visit_unit<E>(self) -> Result<Item, E> {
+                Ok(Item::NotObject)
+            }
+        }
+
+        deserializer.deserialize_any(ItemVisitor)
+    }
+}
+
+/// Parses the first JSON value of a body as an object; trailing bytes are ignored (as in Go).
+/// An empty body and `null` are the empty object.
+pub fn object(body: &[u8]) -> Option<Members> {
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return Some(Members::default());
+    }
+    let mut values = serde_json::Deserializer::from_slice(body).into_iter::<Option<Members>>();
     match values.next() {
-        Some(Ok(Value::Object(map))) => Some(map),
-        Some(Ok(Value::Null)) => Some(Map::new()),
+        Some(Ok(members)) => Some(members.unwrap_or_default()),
         _ => None,
     }
 }
@@ -85,41 +211,47 @@ pub fn crypto_fields(body: &[u8]) -> Option<CryptoFields> {
     })
 }
 
-/// Parses the first JSON value of a body as an array of objects.
-pub fn array(body: &[u8]) -> Option<Vec<Value>> {
-    let mut values = serde_json::Deserializer::from_slice(body).into_iter::<Value>();
+/// Parses the first JSON value of a body as an array; `null` is the empty array.
+pub fn array(body: &[u8]) -> Option<Vec<Item>> {
+    let mut values = serde_json::Deserializer::from_slice(body).into_iter::<Option<Vec<Item>>>();
     match values.next() {
-        Some(Ok(Value::Array(items))) => Some(items),
-        Some(Ok(Value::Null)) => Some(Vec::new()),
+        Some(Ok(items)) => Some(items.unwrap_or_default()),
         _ => None,
     }
 }
 
-/// A field by name: exact match first, then case-insensitive (Go's decoder rule).
-pub fn field<'a>(obj: &'a Map<String, Value>, name: &str) -> Option<&'a Value> {
-    obj.get(name).or_else(|| {
-        obj.iter()
-            .find(|(k, _)| k.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v)
-    })
+/// A field as Go's decoder leaves it: the last member whose name matches ignoring ASCII case.
+pub fn field<'a>(obj: &'a Members, name: &str) -> Option<&'a Value> {
+    obj.matching(name).last()
 }
 
-/// A base64 (`[]byte`) field: missing or null → empty; not a string or bad base64 → None.
-pub fn bytes_field(obj: &Map<String, Value>, name: &str) -> Option<Zeroizing<Vec<u8>>> {
-    match field(obj, name) {
-        None | Some(Value::Null) => Some(Zeroizing::new(Vec::new())),
-        Some(Value::String(s)) => decode_base64(s),
-        Some(_) => None,
+/// A base64 (`[]byte`) field: every matching member in turn, as Go decodes them: `null` empties
+/// the field, a string sets it; a member that is not a string or not base64 fails the body (Go
+/// records the error and fails at the end). Missing → empty.
+pub fn bytes_field(obj: &Members, name: &str) -> Option<Zeroizing<Vec<u8>>> {
+    let mut out = Zeroizing::new(Vec::new());
+    for value in obj.matching(name) {
+        out = match value {
+            Value::Null => Zeroizing::new(Vec::new()),
+            Value::String(s) => decode_base64(s)?,
+            _ => return None,
+        };
     }
+    Some(out)
 }
 
-/// A string field: missing or null → empty; not a string → None.
-pub fn string_field<'a>(obj: &'a Map<String, Value>, name: &str) -> Option<&'a str> {
-    match field(obj, name) {
-        None | Some(Value::Null) => Some(""),
-        Some(Value::String(s)) => Some(s),
-        Some(_) => None,
+/// A string field: the last matching string (Go leaves a string field alone on `null`); a
+/// matching member of another type fails the body. Missing → empty.
+pub fn string_field<'a>(obj: &'a Members, name: &str) -> Option<&'a str> {
+    let mut out = "";
+    for value in obj.matching(name) {
+        match value {
+            Value::Null => {}
+            Value::String(s) => out = s,
+            _ => return None,
+        }
     }
+    Some(out)
 }
 
 /// Standard padded base64, ignoring `\r` and `\n` like Go's decoder.
@@ -239,6 +371,78 @@ mod tests {
         assert!(bytes_field(&obj, "context").is_none());
         let obj = object(b"{\"context\":\"!!\"}").unwrap();
         assert!(bytes_field(&obj, "context").is_none());
+    }
+
+    /// Issue 15, finding 8: Go's decoder gives every member whose name matches a field to that
+    /// field in turn, so the last one wins, whatever its letter case, and a bad member fails the
+    /// body even when a good one follows. Each case was checked against the Go server (63649d0):
+    /// generate with the body, then decrypt with each context.
+    #[test]
+    fn the_last_matching_member_wins_as_in_go() {
+        let (a, b) = ("Y3R4QQ==", "Y3R4Qg=="); // "ctxA", "ctxB"
+        let ctx = |body: String| crypto_fields(body.as_bytes()).map(|f| f.context.to_vec());
+        let want = |s: &str| Some(STANDARD.decode(s).unwrap());
+        assert_eq!(
+            ctx(format!(r#"{{"context":"{a}","Context":"{b}"}}"#)),
+            want(b)
+        );
+        assert_eq!(
+            ctx(format!(r#"{{"Context":"{b}","context":"{a}"}}"#)),
+            want(a)
+        );
+        assert_eq!(
+            ctx(format!(r#"{{"context":"{a}","context":"{b}"}}"#)),
+            want(b)
+        );
+        assert_eq!(
+            ctx(format!(r#"{{"CONTEXT":"{a}","cOnTeXt":"{b}"}}"#)),
+            want(b)
+        );
+        // A later null empties a []byte field.
+        assert_eq!(
+            ctx(format!(r#"{{"context":"{a}","CONTEXT":null}}"#)),
+            Some(vec![])
+        );
+        // A bad member anywhere fails the body, before or after a good one.
+        for bad in [
+            format!(r#"{{"context":5,"Context":"{b}"}}"#),
+            format!(r#"{{"context":"{a}","Context":5}}"#),
+            format!(r#"{{"context":"!!","Context":"{b}"}}"#),
+            format!(r#"{{"context":5,"context":"{b}"}}"#),
+        ] {
+            assert_eq!(ctx(bad.clone()), None, "{bad}");
+        }
+        // The other fields of the body are unaffected.
+        let f = crypto_fields(
+            format!(r#"{{"ciphertext":"{a}","Context":"{a}","context":"{b}"}}"#).as_bytes(),
+        )
+        .unwrap();
+        assert_eq!(
+            (&f.ciphertext[..], &f.context[..]),
+            (&b"ctxA"[..], &b"ctxB"[..])
+        );
+
+        // String fields (import's cipher): the last string; null leaves the field alone.
+        let obj = object(br#"{"cipher":"AES256","Cipher":"ChaCha20","CIPHER":null}"#).unwrap();
+        assert_eq!(string_field(&obj, "cipher"), Some("ChaCha20"));
+        let obj = object(br#"{"cipher":1,"Cipher":"ChaCha20"}"#).unwrap();
+        assert_eq!(string_field(&obj, "cipher"), None);
+        assert_eq!(
+            field(&obj, "CIPHER"),
+            Some(&Value::String("ChaCha20".into()))
+        );
+        assert!(obj.has("Cipher") && !obj.has("key"));
+
+        // Arrays (bulk decrypt): each object alike; other elements are kept as such.
+        let items =
+            array(format!(r#"[{{"context":"{a}","Context":"{b}"}},1,null]"#).as_bytes()).unwrap();
+        let Item::Object(first) = &items[0] else {
+            panic!("{items:?}")
+        };
+        assert_eq!(&bytes_field(first, "context").unwrap()[..], b"ctxB");
+        assert_eq!(&items[1..], &[Item::NotObject, Item::NotObject]);
+        assert_eq!(array(b"null"), Some(vec![]));
+        assert_eq!(array(b"{}"), None);
     }
 
     #[test]

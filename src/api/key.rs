@@ -66,8 +66,8 @@ pub fn import(ctx: &Ctx<'_>) -> Result<Response, ApiError> {
     // Current body {"key","cipher"}; older bodies {"bytes","algorithm"} and {"bytes"} (§2.3),
     // recognised by a `bytes` field without `key` or `cipher`. Anything else (`{}`, `null`) is
     // read as the current body, so it fails as in the Go server (no cipher: 406).
-    let legacy = json::field(&obj, "key").is_none()
-        && json::field(&obj, "cipher").is_none()
+    let legacy = !obj.has("key")
+        && !obj.has("cipher")
         && json::field(&obj, "bytes").is_some_and(|b| !b.is_null());
     let (bytes, cipher) = if legacy {
         let algorithm =
@@ -248,7 +248,7 @@ pub fn bulk_decrypt(ctx: &Ctx<'_>) -> Result<Response, ApiError> {
     let key = ctx.key(name)?;
     let mut replies = Vec::with_capacity(items.len());
     for item in &items {
-        let serde_json::Value::Object(obj) = item else {
+        let json::Item::Object(obj) = item else {
             return Err(error::INVALID_BODY);
         };
         let ciphertext = bytes_field(obj, "ciphertext").ok_or(error::INVALID_BODY)?;

@@ -461,11 +461,17 @@ fn key_password(path: &Path) -> Result<Option<Zeroizing<String>>, Error> {
 /// The certificate chain and private key the client presents.
 fn client_identity(
     credential: &Credential,
-) -> Result<(Vec<CertificateDer<'static>>, PrivateKeyDer<'static>), Error> {
+) -> Result<
+    (
+        Vec<CertificateDer<'static>>,
+        Zeroizing<PrivateKeyDer<'static>>,
+    ),
+    Error,
+> {
     match credential {
         Credential::ApiKey(key) => {
             let (cert, key) = key.client_certificate().map_err(Error::Failed)?;
-            Ok((vec![cert], key))
+            Ok((vec![cert], Zeroizing::new(key)))
         }
         Credential::Files { cert, key } => {
             let chain = certs::load_certificates(cert).map_err(Error::Usage)?;
@@ -519,14 +525,14 @@ impl Client {
         // ureq takes a private key as DER only with a key kind it does not export, or as PEM:
         // hand it PEM from a zeroizing buffer. It keeps its own copy for the life of the agent
         // (a short-lived process).
-        let label = match &key {
+        let label = match &*key {
             PrivateKeyDer::Pkcs1(_) => "RSA PRIVATE KEY",
             PrivateKeyDer::Sec1(_) => "EC PRIVATE KEY",
             PrivateKeyDer::Pkcs8(_) => "PRIVATE KEY",
             _ => return Err(Error::Usage("unsupported private key format".into())),
         };
         let pem = certs::pem_encode(label, key.secret_der());
-        drop(key);
+        drop(key); // wiped
         let private = PrivateKey::from_pem(pem.as_bytes())
             .map_err(|e| Error::Failed(format!("cannot use the private key: {e}")))?;
         let client_cert = ClientCert::new_with_certs(&chain, private);

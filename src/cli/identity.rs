@@ -73,8 +73,10 @@ With --key and --cert, also writes the API key's Ed25519 private key (PKCS#8 PEM
 readable only by you) and a self-signed X.509 certificate for it (PEM): the certificate has
 the API key's identity. It can authenticate a client (mutual TLS) and can be a server's
 certificate (tls.key and tls.cert; a server certificate needs at least one --ip or --dns).
-It is valid from now until --expiry. SUBJECT becomes its common name (CN). Existing files
-are not overwritten unless you give --force. With --encrypt, the private key file is
+It is valid from now until --expiry. The default --expiry is 720h (30 days), as in the Go
+kes command: `kes server` warns when its certificate expires within 30 days, so give a server
+certificate a longer one (e.g. --expiry 8760h, a year) or use one from your CA. SUBJECT
+becomes its common name (CN). Existing files are not overwritten unless you give --force. With --encrypt, the private key file is
 encrypted with a password (asked for on a terminal, or KES_CLIENT_PASSWORD), which
 'tls.password' of a server config or the kes command (KES_CLIENT_PASSWORD) then needs.
 

@@ -77,6 +77,12 @@ pub struct ServerArgs {
     #[arg(long)]
     pub fail_fast: bool,
 
+    /// Start even when the config file, a private key, the keystore directory or a key file is
+    /// writable by other users (the problem is then only logged). For setups that control
+    /// access otherwise, e.g. with ACLs.
+    #[arg(long)]
+    pub allow_insecure_permissions: bool,
+
     /// Ignored (accepted for compatibility with old command lines; use tls.key in the config).
     #[arg(long, hide = true, value_name = "FILE")]
     pub key: Option<String>,
@@ -154,6 +160,11 @@ fn check(path: &Path, addr: Option<&str>) -> ExitCode {
         }
     };
     let mut problems: Vec<String> = warnings.iter().map(ToString::to_string).collect();
+    let permissions = crate::permissions::check(&cfg, path);
+    problems.extend(permissions.errors);
+    for warning in &permissions.warnings {
+        crate::cli::print_error(format_args!("warning: {warning}"));
+    }
     if let Some(addr) = addr
         && let Err(e) = parse_addr(addr)
     {
@@ -266,7 +277,7 @@ fn build_tls(cfg: &Config) -> Result<BuiltTls, String> {
     let required = !Api::any_skip_auth(&cfg.api);
     let tls = tls::server_config(
         chain,
-        key,
+        &key,
         roots,
         tls::ClientAuth { required },
         cfg.limits.http2,
@@ -305,6 +316,7 @@ fn dev_config(addr: Option<SocketAddr>) -> Result<(Config, ApiKey, BuiltTls), St
         client_auth: false,
     };
     let (cert, key) = certs::self_signed_ecdsa(&req)?;
+    let key = zeroize::Zeroizing::new(key);
     let expiry = certs::not_after(&cert).ok().map(|not_after| WatchedCert {
         label: "the --dev server certificate".into(),
         not_after,
@@ -313,7 +325,7 @@ fn dev_config(addr: Option<SocketAddr>) -> Result<(Config, ApiKey, BuiltTls), St
     });
     let tls = tls::server_config(
         vec![cert],
-        key,
+        &key,
         None,
         tls::ClientAuth { required: true },
         true,
@@ -369,6 +381,22 @@ fn start(args: ServerArgs, errors: Arc<Hub>, metrics: Arc<Metrics>) -> Result<Ex
     } else {
         let path = args.config.clone().unwrap_or_default();
         let cfg = config::load(&path).map_err(|e| e.to_string())?;
+        let permissions = crate::permissions::check(&cfg, &path);
+        for warning in &permissions.warnings {
+            log::warn!("{warning}");
+        }
+        if !permissions.errors.is_empty() {
+            if args.allow_insecure_permissions {
+                for e in &permissions.errors {
+                    log::warn!("{e} (allowed by --allow-insecure-permissions)");
+                }
+            } else {
+                return Err(format!(
+                    "{}; other users could change what the server trusts or which keys it serves                      (kes server --allow-insecure-permissions starts anyway)",
+                    permissions.errors.join("; ")
+                ));
+            }
+        }
         // Stamped before the files are read: a change during the read is then seen by the
         // watcher (at worst the same certificate is loaded twice; none is ever missed).
         tls_file_stamps = stamps(&tls_paths(&cfg));

@@ -33,9 +33,10 @@ impl FsKeystore {
                 ));
             }
             Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                // Only the server's user: key names are not everyone's business either.
                 fs::DirBuilder::new()
                     .recursive(true)
-                    .mode(0o755)
+                    .mode(0o700)
                     .create(dir)
                     .map_err(|e| {
                         format!("cannot create keystore directory '{}': {e}", dir.display())

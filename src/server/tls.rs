@@ -185,7 +185,7 @@ fn ticketer() -> Option<Arc<dyn rustls::server::ProducesTickets>> {
 /// `http2`: offer `h2` in ALPN (preferred over `http/1.1` when a client offers both).
 pub fn server_config(
     chain: Vec<CertificateDer<'static>>,
-    key: PrivateKeyDer<'static>,
+    key: &PrivateKeyDer<'_>,
     verify_roots: Option<Vec<CertificateDer<'static>>>,
     auth: ClientAuth,
     http2: bool,
@@ -219,10 +219,10 @@ pub fn server_config(
         .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
         .map_err(|e| format!("TLS setup: {e}"))?
         .with_client_cert_verifier(verifier)
-        .with_single_cert(chain, key)
-        .map_err(|e| {
-            format!("the TLS private key does not match the certificate or is unsupported: {e}")
-        })?;
+        .with_cert_resolver(Arc::new(rustls::sign::SingleCertAndKey::from(
+            crate::certs::certified_key(chain, key)
+                .map_err(|e| format!("the TLS private key {e}"))?,
+        )));
     // Our order wins: h2 when the client offers it (MinIO's client does: all its requests then
     // share one connection), else HTTP/1.1. A client that offers no ALPN at all gets HTTP/1.1.
     config.alpn_protocols = if http2 {

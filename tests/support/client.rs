@@ -4,7 +4,7 @@
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use super::pki::Cert;
@@ -258,6 +258,16 @@ impl Conn {
 
     /// Reads one reply (Content-Length or chunked body).
     pub fn read_reply(&mut self) -> std::io::Result<Reply> {
+        self.read_reply_with(false)
+    }
+
+    /// Reads the reply to a HEAD request: the head alone, whatever its Content-Length says (no
+    /// content follows, RFC 9110 §9.3.2). Bytes after it belong to the next reply.
+    pub fn read_head_reply(&mut self) -> std::io::Result<Reply> {
+        self.read_reply_with(true)
+    }
+
+    fn read_reply_with(&mut self, head_only: bool) -> std::io::Result<Reply> {
         loop {
             let mut headers = [httparse::EMPTY_HEADER; 64];
             let mut resp = httparse::Response::new(&mut headers);
@@ -285,7 +295,9 @@ impl Conn {
                     if status == 100 {
                         continue;
                     }
-                    let body = if find("transfer-encoding").as_deref() == Some("chunked") {
+                    let body = if head_only {
+                        Vec::new()
+                    } else if find("transfer-encoding").as_deref() == Some("chunked") {
                         self.read_chunked()?
                     } else {
                         let len: usize = find("content-length")
@@ -371,4 +383,82 @@ impl Conn {
             }
         }
     }
+}
+
+/// The client certificate a TLS configuration presents, switchable between connections.
+/// rustls resumes a session only under the configuration (certificate resolver and verifier)
+/// that made it, so a client that resumes A's session while configured with B's certificate is
+/// one configuration whose resolver now answers B.
+#[derive(Debug)]
+pub struct SwitchableCert(Mutex<Arc<rustls::sign::CertifiedKey>>);
+
+impl SwitchableCert {
+    fn key(cert: &Cert) -> Arc<rustls::sign::CertifiedKey> {
+        Self::chain_key(vec![cert.der.clone()], cert)
+    }
+
+    /// `chain` with the key of `signer`, whether they belong together or not.
+    fn chain_key(
+        chain: Vec<CertificateDer<'static>>,
+        signer: &Cert,
+    ) -> Arc<rustls::sign::CertifiedKey> {
+        let key = rustls::crypto::ring::sign::any_supported_type(&signer.key()).unwrap();
+        Arc::new(rustls::sign::CertifiedKey::new(chain, key))
+    }
+
+    /// From the next handshake on, present `cert`.
+    pub fn set(&self, cert: &Cert) {
+        *self.0.lock().unwrap() = Self::key(cert);
+    }
+}
+
+impl rustls::client::ResolvesClientCert for SwitchableCert {
+    fn resolve(
+        &self,
+        _hints: &[&[u8]],
+        _schemes: &[rustls::SignatureScheme],
+    ) -> Option<Arc<rustls::sign::CertifiedKey>> {
+        Some(self.0.lock().unwrap().clone())
+    }
+
+    fn has_certs(&self) -> bool {
+        true
+    }
+}
+
+/// A TLS configuration (for [`Client::with_config`]) that trusts `server_ca`, presents `cert`
+/// (switchable) and keeps its sessions to resume them.
+pub fn resuming_config(
+    server_ca: &CertificateDer<'static>,
+    cert: &Cert,
+    version: &'static rustls::SupportedProtocolVersion,
+) -> (Arc<rustls::ClientConfig>, Arc<SwitchableCert>) {
+    presenting_config(server_ca, vec![cert.der.clone()], cert, version)
+}
+
+/// Like [`resuming_config`], presenting `chain` and signing with the key of `signer`, whether
+/// they belong together or not (an attacker's client; rustls's usual configuration refuses a
+/// mismatch).
+pub fn presenting_config(
+    server_ca: &CertificateDer<'static>,
+    chain: Vec<CertificateDer<'static>>,
+    signer: &Cert,
+    version: &'static rustls::SupportedProtocolVersion,
+) -> (Arc<rustls::ClientConfig>, Arc<SwitchableCert>) {
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(server_ca.clone()).unwrap();
+    let switch = Arc::new(SwitchableCert(Mutex::new(SwitchableCert::chain_key(
+        chain, signer,
+    ))));
+    let mut config = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_protocol_versions(&[version])
+    .unwrap()
+    .with_root_certificates(roots)
+    .with_client_cert_resolver(switch.clone());
+    config.resumption = rustls::client::Resumption::store(Arc::new(
+        rustls::client::ClientSessionMemoryCache::new(16),
+    ));
+    (Arc::new(config), switch)
 }

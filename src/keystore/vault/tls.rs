@@ -59,7 +59,7 @@ pub(crate) fn config(tls: &VaultTls, uses_https: bool) -> Result<TlsConfig, Stri
 
     let client_cert = match (&tls.cert, &tls.key) {
         (None, None) => None,
-        (Some(cert), Some(key)) => Some(load_client_cert(cert, key, &provider, store.clone())?),
+        (Some(cert), Some(key)) => Some(load_client_cert(cert, key)?),
         _ => {
             return Err(
                 "keystore.vault.tls.cert and keystore.vault.tls.key must be set together".into(),
@@ -104,12 +104,7 @@ fn read_certificates(path: &Path) -> Result<Vec<CertificateDer<'static>>, String
 }
 
 /// Loads the client certificate chain and key and checks that they belong together.
-fn load_client_cert(
-    cert_path: &Path,
-    key_path: &Path,
-    provider: &Arc<CryptoProvider>,
-    roots: RootCertStore,
-) -> Result<ClientCert, String> {
+fn load_client_cert(cert_path: &Path, key_path: &Path) -> Result<ClientCert, String> {
     let chain = read_certificates(cert_path)?;
     if chain.is_empty() {
         return Err(format!(
@@ -124,12 +119,14 @@ fn load_client_cert(
             key_path.display()
         )
     })?;
-    let key = PrivateKeyDer::from_pem_slice(&pem).map_err(|e| {
-        format!(
-            "cannot read the private key in keystore.vault.tls.key '{}': {e}",
-            key_path.display()
-        )
-    })?;
+    let key = PrivateKeyDer::from_pem_slice(&pem)
+        .map(Zeroizing::new)
+        .map_err(|e| {
+            format!(
+                "cannot read the private key in keystore.vault.tls.key '{}': {e}",
+                key_path.display()
+            )
+        })?;
     let ureq_key = PrivateKey::from_pem(&pem).map_err(|e| {
         format!(
             "cannot read the private key in keystore.vault.tls.key '{}': {e}",
@@ -137,19 +134,17 @@ fn load_client_cert(
         )
     })?;
 
-    // Exactly the check ureq performs (with `expect`) when it builds its rustls config.
-    rustls::ClientConfig::builder_with_provider(provider.clone())
-        .with_protocol_versions(rustls::ALL_VERSIONS)
-        .map_err(|e| format!("TLS setup: {e}"))?
-        .with_root_certificates(roots)
-        .with_client_auth_cert(chain.clone(), key)
-        .map_err(|e| {
-            format!(
-                "keystore.vault.tls.key '{}' does not match keystore.vault.tls.cert '{}': {e}",
-                key_path.display(),
-                cert_path.display()
-            )
-        })?;
+    // The check ureq performs (with `expect`) when it builds its rustls config, on the borrowed
+    // key: its DER stays in the zeroizing buffer. (ureq keeps its own copy of the PEM key for
+    // the life of the keystore.)
+    crate::certs::certified_key(chain.clone(), &key).map_err(|e| {
+        format!(
+            "keystore.vault.tls.key '{}' and keystore.vault.tls.cert '{}' do not belong together: \
+             the key {e}",
+            key_path.display(),
+            cert_path.display()
+        )
+    })?;
 
     let chain: Vec<Certificate<'static>> = chain
         .iter()
