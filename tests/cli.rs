@@ -20,33 +20,6 @@ use support::{Kes, Run, TempDir};
 const ADMIN_API_KEY: &str = "kes:v1:AD9E7FSYWrMD+VjhI6q545cYT9YOyFxZb7UnjEepYDRc";
 const ADMIN_IDENTITY: &str = "3ecfcdf38fcbe141ae26a1030f81e96b753365a46760ae6b578698a97c59fd22";
 
-/// Variables the `kes` command reads; cleared for every run so that the developer's own
-/// environment cannot change a test.
-const CLIENT_VARS: &[&str] = &[
-    "MINIO_KES_SERVER",
-    "KES_SERVER",
-    "MINIO_KMS_KES_ENDPOINT",
-    "MINIO_KES_API_KEY",
-    "KES_API_KEY",
-    "MINIO_KMS_KES_API_KEY",
-    "MINIO_KES_CERT_FILE",
-    "KES_CLIENT_CERT",
-    "MINIO_KES_CLIENT_CERT",
-    "MINIO_KMS_KES_CERT_FILE",
-    "MINIO_KES_KEY_FILE",
-    "KES_CLIENT_KEY",
-    "MINIO_KES_CLIENT_KEY",
-    "MINIO_KMS_KES_KEY_FILE",
-    "KES_CAPATH",
-    "MINIO_KMS_KES_CAPATH",
-    "KES_CLIENT_PASSWORD",
-    "NO_COLOR",
-    "HTTPS_PROXY",
-    "https_proxy",
-    "ALL_PROXY",
-    "all_proxy",
-];
-
 /// A server with an admin API key, a policy identity `app` (a certificate), and its CA.
 struct Env {
     dir: TempDir,
@@ -60,7 +33,7 @@ struct Env {
 fn kes_command(args: &[&str], env: &[(&str, &str)]) -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_kes"));
     cmd.args(args);
-    for var in CLIENT_VARS {
+    for var in support::CLIENT_VARS {
         cmd.env_remove(var);
     }
     for (k, v) in env {
@@ -126,7 +99,7 @@ sys.exit(os.waitstatus_to_exitcode(status))
         &serde_json::to_string(&argv).unwrap(),
         password,
     ]);
-    for var in CLIENT_VARS {
+    for var in support::CLIENT_VARS {
         cmd.env_remove(var);
     }
     for (k, v) in env {

@@ -36,35 +36,6 @@ const APP_IDENTITY: &str = "0cba02372c848d0f51e5ca2b8dcab415fc67c78617fc1c630204
 /// 32 bytes, base64: a key to import.
 const IMPORT_KEY: &str = "Xlnr/nOgAWE5cA7GAsl3L2goCvmfs6KE0gNgB1T93wE=";
 
-/// Variables either command reads; removed for every run.
-const CLIENT_VARS: &[&str] = &[
-    "MINIO_KES_SERVER",
-    "KES_SERVER",
-    "MINIO_KMS_KES_ENDPOINT",
-    "MINIO_KES_API_KEY",
-    "KES_API_KEY",
-    "MINIO_KMS_KES_API_KEY",
-    "MINIO_KES_CERT_FILE",
-    "KES_CLIENT_CERT",
-    "MINIO_KES_CLIENT_CERT",
-    "MINIO_KMS_KES_CERT_FILE",
-    "MINIO_KES_KEY_FILE",
-    "KES_CLIENT_KEY",
-    "MINIO_KES_CLIENT_KEY",
-    "MINIO_KMS_KES_KEY_FILE",
-    "KES_CAPATH",
-    "MINIO_KMS_KES_CAPATH",
-    "KES_CLIENT_PASSWORD",
-    "MINIO_KMS_SERVER",
-    "MINIO_KMS_ENCLAVE",
-    "MINIO_KMS_API_KEY",
-    "NO_COLOR",
-    "HTTPS_PROXY",
-    "https_proxy",
-    "ALL_PROXY",
-    "all_proxy",
-];
-
 /// What one command printed and how it ended.
 #[derive(Debug, Clone, PartialEq, Eq)]
 struct Out {
@@ -100,7 +71,7 @@ impl Side {
     fn command(&self, args: &[String], server: &str, env: &[(&str, &str)]) -> Command {
         let mut cmd = Command::new(&self.bin);
         cmd.args(args).current_dir(&self.cwd);
-        for var in CLIENT_VARS {
+        for var in support::CLIENT_VARS {
             cmd.env_remove(var);
         }
         cmd.env("KES_SERVER", server)

@@ -96,6 +96,36 @@ pub fn spawn_logged(
     (child, output, rx)
 }
 
+/// Variables the `kes` command (and the Go one) read: removed for every command a test runs, so
+/// that the developer's own environment cannot change a test.
+pub const CLIENT_VARS: &[&str] = &[
+    "MINIO_KES_SERVER",
+    "KES_SERVER",
+    "MINIO_KMS_KES_ENDPOINT",
+    "MINIO_KES_API_KEY",
+    "KES_API_KEY",
+    "MINIO_KMS_KES_API_KEY",
+    "MINIO_KES_CERT_FILE",
+    "KES_CLIENT_CERT",
+    "MINIO_KES_CLIENT_CERT",
+    "MINIO_KMS_KES_CERT_FILE",
+    "MINIO_KES_KEY_FILE",
+    "KES_CLIENT_KEY",
+    "MINIO_KES_CLIENT_KEY",
+    "MINIO_KMS_KES_KEY_FILE",
+    "KES_CAPATH",
+    "MINIO_KMS_KES_CAPATH",
+    "KES_CLIENT_PASSWORD",
+    "MINIO_KMS_SERVER",
+    "MINIO_KMS_ENCLAVE",
+    "MINIO_KMS_API_KEY",
+    "NO_COLOR",
+    "HTTPS_PROXY",
+    "https_proxy",
+    "ALL_PROXY",
+    "all_proxy",
+];
+
 /// The admin API key of the test servers; clients make its certificate in memory
 /// ([`pki::api_key_client`]).
 pub const ADMIN_API_KEY: &str = "kes:v1:AD9E7FSYWrMD+VjhI6q545cYT9YOyFxZb7UnjEepYDRc";
