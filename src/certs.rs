@@ -931,7 +931,7 @@ mod legacy {
 mod tests {
     use super::*;
     use crate::auth::Identity;
-    use crate::auth::identity::test_support::{TempDir, cert_der, openssl_identity, ossl};
+    use crate::testing::{TempDir, cert_der, openssl_identity, ossl};
 
     fn write(dir: &TempDir, name: &str, contents: impl AsRef<[u8]>) -> std::path::PathBuf {
         let path = dir.join(name);
@@ -1417,15 +1417,15 @@ mod tests {
         assert!(der_time(0x18, b"20260301120000.5Z").is_err());
         assert!(der_time(0x04, b"260301120000Z").is_err());
         // Random damage never panics.
-        use crate::auth::identity::test_support::Prng;
-        let mut rng = Prng(7);
+        use crate::testing::XorShift;
+        let mut rng = XorShift(7);
         for _ in 0..20_000 {
             let mut bytes = der.clone();
             for _ in 0..1 + rng.below(4) {
                 let at = rng.below(bytes.len());
                 match rng.below(3) {
-                    0 => bytes[at] = rng.next_u64() as u8,
-                    1 => bytes.insert(at, rng.next_u64() as u8),
+                    0 => bytes[at] = rng.next() as u8,
+                    1 => bytes.insert(at, rng.next() as u8),
                     _ => bytes.truncate(at.max(1)),
                 }
             }
@@ -1470,16 +1470,16 @@ mod tests {
 
     #[test]
     fn legacy_parser_never_panics() {
-        use crate::auth::identity::test_support::Prng;
+        use crate::testing::XorShift;
         let keys = Keys::new();
         let original = std::fs::read(keys.path("rsa-des3.pem")).unwrap();
-        let mut rng = Prng(42);
+        let mut rng = XorShift(42);
         for _ in 0..3_000 {
             let mut pem = original.clone();
             for _ in 0..1 + rng.below(3) {
                 let at = rng.below(pem.len());
                 match rng.below(3) {
-                    0 => pem[at] = rng.next_u64() as u8,
+                    0 => pem[at] = rng.next() as u8,
                     1 => pem.insert(at, b"\n:-, "[rng.below(5)]),
                     _ => {
                         pem.truncate(at);

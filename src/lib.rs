@@ -40,3 +40,4 @@ pub mod server;
 pub mod sys;
 #[cfg(test)]
 mod testing;
+pub mod transport;

@@ -181,7 +181,7 @@ impl fmt::Debug for ApiKey {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::auth::identity::test_support::{TempDir, ossl};
+    use crate::testing::{TempDir, ossl};
 
     const EXAMPLE_KEY: &str = "kes:v1:AD9E7FSYWrMD+VjhI6q545cYT9YOyFxZb7UnjEepYDRc";
     const EXAMPLE_IDENTITY: &str =

@@ -420,124 +420,10 @@ fn parse_boolean(e: Element<'_>) -> Result<bool, DerError> {
     }
 }
 
-/// Helpers for tests that compare with the `openssl` command-line tool.
-#[cfg(test)]
-pub(crate) mod test_support {
-    use std::path::{Path, PathBuf};
-    use std::process::Command;
-    use std::sync::atomic::{AtomicUsize, Ordering};
-
-    /// A directory under the system temp dir, removed on drop.
-    pub(crate) struct TempDir(PathBuf);
-
-    impl TempDir {
-        pub(crate) fn new(name: &str) -> TempDir {
-            static COUNTER: AtomicUsize = AtomicUsize::new(0);
-            let n = COUNTER.fetch_add(1, Ordering::Relaxed);
-            let dir = std::env::temp_dir().join(format!(
-                "kes-test-{}-{}-{}",
-                std::process::id(),
-                n,
-                name
-            ));
-            let _ = std::fs::remove_dir_all(&dir);
-            std::fs::create_dir_all(&dir).expect("create temp dir");
-            TempDir(dir)
-        }
-
-        pub(crate) fn path(&self) -> &Path {
-            &self.0
-        }
-
-        pub(crate) fn join(&self, name: &str) -> PathBuf {
-            self.0.join(name)
-        }
-    }
-
-    impl Drop for TempDir {
-        fn drop(&mut self) {
-            let _ = std::fs::remove_dir_all(&self.0);
-        }
-    }
-
-    /// Runs `openssl args…` in `dir`; panics with its stderr when it fails. Returns stdout.
-    pub(crate) fn openssl(dir: &Path, args: &[&str]) -> Vec<u8> {
-        let out = Command::new("openssl")
-            .args(args)
-            .current_dir(dir)
-            .output()
-            .expect("these tests need the openssl command-line tool");
-        assert!(
-            out.status.success(),
-            "openssl {args:?} failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        out.stdout
-    }
-
-    /// Runs openssl with a command line split at whitespace (for arguments without spaces).
-    pub(crate) fn ossl(dir: &Path, command_line: &str) -> Vec<u8> {
-        let args: Vec<&str> = command_line.split_whitespace().collect();
-        openssl(dir, &args)
-    }
-
-    /// The DER of a PEM certificate file in `dir`.
-    pub(crate) fn cert_der(dir: &Path, pem: &str) -> Vec<u8> {
-        openssl(dir, &["x509", "-in", pem, "-outform", "DER"])
-    }
-
-    /// The DER SubjectPublicKeyInfo of a certificate, as openssl extracts it.
-    pub(crate) fn openssl_spki(dir: &Path, pem: &str) -> Vec<u8> {
-        let pubkey = dir.join(format!("{pem}.pub"));
-        let pubkey = pubkey.to_str().expect("utf-8 temp path");
-        openssl(
-            dir,
-            &["x509", "-in", pem, "-noout", "-pubkey", "-out", pubkey],
-        );
-        openssl(dir, &["pkey", "-pubin", "-in", pubkey, "-outform", "DER"])
-    }
-
-    /// The identity of a certificate, computed by openssl alone (SPKI → SHA-256).
-    pub(crate) fn openssl_identity(dir: &Path, pem: &str) -> String {
-        let spki = openssl_spki(dir, pem);
-        let der = dir.join(format!("{pem}.spki"));
-        std::fs::write(&der, spki).expect("write spki");
-        let der = der.to_str().expect("utf-8 temp path");
-        let out = openssl(dir, &["dgst", "-sha256", "-r", der]);
-        let text = String::from_utf8(out).expect("hex output");
-        text.split_whitespace()
-            .next()
-            .expect("digest")
-            .to_ascii_lowercase()
-    }
-
-    /// A tiny deterministic PRNG (xorshift64*) for garbage-input loops.
-    pub(crate) struct Prng(pub(crate) u64);
-
-    impl Prng {
-        pub(crate) fn next_u64(&mut self) -> u64 {
-            let mut x = self.0;
-            x ^= x >> 12;
-            x ^= x << 25;
-            x ^= x >> 27;
-            self.0 = x;
-            x.wrapping_mul(0x2545_f491_4f6c_dd1d)
-        }
-
-        pub(crate) fn below(&mut self, n: usize) -> usize {
-            (self.next_u64() % n as u64) as usize
-        }
-
-        pub(crate) fn bytes(&mut self, len: usize) -> Vec<u8> {
-            (0..len).map(|_| self.next_u64() as u8).collect()
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
-    use super::test_support::{Prng, TempDir, cert_der, openssl_identity, openssl_spki, ossl};
     use super::*;
+    use crate::testing::{TempDir, XorShift, cert_der, openssl_identity, openssl_spki, ossl};
 
     const EXAMPLE_SPKI: &str =
         "302a300506032b6570032100bce7ef7e567e6487fe084ab3ee223d6ce264c9967625abfecaafa9e5be5b04b1";
@@ -799,11 +685,11 @@ mod tests {
     fn garbage_never_panics() {
         let fx = Fixtures::new();
         let seeds: Vec<Vec<u8>> = ALL.iter().map(|n| fx.der(n)).collect();
-        let mut rng = Prng(0x9e37_79b9_7f4a_7c15);
+        let mut rng = XorShift(0x9e37_79b9_7f4a_7c15);
         // Random bytes, with and without a plausible SEQUENCE header.
         for i in 0..20_000 {
             let len = rng.below(300);
-            let mut bytes = rng.bytes(len);
+            let mut bytes = rng.bytes(len, &[]);
             if i % 2 == 0 && bytes.len() > 2 {
                 bytes[0] = 0x30;
             }
@@ -816,8 +702,8 @@ mod tests {
             for _ in 0..1 + rng.below(4) {
                 let at = rng.below(der.len());
                 match rng.below(3) {
-                    0 => der[at] = rng.next_u64() as u8,
-                    1 => der.insert(at, rng.next_u64() as u8),
+                    0 => der[at] = rng.next() as u8,
+                    1 => der.insert(at, rng.next() as u8),
                     _ => {
                         der.remove(at);
                     }

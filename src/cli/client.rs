@@ -827,26 +827,7 @@ fn is_before_request(e: &ureq::Error) -> bool {
 
 /// A one-line description of a transport error, with a hint for the common TLS mistakes.
 pub fn describe(e: &ureq::Error) -> String {
-    // rustls errors may arrive wrapped in an I/O error.
-    if let ureq::Error::Io(io) = e
-        && let Some(tls) = io
-            .get_ref()
-            .and_then(|inner| inner.downcast_ref::<rustls::Error>())
-    {
-        return describe_tls(tls);
-    }
-    match e {
-        ureq::Error::Io(io) => match io.kind() {
-            std::io::ErrorKind::ConnectionRefused => {
-                "connection refused (is the server running?)".into()
-            }
-            _ => io.to_string(),
-        },
-        ureq::Error::Rustls(tls) => describe_tls(tls),
-        ureq::Error::Timeout(t) => format!("timed out ({t})"),
-        ureq::Error::HostNotFound => "host not found".into(),
-        other => other.to_string(),
-    }
+    crate::transport::describe(e, describe_tls)
 }
 
 #[cfg(test)]

@@ -400,7 +400,11 @@ fn same_keystore(a: &KeystoreConfig, b: &KeystoreConfig) -> bool {
                 && trim(&a.engine) == trim(&b.engine)
                 && trim(&a.prefix) == trim(&b.prefix)
         }
-        _ => false,
+        // In memory: a keystore of its own, never another's.
+        (KeystoreConfig::Memory, KeystoreConfig::Memory) => false,
+        // Different kinds are different keystores. Listed one by one, so that a new kind of
+        // keystore cannot skip this guard unnoticed: the match stops compiling.
+        (KeystoreConfig::Fs { .. } | KeystoreConfig::Vault(_) | KeystoreConfig::Memory, _) => false,
     }
 }
 

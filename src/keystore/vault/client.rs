@@ -803,20 +803,7 @@ impl Failures {
 
 /// A ureq error in words an operator can act on.
 fn describe(err: &ureq::Error) -> String {
-    match err {
-        ureq::Error::Timeout(t) => format!("timed out ({t})"),
-        ureq::Error::HostNotFound => "host not found".into(),
-        ureq::Error::Io(e) => match e
-            .get_ref()
-            .and_then(|inner| inner.downcast_ref::<rustls::Error>())
-        {
-            Some(tls) => describe_tls(tls),
-            None => e.to_string(),
-        },
-        ureq::Error::Rustls(e) => describe_tls(e),
-        ureq::Error::BodyExceedsLimit(n) => format!("response larger than {n} bytes"),
-        other => other.to_string(),
-    }
+    crate::transport::describe(err, describe_tls)
 }
 
 /// How the text of every TLS failure starts. A TLS failure is a configuration problem (a CA, a
