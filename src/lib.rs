@@ -10,8 +10,10 @@
 //! * **Never lose or expose a key.** Keys are created exclusively, never overwritten; key material is
 //!   zeroized on drop and never appears in logs, errors or `Debug` output.
 //! * **Compatibility.** A MinIO node cannot tell this server from the Go one.
-//! * **Simple, blocking, few dependencies.** A fixed-size pool of threads with blocking I/O and
-//!   explicit timeouts on every socket; rustls for TLS; no async runtime.
+//! * **Simple, blocking, few dependencies.** Event loops (mio, one per CPU) own the connections
+//!   and answer what needs no keystore call; a bounded pool of worker threads, started on
+//!   demand, makes the blocking keystore calls; explicit deadlines on every connection; rustls
+//!   for TLS; no async runtime (docs/architecture.md).
 //! * **No `unsafe`** outside [`sys`], which holds the few system calls (mlockall, core dumps,
 //!   terminal echo, socket and resource limits), and [`alloc`], the counting global allocator.
 //!
