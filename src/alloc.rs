@@ -7,7 +7,7 @@
 //! a cache line that only that thread writes, updated with a plain load and store (no locked
 //! instruction, no cache line shared between cores). A scrape adds the slots up. A slot keeps its
 //! thread's net count after the thread exits (objects it allocated may be freed by others, which
-//! then count negative in theirs), so the sum stays exact. Threads beyond [`SLOTS`] (the server's
+//! then count negative in theirs), so the sum stays exact. Threads beyond `SLOTS` (the server's
 //! threads are long-lived: event loops, workers that never exit, a few helpers) share one slot
 //! updated with atomic adds.
 //!

@@ -6,7 +6,7 @@
 //! OpenSSL encryption of a private key block with `Proc-Type: 4,ENCRYPTED` / `DEK-Info` headers,
 //! which is what the Go server's `tls.password` decrypts. That format (RFC 1421 headers, key =
 //! OpenSSL's `EVP_BytesToKey` with MD5 and one iteration, CBC with PKCS#7 padding) is decoded in
-//! [`legacy`] below. PKCS#8 `ENCRYPTED PRIVATE KEY` files are refused with a clear message, as
+//! `legacy` below. PKCS#8 `ENCRYPTED PRIVATE KEY` files are refused with a clear message, as
 //! the Go server does not read them either.
 //!
 //! Error messages name the file but never contain key material, not even part of a malformed key.
