@@ -13,7 +13,7 @@
 //!
 //! Everything here runs on bytes a client sends: it must never panic, never index without a bounds
 //! check, never allocate more than the input's size, and never decide authenticity (that is the
-//! AEAD's job in [`key`]; a parse that "succeeds" proves nothing).
+//! AEAD's job in [`super::key`]; a parse that "succeeds" proves nothing).
 
 use super::gojson::{Field, Object};
 use super::{Algorithm, Error};
