@@ -60,6 +60,74 @@ pub struct Page {
     pub continue_at: String,
 }
 
+/// The reserved top-level entry under which later key versions live (docs/key-versions.md §1).
+/// No key name can have it: the name rule (§2.1) forbids `.`.
+pub const VERSIONS_DIR: &str = ".kes-versions";
+
+/// One version of a key as a ring listing finds it: its value, its retirement marker, or both
+/// (docs/key-versions.md §1, §6). Values are versions 2 and up; version 1 (the key itself) only
+/// appears when it has a marker (`1.retired`), and then with `value: true`, since its value is
+/// the key, which only deleting the key removes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct VersionEntry {
+    /// The version number, 2 or more.
+    pub n: u32,
+    /// The version's value is stored (false: destroyed, only the marker is left).
+    pub value: bool,
+    /// The version has a retirement marker.
+    pub retired: bool,
+}
+
+/// Whether `ring` is a ring id: the key-id of version 1 (§5.4), 32 lowercase hex characters.
+pub fn valid_ring(ring: &str) -> bool {
+    ring.len() == 32
+        && ring
+            .bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+}
+
+/// Reads one entry name of a ring listing: `<n>` (a value, `n` a canonical decimal in
+/// 2..=u32::MAX) or `<n>.retired` (a marker, 1..=u32::MAX). `None` for anything else
+/// (temporary files, junk).
+pub fn parse_version_entry(entry: &str) -> Option<(u32, bool)> {
+    let (digits, marker) = match entry.strip_suffix(".retired") {
+        Some(d) => (d, true),
+        None => (entry, false),
+    };
+    if digits.is_empty()
+        || digits.len() > 10
+        || digits.starts_with('0')
+        || !digits.bytes().all(|b| b.is_ascii_digit())
+    {
+        return None;
+    }
+    let n: u64 = digits.parse().ok()?;
+    let n = u32::try_from(n).ok()?;
+    (n >= 2 || (n == 1 && marker)).then_some((n, marker))
+}
+
+/// Builds the sorted version list of a ring from the entry names a keystore found in it.
+pub fn collect_versions<'a>(entries: impl IntoIterator<Item = &'a str>) -> Vec<VersionEntry> {
+    let mut found = std::collections::BTreeMap::<u32, VersionEntry>::new();
+    for (n, marker) in entries.into_iter().filter_map(parse_version_entry) {
+        let e = found.entry(n).or_insert(VersionEntry {
+            n,
+            value: n == 1,
+            retired: false,
+        });
+        if marker {
+            e.retired = true;
+        } else {
+            e.value = true;
+        }
+    }
+    found.into_values().collect()
+}
+
+fn no_versions() -> Error {
+    Error::Failed("this keystore does not support key versions".into())
+}
+
 /// The contract every keystore fulfils (§6.2). Implementations are shared between worker threads.
 pub trait Keystore: Send + Sync {
     /// Stores `value` under `name` if no key of that name exists; never overwrites (→ `Exists`).
@@ -84,6 +152,46 @@ pub trait Keystore: Send + Sync {
         Err(Error::Failed(
             "this keystore has no login credentials".into(),
         ))
+    }
+
+    // Later key versions (docs/key-versions.md §2). Version 1 is the key itself (`create`,
+    // `get`); versions 2 and up live in the ring `ring` (the key-id of version 1) of `name`
+    // under [`VERSIONS_DIR`]. Like `create`, nothing here ever replaces a stored value.
+    // Keystores that do not implement them refuse, so rotation fails instead of misbehaving.
+
+    /// The later versions and markers of the ring, sorted by number; empty when the ring does
+    /// not exist.
+    fn list_versions(&self, _name: &str, _ring: &str) -> Result<Vec<VersionEntry>, Error> {
+        Err(no_versions())
+    }
+    /// Stores version `n` (≥ 2) of the ring only if the ring has no value of that number;
+    /// never overwrites (→ `Exists`).
+    fn create_version(
+        &self,
+        _name: &str,
+        _ring: &str,
+        _n: u32,
+        _value: &[u8],
+    ) -> Result<(), Error> {
+        Err(no_versions())
+    }
+    /// Returns the value of version `n` (→ `NotFound`).
+    fn get_version(&self, _name: &str, _ring: &str, _n: u32) -> Result<Zeroizing<Vec<u8>>, Error> {
+        Err(no_versions())
+    }
+    /// Stores the retirement marker of version `n` (≥ 1) if it has none (→ `Exists`).
+    fn create_marker(
+        &self,
+        _name: &str,
+        _ring: &str,
+        _n: u32,
+        _marker: &[u8],
+    ) -> Result<(), Error> {
+        Err(no_versions())
+    }
+    /// Returns the retirement marker of version `n` (→ `NotFound`).
+    fn get_marker(&self, _name: &str, _ring: &str, _n: u32) -> Result<Zeroizing<Vec<u8>>, Error> {
+        Err(no_versions())
     }
 }
 
@@ -180,5 +288,71 @@ pub fn open_with(
             desc.push(')');
             Ok((Arc::new(ks), desc))
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn version_entry_names() {
+        assert_eq!(parse_version_entry("2"), Some((2, false)));
+        assert_eq!(parse_version_entry("4294967295"), Some((u32::MAX, false)));
+        assert_eq!(parse_version_entry("17.retired"), Some((17, true)));
+        assert_eq!(parse_version_entry("1.retired"), Some((1, true)));
+        for junk in [
+            "",
+            "0",
+            "1",
+            "02",
+            "4294967296",
+            "99999999999",
+            "+3",
+            "3 ",
+            "x",
+            ".3.1.2.tmp",
+            "3.retired.tmp",
+            ".retired",
+            "0.retired",
+            "3.RETIRED",
+            "٣",
+        ] {
+            assert_eq!(parse_version_entry(junk), None, "{junk:?}");
+        }
+    }
+
+    #[test]
+    fn collected_versions_are_sorted_and_merged() {
+        let got = collect_versions([
+            "10",
+            "3.retired",
+            "2",
+            "junk",
+            "3",
+            "4.retired",
+            "1.retired",
+        ]);
+        let e = |n, value, retired| VersionEntry { n, value, retired };
+        assert_eq!(
+            got,
+            vec![
+                e(1, true, true),
+                e(2, true, false),
+                e(3, true, true),
+                e(4, false, true),
+                e(10, true, false)
+            ]
+        );
+        assert!(collect_versions([]).is_empty());
+    }
+
+    #[test]
+    fn ring_ids() {
+        assert!(valid_ring("630dcd2966c4336691125448bbb25b4f"));
+        assert!(!valid_ring("630DCD2966C4336691125448BBB25B4F"));
+        assert!(!valid_ring("630dcd2966c4336691125448bbb25b4"));
+        assert!(!valid_ring("../dcd2966c4336691125448bbb25b4f"));
+        assert!(!valid_ring(""));
     }
 }
