@@ -133,12 +133,27 @@ impl SecretKey {
 
     /// Encrypts in the current layout (§5.3).
     pub fn encrypt(&self, plaintext: &[u8], associated_data: &[u8]) -> Result<Vec<u8>, Error> {
+        self.encrypt_version(1, plaintext, associated_data)
+    }
+
+    /// Encrypts in the current layout (§5.3) as version `version` of its key: for versions ≥ 2
+    /// the iv carries the version hint ([`version_hint`](super::version_hint)); version 1
+    /// encrypts exactly as [`encrypt`](Self::encrypt).
+    pub fn encrypt_version(
+        &self,
+        version: u32,
+        plaintext: &[u8],
+        associated_data: &[u8],
+    ) -> Result<Vec<u8>, Error> {
         let mut random28 = [0u8; IV_LEN + NONCE_LEN];
         random(&mut random28)?;
         let mut iv = [0u8; IV_LEN];
         let mut nonce = [0u8; NONCE_LEN];
         iv.copy_from_slice(&random28[..IV_LEN]);
         nonce.copy_from_slice(&random28[IV_LEN..]);
+        if version >= 2 {
+            super::version_hint::set(&mut iv, version);
+        }
         self.encrypt_with(&iv, &nonce, plaintext, associated_data)
     }
 
@@ -149,6 +164,16 @@ impl SecretKey {
         &self,
         associated_data: &[u8],
     ) -> Result<(Zeroizing<[u8; 32]>, Vec<u8>), Error> {
+        self.generate_data_key_version(1, associated_data)
+    }
+
+    /// [`generate_data_key`](Self::generate_data_key) as version `version` of its key (the
+    /// version hint for versions ≥ 2, as in [`encrypt_version`](Self::encrypt_version)).
+    pub fn generate_data_key_version(
+        &self,
+        version: u32,
+        associated_data: &[u8],
+    ) -> Result<(Zeroizing<[u8; 32]>, Vec<u8>), Error> {
         let mut material = Zeroizing::new([0u8; 32 + IV_LEN + NONCE_LEN]);
         random(&mut material[..])?;
         let mut dek = Zeroizing::new([0u8; 32]);
@@ -157,6 +182,9 @@ impl SecretKey {
         let mut nonce = [0u8; NONCE_LEN];
         iv.copy_from_slice(&material[32..32 + IV_LEN]);
         nonce.copy_from_slice(&material[32 + IV_LEN..]);
+        if version >= 2 {
+            super::version_hint::set(&mut iv, version);
+        }
         let ciphertext = self.encrypt_with(&iv, &nonce, &dek[..], associated_data)?;
         Ok((dek, ciphertext))
     }

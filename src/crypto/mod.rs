@@ -6,6 +6,8 @@
 //!   (MessagePack, JSON) into iv, nonce and AEAD output.
 //! * [`stored`]: the value a keystore holds for a key ([`KeyVersion`]: base64 protobuf, or legacy
 //!   JSON).
+//! * [`version_hint`]: the key-version hint that ciphertexts of versions ≥ 2 carry in their iv
+//!   (docs/key-versions.md §4).
 //! * `gojson` and `protobuf` (private): the small readers and writers those formats need, written
 //!   to behave like the Go decoders that produced and consumed the same bytes.
 //!
@@ -25,6 +27,7 @@ mod protobuf;
 pub mod stored;
 #[cfg(test)]
 mod vector_tests;
+pub mod version_hint;
 
 pub use key::{Algorithm, HmacKey, SecretKey, random};
 pub use stored::KeyVersion;
