@@ -1,19 +1,51 @@
 //! An in-memory keystore for `kes server --dev`: keys are lost when the process exits.
 
-use super::{Error, Keystore, Page, Status};
+use super::{Error, Keystore, Page, Status, VersionEntry, collect_versions, valid_ring};
 use std::collections::BTreeMap;
 use std::sync::RwLock;
 use std::time::Duration;
 use zeroize::Zeroizing;
 
+/// The entries of one ring (`"2"`, `"2.retired"`, …), by (key name, ring id).
+type Rings = BTreeMap<(String, String), BTreeMap<String, Zeroizing<Vec<u8>>>>;
+
 #[derive(Default)]
 pub struct MemKeystore {
     keys: RwLock<BTreeMap<String, Zeroizing<Vec<u8>>>>,
+    rings: RwLock<Rings>,
 }
 
 impl MemKeystore {
     pub fn new() -> MemKeystore {
         MemKeystore::default()
+    }
+
+    fn create_entry(
+        &self,
+        name: &str,
+        ring: &str,
+        entry: String,
+        value: &[u8],
+    ) -> Result<(), Error> {
+        if !valid_ring(ring) {
+            return Err(Error::Failed(format!("invalid key ring '{ring}'")));
+        }
+        let mut rings = self.rings.write().unwrap_or_else(|e| e.into_inner());
+        let entries = rings.entry((name.to_owned(), ring.to_owned())).or_default();
+        if entries.contains_key(&entry) {
+            return Err(Error::Exists);
+        }
+        entries.insert(entry, Zeroizing::new(value.to_vec()));
+        Ok(())
+    }
+
+    fn get_entry(&self, name: &str, ring: &str, entry: &str) -> Result<Zeroizing<Vec<u8>>, Error> {
+        let rings = self.rings.read().unwrap_or_else(|e| e.into_inner());
+        rings
+            .get(&(name.to_owned(), ring.to_owned()))
+            .and_then(|entries| entries.get(entry))
+            .cloned()
+            .ok_or(Error::NotFound)
     }
 }
 
@@ -25,6 +57,36 @@ impl Keystore for MemKeystore {
         }
         keys.insert(name.to_owned(), Zeroizing::new(value.to_vec()));
         Ok(())
+    }
+
+    fn list_versions(&self, name: &str, ring: &str) -> Result<Vec<VersionEntry>, Error> {
+        let rings = self.rings.read().unwrap_or_else(|e| e.into_inner());
+        Ok(rings
+            .get(&(name.to_owned(), ring.to_owned()))
+            .map(|entries| collect_versions(entries.keys().map(String::as_str)))
+            .unwrap_or_default())
+    }
+
+    fn create_version(&self, name: &str, ring: &str, n: u32, value: &[u8]) -> Result<(), Error> {
+        if n < 2 {
+            return Err(Error::Failed(format!("invalid key version {n}")));
+        }
+        self.create_entry(name, ring, n.to_string(), value)
+    }
+
+    fn get_version(&self, name: &str, ring: &str, n: u32) -> Result<Zeroizing<Vec<u8>>, Error> {
+        self.get_entry(name, ring, &n.to_string())
+    }
+
+    fn create_marker(&self, name: &str, ring: &str, n: u32, marker: &[u8]) -> Result<(), Error> {
+        if n < 1 {
+            return Err(Error::Failed(format!("invalid key version {n}")));
+        }
+        self.create_entry(name, ring, format!("{n}.retired"), marker)
+    }
+
+    fn get_marker(&self, name: &str, ring: &str, n: u32) -> Result<Zeroizing<Vec<u8>>, Error> {
+        self.get_entry(name, ring, &format!("{n}.retired"))
     }
 
     fn get(&self, name: &str) -> Result<Zeroizing<Vec<u8>>, Error> {
@@ -81,5 +143,29 @@ mod tests {
         ks.delete("a").unwrap();
         assert_eq!(ks.get("a"), Err(Error::NotFound));
         assert_eq!(ks.delete("a"), Err(Error::NotFound));
+    }
+
+    #[test]
+    fn versions() {
+        const RING: &str = "630dcd2966c4336691125448bbb25b4f";
+        let ks = MemKeystore::new();
+        ks.create("k", b"1").unwrap();
+        assert_eq!(ks.list_versions("k", RING).unwrap(), vec![]);
+        ks.create_version("k", RING, 2, b"2").unwrap();
+        assert_eq!(ks.create_version("k", RING, 2, b"x"), Err(Error::Exists));
+        assert!(ks.create_version("k", RING, 1, b"x").is_err());
+        assert!(ks.create_version("k", "nope", 3, b"x").is_err());
+        ks.create_marker("k", RING, 1, b"m").unwrap();
+        assert_eq!(ks.create_marker("k", RING, 1, b"x"), Err(Error::Exists));
+        assert_eq!(&ks.get_version("k", RING, 2).unwrap()[..], b"2");
+        assert_eq!(&ks.get_marker("k", RING, 1).unwrap()[..], b"m");
+        assert_eq!(ks.get_version("k", RING, 3), Err(Error::NotFound));
+        let e = |n, value, retired| VersionEntry { n, value, retired };
+        assert_eq!(
+            ks.list_versions("k", RING).unwrap(),
+            vec![e(1, true, true), e(2, true, false)]
+        );
+        // The rings are not keys.
+        assert_eq!(ks.list("", 10).unwrap().names, vec!["k".to_string()]);
     }
 }
