@@ -218,6 +218,21 @@ impl SecretKey {
         Ok(std::mem::take(&mut *out))
     }
 
+    /// Encrypts with a chosen iv (and a fresh random nonce), for tests outside the crypto
+    /// module that need a ciphertext with a particular iv.
+    #[cfg(test)]
+    pub(crate) fn encrypt_with_iv_for_tests(
+        &self,
+        iv: &[u8; IV_LEN],
+        plaintext: &[u8],
+        associated_data: &[u8],
+    ) -> Vec<u8> {
+        let mut nonce = [0u8; NONCE_LEN];
+        random(&mut nonce).unwrap();
+        self.encrypt_with(iv, &nonce, plaintext, associated_data)
+            .unwrap()
+    }
+
     /// Decrypts any of the three formats (§5.3, §5.4). `legacy_algorithm_fallback` is true when the
     /// stored key named no algorithm: then a legacy ciphertext's own algorithm is honoured.
     pub fn decrypt(

@@ -36,6 +36,12 @@ pub(super) fn set(iv: &mut [u8; 16], version: u32) {
     }
 }
 
+/// [`set`] for tests outside the crypto module (building ciphertexts with chosen hints).
+#[cfg(test)]
+pub(crate) fn set_for_tests(iv: &mut [u8; 16], version: u32) {
+    set(iv, version)
+}
+
 /// The number an iv's last 4 bytes decode to (any value for a random iv).
 pub fn of_iv(iv: &[u8; 16]) -> u32 {
     let m = mask(&iv[..12]);

@@ -1,0 +1,431 @@
+//! Key rings (docs/key-versions.md): the versions of one key name, which one is current, the
+//! number a rotation takes next, and which version a decrypt uses.
+//!
+//! Pure logic over what a keystore listing found ([`VersionEntry`]) and a loader of version
+//! values, so that the cache and the API share one tested implementation. Nothing here touches
+//! a keystore or logs.
+
+use crate::crypto::{self, KeyVersion, version_hint};
+use crate::keystore::VersionEntry;
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use zeroize::Zeroizing;
+
+/// How far above the highest known version a hint may point and still make the caller read the
+/// ring again (a rotation through another node); beyond it, the hint is noise.
+pub const RELOAD_AHEAD: u32 = 16;
+
+/// What is known of one version.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct VersionInfo {
+    pub n: u32,
+    /// It has a retirement marker: decrypts that need it are refused (409), not served.
+    pub retired: bool,
+    /// Its value was destroyed (step 2 of retirement); the number stays taken.
+    pub destroyed: bool,
+}
+
+/// The versions of one key as a listing found them. Version 1 (the key itself) is always there.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RingState {
+    versions: BTreeMap<u32, VersionInfo>,
+}
+
+impl RingState {
+    /// The ring of a key whose later versions and markers are `entries` (from
+    /// [`crate::keystore::Keystore::list_versions`]).
+    pub fn new(entries: &[VersionEntry]) -> RingState {
+        let mut versions = BTreeMap::from([(
+            1,
+            VersionInfo {
+                n: 1,
+                retired: false,
+                destroyed: false,
+            },
+        )]);
+        for e in entries {
+            versions.insert(
+                e.n,
+                VersionInfo {
+                    n: e.n,
+                    retired: e.retired,
+                    destroyed: !e.value,
+                },
+            );
+        }
+        RingState { versions }
+    }
+
+    /// The version generate and encrypt use: the highest one that has a value.
+    pub fn current(&self) -> u32 {
+        self.versions
+            .values()
+            .rev()
+            .find(|v| !v.destroyed)
+            .map_or(1, |v| v.n)
+    }
+
+    /// Whether the key was ever rotated (replies then carry `"version"`).
+    pub fn is_rotated(&self) -> bool {
+        self.current() >= 2
+    }
+
+    /// The number the next rotation creates: above every number ever taken, destroyed ones and
+    /// markers included, so a number is never reused. `None` when u32 is exhausted.
+    pub fn next(&self) -> Option<u32> {
+        self.versions
+            .keys()
+            .next_back()
+            .and_then(|n| n.checked_add(1))
+    }
+
+    pub fn get(&self, n: u32) -> Option<&VersionInfo> {
+        self.versions.get(&n)
+    }
+
+    /// Every version, newest first (for describe).
+    pub fn newest_first(&self) -> impl Iterator<Item = &VersionInfo> {
+        self.versions.values().rev()
+    }
+
+    /// Whether a decrypt names (or hints at) a version above the highest one known, close enough
+    /// to be a rotation made through another node: the caller then reads the ring again once.
+    pub fn needs_reload(&self, requested: Option<u32>, ciphertext: &[u8]) -> bool {
+        let max = self.versions.keys().next_back().copied().unwrap_or(1);
+        let above = |n: u32| n > max && n - max <= RELOAD_AHEAD;
+        match requested {
+            Some(n) => above(n),
+            None => version_hint::of(ciphertext).is_some_and(above),
+        }
+    }
+}
+
+/// The request's `version` is not a canonical decimal in 1..=u32::MAX (400 `invalid key version`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct InvalidVersion;
+
+/// Reads the `version` of a request: `""` is none (the kms-go client omits it when empty);
+/// otherwise a canonical decimal (no sign, no leading zero) in 1..=u32::MAX.
+pub fn parse_version(s: &str) -> Result<Option<u32>, InvalidVersion> {
+    if s.is_empty() {
+        return Ok(None);
+    }
+    if s.len() > 10 || s.starts_with('0') || !s.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(InvalidVersion);
+    }
+    let n: u64 = s.parse().map_err(|_| InvalidVersion)?;
+    u32::try_from(n).map(Some).map_err(|_| InvalidVersion)
+}
+
+/// Why a decrypt through a ring failed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DecryptError<E> {
+    /// 404 `key version does not exist`: the named version is unknown or destroyed.
+    UnknownVersion,
+    /// 409 `key version is retired`: the ciphertext authenticates under this retired version.
+    Retired(u32),
+    /// 400 `decryption failed: ciphertext is not authentic`.
+    NotAuthentic,
+    /// 500 `failed to decrypt ciphertext`: any other failure of the crypto layer.
+    Failed,
+    /// Loading a version's value failed (the caller's error: keystore, 502).
+    Load(E),
+}
+
+fn open<E>(
+    key: &KeyVersion,
+    ciphertext: &[u8],
+    context: &[u8],
+) -> Result<Option<Zeroizing<Vec<u8>>>, DecryptError<E>> {
+    match key
+        .key
+        .decrypt(ciphertext, context, !key.algorithm_explicit)
+    {
+        Ok(plaintext) => Ok(Some(plaintext)),
+        Err(crypto::Error::NotAuthentic) => Ok(None),
+        Err(_) => Err(DecryptError::Failed),
+    }
+}
+
+/// Decrypts with the ring (docs/key-versions.md §4): with `requested`, exactly that version;
+/// without, the version the ciphertext's hint names (if the ring has it), then version 1 (every
+/// ciphertext without a valid hint, legacy formats included, was made by version 1). So at most
+/// two versions are loaded and tried, whatever the ring's size. A retired version that
+/// authenticates the ciphertext answers [`DecryptError::Retired`]. Returns the plaintext and
+/// the version that decrypted it.
+pub fn decrypt<E>(
+    ring: &RingState,
+    requested: Option<u32>,
+    ciphertext: &[u8],
+    context: &[u8],
+    mut load: impl FnMut(u32) -> Result<Arc<KeyVersion>, E>,
+) -> Result<(Zeroizing<Vec<u8>>, u32), DecryptError<E>> {
+    let mut try_version =
+        |info: &VersionInfo| -> Result<Option<Zeroizing<Vec<u8>>>, DecryptError<E>> {
+            let key = load(info.n).map_err(DecryptError::Load)?;
+            match open(&key, ciphertext, context)? {
+                Some(_) if info.retired => Err(DecryptError::Retired(info.n)),
+                found => Ok(found),
+            }
+        };
+    if let Some(n) = requested {
+        let info = match ring.get(n) {
+            Some(info) if !info.destroyed => *info,
+            _ => return Err(DecryptError::UnknownVersion),
+        };
+        return match try_version(&info)? {
+            Some(plaintext) => Ok((plaintext, n)),
+            None => Err(DecryptError::NotAuthentic),
+        };
+    }
+    if let Some(info) = version_hint::of(ciphertext)
+        .and_then(|n| ring.get(n))
+        .filter(|info| !info.destroyed)
+        .copied()
+        && let Some(plaintext) = try_version(&info)?
+    {
+        return Ok((plaintext, info.n));
+    }
+    let first = *ring.get(1).ok_or(DecryptError::NotAuthentic)?;
+    match try_version(&first)? {
+        Some(plaintext) => Ok((plaintext, 1)),
+        None => Err(DecryptError::NotAuthentic),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::crypto::{Algorithm, SecretKey};
+    use std::cell::RefCell;
+
+    fn version(seed: u8) -> Arc<KeyVersion> {
+        Arc::new(KeyVersion {
+            key: SecretKey::new(Algorithm::Aes256, [seed; 32]),
+            hmac_key: None,
+            created_at: None,
+            created_by: String::new(),
+            algorithm_explicit: true,
+        })
+    }
+
+    fn entry(n: u32, value: bool, retired: bool) -> VersionEntry {
+        VersionEntry { n, value, retired }
+    }
+
+    /// A ring of versions 1..=3 (values seeded 1, 2, 3), version 2 retired, and a loader that
+    /// counts its calls.
+    struct Fixture {
+        ring: RingState,
+        keys: BTreeMap<u32, Arc<KeyVersion>>,
+        loads: RefCell<Vec<u32>>,
+    }
+
+    impl Fixture {
+        fn new(entries: &[VersionEntry]) -> Fixture {
+            let ring = RingState::new(entries);
+            let keys = (1..=ring.next().unwrap() - 1)
+                .map(|n| (n, version(n as u8)))
+                .collect();
+            Fixture {
+                ring,
+                keys,
+                loads: RefCell::new(Vec::new()),
+            }
+        }
+
+        fn decrypt(
+            &self,
+            requested: Option<u32>,
+            ct: &[u8],
+            ctx: &[u8],
+        ) -> Result<(Vec<u8>, u32), DecryptError<&'static str>> {
+            self.loads.borrow_mut().clear();
+            decrypt(&self.ring, requested, ct, ctx, |n| {
+                self.loads.borrow_mut().push(n);
+                self.keys.get(&n).cloned().ok_or("no such value")
+            })
+            .map(|(p, n)| (p.to_vec(), n))
+        }
+
+        fn encrypt(&self, n: u32, ctx: &[u8]) -> Vec<u8> {
+            self.keys[&n]
+                .key
+                .encrypt_version(n, b"secret", ctx)
+                .unwrap()
+        }
+    }
+
+    #[test]
+    fn ring_state() {
+        let ring = RingState::new(&[]);
+        assert_eq!(
+            (ring.current(), ring.next(), ring.is_rotated()),
+            (1, Some(2), false)
+        );
+        let ring = RingState::new(&[
+            entry(2, true, false),
+            entry(3, true, true),
+            entry(4, true, false),
+        ]);
+        assert_eq!(
+            (ring.current(), ring.next(), ring.is_rotated()),
+            (4, Some(5), true)
+        );
+        assert!(ring.get(3).unwrap().retired);
+        let order: Vec<u32> = ring.newest_first().map(|v| v.n).collect();
+        assert_eq!(order, vec![4, 3, 2, 1]);
+        // A destroyed number stays taken; a marker of version 1 retires the key itself.
+        let ring = RingState::new(&[
+            entry(1, true, true),
+            entry(2, true, false),
+            entry(3, false, true),
+        ]);
+        assert_eq!((ring.current(), ring.next()), (2, Some(4)));
+        assert!(ring.get(1).unwrap().retired && ring.get(3).unwrap().destroyed);
+        assert_eq!(RingState::new(&[entry(u32::MAX, true, false)]).next(), None);
+    }
+
+    #[test]
+    fn version_strings() {
+        assert_eq!(parse_version(""), Ok(None));
+        assert_eq!(parse_version("1"), Ok(Some(1)));
+        assert_eq!(parse_version("999"), Ok(Some(999)));
+        assert_eq!(parse_version("4294967295"), Ok(Some(u32::MAX)));
+        for bad in [
+            "0",
+            "01",
+            "v2",
+            "-1",
+            "+1",
+            " 1",
+            "1 ",
+            "4294967296",
+            "99999999999",
+            "1.0",
+            "٣",
+        ] {
+            assert_eq!(parse_version(bad), Err(InvalidVersion), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn every_version_decrypts_with_and_without_version() {
+        let f = Fixture::new(&[entry(2, true, false), entry(3, true, false)]);
+        for n in 1..=3 {
+            let ct = f.encrypt(n, b"ctx");
+            assert_eq!(f.decrypt(Some(n), &ct, b"ctx"), Ok((b"secret".to_vec(), n)));
+            assert_eq!(*f.loads.borrow(), vec![n], "explicit: one load");
+            assert_eq!(f.decrypt(None, &ct, b"ctx"), Ok((b"secret".to_vec(), n)));
+            assert!(
+                f.loads.borrow().len() <= 2,
+                "without version: at most two tries"
+            );
+            // Wrong context: not authentic, whatever the way.
+            assert_eq!(
+                f.decrypt(Some(n), &ct, b"other"),
+                Err(DecryptError::NotAuthentic)
+            );
+            assert_eq!(
+                f.decrypt(None, &ct, b"other"),
+                Err(DecryptError::NotAuthentic)
+            );
+            // Another version named explicitly does not fall back.
+            let other = n % 3 + 1;
+            assert_eq!(
+                f.decrypt(Some(other), &ct, b"ctx"),
+                Err(DecryptError::NotAuthentic)
+            );
+        }
+    }
+
+    #[test]
+    fn legacy_and_version_1_ciphertexts_go_to_version_1() {
+        // The §5.4 MessagePack example was made with key 00..1f: make that version 1.
+        let mut f = Fixture::new(&[entry(2, true, false)]);
+        f.keys.insert(
+            1,
+            Arc::new(KeyVersion {
+                key: SecretKey::new(Algorithm::Aes256, core::array::from_fn(|i| i as u8)),
+                hmac_key: None,
+                created_at: None,
+                created_by: String::new(),
+                algorithm_explicit: true,
+            }),
+        );
+        use base64::Engine;
+        let msgpack = base64::engine::general_purpose::STANDARD
+            .decode("laZBRVMyNTbZIDYzMGRjZDI5NjZjNDMzNjY5MTEyNTQ0OGJiYjI1YjRmxBBAQUJDREVGR0hJSktMTU5PxAxgYWJjZGVmZ2hpamvEGoNq9tb7Y5qLTEpC6sUYJ/HCMMQSU+VyvP9C")
+            .unwrap();
+        assert_eq!(
+            f.decrypt(None, &msgpack, b"{}"),
+            Ok((b"hello, KES".to_vec(), 1))
+        );
+        assert_eq!(*f.loads.borrow(), vec![1]);
+        // A version-1 ciphertext whose random iv happens to decode to a live version: found
+        // after one failed try (1 in 2^31 by chance: built here).
+        let key1 = f.keys[&1].key.clone();
+        let mut ct = key1.encrypt(b"x", b"").unwrap();
+        let len = ct.len();
+        let mut iv = [0u8; 16];
+        iv.copy_from_slice(&ct[len - 28..len - 12]);
+        crate::crypto::version_hint::set_for_tests(&mut iv, 2);
+        // Re-encrypt with that iv so that the ciphertext is authentic under version 1.
+        ct = key1.encrypt_with_iv_for_tests(&iv, b"x", b"");
+        assert_eq!(version_hint::of(&ct), Some(2));
+        assert_eq!(f.decrypt(None, &ct, b""), Ok((b"x".to_vec(), 1)));
+        assert_eq!(*f.loads.borrow(), vec![2, 1]);
+    }
+
+    #[test]
+    fn unknown_destroyed_and_retired_versions() {
+        let f = Fixture::new(&[
+            entry(2, true, true),
+            entry(3, false, true),
+            entry(4, true, false),
+        ]);
+        let ct = f.encrypt(1, b"");
+        assert_eq!(
+            f.decrypt(Some(5), &ct, b""),
+            Err(DecryptError::UnknownVersion)
+        );
+        assert_eq!(
+            f.decrypt(Some(999), &ct, b""),
+            Err(DecryptError::UnknownVersion)
+        );
+        assert_eq!(
+            f.decrypt(Some(3), &ct, b""),
+            Err(DecryptError::UnknownVersion)
+        );
+        assert!(f.loads.borrow().is_empty());
+        // Retired: 409 only when it would decrypt; otherwise not authentic.
+        let ct2 = f.encrypt(2, b"");
+        assert_eq!(f.decrypt(Some(2), &ct2, b""), Err(DecryptError::Retired(2)));
+        assert_eq!(f.decrypt(None, &ct2, b""), Err(DecryptError::Retired(2)));
+        assert_eq!(
+            f.decrypt(Some(2), &ct, b""),
+            Err(DecryptError::NotAuthentic)
+        );
+        // A loader failure is the caller's error.
+        let f = Fixture::new(&[entry(2, true, false)]);
+        let ct = f.encrypt(2, b"");
+        let got = decrypt(&f.ring, None, &ct, b"", |_| Err("down"));
+        assert_eq!(got.map(|_| ()), Err(DecryptError::Load("down")));
+    }
+
+    #[test]
+    fn reload_when_a_newer_version_is_named() {
+        let f = Fixture::new(&[entry(2, true, false)]);
+        let ct5 = f.keys[&2].key.encrypt_version(5, b"", b"").unwrap();
+        assert!(f.ring.needs_reload(Some(3), b""));
+        assert!(f.ring.needs_reload(Some(18), b""));
+        assert!(!f.ring.needs_reload(Some(19), b""));
+        assert!(!f.ring.needs_reload(Some(2), b""));
+        assert!(!f.ring.needs_reload(Some(1), b""));
+        assert!(f.ring.needs_reload(None, &ct5));
+        // Far above: noise, no reload (a client cannot make every request read the keystore).
+        let far = f.keys[&2].key.encrypt_version(1000, b"", b"").unwrap();
+        assert!(!f.ring.needs_reload(None, &far));
+        assert!(!f.ring.needs_reload(None, b"short"));
+    }
+}
