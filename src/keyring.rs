@@ -193,6 +193,84 @@ pub fn decrypt<E>(
     }
 }
 
+/// The most times a rotation takes the next number after losing it to another rotation.
+pub const ROTATE_TRIES: usize = 16;
+
+/// Why a rotation failed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RotateError {
+    /// The key does not exist (404).
+    NotFound,
+    /// Version 1's stored value cannot be read as a key (502 `failed to read key`).
+    InvalidKey(String),
+    /// Every one of [`ROTATE_TRIES`] numbers was taken by a concurrent rotation (503).
+    Contended,
+    /// No number is left (u32 exhausted).
+    Exhausted,
+    /// The keystore failed (502 `failed to rotate key`).
+    Keystore(crate::keystore::Error),
+    /// `make` failed (500 `failed to generate encryption key`).
+    Make(String),
+}
+
+/// Waits before another attempt after a lost race: a random time below min(2^attempt, 64) ms,
+/// so that rotators that keep colliding spread out.
+fn backoff(attempt: usize) {
+    let cap_ms = 1u64 << attempt.min(6);
+    let mut r = [0u8; 2];
+    let jitter = match crate::crypto::random(&mut r) {
+        Ok(()) => u64::from(u16::from_le_bytes(r)),
+        Err(_) => 0x7fff,
+    };
+    let micros = jitter * cap_ms * 1000 / 65_536;
+    std::thread::sleep(std::time::Duration::from_micros(micros));
+}
+
+/// The ring id of a key: the key-id (§5.4) of its version 1, from version 1's stored value.
+pub fn ring_id(version_1: &[u8]) -> Result<String, RotateError> {
+    KeyVersion::decode(version_1)
+        .map(|v| v.key.key_id())
+        .map_err(|e| RotateError::InvalidKey(e.to_string()))
+}
+
+/// Adds a version to the key `name` (docs/key-versions.md §3): reads version 1 (for the ring
+/// id) and the ring from the keystore itself (never from a cache), takes the next number, and
+/// creates it only if absent; when another rotation took that number first, reads the ring again
+/// and takes the next, up to [`ROTATE_TRIES`] times. `make` builds the stored value (§6.1) of
+/// the new version; it is called once per attempt. Returns the new version's number. Nothing is
+/// ever overwritten: the keystore's create-if-absent decides every race.
+pub fn rotate(
+    ks: &dyn crate::keystore::Keystore,
+    name: &str,
+    mut make: impl FnMut() -> Result<Zeroizing<Vec<u8>>, String>,
+) -> Result<u32, RotateError> {
+    use crate::keystore::Error as KsError;
+    let v1 = ks.get(name).map_err(|e| match e {
+        KsError::NotFound => RotateError::NotFound,
+        e => RotateError::Keystore(e),
+    })?;
+    let ring = ring_id(&v1)?;
+    drop(v1);
+    for attempt in 0..ROTATE_TRIES {
+        if attempt > 0 {
+            backoff(attempt);
+        }
+        let entries = ks
+            .list_versions(name, &ring)
+            .map_err(RotateError::Keystore)?;
+        let n = RingState::new(&entries)
+            .next()
+            .ok_or(RotateError::Exhausted)?;
+        let value = make().map_err(RotateError::Make)?;
+        match ks.create_version(name, &ring, n, &value) {
+            Ok(()) => return Ok(n),
+            Err(KsError::Exists) => continue,
+            Err(e) => return Err(RotateError::Keystore(e)),
+        }
+    }
+    Err(RotateError::Contended)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -427,5 +505,92 @@ mod tests {
         let far = f.keys[&2].key.encrypt_version(1000, b"", b"").unwrap();
         assert!(!f.ring.needs_reload(None, &far));
         assert!(!f.ring.needs_reload(None, b"short"));
+    }
+
+    fn new_value(seed: u8) -> Zeroizing<Vec<u8>> {
+        Zeroizing::new(
+            KeyVersion {
+                key: SecretKey::new(Algorithm::ChaCha20, [seed; 32]),
+                hmac_key: Some(crate::crypto::HmacKey::new([seed; 32])),
+                created_at: None,
+                created_by: String::new(),
+                algorithm_explicit: true,
+            }
+            .encode(),
+        )
+    }
+
+    #[test]
+    fn rotations_take_distinct_numbers_and_keep_version_1() {
+        use crate::keystore::{Keystore, mem::MemKeystore};
+        let ks = MemKeystore::new();
+        assert_eq!(
+            rotate(&ks, "k", || Ok(new_value(0))),
+            Err(RotateError::NotFound)
+        );
+        ks.create("k", &new_value(1)).unwrap();
+        let ring = ring_id(&ks.get("k").unwrap()).unwrap();
+        assert_eq!(ring, SecretKey::new(Algorithm::ChaCha20, [1; 32]).key_id());
+        for want in 2..=5 {
+            assert_eq!(rotate(&ks, "k", || Ok(new_value(want as u8))), Ok(want));
+        }
+        assert_eq!(&ks.get("k").unwrap()[..], &new_value(1)[..]);
+        for n in 2..=5u32 {
+            assert_eq!(
+                &ks.get_version("k", &ring, n).unwrap()[..],
+                &new_value(n as u8)[..]
+            );
+        }
+        assert_eq!(
+            rotate(&ks, "k", || Err("no randomness".into())),
+            Err(RotateError::Make("no randomness".into()))
+        );
+        ks.create("junk", b"not a key").unwrap();
+        assert!(matches!(
+            rotate(&ks, "junk", || Ok(new_value(0))),
+            Err(RotateError::InvalidKey(_))
+        ));
+    }
+
+    #[test]
+    fn racing_rotations_on_the_fs_keystore_lose_nothing() {
+        use crate::keystore::{Keystore, fs::FsKeystore};
+        let dir = std::env::temp_dir().join(format!("kes-ring-race-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        // Two "nodes": two keystore handles on one directory, four threads each.
+        let a = Arc::new(FsKeystore::open(&dir).unwrap());
+        let b = Arc::new(FsKeystore::open(&dir).unwrap());
+        a.create("k", &new_value(1)).unwrap();
+        let handles: Vec<_> = (0..8u8)
+            .map(|i| {
+                let ks = if i % 2 == 0 { a.clone() } else { b.clone() };
+                std::thread::spawn(move || {
+                    (0..5u8)
+                        .map(|j| {
+                            let seed = 10 + i * 5 + j;
+                            let n = rotate(&*ks, "k", || Ok(new_value(seed))).unwrap();
+                            (n, seed)
+                        })
+                        .collect::<Vec<_>>()
+                })
+            })
+            .collect();
+        let mut won: Vec<(u32, u8)> = handles
+            .into_iter()
+            .flat_map(|h| h.join().unwrap())
+            .collect();
+        won.sort();
+        assert_eq!(
+            won.iter().map(|(n, _)| *n).collect::<Vec<_>>(),
+            (2..42).collect::<Vec<_>>()
+        );
+        let ring = ring_id(&a.get("k").unwrap()).unwrap();
+        for (n, seed) in won {
+            assert_eq!(
+                &b.get_version("k", &ring, n).unwrap()[..],
+                &new_value(seed)[..]
+            );
+        }
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 }
