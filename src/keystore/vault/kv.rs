@@ -75,6 +75,29 @@ impl Kv {
         }
     }
 
+    /// The path, relative to the prefix, of a later key version's secret or marker
+    /// (docs/key-versions.md §1): `.kes-versions/<name>/<ring>/<entry>`, `entry` being `<n>` or
+    /// `<n>.retired`. It goes wherever a name goes in [`secret_url`](Self::secret_url),
+    /// [`get_url`](Self::get_url), [`delete_url`](Self::delete_url) and
+    /// [`policy_path`](Self::policy_path) (they split on `/` and encode each segment); the
+    /// secret's field stays named after the key ([`create_body`](Self::create_body) and
+    /// [`parse_value`](Self::parse_value) with the key's name).
+    pub fn version_path(name: &str, ring: &str, entry: &str) -> String {
+        format!("{}/{name}/{ring}/{entry}", crate::keystore::VERSIONS_DIR)
+    }
+
+    /// Listing one ring's entries: v1 `/v1/<engine>/<prefix>/.kes-versions/<name>/<ring>/?list=true`,
+    /// v2 through `metadata/`.
+    pub fn ring_list_url(&self, name: &str, ring: &str) -> String {
+        let dir = format!("{}/{name}/{ring}", crate::keystore::VERSIONS_DIR);
+        let path = if self.v2 {
+            join_path(&[&self.engine, "metadata", &self.prefix, &dir])
+        } else {
+            join_path(&[&self.engine, &self.prefix, &dir])
+        };
+        format!("/v1/{path}/?list=true")
+    }
+
     pub fn list_url(&self) -> String {
         format!("/v1/{}/?list=true", self.list_dir_encoded())
     }
@@ -251,6 +274,78 @@ mod tests {
         assert_eq!(kv.policy_glob(Op::Read), "kv/data/p/*");
         assert_eq!(Kv::new("kv", "", false).policy_glob(Op::Create), "kv/*");
         assert_eq!(Kv::new("", "", true).secret_url("k"), "/v1/kv/data/k");
+    }
+
+    #[test]
+    fn version_paths() {
+        const RING: &str = "630dcd2966c4336691125448bbb25b4f";
+        let p = Kv::version_path("my-key", RING, "2");
+        assert_eq!(p, format!(".kes-versions/my-key/{RING}/2"));
+        let v1 = Kv::new("kv", "tenant", false);
+        assert_eq!(
+            v1.secret_url(&p),
+            format!("/v1/kv/tenant/.kes-versions/my-key/{RING}/2")
+        );
+        assert_eq!(v1.get_url(&p), v1.secret_url(&p));
+        assert_eq!(
+            v1.ring_list_url("my-key", RING),
+            format!("/v1/kv/tenant/.kes-versions/my-key/{RING}/?list=true")
+        );
+        assert_eq!(
+            v1.policy_path(Op::Create, &p),
+            format!("kv/tenant/.kes-versions/my-key/{RING}/2")
+        );
+        // An operator's glob for keys covers the versions (Vault's `*` crosses `/`).
+        assert!(
+            v1.policy_path(Op::Create, &p)
+                .starts_with(v1.policy_glob(Op::Create).trim_end_matches('*'))
+        );
+        let v2 = Kv::new("kv", "", true);
+        let m = Kv::version_path("k", RING, "3.retired");
+        assert_eq!(
+            v2.secret_url(&m),
+            format!("/v1/kv/data/.kes-versions/k/{RING}/3.retired")
+        );
+        assert_eq!(
+            v2.get_url(&m),
+            format!("/v1/kv/data/.kes-versions/k/{RING}/3.retired?version=1")
+        );
+        assert_eq!(
+            v2.delete_url(&m),
+            format!("/v1/kv/metadata/.kes-versions/k/{RING}/3.retired")
+        );
+        assert_eq!(
+            v2.ring_list_url("k", RING),
+            format!("/v1/kv/metadata/.kes-versions/k/{RING}/?list=true")
+        );
+        assert!(
+            v2.policy_path(Op::Read, &m)
+                .starts_with(v2.policy_glob(Op::Read).trim_end_matches('*'))
+        );
+        // The body is the key's own form: one field named after the key, cas 0 on v2.
+        assert_eq!(
+            &v2.create_body("k", "dmFs")[..],
+            br#"{"options":{"cas":0},"data":{"k":"dmFs"}}"#
+        );
+        // A ring listing: versions and markers; sub-directories are left out.
+        let got = v1
+            .parse_list(br#"{"data":{"keys":["2","3","3.retired","junk/"]}}"#)
+            .unwrap();
+        assert_eq!(
+            crate::keystore::collect_versions(got.iter().map(String::as_str)),
+            vec![
+                crate::keystore::VersionEntry {
+                    n: 2,
+                    value: true,
+                    retired: false
+                },
+                crate::keystore::VersionEntry {
+                    n: 3,
+                    value: true,
+                    retired: true
+                },
+            ]
+        );
     }
 
     #[test]

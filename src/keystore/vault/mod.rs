@@ -171,7 +171,9 @@ use self::engine::{EngineState, When};
 use self::kv::{Kv, Op};
 use self::transit::Transit;
 use crate::config::VaultConfig;
-use crate::keystore::{Error, Keystore, MAX_VALUE_SIZE, Page, Status, page_of};
+use crate::keystore::{
+    Error, Keystore, MAX_VALUE_SIZE, Page, Status, VersionEntry, collect_versions, page_of,
+};
 
 /// Defaults of settings the configuration may leave empty.
 const DEFAULT_PING: Duration = Duration::from_secs(10);
@@ -346,6 +348,40 @@ impl Keystore for VaultKeystore {
         self.inner.list(prefix, limit)
     }
 
+    fn list_versions(&self, name: &str, ring: &str) -> Result<Vec<VersionEntry>, Error> {
+        check_ring(name, ring)?;
+        let entries = self.inner.list_ring(name, ring)?;
+        Ok(collect_versions(entries.iter().map(String::as_str)))
+    }
+
+    fn create_version(&self, name: &str, ring: &str, n: u32, value: &[u8]) -> Result<(), Error> {
+        check_ring(name, ring)?;
+        if n < 2 {
+            return Err(Error::Failed(format!("vault: invalid key version {n}")));
+        }
+        let path = Kv::version_path(name, ring, &n.to_string());
+        self.inner.create_at(name, &path, value)
+    }
+
+    fn get_version(&self, name: &str, ring: &str, n: u32) -> Result<Zeroizing<Vec<u8>>, Error> {
+        check_ring(name, ring)?;
+        self.get_entry(name, &Kv::version_path(name, ring, &n.to_string()))
+    }
+
+    fn create_marker(&self, name: &str, ring: &str, n: u32, marker: &[u8]) -> Result<(), Error> {
+        check_ring(name, ring)?;
+        if n < 1 {
+            return Err(Error::Failed(format!("vault: invalid key version {n}")));
+        }
+        let path = Kv::version_path(name, ring, &format!("{n}.retired"));
+        self.inner.create_at(name, &path, marker)
+    }
+
+    fn get_marker(&self, name: &str, ring: &str, n: u32) -> Result<Zeroizing<Vec<u8>>, Error> {
+        check_ring(name, ring)?;
+        self.get_entry(name, &Kv::version_path(name, ring, &format!("{n}.retired")))
+    }
+
     /// Answers within `timeout.read` (see [`health::status_until`]); healthy only when keys
     /// can be served (see the module docs).
     fn status(&self) -> Result<Status, Error> {
@@ -376,6 +412,25 @@ impl Keystore for VaultKeystore {
         let credentials = auth::Credentials::of(cfg)?;
         self.inner.auth.rotate(&self.inner.client, credentials)
     }
+}
+
+impl VaultKeystore {
+    /// Reads a version's secret or marker at `path` like [`Keystore::get`] reads a key.
+    fn get_entry(&self, name: &str, path: &str) -> Result<Zeroizing<Vec<u8>>, Error> {
+        self.inner.client.health.check()?;
+        let deadline = Instant::now() + self.inner.read_timeout;
+        self.inner.engine_gate(Some(deadline))?;
+        self.inner.get_at(name, path, deadline)
+    }
+}
+
+/// Checks a key name and a ring id before they become parts of a path.
+fn check_ring(name: &str, ring: &str) -> Result<(), Error> {
+    check_name(name)?;
+    if !crate::keystore::valid_ring(ring) {
+        return Err(Error::Failed(format!("vault: invalid key ring '{ring}'")));
+    }
+    Ok(())
 }
 
 impl std::fmt::Debug for VaultKeystore {
@@ -501,6 +556,12 @@ impl Inner {
 
     fn create(&self, name: &str, value: &[u8]) -> Result<(), Error> {
         check_name(name)?;
+        self.create_at(name, name, value)
+    }
+
+    /// Creates the secret at `path` (below the prefix: the key's name, or a later version's
+    /// [`Kv::version_path`]) holding `value` in a field named `name`, only if it does not exist.
+    fn create_at(&self, name: &str, path: &str, value: &[u8]) -> Result<(), Error> {
         if value.len() > MAX_VALUE_SIZE {
             return Err(Error::Failed(format!(
                 "vault: the value of '{name}' is larger than {MAX_VALUE_SIZE} bytes"
@@ -513,7 +574,7 @@ impl Inner {
         })?;
         self.gate(None)?;
         // KV v1: one create of a name at a time in this process (see `V1_RACE_WINDOW`).
-        let _creating = (!self.kv.is_v2()).then(|| self.creating.lock(name));
+        let _creating = (!self.kv.is_v2()).then(|| self.creating.lock(path));
 
         // Transit first, so that nothing but local work lies between the check and the write.
         let stored = match &self.transit {
@@ -521,12 +582,12 @@ impl Inner {
             None => Zeroizing::new(value_text.to_string()),
         };
         let body = self.kv.create_body(name, &stored);
-        let url = self.kv.secret_url(name);
+        let url = self.kv.secret_url(path);
 
         let checked = Instant::now();
         // Existence check on the active node: a standby's copy may be ~100 ms old.
         if self
-            .read(name, &url, Route::Active, Op::Create, None)?
+            .read(name, path, &url, Route::Active, Op::Create, None)?
             .is_some()
         {
             return Err(Error::Exists);
@@ -536,11 +597,13 @@ impl Inner {
             let token = self.auth.token();
             let cas = match self.write(&url, &body, token.secret())? {
                 Written::Done if self.kv.is_v2() => return Ok(()),
-                Written::Done => return self.confirm_v1(name, &url, &stored, checked.elapsed()),
+                Written::Done => {
+                    return self.confirm_v1(name, path, &url, &stored, checked.elapsed());
+                }
                 Written::Refused { cas } => cas,
             };
             // Vault refused the write: whatever is there now decides.
-            match self.read(name, &url, Route::Active, Op::Create, None)? {
+            match self.read(name, path, &url, Route::Active, Op::Create, None)? {
                 Some(existing) if same(&existing, &stored) => {
                     log::info!(
                         "vault: PUT {url}: refused, but the secret holds our value (an earlier attempt landed)"
@@ -555,7 +618,7 @@ impl Inner {
                 None if !retried && self.auth.token().generation != token.generation => {
                     retried = true
                 }
-                None => return Err(self.denied(Op::Create, name)),
+                None => return Err(self.denied(Op::Create, path)),
             }
         }
     }
@@ -564,7 +627,14 @@ impl Inner {
     /// write landed both write, and the later write wins. So after writing, wait out the window
     /// in which a concurrent create (on another KES server) could still land, and read back:
     /// a different value means ours was overwritten → `Exists`, so exactly one create succeeds.
-    fn confirm_v1(&self, name: &str, url: &str, stored: &str, span: Duration) -> Result<(), Error> {
+    fn confirm_v1(
+        &self,
+        name: &str,
+        path: &str,
+        url: &str,
+        stored: &str,
+        span: Duration,
+    ) -> Result<(), Error> {
         if span > V1_RACE_WINDOW {
             log::warn!(
                 "vault: creating '{name}' took {span:?} from the existence check to the written answer; \
@@ -573,7 +643,7 @@ impl Inner {
             );
         }
         std::thread::sleep(V1_RACE_WINDOW.max(span * 3));
-        match self.read(name, url, Route::Active, Op::Create, None)? {
+        match self.read(name, path, url, Route::Active, Op::Create, None)? {
             Some(existing) if !same(&existing, stored) => {
                 log::warn!(
                     "vault: PUT {url}: a concurrent create of '{name}' overwrote ours; reporting that the key exists"
@@ -607,6 +677,7 @@ impl Inner {
     fn read(
         &self,
         name: &str,
+        path: &str,
         url: &str,
         route: Route,
         op: Op,
@@ -620,7 +691,7 @@ impl Inner {
                 .map_err(|why| Error::Failed(format!("vault: GET {}: {why}", strip_query(url)))),
             404 if let Some(why) = self.mismatch_in(&reply, "GET", url) => Err(Error::Failed(why)),
             204 | 404 => Ok(None),
-            403 => Err(self.denied(if op == Op::Create { Op::Read } else { op }, name)),
+            403 => Err(self.denied(if op == Op::Create { Op::Read } else { op }, path)),
             status => Err(self.unexpected("GET", url, &reply, status)),
         }
     }
@@ -630,19 +701,37 @@ impl Inner {
         self.client.health.check()?;
         let deadline = Instant::now() + self.read_timeout;
         self.engine_gate(Some(deadline))?;
-        self.get_until(name, deadline).map_err(|err| match err {
-            Error::Unreachable(why) if Instant::now() >= deadline => Error::Unreachable(format!(
-                "no answer from Vault within keystore.vault.timeout.read ({:?}): {why}",
-                self.read_timeout
-            )),
-            other => other,
-        })
+        self.get_at(name, name, deadline)
     }
 
-    fn get_until(&self, name: &str, deadline: Instant) -> Result<Zeroizing<Vec<u8>>, Error> {
-        let url = self.kv.get_url(name);
+    /// Reads the value of the secret at `path` (field `name`) within `timeout.read`.
+    fn get_at(
+        &self,
+        name: &str,
+        path: &str,
+        deadline: Instant,
+    ) -> Result<Zeroizing<Vec<u8>>, Error> {
+        self.get_until(name, path, deadline)
+            .map_err(|err| match err {
+                Error::Unreachable(why) if Instant::now() >= deadline => {
+                    Error::Unreachable(format!(
+                        "no answer from Vault within keystore.vault.timeout.read ({:?}): {why}",
+                        self.read_timeout
+                    ))
+                }
+                other => other,
+            })
+    }
+
+    fn get_until(
+        &self,
+        name: &str,
+        path: &str,
+        deadline: Instant,
+    ) -> Result<Zeroizing<Vec<u8>>, Error> {
+        let url = self.kv.get_url(path);
         let stored = self
-            .read(name, &url, Route::Any, Op::Read, Some(deadline))?
+            .read(name, path, &url, Route::Any, Op::Read, Some(deadline))?
             .ok_or(Error::NotFound)?;
         let value = if transit::is_wrapped(&stored) {
             match &self.transit {
@@ -709,6 +798,25 @@ impl Inner {
             status => return Err(self.unexpected("GET", &url, &reply, status)),
         };
         Ok(page_of(names, prefix, limit))
+    }
+
+    /// The entry names of one ring (docs/key-versions.md §1), from the active node (a rotation
+    /// must see every version already created); no ring → none.
+    fn list_ring(&self, name: &str, ring: &str) -> Result<Vec<String>, Error> {
+        self.gate(None)?;
+        let url = self.kv.ring_list_url(name, ring);
+        let reply =
+            self.call(Request::new(Method::Get, &url, Route::Active).limit(LIST_BODY_LIMIT))?;
+        match reply.status {
+            200 => self
+                .kv
+                .parse_list(&reply.body)
+                .map_err(|why| Error::Failed(format!("vault: GET {}: {why}", strip_query(&url)))),
+            404 if let Some(why) = self.mismatch_in(&reply, "GET", &url) => Err(Error::Failed(why)),
+            204 | 404 => Ok(Vec::new()),
+            403 => Err(self.denied(Op::List, &Kv::version_path(name, ring, ""))),
+            status => Err(self.unexpected("GET", &url, &reply, status)),
+        }
     }
 
     fn encrypt(&self, transit: &Transit, value: &[u8]) -> Result<Zeroizing<String>, Error> {
