@@ -1079,3 +1079,113 @@ fn raft_cluster_survives_the_leader() {
     );
     assert!(stores[0].status().is_ok());
 }
+
+// ---------------------------------------------------------------------------------------------
+// Key versions (docs/key-versions.md)
+
+/// A real stored key value (§6.1): rotation reads version 1 to find the ring.
+fn key_value(seed: u8) -> Vec<u8> {
+    kes::crypto::KeyVersion {
+        key: kes::crypto::SecretKey::new(kes::crypto::Algorithm::Aes256, [seed; 32]),
+        hmac_key: Some(kes::crypto::HmacKey::new([seed; 32])),
+        created_at: None,
+        created_by: String::new(),
+        algorithm_explicit: true,
+    }
+    .encode()
+}
+
+#[test]
+fn key_versions_and_racing_rotations_on_kv_v1_and_v2() {
+    let bao = Bao::dev();
+    for (mount, version) in [("kv1", 1u8), ("kv2", 2u8)] {
+        let ids = bao.seed_setup(None, mount, version, true);
+        let cfg = config(vec![bao.addr.clone()], mount, version == 2, ids);
+        let stores = [Arc::new(connect(&cfg)), Arc::new(connect(&cfg))];
+        stores[0].create("rot", &key_value(1)).unwrap();
+        let ring = kes::keyring::ring_id(&stores[1].get("rot").unwrap()).unwrap();
+        assert_eq!(stores[1].list_versions("rot", &ring).unwrap(), vec![]);
+
+        // Two "nodes", four threads each, three rotations per thread, all at once.
+        let start = Instant::now();
+        let barrier = Arc::new(Barrier::new(8));
+        let threads: Vec<_> = (0..8u8)
+            .map(|t| {
+                let (store, barrier) = (stores[usize::from(t % 2)].clone(), barrier.clone());
+                std::thread::spawn(move || {
+                    barrier.wait();
+                    (0..3u8)
+                        .map(|j| {
+                            let seed = 10 + t * 3 + j;
+                            let n = kes::keyring::rotate(&*store, "rot", || {
+                                Ok(zeroize::Zeroizing::new(key_value(seed)))
+                            })
+                            .unwrap_or_else(|e| panic!("rotate: {e:?}"));
+                            (n, seed)
+                        })
+                        .collect::<Vec<_>>()
+                })
+            })
+            .collect();
+        let mut won: Vec<(u32, u8)> = threads
+            .into_iter()
+            .flat_map(|t| t.join().unwrap())
+            .collect();
+        won.sort();
+        println!(
+            "K/V v{version}: 8 threads x 3 rotations through 2 keystores in {:?}",
+            start.elapsed()
+        );
+        assert_eq!(
+            won.iter().map(|(n, _)| *n).collect::<Vec<_>>(),
+            (2..26).collect::<Vec<_>>(),
+            "every rotation got its own number"
+        );
+        for (n, seed) in &won {
+            for store in &stores {
+                assert_eq!(
+                    &store.get_version("rot", &ring, *n).unwrap()[..],
+                    &key_value(*seed)[..],
+                    "version {n} was overwritten"
+                );
+            }
+        }
+        // Version 1 is untouched; never overwrite a version.
+        assert_eq!(&stores[0].get("rot").unwrap()[..], &key_value(1)[..]);
+        assert_eq!(
+            stores[0].create_version("rot", &ring, 2, &key_value(99)),
+            Err(Error::Exists)
+        );
+        assert_eq!(
+            stores[0].get_version("rot", &ring, 26).map(|_| ()),
+            Err(Error::NotFound)
+        );
+        // Markers.
+        stores[1].create_marker("rot", &ring, 3, b"{}").unwrap();
+        assert_eq!(
+            stores[0].create_marker("rot", &ring, 3, b"{}"),
+            Err(Error::Exists)
+        );
+        assert_eq!(&stores[0].get_marker("rot", &ring, 3).unwrap()[..], b"{}");
+        let listed = stores[0].list_versions("rot", &ring).unwrap();
+        assert_eq!(listed.len(), 24);
+        assert!(listed.iter().all(|e| e.value && e.retired == (e.n == 3)));
+        // The layout: a secret per version beside the key, one field named after the key.
+        let (path, field) = if version == 2 {
+            (
+                format!("{mount}/data/.kes-versions/rot/{ring}/2"),
+                &["data", "data", "rot"][..],
+            )
+        } else {
+            (
+                format!("{mount}/.kes-versions/rot/{ring}/2"),
+                &["data", "rot"][..],
+            )
+        };
+        let (status, reply) = bao.read(None, &path);
+        assert_eq!(status, 200, "{path}");
+        assert!(field.iter().fold(&reply, |v, k| &v[*k]).is_string(), "{reply}");
+        // This server's listing of keys does not show the rings.
+        assert_eq!(stores[0].list("", 1024).unwrap().names, vec!["rot"]);
+    }
+}
