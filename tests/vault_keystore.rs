@@ -1184,7 +1184,10 @@ fn key_versions_and_racing_rotations_on_kv_v1_and_v2() {
         };
         let (status, reply) = bao.read(None, &path);
         assert_eq!(status, 200, "{path}");
-        assert!(field.iter().fold(&reply, |v, k| &v[*k]).is_string(), "{reply}");
+        assert!(
+            field.iter().fold(&reply, |v, k| &v[*k]).is_string(),
+            "{reply}"
+        );
         // This server's listing of keys does not show the rings.
         assert_eq!(stores[0].list("", 1024).unwrap().names, vec!["rot"]);
     }

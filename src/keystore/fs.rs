@@ -163,6 +163,27 @@ fn create_file(dir: &Path, file: &str, value: &[u8], label: &str) -> Result<(), 
     })
 }
 
+/// Removes `dir/file` (none → `NotFound`) and syncs the directory.
+fn remove_file_synced(dir: &Path, file: &str) -> Result<(), Error> {
+    let path = dir.join(file);
+    match fs::remove_file(&path) {
+        Ok(()) => {}
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Err(Error::NotFound),
+        Err(e) => {
+            return Err(Error::Failed(format!(
+                "cannot delete '{}': {e}",
+                path.display()
+            )));
+        }
+    }
+    File::open(dir).and_then(|d| d.sync_all()).map_err(|e| {
+        Error::Failed(format!(
+            "cannot sync directory of '{}': {e}",
+            path.display()
+        ))
+    })
+}
+
 /// Reads a whole file of at most [`MAX_VALUE_SIZE`] bytes (none → `NotFound`).
 fn read_file(path: &Path) -> Result<Zeroizing<Vec<u8>>, Error> {
     let f = match File::open(path) {
@@ -273,6 +294,76 @@ impl Keystore for FsKeystore {
 
     fn get_marker(&self, name: &str, ring: &str, n: u32) -> Result<Zeroizing<Vec<u8>>, Error> {
         read_file(&self.ring_dir(name, ring)?.join(format!("{n}.retired")))
+    }
+
+    fn delete_version(&self, name: &str, ring: &str, n: u32) -> Result<(), Error> {
+        if n < 2 {
+            return Err(Error::Failed(format!("invalid key version {n}")));
+        }
+        remove_file_synced(&self.ring_dir(name, ring)?, &n.to_string())
+    }
+
+    fn delete_marker(&self, name: &str, ring: &str, n: u32) -> Result<(), Error> {
+        remove_file_synced(&self.ring_dir(name, ring)?, &format!("{n}.retired"))
+    }
+
+    fn list_rings(&self, name: &str) -> Result<Vec<String>, Error> {
+        self.key_path(name)?;
+        let dir = self.dir.join(VERSIONS_DIR).join(name);
+        let fail = |e: io::Error| Error::Failed(format!("cannot list '{}': {e}", dir.display()));
+        let entries = match fs::read_dir(&dir) {
+            Ok(entries) => entries,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(e) => return Err(fail(e)),
+        };
+        let mut rings = Vec::new();
+        for entry in entries {
+            if let Ok(ring) = entry.map_err(fail)?.file_name().into_string()
+                && valid_ring(&ring)
+            {
+                rings.push(ring);
+            }
+        }
+        rings.sort_unstable();
+        Ok(rings)
+    }
+
+    fn delete_ring(&self, name: &str, ring: &str) -> Result<(), Error> {
+        let dir = self.ring_dir(name, ring)?;
+        let fail = |e: io::Error| Error::Failed(format!("cannot remove '{}': {e}", dir.display()));
+        // Temporary files of creates that crashed may be left; anything else keeps the ring.
+        if let Ok(entries) = fs::read_dir(&dir) {
+            for entry in entries {
+                let entry = entry.map_err(fail)?;
+                let file = entry.file_name();
+                match file.to_str() {
+                    Some(f) if f.starts_with('.') && f.ends_with(".tmp") => {
+                        fs::remove_file(entry.path()).map_err(fail)?;
+                    }
+                    _ => {
+                        return Err(Error::Failed(format!(
+                            "cannot remove '{}': the ring is not empty",
+                            dir.display()
+                        )));
+                    }
+                }
+            }
+        }
+        match fs::remove_dir(&dir) {
+            Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
+            Err(e) => return Err(fail(e)),
+        }
+        // `<name>` too once it is empty (another ring keeps it).
+        if let Some(parent) = dir.parent() {
+            let _ = fs::remove_dir(parent);
+            if let Some(versions) = parent.parent() {
+                File::open(versions)
+                    .and_then(|d| d.sync_all())
+                    .map_err(fail)?;
+            }
+        }
+        Ok(())
     }
 
     fn status(&self) -> Result<Status, Error> {
@@ -469,6 +560,52 @@ mod tests {
             ks.create_version("k", "../../../../tmp/xxxxxxxxxxxxxxxxxx", 2, b"x"),
             Err(Error::Failed(_))
         ));
+        fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn destroy_restore_and_ring_cleanup() {
+        let dir = tempdir("cleanup");
+        let ks = FsKeystore::open(&dir).unwrap();
+        ks.create("k", b"v1").unwrap();
+        for n in 2..=3 {
+            ks.create_version("k", RING, n, b"v").unwrap();
+        }
+        ks.create_marker("k", RING, 2, b"{}").unwrap();
+        ks.create_version("k", OTHER_RING, 2, b"stale").unwrap();
+        assert_eq!(ks.list_rings("k").unwrap(), vec![OTHER_RING, RING]);
+        assert_eq!(ks.list_rings("none").unwrap(), Vec::<String>::new());
+        // Destroy: the value goes, the marker stays (the number stays taken).
+        ks.delete_version("k", RING, 2).unwrap();
+        assert_eq!(ks.delete_version("k", RING, 2), Err(Error::NotFound));
+        assert!(matches!(
+            ks.delete_version("k", RING, 1),
+            Err(Error::Failed(_))
+        ));
+        assert_eq!(
+            ks.list_versions("k", RING).unwrap(),
+            vec![v(2, false, true), v(3, true, false)]
+        );
+        // Restore of a live version: the marker goes.
+        ks.create_marker("k", RING, 3, b"{}").unwrap();
+        ks.delete_marker("k", RING, 3).unwrap();
+        assert_eq!(ks.delete_marker("k", RING, 3), Err(Error::NotFound));
+        // A ring with entries is not removed; an emptied one is, with `<name>` once empty.
+        assert!(matches!(ks.delete_ring("k", RING), Err(Error::Failed(_))));
+        ks.delete_version("k", RING, 3).unwrap();
+        ks.delete_marker("k", RING, 2).unwrap();
+        fs::write(
+            dir.join(".kes-versions/k").join(RING).join(".3.1.2.tmp"),
+            b"x",
+        )
+        .unwrap();
+        ks.delete_ring("k", RING).unwrap();
+        ks.delete_ring("k", RING).unwrap();
+        assert_eq!(ks.list_rings("k").unwrap(), vec![OTHER_RING]);
+        ks.delete_version("k", OTHER_RING, 2).unwrap();
+        ks.delete_ring("k", OTHER_RING).unwrap();
+        assert!(!dir.join(".kes-versions/k").exists());
+        assert_eq!(&ks.get("k").unwrap()[..], b"v1");
         fs::remove_dir_all(&dir).unwrap();
     }
 

@@ -39,6 +39,15 @@ impl MemKeystore {
         Ok(())
     }
 
+    fn delete_entry(&self, name: &str, ring: &str, entry: &str) -> Result<(), Error> {
+        let mut rings = self.rings.write().unwrap_or_else(|e| e.into_inner());
+        rings
+            .get_mut(&(name.to_owned(), ring.to_owned()))
+            .and_then(|entries| entries.remove(entry))
+            .map(|_| ())
+            .ok_or(Error::NotFound)
+    }
+
     fn get_entry(&self, name: &str, ring: &str, entry: &str) -> Result<Zeroizing<Vec<u8>>, Error> {
         let rings = self.rings.read().unwrap_or_else(|e| e.into_inner());
         rings
@@ -87,6 +96,40 @@ impl Keystore for MemKeystore {
 
     fn get_marker(&self, name: &str, ring: &str, n: u32) -> Result<Zeroizing<Vec<u8>>, Error> {
         self.get_entry(name, ring, &format!("{n}.retired"))
+    }
+
+    fn delete_version(&self, name: &str, ring: &str, n: u32) -> Result<(), Error> {
+        if n < 2 {
+            return Err(Error::Failed(format!("invalid key version {n}")));
+        }
+        self.delete_entry(name, ring, &n.to_string())
+    }
+
+    fn delete_marker(&self, name: &str, ring: &str, n: u32) -> Result<(), Error> {
+        self.delete_entry(name, ring, &format!("{n}.retired"))
+    }
+
+    fn list_rings(&self, name: &str) -> Result<Vec<String>, Error> {
+        let rings = self.rings.read().unwrap_or_else(|e| e.into_inner());
+        Ok(rings
+            .iter()
+            .filter(|((n, _), entries)| n == name && !entries.is_empty())
+            .map(|((_, ring), _)| ring.clone())
+            .collect())
+    }
+
+    fn delete_ring(&self, name: &str, ring: &str) -> Result<(), Error> {
+        let mut rings = self.rings.write().unwrap_or_else(|e| e.into_inner());
+        let id = (name.to_owned(), ring.to_owned());
+        match rings.get(&id) {
+            Some(entries) if !entries.is_empty() => Err(Error::Failed(format!(
+                "the ring '{ring}' of '{name}' is not empty"
+            ))),
+            _ => {
+                rings.remove(&id);
+                Ok(())
+            }
+        }
     }
 
     fn get(&self, name: &str) -> Result<Zeroizing<Vec<u8>>, Error> {
@@ -167,5 +210,13 @@ mod tests {
         );
         // The rings are not keys.
         assert_eq!(ks.list("", 10).unwrap().names, vec!["k".to_string()]);
+        // Destroy keeps the marker; restore removes it; an emptied ring can go.
+        assert_eq!(ks.list_rings("k").unwrap(), vec![RING.to_string()]);
+        ks.delete_version("k", RING, 2).unwrap();
+        assert_eq!(ks.delete_version("k", RING, 2), Err(Error::NotFound));
+        assert!(ks.delete_ring("k", RING).is_err());
+        ks.delete_marker("k", RING, 1).unwrap();
+        ks.delete_ring("k", RING).unwrap();
+        assert!(ks.list_rings("k").unwrap().is_empty());
     }
 }

@@ -193,6 +193,25 @@ pub trait Keystore: Send + Sync {
     fn get_marker(&self, _name: &str, _ring: &str, _n: u32) -> Result<Zeroizing<Vec<u8>>, Error> {
         Err(no_versions())
     }
+    /// Deletes the value of version `n` (≥ 2), keeping its marker (→ `NotFound`). Only for the
+    /// second step of retirement (destroy) and for deleting a whole key.
+    fn delete_version(&self, _name: &str, _ring: &str, _n: u32) -> Result<(), Error> {
+        Err(no_versions())
+    }
+    /// Deletes the retirement marker of version `n` (restore; deleting a key) (→ `NotFound`).
+    fn delete_marker(&self, _name: &str, _ring: &str, _n: u32) -> Result<(), Error> {
+        Err(no_versions())
+    }
+    /// The ring ids stored for `name`: the live ring (of the current version 1) and stale ones
+    /// left by deleted keys of that name. Empty when there are none.
+    fn list_rings(&self, _name: &str) -> Result<Vec<String>, Error> {
+        Err(no_versions())
+    }
+    /// Removes what is left of an empty ring (directories; nothing on keystores without them).
+    /// Fails when the ring still has entries.
+    fn delete_ring(&self, _name: &str, _ring: &str) -> Result<(), Error> {
+        Err(no_versions())
+    }
 }
 
 /// How the `keystore:` section of a reloaded config differs from the running one.
