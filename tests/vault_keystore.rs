@@ -1190,5 +1190,36 @@ fn key_versions_and_racing_rotations_on_kv_v1_and_v2() {
         );
         // This server's listing of keys does not show the rings.
         assert_eq!(stores[0].list("", 1024).unwrap().names, vec!["rot"]);
+
+        // Destroy keeps the marker; restore removes one; a stale ring is found and cleaned.
+        stores[0].delete_version("rot", &ring, 3).unwrap();
+        assert_eq!(
+            stores[1].delete_version("rot", &ring, 3),
+            Err(Error::NotFound)
+        );
+        assert_eq!(
+            stores[1].get_version("rot", &ring, 3).map(|_| ()),
+            Err(Error::NotFound)
+        );
+        let three = stores[1].list_versions("rot", &ring).unwrap();
+        assert!(three.iter().any(|e| e.n == 3 && !e.value && e.retired));
+        stores[1].create_marker("rot", &ring, 4, b"{}").unwrap();
+        stores[0].delete_marker("rot", &ring, 4).unwrap();
+        assert_eq!(
+            stores[0].delete_marker("rot", &ring, 4),
+            Err(Error::NotFound)
+        );
+        let stale = "00000000000000000000000000000000";
+        stores[0]
+            .create_version("rot", stale, 2, &key_value(7))
+            .unwrap();
+        let mut rings = vec![ring.clone(), stale.to_string()];
+        rings.sort();
+        assert_eq!(stores[1].list_rings("rot").unwrap(), rings);
+        assert!(stores[0].delete_ring("rot", stale).is_err());
+        stores[0].delete_version("rot", stale, 2).unwrap();
+        stores[0].delete_ring("rot", stale).unwrap();
+        assert_eq!(stores[1].list_rings("rot").unwrap(), vec![ring.clone()]);
+        assert_eq!(stores[1].list_rings("none").unwrap(), Vec::<String>::new());
     }
 }

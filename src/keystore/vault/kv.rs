@@ -194,6 +194,34 @@ impl Kv {
         }
     }
 
+    /// Listing the rings of a key: the sub-directories of `.kes-versions/<name>/`.
+    pub fn rings_list_url(&self, name: &str) -> String {
+        let dir = format!("{}/{name}", crate::keystore::VERSIONS_DIR);
+        let path = if self.v2 {
+            join_path(&[&self.engine, "metadata", &self.prefix, &dir])
+        } else {
+            join_path(&[&self.engine, &self.prefix, &dir])
+        };
+        format!("/v1/{path}/?list=true")
+    }
+
+    /// The sub-directories of a list answer (`name/`), without their `/`.
+    pub fn parse_list_dirs(&self, body: &[u8]) -> Result<Vec<String>, String> {
+        let reply: Value =
+            serde_json::from_slice(body).map_err(|_| "the answer is not JSON".to_string())?;
+        let keys = match reply.get("data").and_then(|d| d.get("keys")) {
+            None | Some(Value::Null) => return Ok(Vec::new()),
+            Some(Value::Array(keys)) => keys,
+            Some(_) => return Err("data.keys is not a list".into()),
+        };
+        Ok(keys
+            .iter()
+            .filter_map(Value::as_str)
+            .filter_map(|k| k.strip_suffix('/'))
+            .map(str::to_string)
+            .collect())
+    }
+
     /// The names of a list answer (`data.keys`), without sub-directories (`name/`).
     pub fn parse_list(&self, body: &[u8]) -> Result<Vec<String>, String> {
         let reply: Value =
@@ -326,6 +354,19 @@ mod tests {
         assert_eq!(
             &v2.create_body("k", "dmFs")[..],
             br#"{"options":{"cas":0},"data":{"k":"dmFs"}}"#
+        );
+        assert_eq!(
+            v2.rings_list_url("k"),
+            "/v1/kv/metadata/.kes-versions/k/?list=true"
+        );
+        assert_eq!(
+            v1.rings_list_url("k"),
+            "/v1/kv/tenant/.kes-versions/k/?list=true"
+        );
+        assert_eq!(
+            v1.parse_list_dirs(br#"{"data":{"keys":["a/","b","c/"]}}"#)
+                .unwrap(),
+            vec!["a", "c"]
         );
         // A ring listing: versions and markers; sub-directories are left out.
         let got = v1

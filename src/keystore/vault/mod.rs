@@ -172,7 +172,8 @@ use self::kv::{Kv, Op};
 use self::transit::Transit;
 use crate::config::VaultConfig;
 use crate::keystore::{
-    Error, Keystore, MAX_VALUE_SIZE, Page, Status, VersionEntry, collect_versions, page_of,
+    Error, Keystore, MAX_VALUE_SIZE, Page, Status, VERSIONS_DIR, VersionEntry, collect_versions,
+    page_of,
 };
 
 /// Defaults of settings the configuration may leave empty.
@@ -380,6 +381,39 @@ impl Keystore for VaultKeystore {
     fn get_marker(&self, name: &str, ring: &str, n: u32) -> Result<Zeroizing<Vec<u8>>, Error> {
         check_ring(name, ring)?;
         self.get_entry(name, &Kv::version_path(name, ring, &format!("{n}.retired")))
+    }
+
+    /// v2 deletes the secret's metadata, i.e. every K/V version of that one key version.
+    fn delete_version(&self, name: &str, ring: &str, n: u32) -> Result<(), Error> {
+        check_ring(name, ring)?;
+        if n < 2 {
+            return Err(Error::Failed(format!("vault: invalid key version {n}")));
+        }
+        self.inner
+            .delete_at(name, &Kv::version_path(name, ring, &n.to_string()))
+    }
+
+    fn delete_marker(&self, name: &str, ring: &str, n: u32) -> Result<(), Error> {
+        check_ring(name, ring)?;
+        self.inner
+            .delete_at(name, &Kv::version_path(name, ring, &format!("{n}.retired")))
+    }
+
+    fn list_rings(&self, name: &str) -> Result<Vec<String>, Error> {
+        check_name(name)?;
+        self.inner.list_rings(name)
+    }
+
+    /// K/V has no directories to remove: an empty ring is no ring. Refuses a ring with entries.
+    fn delete_ring(&self, name: &str, ring: &str) -> Result<(), Error> {
+        check_ring(name, ring)?;
+        if self.inner.list_ring(name, ring)?.is_empty() {
+            Ok(())
+        } else {
+            Err(Error::Failed(format!(
+                "vault: the ring '{ring}' of '{name}' is not empty"
+            )))
+        }
     }
 
     /// Answers within `timeout.read` (see [`health::status_until`]); healthy only when keys
@@ -756,9 +790,14 @@ impl Inner {
 
     fn delete(&self, name: &str) -> Result<(), Error> {
         check_name(name)?;
+        self.delete_at(name, name)
+    }
+
+    /// Deletes the secret at `path` (field `name`; see [`Inner::create_at`]).
+    fn delete_at(&self, name: &str, path: &str) -> Result<(), Error> {
         self.gate(None)?;
         // Vault's delete succeeds for a missing secret; look first, on the active node.
-        let url = self.kv.secret_url(name);
+        let url = self.kv.secret_url(path);
         let reply = self.call(Request::new(Method::Get, &url, Route::Active))?;
         match reply.status {
             // A secret that is there, even one this keystore cannot parse, can be deleted.
@@ -767,15 +806,15 @@ impl Inner {
                 return Err(Error::Failed(why));
             }
             200 | 204 | 404 => return Err(Error::NotFound),
-            403 => return Err(self.denied(Op::Read, name)),
+            403 => return Err(self.denied(Op::Read, path)),
             status => return Err(self.unexpected("GET", &url, &reply, status)),
         }
-        let url = self.kv.delete_url(name);
+        let url = self.kv.delete_url(path);
         let reply = self.call(Request::new(Method::Delete, &url, Route::Active))?;
         match reply.status {
             200..=299 => Ok(()),
             404 => Err(Error::NotFound),
-            403 => Err(self.denied(Op::Delete, name)),
+            403 => Err(self.denied(Op::Delete, path)),
             status => Err(self.unexpected("DELETE", &url, &reply, status)),
         }
     }
@@ -798,6 +837,32 @@ impl Inner {
             status => return Err(self.unexpected("GET", &url, &reply, status)),
         };
         Ok(page_of(names, prefix, limit))
+    }
+
+    /// The rings stored for `name` (sub-directories of `.kes-versions/<name>/`).
+    fn list_rings(&self, name: &str) -> Result<Vec<String>, Error> {
+        self.gate(None)?;
+        let url = self.kv.rings_list_url(name);
+        let reply =
+            self.call(Request::new(Method::Get, &url, Route::Active).limit(LIST_BODY_LIMIT))?;
+        let dirs = match reply.status {
+            200 => self
+                .kv
+                .parse_list_dirs(&reply.body)
+                .map_err(|why| Error::Failed(format!("vault: GET {}: {why}", strip_query(&url))))?,
+            404 if let Some(why) = self.mismatch_in(&reply, "GET", &url) => {
+                return Err(Error::Failed(why));
+            }
+            204 | 404 => Vec::new(),
+            403 => return Err(self.denied(Op::List, &format!("{VERSIONS_DIR}/{name}/"))),
+            status => return Err(self.unexpected("GET", &url, &reply, status)),
+        };
+        let mut rings: Vec<String> = dirs
+            .into_iter()
+            .filter(|r| crate::keystore::valid_ring(r))
+            .collect();
+        rings.sort_unstable();
+        Ok(rings)
     }
 
     /// The entry names of one ring (docs/key-versions.md §1), from the active node (a rotation
