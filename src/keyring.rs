@@ -593,4 +593,55 @@ mod tests {
         }
         std::fs::remove_dir_all(&dir).unwrap();
     }
+
+    /// The cost of finding the version (docs/key-versions.md §4), against the rejected
+    /// alternative of trying every version newest first. Run in release:
+    /// `cargo test --release --lib keyring::tests::measure -- --ignored --nocapture`.
+    #[test]
+    #[ignore]
+    fn measure_decrypt_cost_by_ring_size() {
+        use std::time::Instant;
+        const ITER: u32 = 20_000;
+        for size in [1u32, 10, 100] {
+            let entries: Vec<VersionEntry> = (2..=size).map(|n| entry(n, true, false)).collect();
+            let ring = RingState::new(&entries);
+            let keys: Vec<Arc<KeyVersion>> = (0..=size).map(|n| version(n as u8)).collect();
+            let load = |n: u32| Ok::<_, ()>(keys[n as usize].clone());
+            let (_, current_ct) = keys[size as usize]
+                .key
+                .generate_data_key_version(size, b"ctx")
+                .unwrap();
+            let (_, v1_ct) = keys[1].key.generate_data_key(b"ctx").unwrap();
+            let time = |what: &str, f: &dyn Fn() -> bool| {
+                let start = Instant::now();
+                for _ in 0..ITER {
+                    assert!(f());
+                }
+                let per = start.elapsed() / ITER;
+                println!("ring of {size:>3}: {what:<44} {per:>9.2?}");
+            };
+            time("explicit current version", &|| {
+                decrypt(&ring, Some(size), &current_ct, b"ctx", load).is_ok()
+            });
+            time("no version, current (hint)", &|| {
+                decrypt(&ring, None, &current_ct, b"ctx", load).is_ok()
+            });
+            time("no version, version 1 (hint miss, v1)", &|| {
+                decrypt(&ring, None, &v1_ct, b"ctx", load).is_ok()
+            });
+            time("no version, wrong context (fails)", &|| {
+                decrypt(&ring, None, &current_ct, b"other", load).is_err()
+            });
+            // The rejected strategy: every version newest first until one authenticates.
+            let try_all = |ct: &[u8], ctx: &[u8]| {
+                (1..=size)
+                    .rev()
+                    .any(|n| keys[n as usize].key.decrypt(ct, ctx, false).is_ok())
+            };
+            time("try-all: version 1 ciphertext", &|| try_all(&v1_ct, b"ctx"));
+            time("try-all: wrong context (fails)", &|| {
+                !try_all(&current_ct, b"other")
+            });
+        }
+    }
 }
