@@ -85,6 +85,49 @@ fn ciphertext_vectors_decrypt() {
 }
 
 #[test]
+fn version_hint_vectors() {
+    // docs/key-versions.md §4, computed by gen_vectors.py with Python's hashlib.
+    let all = vectors();
+    let hints = list(&all, "version_hints");
+    assert_eq!(hints.len(), 8);
+    for v in hints {
+        let name = v["name"].as_str().unwrap_or("?");
+        let n = u32::try_from(v["version"].as_u64().expect(name)).expect(name);
+        let key = SecretKey::new(algorithm(&v["key_algorithm"]), array(&v["key"]));
+        let iv: [u8; 16] = array(&v["iv"]);
+        // The hint is found in the ciphertext and in the iv ...
+        let ct = hex(&v["ciphertext"]);
+        assert_eq!(super::version_hint::of(&ct), Some(n), "{name}");
+        assert_eq!(super::version_hint::of_iv(&iv), n, "{name}");
+        // ... written the same way from the iv's 12 random bytes ...
+        let mut ours = iv;
+        ours[12..].fill(0);
+        super::version_hint::set(&mut ours, n);
+        assert_eq!(ours, iv, "{name}");
+        // ... and the ciphertext is an ordinary current one (§5.3).
+        let got = key
+            .encrypt_with(
+                &iv,
+                &array(&v["nonce"]),
+                &hex(&v["plaintext"]),
+                &hex(&v["context"]),
+            )
+            .unwrap();
+        assert_eq!(got, ct, "{name}");
+        let plaintext = key.decrypt(&ct, &hex(&v["context"]), false).expect(name);
+        assert_eq!(plaintext[..], hex(&v["plaintext"])[..], "{name}");
+    }
+    // Every other vector of the current format was made as version 1 and decodes to a random
+    // number; the legacy ones have no hint at all.
+    for v in list(&all, "ciphertexts") {
+        let ct = hex(&v["ciphertext"]);
+        if v["format"].as_str() != Some("raw") {
+            assert_eq!(super::version_hint::of(&ct), None, "{}", v["name"]);
+        }
+    }
+}
+
+#[test]
 fn encryption_reproduces_the_raw_vectors() {
     let all = vectors();
     let mut checked = 0;
