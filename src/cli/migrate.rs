@@ -17,6 +17,12 @@
 //!   conflict, failed); the exit code is 0 only when every selected key is in the destination
 //!   with the source's value (or `--merge` said that conflicts are fine).
 //!
+//! **Key versions** (docs/key-versions.md §7): a rotated key's later versions and retirement
+//! markers (its live ring, bound to version 1's key-id) are copied **before** version 1, each
+//! only if absent; an identical one counts as present, a different one makes the key a conflict
+//! (never replaced, not even with `--force`) and version 1 is then not copied, so a key appears
+//! in the destination only with its whole ring. Stale rings of deleted keys are not copied.
+//!
 //! A config file for `--from`/`--to` is a KES server config (only its `keystore:` section is
 //! used), or a file with nothing but a `keystore:` section.
 
@@ -191,6 +197,70 @@ pub fn matches(pattern: &str, name: &str) -> bool {
     p[pi..].iter().all(|&c| c == b'*')
 }
 
+/// Copies one entry of a ring only if absent: `Ok(true)` when the destination now has exactly
+/// the source's bytes, `Ok(false)` when it holds different ones (left alone).
+fn copy_ring_entry(
+    value: &[u8],
+    create: impl FnOnce() -> Result<(), keystore::Error>,
+    existing: impl FnOnce() -> Result<zeroize::Zeroizing<Vec<u8>>, keystore::Error>,
+) -> Result<bool, keystore::Error> {
+    match create() {
+        Ok(()) => Ok(true),
+        Err(keystore::Error::Exists) => {
+            let there = existing()?;
+            Ok(bool::from(there.as_slice().ct_eq(value)))
+        }
+        Err(e) => Err(e),
+    }
+}
+
+/// Copies the live ring of `name` (versions ≥ 2 and markers; see the module docs). `Ok(false)`:
+/// the destination holds a different entry. A version 1 that is not a readable key value cannot
+/// have been rotated (rotation needs its key-id), so there is nothing to copy.
+fn copy_ring(
+    src: &dyn Keystore,
+    dst: &dyn Keystore,
+    name: &str,
+    v1: &[u8],
+) -> Result<bool, keystore::Error> {
+    let Ok(ring) = crate::keyring::ring_id(v1) else {
+        return Ok(true);
+    };
+    for e in src.list_versions(name, &ring)? {
+        if e.value {
+            let value = match src.get_version(name, &ring, e.n) {
+                Ok(v) => v,
+                // Destroyed since it was listed: its marker (below) still keeps the number.
+                Err(keystore::Error::NotFound) => continue,
+                Err(err) => return Err(err),
+            };
+            let same = copy_ring_entry(
+                &value,
+                || dst.create_version(name, &ring, e.n, &value),
+                || dst.get_version(name, &ring, e.n),
+            )?;
+            if !same {
+                return Ok(false);
+            }
+        }
+        if e.retired {
+            let marker = match src.get_marker(name, &ring, e.n) {
+                Ok(m) => m,
+                Err(keystore::Error::NotFound) => continue,
+                Err(err) => return Err(err),
+            };
+            // A marker of other content (another time or identity) still marks the version
+            // retired; it is not a conflict.
+            copy_ring_entry(
+                &marker,
+                || dst.create_marker(name, &ring, e.n, &marker),
+                || dst.get_marker(name, &ring, e.n),
+            )?;
+        }
+    }
+    Ok(true)
+}
+
 /// Copies one key (see the module docs for the rules).
 fn copy_key(
     src: &dyn Keystore,
@@ -203,6 +273,9 @@ fn copy_key(
         Err(keystore::Error::NotFound) => return Ok(Outcome::Vanished),
         Err(e) => return Err(e),
     };
+    if !copy_ring(src, dst, name, &value)? {
+        return Ok(Outcome::Conflict);
+    }
     match dst.create(name, &value) {
         Ok(()) => return Ok(Outcome::Copied),
         Err(keystore::Error::Exists) => {}
@@ -655,6 +728,72 @@ mod tests {
         let r = run(&src, &dst2, "o*", false);
         assert_eq!((r.total, r.copied), (1, 1));
         assert_eq!(dst2.list("", 10).unwrap().names, ["other"]);
+    }
+
+    fn key_value(seed: u8) -> zeroize::Zeroizing<Vec<u8>> {
+        zeroize::Zeroizing::new(
+            crate::crypto::KeyVersion {
+                key: crate::crypto::SecretKey::new(crate::crypto::Algorithm::Aes256, [seed; 32]),
+                hmac_key: Some(crate::crypto::HmacKey::new([seed; 32])),
+                created_at: None,
+                created_by: String::new(),
+                algorithm_explicit: true,
+            }
+            .encode(),
+        )
+    }
+
+    #[test]
+    fn copies_every_version_and_marker_before_the_key() {
+        use crate::keyring;
+        let src = MemKeystore::new();
+        src.create("rot", &key_value(1)).unwrap();
+        src.create("plain", b"P").unwrap();
+        for seed in 2..=4 {
+            keyring::rotate(&src, "rot", || Ok(key_value(seed))).unwrap();
+        }
+        let ring = keyring::ring_id(&key_value(1)).unwrap();
+        src.create_marker("rot", &ring, 2, b"{\"retired\"}")
+            .unwrap();
+        // A destroyed version: only its marker is left.
+        src.create_marker("rot", &ring, 3, b"{}").unwrap();
+        src.delete_version("rot", &ring, 3).unwrap();
+
+        let dst = MemKeystore::new();
+        let r = run(&src, &dst, "*", false);
+        assert_eq!((r.total, r.copied, r.conflicts.len()), (2, 2, 0));
+        assert_eq!(&dst.get("rot").unwrap()[..], &key_value(1)[..]);
+        assert_eq!(
+            dst.list_versions("rot", &ring),
+            src.list_versions("rot", &ring)
+        );
+        for n in [2, 4] {
+            assert_eq!(
+                &dst.get_version("rot", &ring, n).unwrap()[..],
+                &key_value(n as u8)[..]
+            );
+        }
+        assert_eq!(
+            &dst.get_marker("rot", &ring, 2).unwrap()[..],
+            b"{\"retired\"}"
+        );
+        // Rerun: everything present.
+        let r = run(&src, &dst, "*", false);
+        assert_eq!((r.copied, r.present), (0, 2));
+
+        // A destination with a different version 2 in the same ring: a conflict, nothing
+        // replaced (not even with --force), and the key itself is not created there.
+        let dst = MemKeystore::new();
+        dst.create_version("rot", &ring, 2, &key_value(99)).unwrap();
+        for force in [false, true] {
+            let r = run(&src, &dst, "rot", force);
+            assert_eq!(r.conflicts, ["rot"]);
+            assert_eq!(
+                &dst.get_version("rot", &ring, 2).unwrap()[..],
+                &key_value(99)[..]
+            );
+            assert_eq!(dst.get("rot").map(|_| ()), Err(keystore::Error::NotFound));
+        }
     }
 
     /// A destination that fails for one name and is unreachable for another.
