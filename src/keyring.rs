@@ -56,12 +56,15 @@ impl RingState {
         RingState { versions }
     }
 
-    /// The version generate and encrypt use: the highest one that has a value.
+    /// The version generate and encrypt use: the highest one that has a value and is not
+    /// retired. The API never retires the current version, but a marker that got there anyway
+    /// (written by hand, a crash, a bug) must not make new data go to a version on its way to
+    /// destruction. Version 1 when nothing else qualifies (it always has a value).
     pub fn current(&self) -> u32 {
         self.versions
             .values()
             .rev()
-            .find(|v| !v.destroyed)
+            .find(|v| !v.destroyed && !v.retired)
             .map_or(1, |v| v.n)
     }
 
@@ -362,6 +365,11 @@ mod tests {
         assert_eq!((ring.current(), ring.next()), (2, Some(4)));
         assert!(ring.get(1).unwrap().retired && ring.get(3).unwrap().destroyed);
         assert_eq!(RingState::new(&[entry(u32::MAX, true, false)]).next(), None);
+        // A retired highest version is never current; the number stays taken.
+        let ring = RingState::new(&[entry(2, true, false), entry(3, true, true)]);
+        assert_eq!((ring.current(), ring.next()), (2, Some(4)));
+        let ring = RingState::new(&[entry(1, true, true), entry(2, true, true)]);
+        assert_eq!(ring.current(), 1);
     }
 
     #[test]
