@@ -274,6 +274,43 @@ pub fn rotate(
     Err(RotateError::Contended)
 }
 
+/// Deletes the key `name` with every version of it (docs/key-versions.md §6): lists the rings
+/// stored for the name, deletes `<name>` (the key is gone for every server at once), then empties
+/// and removes each listed ring. Rings are listed **before** the delete, so the ring of a key
+/// created under the same name afterwards (through another node) is never touched: its version 1
+/// is new, so its ring id is not in the list. When `<name>` does not exist, stale rings (a Go
+/// server's delete, a crash) are still removed and the answer is `NotFound`. A rotation still
+/// in flight may leave a version in a removed ring: unreachable, removed by the next delete.
+pub fn delete_key(
+    ks: &dyn crate::keystore::Keystore,
+    name: &str,
+) -> Result<(), crate::keystore::Error> {
+    use crate::keystore::Error as KsError;
+    let rings = ks.list_rings(name)?;
+    let deleted = ks.delete(name);
+    if let Err(e) = &deleted
+        && *e != KsError::NotFound
+    {
+        return deleted;
+    }
+    let ignore_missing = |r: Result<(), KsError>| match r {
+        Ok(()) | Err(KsError::NotFound) => Ok(()),
+        Err(e) => Err(e),
+    };
+    for ring in rings {
+        for e in ks.list_versions(name, &ring)? {
+            if e.value && e.n >= 2 {
+                ignore_missing(ks.delete_version(name, &ring, e.n))?;
+            }
+            if e.retired {
+                ignore_missing(ks.delete_marker(name, &ring, e.n))?;
+            }
+        }
+        ks.delete_ring(name, &ring)?;
+    }
+    deleted
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -600,6 +637,98 @@ mod tests {
             );
         }
         std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn delete_removes_every_version_and_stale_rings() {
+        use crate::keystore::{Error as KsError, Keystore, fs::FsKeystore};
+        let dir = std::env::temp_dir().join(format!("kes-ring-delete-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let ks = FsKeystore::open(&dir).unwrap();
+        ks.create("k", &new_value(1)).unwrap();
+        for seed in 2..=4 {
+            rotate(&ks, "k", || Ok(new_value(seed))).unwrap();
+        }
+        let ring = ring_id(&new_value(1)).unwrap();
+        ks.create_marker("k", &ring, 2, b"{}").unwrap();
+        ks.create_marker("k", &ring, 1, b"{}").unwrap();
+        ks.create("other", &new_value(9)).unwrap();
+        rotate(&ks, "other", || Ok(new_value(10))).unwrap();
+
+        delete_key(&ks, "k").unwrap();
+        assert_eq!(ks.get("k").map(|_| ()), Err(KsError::NotFound));
+        assert!(ks.list_rings("k").unwrap().is_empty());
+        assert!(!dir.join(".kes-versions/k").exists());
+        // Other keys keep theirs.
+        assert_eq!(ks.list_rings("other").unwrap().len(), 1);
+
+        // A Go server deletes only `<name>`: the stale ring is removed by our next delete,
+        // which still answers "not found".
+        ks.create("k", &new_value(1)).unwrap();
+        rotate(&ks, "k", || Ok(new_value(2))).unwrap();
+        ks.delete("k").unwrap();
+        assert_eq!(ks.list_rings("k").unwrap().len(), 1);
+        assert_eq!(delete_key(&ks, "k"), Err(KsError::NotFound));
+        assert!(ks.list_rings("k").unwrap().is_empty());
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    /// A keystore whose `delete` lets "another node" create and rotate a new key of the same
+    /// name right after the delete: the new key's ring must survive `delete_key`.
+    struct RecreatesOnDelete(crate::keystore::mem::MemKeystore);
+    impl crate::keystore::Keystore for RecreatesOnDelete {
+        fn create(&self, n: &str, v: &[u8]) -> Result<(), crate::keystore::Error> {
+            self.0.create(n, v)
+        }
+        fn get(&self, n: &str) -> Result<Zeroizing<Vec<u8>>, crate::keystore::Error> {
+            self.0.get(n)
+        }
+        fn delete(&self, n: &str) -> Result<(), crate::keystore::Error> {
+            let r = self.0.delete(n);
+            self.0.create(n, &new_value(50)).unwrap();
+            rotate(&self.0, n, || Ok(new_value(51))).unwrap();
+            r
+        }
+        fn list(&self, p: &str, l: usize) -> Result<crate::keystore::Page, crate::keystore::Error> {
+            self.0.list(p, l)
+        }
+        fn status(&self) -> Result<crate::keystore::Status, crate::keystore::Error> {
+            self.0.status()
+        }
+        fn list_versions(
+            &self,
+            n: &str,
+            r: &str,
+        ) -> Result<Vec<VersionEntry>, crate::keystore::Error> {
+            self.0.list_versions(n, r)
+        }
+        fn delete_version(&self, n: &str, r: &str, v: u32) -> Result<(), crate::keystore::Error> {
+            self.0.delete_version(n, r, v)
+        }
+        fn delete_marker(&self, n: &str, r: &str, v: u32) -> Result<(), crate::keystore::Error> {
+            self.0.delete_marker(n, r, v)
+        }
+        fn list_rings(&self, n: &str) -> Result<Vec<String>, crate::keystore::Error> {
+            self.0.list_rings(n)
+        }
+        fn delete_ring(&self, n: &str, r: &str) -> Result<(), crate::keystore::Error> {
+            self.0.delete_ring(n, r)
+        }
+    }
+
+    #[test]
+    fn delete_never_touches_the_ring_of_a_key_created_meanwhile() {
+        use crate::keystore::Keystore;
+        let ks = RecreatesOnDelete(crate::keystore::mem::MemKeystore::new());
+        ks.0.create("k", &new_value(1)).unwrap();
+        rotate(&ks.0, "k", || Ok(new_value(2))).unwrap();
+        delete_key(&ks, "k").unwrap();
+        let new_ring = ring_id(&new_value(50)).unwrap();
+        assert_eq!(ks.list_rings("k").unwrap(), vec![new_ring.clone()]);
+        assert_eq!(
+            &ks.0.get_version("k", &new_ring, 2).unwrap()[..],
+            &new_value(51)[..]
+        );
     }
 
     /// The cost of finding the version (docs/key-versions.md §4), against the rejected
