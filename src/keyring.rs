@@ -274,6 +274,162 @@ pub fn rotate(
     Err(RotateError::Contended)
 }
 
+/// How long the version after a retired one must have existed: far longer than the 60 s in
+/// which other nodes may still encrypt with the version it replaced (docs/key-versions.md §5).
+pub const RETIRE_AFTER_SUCCESSOR: time::Duration = time::Duration::minutes(10);
+
+/// Why retire, restore or destroy refused or failed (statuses of docs/key-versions.md §4).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LifecycleError {
+    /// 404 `key does not exist`.
+    KeyNotFound,
+    /// 404 `key version does not exist`.
+    UnknownVersion,
+    /// 409 `the current key version cannot be retired`.
+    Current,
+    /// 409 `key version was superseded too recently to retire`.
+    SupersededTooRecently,
+    /// 409 `key version is retired` (retire twice).
+    AlreadyRetired,
+    /// 409 `key version is not retired` (restore or destroy of a live version).
+    NotRetired,
+    /// 409 `key version was retired too recently to destroy`.
+    RetiredTooRecently,
+    /// 409 `version 1 can only be destroyed by deleting the key`.
+    VersionOne,
+    /// 502: the keystore failed, or a stored value or marker cannot be read.
+    Keystore(crate::keystore::Error),
+}
+
+/// A retirement marker: when and by whom (JSON, the marker's stored bytes).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Marker {
+    /// Unix seconds.
+    pub retired_at: i64,
+    pub retired_by: String,
+}
+
+fn ks_err(e: crate::keystore::Error) -> LifecycleError {
+    match e {
+        crate::keystore::Error::NotFound => LifecycleError::UnknownVersion,
+        e => LifecycleError::Keystore(e),
+    }
+}
+
+/// The ring id and state of `name`, read from the keystore itself.
+fn read_ring(
+    ks: &dyn crate::keystore::Keystore,
+    name: &str,
+) -> Result<(String, RingState), LifecycleError> {
+    let v1 = ks.get(name).map_err(|e| match e {
+        crate::keystore::Error::NotFound => LifecycleError::KeyNotFound,
+        e => LifecycleError::Keystore(e),
+    })?;
+    let ring = ring_id(&v1)
+        .map_err(|e| LifecycleError::Keystore(crate::keystore::Error::Failed(format!("{e:?}"))))?;
+    let entries = ks
+        .list_versions(name, &ring)
+        .map_err(LifecycleError::Keystore)?;
+    Ok((ring, RingState::new(&entries)))
+}
+
+/// Step 1 of retirement: marks version `n` retired (decrypts that need it answer 409 from then
+/// on; reversible with [`restore`]). Refused for the current version, and until the version
+/// after it has existed for [`RETIRE_AFTER_SUCCESSOR`] (judged by its stored creation time;
+/// a successor without one counts as new).
+pub fn retire(
+    ks: &dyn crate::keystore::Keystore,
+    name: &str,
+    n: u32,
+    identity: &str,
+    now: time::OffsetDateTime,
+) -> Result<(), LifecycleError> {
+    let (ring, state) = read_ring(ks, name)?;
+    let info = match state.get(n) {
+        Some(info) if !info.destroyed => *info,
+        _ => return Err(LifecycleError::UnknownVersion),
+    };
+    if info.retired {
+        return Err(LifecycleError::AlreadyRetired);
+    }
+    if n >= state.current() {
+        return Err(LifecycleError::Current);
+    }
+    let successor = state
+        .newest_first()
+        .filter(|v| v.n > n && !v.destroyed)
+        .map(|v| v.n)
+        .min()
+        .ok_or(LifecycleError::Current)?;
+    let value = ks.get_version(name, &ring, successor).map_err(ks_err)?;
+    let created = KeyVersion::decode(&value).ok().and_then(|v| v.created_at);
+    match created {
+        Some(t) if now - t >= RETIRE_AFTER_SUCCESSOR => {}
+        _ => return Err(LifecycleError::SupersededTooRecently),
+    }
+    let marker = serde_json::to_vec(&Marker {
+        retired_at: now.unix_timestamp(),
+        retired_by: identity.to_owned(),
+    })
+    .unwrap_or_default();
+    match ks.create_marker(name, &ring, n, &marker) {
+        Ok(()) => Ok(()),
+        Err(crate::keystore::Error::Exists) => Err(LifecycleError::AlreadyRetired),
+        Err(e) => Err(LifecycleError::Keystore(e)),
+    }
+}
+
+/// Undoes step 1: removes the marker of a retired version whose value still exists.
+pub fn restore(
+    ks: &dyn crate::keystore::Keystore,
+    name: &str,
+    n: u32,
+) -> Result<(), LifecycleError> {
+    let (ring, state) = read_ring(ks, name)?;
+    match state.get(n) {
+        Some(info) if !info.destroyed && info.retired => {}
+        Some(info) if !info.destroyed => return Err(LifecycleError::NotRetired),
+        _ => return Err(LifecycleError::UnknownVersion),
+    }
+    ks.delete_marker(name, &ring, n).map_err(|e| match e {
+        crate::keystore::Error::NotFound => LifecycleError::NotRetired,
+        e => LifecycleError::Keystore(e),
+    })
+}
+
+/// Step 2 of retirement: deletes the value of version `n` (≥ 2), which must have been retired
+/// for at least `destroy_after`; the marker stays as a tombstone, so the number stays taken.
+pub fn destroy(
+    ks: &dyn crate::keystore::Keystore,
+    name: &str,
+    n: u32,
+    destroy_after: time::Duration,
+    now: time::OffsetDateTime,
+) -> Result<(), LifecycleError> {
+    if n == 1 {
+        return Err(LifecycleError::VersionOne);
+    }
+    let (ring, state) = read_ring(ks, name)?;
+    match state.get(n) {
+        Some(info) if !info.destroyed && info.retired => {}
+        Some(info) if !info.destroyed => return Err(LifecycleError::NotRetired),
+        _ => return Err(LifecycleError::UnknownVersion),
+    }
+    let marker = ks.get_marker(name, &ring, n).map_err(|e| match e {
+        crate::keystore::Error::NotFound => LifecycleError::NotRetired,
+        e => LifecycleError::Keystore(e),
+    })?;
+    let marker: Marker = serde_json::from_slice(&marker).map_err(|_| {
+        LifecycleError::Keystore(crate::keystore::Error::Failed(format!(
+            "the retirement marker of version {n} of '{name}' cannot be read"
+        )))
+    })?;
+    if now.unix_timestamp() - marker.retired_at < destroy_after.whole_seconds() {
+        return Err(LifecycleError::RetiredTooRecently);
+    }
+    ks.delete_version(name, &ring, n).map_err(ks_err)
+}
+
 /// Deletes the key `name` with every version of it (docs/key-versions.md §6): lists the rings
 /// stored for the name, deletes `<name>` (the key is gone for every server at once), then empties
 /// and removes each listed ring. Rings are listed **before** the delete, so the ring of a key
@@ -728,6 +884,78 @@ mod tests {
         assert_eq!(
             &ks.0.get_version("k", &new_ring, 2).unwrap()[..],
             &new_value(51)[..]
+        );
+    }
+
+    fn dated(seed: u8, created_at: time::OffsetDateTime) -> Zeroizing<Vec<u8>> {
+        Zeroizing::new(
+            KeyVersion {
+                key: SecretKey::new(Algorithm::Aes256, [seed; 32]),
+                hmac_key: Some(crate::crypto::HmacKey::new([seed; 32])),
+                created_at: Some(created_at),
+                created_by: String::new(),
+                algorithm_explicit: true,
+            }
+            .encode(),
+        )
+    }
+
+    #[test]
+    fn retire_restore_destroy_in_two_steps() {
+        use crate::keystore::{Keystore, mem::MemKeystore};
+        use LifecycleError as E;
+        use time::Duration;
+        let t0 = time::OffsetDateTime::from_unix_timestamp(1_800_000_000).unwrap();
+        let ks = MemKeystore::new();
+        ks.create("k", &dated(1, t0)).unwrap();
+        rotate(&ks, "k", || Ok(dated(2, t0 + Duration::hours(1)))).unwrap();
+        rotate(&ks, "k", || Ok(dated(3, t0 + Duration::hours(2)))).unwrap();
+        let week = Duration::days(7);
+        let at = |h: i64| t0 + Duration::hours(h);
+
+        assert_eq!(retire(&ks, "none", 2, "me", at(3)), Err(E::KeyNotFound));
+        assert_eq!(retire(&ks, "k", 9, "me", at(3)), Err(E::UnknownVersion));
+        assert_eq!(retire(&ks, "k", 3, "me", at(3)), Err(E::Current));
+        // Version 2's successor (3) is 5 minutes old: too recent.
+        let just_after = at(2) + Duration::minutes(5);
+        assert_eq!(
+            retire(&ks, "k", 2, "me", just_after),
+            Err(E::SupersededTooRecently)
+        );
+        retire(&ks, "k", 2, "me", at(3)).unwrap();
+        assert_eq!(retire(&ks, "k", 2, "me", at(3)), Err(E::AlreadyRetired));
+        // Restore undoes it; retire again.
+        restore(&ks, "k", 2).unwrap();
+        assert_eq!(restore(&ks, "k", 2), Err(E::NotRetired));
+        retire(&ks, "k", 2, "me", at(3)).unwrap();
+        // Destroy: only version ≥ 2, only retired, only after the wait.
+        assert_eq!(destroy(&ks, "k", 1, week, at(500)), Err(E::VersionOne));
+        assert_eq!(destroy(&ks, "k", 3, week, at(500)), Err(E::NotRetired));
+        assert_eq!(
+            destroy(&ks, "k", 2, week, at(3 + 24)),
+            Err(E::RetiredTooRecently)
+        );
+        destroy(&ks, "k", 2, week, at(3 + 24 * 7)).unwrap();
+        assert_eq!(destroy(&ks, "k", 2, week, at(500)), Err(E::UnknownVersion));
+        assert_eq!(restore(&ks, "k", 2), Err(E::UnknownVersion));
+        // The number stays taken; versions 1 and 3 are intact.
+        let ring = ring_id(&ks.get("k").unwrap()).unwrap();
+        let state = RingState::new(&ks.list_versions("k", &ring).unwrap());
+        assert_eq!((state.current(), state.next()), (3, Some(4)));
+        assert!(state.get(2).unwrap().destroyed);
+        assert_eq!(&ks.get("k").unwrap()[..], &dated(1, t0)[..]);
+        // Version 1 can be retired (a marker only; its successor is the next live version,
+        // 3, since 2 is destroyed), never destroyed.
+        retire(&ks, "k", 1, "me", at(500)).unwrap();
+        assert_eq!(destroy(&ks, "k", 1, week, at(5000)), Err(E::VersionOne));
+        let marker: Marker =
+            serde_json::from_slice(&ks.get_marker("k", &ring, 1).unwrap()).unwrap();
+        assert_eq!(
+            marker,
+            Marker {
+                retired_at: at(500).unix_timestamp(),
+                retired_by: "me".into()
+            }
         );
     }
 
