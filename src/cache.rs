@@ -21,6 +21,14 @@
 //!   have happened); a load that raced with a delete is not cached, and a request that arrives
 //!   after the delete does not share a load that started before it.
 //!
+//! * Key versions (docs/key-versions.md §5): an entry is a [`Ring`]: version 1, the list of
+//!   later versions and the values loaded so far (the current one with the ring, others on first
+//!   use). The list is checked again when it is older than [`RING_MAX_AGE`] (60 s), whatever
+//!   `cache.expiry` says, so a rotation through another node reaches this node's generate and
+//!   encrypt within 60 s; a decrypt naming a newer version lists at once (at most once a second
+//!   per key). Rotate, retire, restore and destroy through this node invalidate the entry. A
+//!   failed re-check keeps the entry (its life is `cache.expiry`'s, not the list's).
+//!
 //! The cache holds decoded keys; it never logs them.
 //!
 //! Every keystore call goes through `Cache::timed`, which records its latency and failures by
@@ -28,15 +36,68 @@
 
 use crate::config::CacheConfig;
 use crate::crypto::KeyVersion;
+use crate::keyring::RingState;
 use crate::keystore::{self, Keystore, Page, Status};
 use crate::metrics::{KeystoreFailure, KeystoreMetrics, KeystoreOp};
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
 /// How often the background probe checks the keystore's health.
 pub const PROBE_INTERVAL: Duration = Duration::from_secs(10);
+
+/// How long the version list of a cached key is trusted (docs/key-versions.md §5), whatever
+/// `cache.expiry` says: a rotation through another node reaches this node's generate and
+/// encrypt within this time (plus the time to the next request for the key).
+pub const RING_MAX_AGE: Duration = Duration::from_secs(60);
+const RING_MAX_AGE_MS: u64 = 60_000;
+
+/// Least time between two reloads of one key forced by a decrypt that names (or hints at) a
+/// version above the highest one cached (docs/key-versions.md §9a).
+const FORCED_RELOAD_MS: u64 = 1_000;
+
+/// A cached key: version 1 (the key as the Go server knows it), the ring of later versions as
+/// listed when it was loaded, and the values of the later versions loaded so far (the current
+/// one at once, the others on demand).
+pub struct Ring {
+    /// Version 1.
+    pub v1: Arc<KeyVersion>,
+    /// The ring id (key-id of version 1); empty when the keystore could not list versions.
+    pub id: String,
+    pub state: RingState,
+    /// When the versions were listed (or a listing last failed).
+    listed_ms: AtomicU64,
+    /// A request is listing the versions again; the others go on with this ring meanwhile.
+    relisting: AtomicBool,
+    values: RwLock<BTreeMap<u32, Arc<KeyVersion>>>,
+    /// Serializes loads of version values of this ring (one keystore read per version).
+    loading: Mutex<()>,
+}
+
+impl Ring {
+    /// Version `n` if its value is loaded (version 1 always is).
+    pub fn loaded(&self, n: u32) -> Option<Arc<KeyVersion>> {
+        if n == 1 {
+            return Some(self.v1.clone());
+        }
+        self.values
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&n)
+            .cloned()
+    }
+
+    /// The current version's number and value (loaded with the ring).
+    pub fn current(&self) -> (u32, Arc<KeyVersion>) {
+        let n = self.state.current();
+        match self.loaded(n) {
+            Some(v) => (n, v),
+            // Not reachable: `Cache::load_ring` loads the current value or falls back to 1.
+            None => (1, self.v1.clone()),
+        }
+    }
+}
 
 /// Errors of a cached read.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -56,7 +117,7 @@ impl std::fmt::Display for Error {
 }
 
 struct Entry {
-    key: Arc<KeyVersion>,
+    ring: Arc<Ring>,
     loaded_ms: u64,
     used_ms: AtomicU64,
     /// When a reload of this entry first failed with the keystore unreachable (or the sweep found
@@ -66,7 +127,7 @@ struct Entry {
 
 #[derive(Default)]
 struct Flight {
-    result: Mutex<Option<Result<Arc<KeyVersion>, Error>>>,
+    result: Mutex<Option<Result<Arc<Ring>, Error>>>,
     done: Condvar,
 }
 
@@ -76,6 +137,8 @@ pub struct Stats {
     pub hits: AtomicU64,
     pub misses: AtomicU64,
     pub stale_hits: AtomicU64,
+    /// Reloads of a key's version list forced by a decrypt naming a newer version.
+    pub ring_reloads: AtomicU64,
     /// Latency and failures of the keystore calls made through the cache.
     pub keystore: KeystoreMetrics,
 }
@@ -261,14 +324,27 @@ impl Cache {
         now.saturating_sub(since) < window
     }
 
-    fn serve_stale(&self, e: &Entry, now: u64) -> Arc<KeyVersion> {
+    fn serve_stale(&self, e: &Entry, now: u64) -> Arc<Ring> {
         e.used_ms.store(now, Ordering::Relaxed);
         self.stats.stale_hits.fetch_add(1, Ordering::Relaxed);
-        e.key.clone()
+        e.ring.clone()
     }
 
-    /// The key named `name`, from the cache or the keystore.
+    /// Whether the version list of `e` is older than [`RING_MAX_AGE`] (then it is listed again,
+    /// even while the entry is fresh for `cache.expiry`).
+    fn ring_due(e: &Entry, now: u64) -> bool {
+        now.saturating_sub(e.ring.listed_ms.load(Ordering::Relaxed)) >= RING_MAX_AGE_MS
+            && !e.ring.relisting.load(Ordering::Relaxed)
+    }
+
+    /// Version 1 of the key named `name` (the key as the Go server knows it), from the cache or
+    /// the keystore.
     pub fn get(&self, name: &str) -> Result<Arc<KeyVersion>, Error> {
+        self.ring(name).map(|r| r.v1.clone())
+    }
+
+    /// The key named `name` with its versions, from the cache or the keystore.
+    pub fn ring(&self, name: &str) -> Result<Arc<Ring>, Error> {
         let now = self.now_ms();
         let cached = self
             .entries
@@ -280,7 +356,10 @@ impl Cache {
             if self.fresh(e, now) {
                 e.used_ms.store(now, Ordering::Relaxed);
                 self.stats.hits.fetch_add(1, Ordering::Relaxed);
-                return Ok(e.key.clone());
+                if Self::ring_due(e, now) {
+                    return Ok(self.relist(name, e));
+                }
+                return Ok(e.ring.clone());
             }
             // A reload already failed and the keystore is still down: don't wait for it again.
             if self.is_offline() && self.stale_ok(e, now, false) {
@@ -289,7 +368,7 @@ impl Cache {
         }
         self.stats.misses.fetch_add(1, Ordering::Relaxed);
         match self.load(name) {
-            Ok(key) => Ok(key),
+            Ok(ring) => Ok(ring),
             Err(Error::Store(keystore::Error::Unreachable(why))) => {
                 self.set_offline(&why);
                 let now = self.now_ms();
@@ -304,22 +383,187 @@ impl Cache {
         }
     }
 
-    /// The key `name` if the cache holds it fresh; never asks the keystore (so it never waits).
-    /// `None` leaves the request to [`Cache::get`], which counts the hit or miss.
-    pub fn get_cached(&self, name: &str) -> Option<Arc<KeyVersion>> {
+    /// The key `name` if the cache holds it fresh (version list included); never asks the
+    /// keystore (so it never waits). `None` leaves the request to [`Cache::ring`], which counts
+    /// the hit or miss.
+    pub fn ring_cached(&self, name: &str) -> Option<Arc<Ring>> {
         let now = self.now_ms();
         let entries = self.entries.read().unwrap_or_else(|e| e.into_inner());
         let e = entries.get(name)?;
-        if !self.fresh(e, now) {
+        if !self.fresh(e, now) || Self::ring_due(e, now) {
             return None;
         }
         e.used_ms.store(now, Ordering::Relaxed);
         self.stats.hits.fetch_add(1, Ordering::Relaxed);
-        Some(e.key.clone())
+        Some(e.ring.clone())
+    }
+
+    /// Version 1 of `name` if cached fresh (see [`Cache::ring_cached`]).
+    pub fn get_cached(&self, name: &str) -> Option<Arc<KeyVersion>> {
+        self.ring_cached(name).map(|r| r.v1.clone())
+    }
+
+    /// Version `n` of the cached ring `ring` of `name`: loaded from the keystore on first use
+    /// (one read per version, however many requests ask at once) and kept with the ring.
+    /// `NotFound` for a version the keystore does not have.
+    pub fn version(&self, name: &str, ring: &Ring, n: u32) -> Result<Arc<KeyVersion>, Error> {
+        if let Some(v) = ring.loaded(n) {
+            return Ok(v);
+        }
+        if ring.id.is_empty() {
+            return Err(Error::Store(keystore::Error::NotFound));
+        }
+        let _one = ring.loading.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(v) = ring.loaded(n) {
+            return Ok(v);
+        }
+        let value = self.timed(KeystoreOp::Get, || {
+            self.store.get_version(name, &ring.id, n)
+        });
+        self.note(&value);
+        let key = KeyVersion::decode(&value.map_err(Error::Store)?)
+            .map(Arc::new)
+            .map_err(|e| Error::Corrupt(format!("version {n}: {e}")))?;
+        ring.values
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(n, key.clone());
+        Ok(key)
+    }
+
+    /// The ring of `name` listed again, because a decrypt names (or hints at) a version above
+    /// the highest one in `ring` (a rotation through another node). At most once a second per
+    /// key: within that, `ring` itself is returned.
+    pub fn reload_ring(&self, name: &str, ring: &Arc<Ring>) -> Arc<Ring> {
+        if self
+            .now_ms()
+            .saturating_sub(ring.listed_ms.load(Ordering::Relaxed))
+            < FORCED_RELOAD_MS
+        {
+            return ring.clone();
+        }
+        let entry = self
+            .entries
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(name)
+            .filter(|e| Arc::ptr_eq(&e.ring, ring))
+            .cloned();
+        match entry {
+            Some(e) => {
+                self.stats.ring_reloads.fetch_add(1, Ordering::Relaxed);
+                self.relist(name, &e)
+            }
+            // Replaced meanwhile (by a reload, an eviction): the newest one there is.
+            None => self.ring(name).unwrap_or_else(|_| ring.clone()),
+        }
+    }
+
+    /// Lists the versions of the cached entry `e` again (its version list is older than
+    /// [`RING_MAX_AGE`], or a decrypt named a newer version) and caches the result, keeping
+    /// version 1, the values loaded so far and the entry's `cache.expiry` times. One request
+    /// lists; the others go on with the ring they have. When the keystore cannot answer, the
+    /// entry is kept as it is (it is fresh for `cache.expiry`) and listed again after
+    /// [`RING_MAX_AGE`].
+    fn relist(&self, name: &str, e: &Arc<Entry>) -> Arc<Ring> {
+        let old = &e.ring;
+        if old.relisting.swap(true, Ordering::AcqRel) {
+            return old.clone();
+        }
+        let values = old.values.read().unwrap_or_else(|e| e.into_inner()).clone();
+        let generation = self.generation.load(Ordering::Acquire);
+        let result = self.list_ring(name, old.v1.clone(), values);
+        old.listed_ms.store(self.now_ms(), Ordering::Relaxed);
+        old.relisting.store(false, Ordering::Release);
+        let ring = match result {
+            Ok(ring) => Arc::new(ring),
+            Err(_) => return old.clone(),
+        };
+        let mut entries = self.entries.write().unwrap_or_else(|e| e.into_inner());
+        if self.generation.load(Ordering::Acquire) == generation
+            && entries.get(name).is_some_and(|cur| Arc::ptr_eq(cur, e))
+        {
+            entries.insert(
+                name.to_owned(),
+                Arc::new(Entry {
+                    ring: ring.clone(),
+                    loaded_ms: e.loaded_ms,
+                    used_ms: AtomicU64::new(e.used_ms.load(Ordering::Relaxed)),
+                    stale_since_ms: AtomicU64::new(e.stale_since_ms.load(Ordering::Relaxed)),
+                }),
+            );
+        }
+        ring
+    }
+
+    /// Forgets `name` after this node changed its versions (rotate, retire, restore, destroy),
+    /// so the next request reads the keystore; a load that started before is not cached.
+    pub fn invalidate(&self, name: &str) {
+        self.generation.fetch_add(1, Ordering::AcqRel);
+        self.evict(name);
+        self.forget_flight(name);
+    }
+
+    /// Reads `name` from the keystore: version 1, the list of later versions and the value of
+    /// the current one.
+    fn load_ring(&self, name: &str) -> Result<Ring, Error> {
+        let value = self
+            .timed(KeystoreOp::Get, || self.store.get(name))
+            .map_err(Error::Store)?;
+        let v1 = Arc::new(KeyVersion::decode(&value).map_err(|e| Error::Corrupt(e.to_string()))?);
+        drop(value);
+        self.list_ring(name, v1, BTreeMap::new())
+    }
+
+    /// The ring of `name` whose version 1 is `v1`, listed from the keystore, with the values
+    /// of later versions known so far (`values`) and the current one loaded.
+    fn list_ring(
+        &self,
+        name: &str,
+        v1: Arc<KeyVersion>,
+        values: BTreeMap<u32, Arc<KeyVersion>>,
+    ) -> Result<Ring, Error> {
+        let id = v1.key.key_id();
+        let listed = self.timed(KeystoreOp::List, || self.store.list_versions(name, &id));
+        let (id, entries) = match listed {
+            Ok(entries) => (id, entries),
+            Err(keystore::Error::Unreachable(why)) => {
+                self.set_offline(&why);
+                return Err(Error::Store(keystore::Error::Unreachable(why)));
+            }
+            // The keystore cannot list versions (a policy without `list` on the ring's path, a
+            // keystore without versions): version 1 is served, as before key versions existed;
+            // rotations fail with the keystore's error. Said once, not per load.
+            Err(e) => {
+                static SAID: AtomicBool = AtomicBool::new(false);
+                if !SAID.swap(true, Ordering::Relaxed) {
+                    log::warn!(
+                        "cannot list the versions of key '{name}' ({e}): serving version 1 \
+                         only; data encrypted with later versions of rotated keys cannot be \
+                         decrypted until this is fixed"
+                    );
+                }
+                (String::new(), Vec::new())
+            }
+        };
+        let ring = Ring {
+            v1,
+            id,
+            state: RingState::new(&entries),
+            listed_ms: AtomicU64::new(self.now_ms()),
+            relisting: AtomicBool::new(false),
+            values: RwLock::new(values),
+            loading: Mutex::new(()),
+        };
+        let current = ring.state.current();
+        if current >= 2 {
+            self.version(name, &ring, current)?;
+        }
+        Ok(ring)
     }
 
     /// Loads a key, coalescing concurrent loads of the same name into one keystore call.
-    fn load(&self, name: &str) -> Result<Arc<KeyVersion>, Error> {
+    fn load(&self, name: &str) -> Result<Arc<Ring>, Error> {
         let (flight, leader) = {
             let mut inflight = self.inflight.lock().unwrap_or_else(|e| e.into_inner());
             // (A delete removes the flight of its name, so a request after the delete starts anew.)
@@ -378,22 +622,18 @@ impl Cache {
             .cloned();
         if let Some(e) = cached
             && self.fresh(&e, now)
+            && !Self::ring_due(&e, now)
         {
             e.used_ms.store(now, Ordering::Relaxed);
-            let result = Ok(e.key.clone());
+            let result = Ok(e.ring.clone());
             *flight.result.lock().unwrap_or_else(|e| e.into_inner()) = Some(result.clone());
             return result;
         }
 
         let generation = self.generation.load(Ordering::Acquire);
-        let result = match self.timed(KeystoreOp::Get, || self.store.get(name)) {
-            Ok(value) => KeyVersion::decode(&value)
-                .map(Arc::new)
-                .map_err(|e| Error::Corrupt(e.to_string())),
-            Err(e) => Err(Error::Store(e)),
-        };
+        let result = self.load_ring(name).map(Arc::new);
         match &result {
-            Ok(key) => {
+            Ok(ring) => {
                 self.set_online();
                 let now = self.now_ms();
                 let mut entries = self.entries.write().unwrap_or_else(|e| e.into_inner());
@@ -401,7 +641,7 @@ impl Cache {
                     entries.insert(
                         name.to_owned(),
                         Arc::new(Entry {
-                            key: key.clone(),
+                            ring: ring.clone(),
                             loaded_ms: now,
                             used_ms: AtomicU64::new(now),
                             stale_since_ms: AtomicU64::new(0),
@@ -695,6 +935,14 @@ mod tests {
         fn list(&self, _: &str, _: usize) -> Result<Page, keystore::Error> {
             self.check()?;
             Ok(Page::default())
+        }
+        fn list_versions(
+            &self,
+            _: &str,
+            _: &str,
+        ) -> Result<Vec<keystore::VersionEntry>, keystore::Error> {
+            self.check()?;
+            Ok(Vec::new())
         }
         fn status(&self) -> Result<Status, keystore::Error> {
             self.check()?;
@@ -1063,5 +1311,152 @@ mod tests {
         assert!(cache.status().is_err());
         cache.get("k").unwrap();
         cache.status().unwrap();
+    }
+
+    /// A memory keystore holding key `k` (version 1) and a cache over it.
+    fn ring_cache(any: Option<Duration>) -> (Arc<crate::keystore::mem::MemKeystore>, Arc<Cache>) {
+        let store = Arc::new(crate::keystore::mem::MemKeystore::new());
+        let v1 = KeyVersion {
+            key: SecretKey::generate(Algorithm::Aes256).unwrap(),
+            hmac_key: Some(HmacKey::generate().unwrap()),
+            created_at: None,
+            created_by: String::new(),
+            algorithm_explicit: true,
+        };
+        store.create("k", &v1.encode()).unwrap();
+        let cache = Cache::new(
+            store.clone(),
+            CacheConfig {
+                any,
+                unused: None,
+                offline: None,
+            },
+        );
+        (store, cache)
+    }
+
+    /// Rotates `k` in the keystore directly (as another node would), returning the number.
+    fn rotate_behind(store: &crate::keystore::mem::MemKeystore) -> u32 {
+        crate::keyring::rotate(store, "k", || {
+            Ok(Zeroizing::new(
+                KeyVersion {
+                    key: SecretKey::generate(Algorithm::Aes256).unwrap(),
+                    hmac_key: Some(HmacKey::generate().unwrap()),
+                    created_at: None,
+                    created_by: String::new(),
+                    algorithm_explicit: true,
+                }
+                .encode(),
+            ))
+        })
+        .unwrap()
+    }
+
+    #[test]
+    fn a_ring_loads_its_current_version_and_others_on_demand() {
+        let (store, cache) = ring_cache(None);
+        assert_eq!(rotate_behind(&store), 2);
+        assert_eq!(rotate_behind(&store), 3);
+        let ring = cache.ring("k").unwrap();
+        assert_eq!(ring.state.current(), 3);
+        let (n, current) = ring.current();
+        assert_eq!(n, 3);
+        assert!(
+            ring.loaded(2).is_none(),
+            "version 2 is loaded on demand only"
+        );
+        let id = ring.id.clone();
+        assert_eq!(
+            cache.version("k", &ring, 2).unwrap().encode(),
+            &store.get_version("k", &id, 2).unwrap()[..]
+        );
+        assert!(ring.loaded(2).is_some());
+        assert_eq!(
+            current.encode(),
+            &store.get_version("k", &id, 3).unwrap()[..]
+        );
+        assert_eq!(
+            cache.version("k", &ring, 7).unwrap_err(),
+            Error::Store(keystore::Error::NotFound)
+        );
+        // Version 1 is what `get` serves, as before versions.
+        assert_eq!(
+            cache.get("k").unwrap().encode(),
+            &store.get("k").unwrap()[..]
+        );
+    }
+
+    #[test]
+    fn a_rotation_elsewhere_is_seen_within_the_ring_age() {
+        let (store, cache) = ring_cache(None);
+        assert_eq!(cache.ring("k").unwrap().state.current(), 1);
+        assert_eq!(rotate_behind(&store), 2);
+        cache.advance(RING_MAX_AGE - Duration::from_secs(1));
+        assert_eq!(
+            cache.ring("k").unwrap().state.current(),
+            1,
+            "within the window"
+        );
+        assert!(cache.ring_cached("k").is_some());
+        cache.advance(Duration::from_secs(1));
+        assert!(
+            cache.ring_cached("k").is_none(),
+            "an old version list is not served inline: a worker lists again"
+        );
+        let ring = cache.ring("k").unwrap();
+        assert_eq!(
+            ring.state.current(),
+            2,
+            "listed again after {RING_MAX_AGE:?}"
+        );
+        assert!(
+            ring.loaded(2).is_some(),
+            "the new current version is loaded with it"
+        );
+        assert_eq!(cache.ring_cached("k").unwrap().state.current(), 2);
+    }
+
+    #[test]
+    fn a_decrypt_naming_a_newer_version_lists_again_at_most_once_a_second() {
+        let (store, cache) = ring_cache(None);
+        let ring = cache.ring("k").unwrap();
+        assert_eq!(rotate_behind(&store), 2);
+        // Within a second of the listing: the same ring.
+        let same = cache.reload_ring("k", &ring);
+        assert!(Arc::ptr_eq(&same, &ring));
+        cache.advance(Duration::from_millis(1000));
+        let newer = cache.reload_ring("k", &ring);
+        assert_eq!(newer.state.current(), 2);
+        assert_eq!(cache.stats.ring_reloads.load(Ordering::Relaxed), 1);
+        assert_eq!(rotate_behind(&store), 3);
+        let again = cache.reload_ring("k", &newer);
+        assert_eq!(again.state.current(), 2, "rate limited");
+    }
+
+    #[test]
+    fn invalidate_makes_the_next_request_read_the_keystore() {
+        let (store, cache) = ring_cache(None);
+        assert_eq!(cache.ring("k").unwrap().state.current(), 1);
+        assert_eq!(rotate_behind(&store), 2);
+        cache.invalidate("k");
+        assert!(cache.ring_cached("k").is_none());
+        assert_eq!(cache.ring("k").unwrap().state.current(), 2);
+    }
+
+    #[test]
+    fn the_ring_age_does_not_end_the_offline_life_of_a_fresh_entry() {
+        // `cache.expiry.any` 10 min: the key must survive a keystore outage for that long even
+        // though its version list is re-checked every minute.
+        let (store, cache) = cache(secs(600), None, None);
+        store.put("k");
+        cache.get("k").unwrap();
+        store.down(true);
+        cache.advance(Duration::from_secs(120));
+        assert!(
+            cache.get("k").is_ok(),
+            "fresh for `any`: served while the keystore is down"
+        );
+        cache.advance(Duration::from_secs(480));
+        assert!(cache.get("k").is_err(), "`any` has passed");
     }
 }
