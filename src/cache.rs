@@ -695,7 +695,10 @@ impl Cache {
     pub fn delete(&self, name: &str) -> Result<(), keystore::Error> {
         self.generation.fetch_add(1, Ordering::AcqRel);
         self.evict(name);
-        let r = self.timed(KeystoreOp::Delete, || self.store.delete(name));
+        // With every version of it (docs/key-versions.md §6): `<name>` first, then its rings.
+        let r = self.timed(KeystoreOp::Delete, || {
+            crate::keyring::delete_key(self.store.as_ref(), name)
+        });
         self.generation.fetch_add(1, Ordering::AcqRel);
         self.evict(name);
         self.forget_flight(name);

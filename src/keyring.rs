@@ -442,7 +442,18 @@ pub fn delete_key(
     name: &str,
 ) -> Result<(), crate::keystore::Error> {
     use crate::keystore::Error as KsError;
-    let rings = ks.list_rings(name)?;
+    let rings = match ks.list_rings(name) {
+        Ok(rings) => rings,
+        Err(KsError::Unreachable(why)) => return Err(KsError::Unreachable(why)),
+        // Rings that cannot be listed (a Vault policy without `list` there) stay behind: stale,
+        // bound to this version 1, never used again; deleting the key matters more.
+        Err(e) => {
+            log::warn!(
+                "deleting key '{name}': cannot list its versions ({e}); they stay stored, unreachable"
+            );
+            Vec::new()
+        }
+    };
     let deleted = ks.delete(name);
     if let Err(e) = &deleted
         && *e != KsError::NotFound
@@ -453,16 +464,25 @@ pub fn delete_key(
         Ok(()) | Err(KsError::NotFound) => Ok(()),
         Err(e) => Err(e),
     };
-    for ring in rings {
-        for e in ks.list_versions(name, &ring)? {
+    let remove_ring = |ring: &str| -> Result<(), KsError> {
+        for e in ks.list_versions(name, ring)? {
             if e.value && e.n >= 2 {
-                ignore_missing(ks.delete_version(name, &ring, e.n))?;
+                ignore_missing(ks.delete_version(name, ring, e.n))?;
             }
             if e.retired {
-                ignore_missing(ks.delete_marker(name, &ring, e.n))?;
+                ignore_missing(ks.delete_marker(name, ring, e.n))?;
             }
         }
-        ks.delete_ring(name, &ring)?;
+        ks.delete_ring(name, ring)
+    };
+    for ring in rings {
+        // The key itself is gone; a ring left behind is unreachable and goes with the next
+        // delete of this name, so its failure does not fail the delete.
+        if let Err(e) = remove_ring(&ring) {
+            log::warn!(
+                "deleted key '{name}', but not all of its old versions ({e}); deleting the key again removes them"
+            );
+        }
     }
     deleted
 }

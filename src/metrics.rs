@@ -110,6 +110,75 @@ pub struct Metrics {
     log_records: [AtomicU64; 5],
     /// notAfter (Unix seconds) of the server's TLS certificate in use; [`UNKNOWN`] when unknown.
     server_cert_not_after: AtomicI64,
+    /// Key versions (docs/key-versions.md §8).
+    pub versions: VersionMetrics,
+}
+
+/// Counters of key versions: rotations and retirement steps, and which version decrypts used.
+#[derive(Debug, Default)]
+pub struct VersionMetrics {
+    pub rotations: AtomicU64,
+    pub retired: AtomicU64,
+    pub restored: AtomicU64,
+    pub destroyed: AtomicU64,
+    /// Decrypts that named their version.
+    pub decrypt_explicit: AtomicU64,
+    /// Decrypts without version that a version ≥ 2 decrypted (found by the iv's hint).
+    pub decrypt_hinted: AtomicU64,
+    /// Decrypts without version that version 1 decrypted.
+    pub decrypt_v1: AtomicU64,
+    /// Decrypts refused because only a retired version authenticates the ciphertext.
+    pub decrypt_retired: AtomicU64,
+}
+
+impl VersionMetrics {
+    /// Writes the `kes_key_*` families (single series each).
+    pub fn write(&self, out: &mut String) {
+        for (name, help, c) in [
+            (
+                "kes_key_rotations_total",
+                "Number of key rotations made through this server.",
+                &self.rotations,
+            ),
+            (
+                "kes_key_versions_retired_total",
+                "Number of key versions retired through this server.",
+                &self.retired,
+            ),
+            (
+                "kes_key_versions_restored_total",
+                "Number of retired key versions restored through this server.",
+                &self.restored,
+            ),
+            (
+                "kes_key_versions_destroyed_total",
+                "Number of retired key versions destroyed through this server.",
+                &self.destroyed,
+            ),
+            (
+                "kes_key_decrypt_explicit_version_total",
+                "Number of decrypts that named the key version.",
+                &self.decrypt_explicit,
+            ),
+            (
+                "kes_key_decrypt_hinted_version_total",
+                "Number of decrypts without a version that a rotated version (2 or later) decrypted.",
+                &self.decrypt_hinted,
+            ),
+            (
+                "kes_key_decrypt_version_one_total",
+                "Number of decrypts without a version that version 1 decrypted (every ciphertext made before the first rotation).",
+                &self.decrypt_v1,
+            ),
+            (
+                "kes_key_decrypt_retired_total",
+                "Number of decrypts refused because they need a retired key version (data not yet re-wrapped).",
+                &self.decrypt_retired,
+            ),
+        ] {
+            counter(out, name, help, c.load(Ordering::Relaxed));
+        }
+    }
 }
 
 /// `server_cert_not_after` before a certificate is loaded (or when it cannot be read).
@@ -127,6 +196,7 @@ impl Default for Metrics {
             error_events: AtomicU64::new(0),
             log_records: Default::default(),
             server_cert_not_after: AtomicI64::new(UNKNOWN),
+            versions: VersionMetrics::default(),
         }
     }
 }

@@ -55,6 +55,60 @@ pub const TOO_MANY_CIPHERTEXTS: ApiError = ApiError::new(400, "too many cipherte
 pub const KEYSTORE_UNREACHABLE: ApiError = ApiError::new(504, "key store is not reachable");
 pub const KEYSTORE_UNAVAILABLE: ApiError = ApiError::new(502, "key store is unavailable");
 
+// Key versions (docs/key-versions.md §4).
+pub const INVALID_VERSION: ApiError = ApiError::new(400, "invalid key version");
+pub const UNKNOWN_VERSION: ApiError = ApiError::new(404, "key version does not exist");
+pub const VERSION_RETIRED: ApiError = ApiError::new(409, "key version is retired");
+pub const ROTATION_CONTENDED: ApiError = ApiError::new(503, "key rotation contended, try again");
+
+/// Rotating a key failed.
+pub fn rotate_key(name: &str, e: &crate::keyring::RotateError) -> ApiError {
+    use crate::keyring::RotateError;
+    match e {
+        RotateError::NotFound => KEY_NOT_FOUND,
+        RotateError::Contended => {
+            log::warn!(
+                "rotation of key '{name}' lost {} races in a row to other rotations; nothing was written",
+                crate::keyring::ROTATE_TRIES
+            );
+            ROTATION_CONTENDED
+        }
+        RotateError::Exhausted => ApiError::new(409, "key has no version numbers left"),
+        RotateError::Make(_) => GENERATE_FAILED,
+        RotateError::InvalidKey(why) => {
+            log::error!("failed to rotate key '{name}': version 1 cannot be read: {why}");
+            ApiError::new(502, "failed to read key")
+        }
+        RotateError::Keystore(e) => {
+            log::error!("failed to rotate key '{name}': {e}");
+            ApiError::new(502, "failed to rotate key")
+        }
+    }
+}
+
+/// Retire, restore or destroy of a key version refused or failed.
+pub fn key_lifecycle(name: &str, e: &crate::keyring::LifecycleError) -> ApiError {
+    use crate::keyring::LifecycleError as E;
+    match e {
+        E::KeyNotFound => KEY_NOT_FOUND,
+        E::UnknownVersion => UNKNOWN_VERSION,
+        E::Current => ApiError::new(409, "the current key version cannot be retired"),
+        E::SupersededTooRecently => {
+            ApiError::new(409, "key version was superseded too recently to retire")
+        }
+        E::AlreadyRetired => VERSION_RETIRED,
+        E::NotRetired => ApiError::new(409, "key version is not retired"),
+        E::RetiredTooRecently => {
+            ApiError::new(409, "key version was retired too recently to destroy")
+        }
+        E::VersionOne => ApiError::new(409, "version 1 can only be destroyed by deleting the key"),
+        E::Keystore(e) => {
+            log::error!("failed to update key '{name}': {e}");
+            ApiError::new(502, "failed to update key")
+        }
+    }
+}
+
 pub fn invalid_key_name(name: &str) -> ApiError {
     ApiError::owned(
         400,

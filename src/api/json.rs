@@ -149,13 +149,28 @@ pub fn object(body: &[u8]) -> Option<Members> {
 }
 
 /// The base64 fields of a crypto request (generate, encrypt, decrypt, hmac); absent or `null`
-/// fields are empty. `version` is accepted and ignored (§2.3).
-#[derive(Default)]
+/// fields are empty; `version` selects a key version (docs/key-versions.md §4).
 pub struct CryptoFields {
     pub context: Zeroizing<Vec<u8>>,
     pub plaintext: Zeroizing<Vec<u8>>,
     pub ciphertext: Zeroizing<Vec<u8>>,
     pub message: Zeroizing<Vec<u8>>,
+    /// The key version asked for (docs/key-versions.md §4): absent, `null` or `""` is none; an
+    /// error when it is not a canonical decimal string (400 `invalid key version`, which the
+    /// handlers that read it answer).
+    pub version: Result<Option<u32>, crate::keyring::InvalidVersion>,
+}
+
+impl Default for CryptoFields {
+    fn default() -> CryptoFields {
+        CryptoFields {
+            context: Zeroizing::default(),
+            plaintext: Zeroizing::default(),
+            ciphertext: Zeroizing::default(),
+            message: Zeroizing::default(),
+            version: Ok(None),
+        }
+    }
 }
 
 /// The common shape of crypto bodies, borrowed from the request: exact lower-case names, no
@@ -176,7 +191,6 @@ struct FastCrypto<'a> {
     // does (invalid UTF-8 in a nested string, a number out of range), and the two paths must
     // accept exactly the same bodies (found by the crypto_body fuzz target).
     #[serde(borrow, default)]
-    #[allow(dead_code)]
     version: Option<&'a str>,
 }
 
@@ -200,6 +214,7 @@ pub fn crypto_fields(body: &[u8]) -> Option<CryptoFields> {
             plaintext: decode(fast.plaintext)?,
             ciphertext: decode(fast.ciphertext)?,
             message: decode(fast.message)?,
+            version: crate::keyring::parse_version(fast.version.unwrap_or("")),
         });
     }
     let obj = object(body)?;
@@ -208,6 +223,9 @@ pub fn crypto_fields(body: &[u8]) -> Option<CryptoFields> {
         plaintext: bytes_field(&obj, "plaintext")?,
         ciphertext: bytes_field(&obj, "ciphertext")?,
         message: bytes_field(&obj, "message")?,
+        version: string_field(&obj, "version")
+            .ok_or(crate::keyring::InvalidVersion)
+            .and_then(crate::keyring::parse_version),
     })
 }
 
@@ -307,7 +325,12 @@ mod tests {
 
     #[test]
     fn fast_and_lenient_paths_agree() {
-        let bodies: [&[u8]; 12] = [
+        let bodies: [&[u8]; 17] = [
+            br#"{"ciphertext":"aGVsbG8=","version":"2"}"#,
+            br#"{"ciphertext":"aGVsbG8=","Version":"3"}"#,
+            br#"{"ciphertext":"aGVsbG8=","version":2}"#,
+            br#"{"ciphertext":"aGVsbG8=","version":""}"#,
+            br#"{"ciphertext":"aGVsbG8=","version":"02"}"#,
             br#"{"context":"e30=","ciphertext":"aGVsbG8="}"#,
             br#"{"Context":"e30=","CipherText":"aGVsbG8="}"#,
             br#"{"context":"e30\u003d","ciphertext":"aGVsbG8="}"#,
@@ -338,6 +361,29 @@ mod tests {
                     String::from_utf8_lossy(body)
                 );
             }
+            let version = string_field(&obj, "version")
+                .ok_or(crate::keyring::InvalidVersion)
+                .and_then(crate::keyring::parse_version);
+            assert_eq!(fields.version, version, "{}", String::from_utf8_lossy(body));
+        }
+        let version = |b: &[u8]| crypto_fields(b).unwrap().version;
+        assert_eq!(version(br#"{"version":"2"}"#), Ok(Some(2)));
+        assert_eq!(version(br#"{"VERSION":"7"}"#), Ok(Some(7)));
+        assert_eq!(version(br#"{"version":null}"#), Ok(None));
+        assert_eq!(version(br#"{"version":""}"#), Ok(None));
+        assert_eq!(version(br#"{}"#), Ok(None));
+        for bad in [
+            &br#"{"version":2}"#[..],
+            br#"{"version":"v1"}"#,
+            br#"{"version":"0"}"#,
+            br#"{"version":"4294967296"}"#,
+        ] {
+            assert_eq!(
+                version(bad),
+                Err(crate::keyring::InvalidVersion),
+                "{}",
+                String::from_utf8_lossy(bad)
+            );
         }
         for bad in [
             &b"{"[..],

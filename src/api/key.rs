@@ -4,10 +4,13 @@
 use super::error::{self, ApiError};
 use super::json::{self, bytes_field, string_field};
 use super::{Ctx, valid_name, valid_pattern};
+use crate::cache::Ring;
 use crate::crypto::{Algorithm, HmacKey, KeyVersion, SecretKey};
+use crate::keyring::{self, DecryptError};
 use crate::keystore::LIST_PAGE;
 use crate::server::Response;
 use serde::Serialize;
+use std::sync::Arc;
 use time::OffsetDateTime;
 
 fn ok_json<T: Serialize>(value: &T) -> Result<Response, ApiError> {
@@ -95,17 +98,85 @@ struct DescribeReply<'a> {
     created_at: String,
     #[serde(skip_serializing_if = "str::is_empty")]
     created_by: &'a str,
+    /// The current version, for keys with versions (docs/key-versions.md §4).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    version: Option<String>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    versions: Vec<VersionReply>,
+}
+
+#[derive(Serialize)]
+struct VersionReply {
+    version: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    algorithm: Option<&'static str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    created_at: Option<String>,
+    #[serde(skip_serializing_if = "String::is_empty")]
+    created_by: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    retired_at: Option<String>,
+    #[serde(skip_serializing_if = "String::is_empty")]
+    retired_by: String,
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    destroyed: bool,
 }
 
 pub fn describe(ctx: &Ctx<'_>) -> Result<Response, ApiError> {
     let name = key_name(ctx)?;
-    let key = ctx.key(name)?;
-    ok_json(&DescribeReply {
+    let ring = ctx.ring(name)?;
+    let (current, key) = ring.current();
+    let mut reply = DescribeReply {
         name,
         algorithm: key.key.algorithm().as_str(),
         created_at: json::go_time(key.created_at),
         created_by: &key.created_by,
-    })
+        version: None,
+        versions: Vec::new(),
+    };
+    // A key that never had a later version answers exactly as before versions existed.
+    if ring.state.next() == Some(2) {
+        return ok_json(&reply);
+    }
+    reply.version = Some(current.to_string());
+    for info in ring.state.newest_first() {
+        let mut v = VersionReply {
+            version: info.n.to_string(),
+            algorithm: None,
+            created_at: None,
+            created_by: String::new(),
+            retired_at: None,
+            retired_by: String::new(),
+            destroyed: info.destroyed,
+        };
+        if !info.destroyed {
+            let value = ctx.version(name, &ring, info.n)?;
+            v.algorithm = Some(value.key.algorithm().as_str());
+            v.created_at = Some(json::go_time(value.created_at));
+            v.created_by.clone_from(&value.created_by);
+        }
+        if info.retired {
+            // Markers are not cached: read on a worker.
+            if ctx.mode == crate::server::Mode::Inline {
+                return Err(error::WOULD_BLOCK);
+            }
+            let marker = ctx
+                .api
+                .cache
+                .keystore()
+                .get_marker(name, &ring.id, info.n)
+                .ok()
+                .and_then(|m| serde_json::from_slice::<keyring::Marker>(&m).ok());
+            if let Some(m) = marker {
+                v.retired_at = Some(json::go_time(
+                    OffsetDateTime::from_unix_timestamp(m.retired_at).ok(),
+                ));
+                v.retired_by = m.retired_by;
+            }
+        }
+        reply.versions.push(v);
+    }
+    ok_json(&reply)
 }
 
 #[derive(Serialize)]
@@ -161,10 +232,11 @@ pub fn generate(ctx: &Ctx<'_>) -> Result<Response, ApiError> {
     } else {
         body_fields(ctx)?
     };
-    let key = ctx.key(name)?;
+    let ring = ctx.ring(name)?;
+    let (version, key) = ring.current();
     let (dek, ciphertext) = key
         .key
-        .generate_data_key(&fields.context)
+        .generate_data_key_version(version, &fields.context)
         .map_err(|_| error::GENERATE_FAILED)?;
     // The reply holds the plaintext data key: it is encoded straight into the reply buffer,
     // which is zeroized on drop.
@@ -174,13 +246,25 @@ pub fn generate(ctx: &Ctx<'_>) -> Result<Response, ApiError> {
     b64.encode_string(&dek[..], &mut body);
     body.push_str("\",\"ciphertext\":\"");
     b64.encode_string(&ciphertext, &mut body);
+    push_version(&mut body, version);
     body.push_str("\"}\n");
     Ok(Response::bytes(200, "application/json", body.into_bytes()))
+}
+
+/// Ends a string member and adds `"version":"<n>` for versions ≥ 2 (the reply of a key that
+/// was never rotated stays exactly the Go server's); the caller closes the string.
+fn push_version(body: &mut String, version: u32) {
+    if version >= 2 {
+        use std::fmt::Write as _;
+        let _ = write!(body, "\",\"version\":\"{version}");
+    }
 }
 
 #[derive(Serialize)]
 struct EncryptReply {
     ciphertext: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    version: Option<String>,
 }
 
 pub fn encrypt(ctx: &Ctx<'_>) -> Result<Response, ApiError> {
@@ -188,13 +272,15 @@ pub fn encrypt(ctx: &Ctx<'_>) -> Result<Response, ApiError> {
     let json::CryptoFields {
         plaintext, context, ..
     } = body_fields(ctx)?;
-    let key = ctx.key(name)?;
+    let ring = ctx.ring(name)?;
+    let (version, key) = ring.current();
     let ciphertext = key
         .key
-        .encrypt(&plaintext, &context)
+        .encrypt_version(version, &plaintext, &context)
         .map_err(|_| error::ENCRYPT_FAILED)?;
     ok_json(&EncryptReply {
         ciphertext: json::encode_base64(&ciphertext),
+        version: (version >= 2).then(|| version.to_string()),
     })
 }
 
@@ -203,17 +289,71 @@ struct DecryptReply {
     plaintext: String,
 }
 
+/// Decrypts `ciphertext` with the ring of `name` (docs/key-versions.md §4): exactly the
+/// `requested` version, or (none given) the version the ciphertext's hint names, then version 1.
+/// A decrypt naming a version above the cached ones lists the versions again first (a rotation
+/// through another node; on the event loop, the request moves to a worker for that).
 fn open(
-    key: &KeyVersion,
+    ctx: &Ctx<'_>,
+    name: &str,
+    ring: &mut Arc<Ring>,
+    requested: Option<u32>,
     ciphertext: &[u8],
     context: &[u8],
 ) -> Result<zeroize::Zeroizing<Vec<u8>>, ApiError> {
-    key.key
-        .decrypt(ciphertext, context, !key.algorithm_explicit)
-        .map_err(|e| match e {
-            crate::crypto::Error::NotAuthentic => error::NOT_AUTHENTIC,
-            _ => ApiError::new(500, "failed to decrypt ciphertext"),
-        })
+    if ring.state.needs_reload(requested, ciphertext) {
+        if ctx.mode == crate::server::Mode::Inline {
+            return Err(error::WOULD_BLOCK);
+        }
+        *ring = ctx.api.cache.reload_ring(name, ring);
+    }
+    let found = keyring::decrypt(&ring.state, requested, ciphertext, context, |n| {
+        ctx.version(name, ring, n)
+    });
+    match found {
+        Ok((plaintext, n)) => {
+            let v = &ctx.api.metrics.versions;
+            let counter = match (requested, n) {
+                (Some(_), _) => &v.decrypt_explicit,
+                (None, 1) => &v.decrypt_v1,
+                (None, _) => &v.decrypt_hinted,
+            };
+            counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            Ok(plaintext)
+        }
+        Err(DecryptError::UnknownVersion) => Err(error::UNKNOWN_VERSION),
+        Err(DecryptError::NotAuthentic) => Err(error::NOT_AUTHENTIC),
+        Err(DecryptError::Failed) => Err(ApiError::new(500, "failed to decrypt ciphertext")),
+        Err(DecryptError::Load(e)) => Err(e),
+        Err(DecryptError::Retired(n)) => {
+            ctx.api
+                .metrics
+                .versions
+                .decrypt_retired
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            retired_warning(name, n);
+            Err(error::VERSION_RETIRED)
+        }
+    }
+}
+
+/// Logs (at most once a minute in all) that data still needs a retired version: the signal that
+/// re-wrapping is not finished (docs/key-versions.md §6).
+fn retired_warning(name: &str, n: u32) {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static LAST: AtomicU64 = AtomicU64::new(0);
+    let now = OffsetDateTime::now_utc().unix_timestamp().max(0) as u64;
+    let last = LAST.load(Ordering::Relaxed);
+    if now >= last + 60
+        && LAST
+            .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
+            .is_ok()
+    {
+        log::warn!(
+            "a decrypt with key '{name}' needs retired version {n}: refused; restore the version \
+             if this data is still in use (`kes key restore {name} --version {n}`)"
+        );
+    }
 }
 
 pub fn decrypt(ctx: &Ctx<'_>) -> Result<Response, ApiError> {
@@ -221,10 +361,12 @@ pub fn decrypt(ctx: &Ctx<'_>) -> Result<Response, ApiError> {
     let json::CryptoFields {
         ciphertext,
         context,
+        version,
         ..
     } = body_fields(ctx)?;
-    let key = ctx.key(name)?;
-    let plaintext = open(&key, &ciphertext, &context)?;
+    let requested = version.map_err(|_| error::INVALID_VERSION)?;
+    let mut ring = ctx.ring(name)?;
+    let plaintext = open(ctx, name, &mut ring, requested, &ciphertext, &context)?;
     // Encoded straight into the reply buffer (zeroized on drop): no other copy of the plaintext.
     let mut body = String::with_capacity(20 + 4 * plaintext.len() / 3 + 4);
     body.push_str("{\"plaintext\":\"");
@@ -238,14 +380,15 @@ pub fn decrypt(ctx: &Ctx<'_>) -> Result<Response, ApiError> {
 }
 
 /// Legacy `/v1/key/bulk/decrypt/<name>` (v0.19 … 2023-10): a JSON array of
-/// `{"ciphertext","context"}`, at most 1000, answered in order; the first failure fails the call.
+/// `{"ciphertext","context"}` (and an optional `version` each), at most 1000, answered in order;
+/// the first failure fails the call.
 pub fn bulk_decrypt(ctx: &Ctx<'_>) -> Result<Response, ApiError> {
     let name = key_name(ctx)?;
     let items = json::array(ctx.body).ok_or(error::INVALID_BODY)?;
     if items.len() > 1000 {
         return Err(error::TOO_MANY_CIPHERTEXTS);
     }
-    let key = ctx.key(name)?;
+    let mut ring = ctx.ring(name)?;
     let mut replies = Vec::with_capacity(items.len());
     for item in &items {
         let json::Item::Object(obj) = item else {
@@ -253,7 +396,10 @@ pub fn bulk_decrypt(ctx: &Ctx<'_>) -> Result<Response, ApiError> {
         };
         let ciphertext = bytes_field(obj, "ciphertext").ok_or(error::INVALID_BODY)?;
         let context = bytes_field(obj, "context").ok_or(error::INVALID_BODY)?;
-        let plaintext = open(&key, &ciphertext, &context)?;
+        let requested = string_field(obj, "version")
+            .and_then(|v| keyring::parse_version(v).ok())
+            .ok_or(error::INVALID_VERSION)?;
+        let plaintext = open(ctx, name, &mut ring, requested, &ciphertext, &context)?;
         replies.push(DecryptReply {
             plaintext: json::encode_base64(&plaintext),
         });
@@ -274,4 +420,108 @@ pub fn hmac(ctx: &Ctx<'_>) -> Result<Response, ApiError> {
     ok_json(&HmacReply {
         hmac: json::encode_base64(&hmac_key.sign(&message)),
     })
+}
+
+#[derive(Serialize)]
+struct RotateReply {
+    version: String,
+}
+
+/// `/v1/key/rotate/<name>` (docs/key-versions.md §3): adds a version made on the server, of the
+/// current version's algorithm, and makes it current. Never overwrites: racing rotations through
+/// several nodes each get their own number.
+pub fn rotate(ctx: &Ctx<'_>) -> Result<Response, ApiError> {
+    let name = key_name(ctx)?;
+    let algorithm = ctx.ring(name)?.current().1.key.algorithm();
+    let cache = &ctx.api.cache;
+    let made = keyring::rotate(cache.keystore().as_ref(), name, || {
+        let version = KeyVersion {
+            key: SecretKey::generate(algorithm).map_err(|e| e.to_string())?,
+            hmac_key: Some(HmacKey::generate().map_err(|e| e.to_string())?),
+            created_at: Some(OffsetDateTime::now_utc()),
+            created_by: ctx.identity.as_str().to_owned(),
+            algorithm_explicit: true,
+        };
+        Ok(zeroize::Zeroizing::new(version.encode()))
+    });
+    cache.invalidate(name);
+    let n = made.map_err(|e| error::rotate_key(name, &e))?;
+    ctx.api
+        .metrics
+        .versions
+        .rotations
+        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    log::info!(
+        "secret key '{name}' rotated to version {n} by {}",
+        display_identity(ctx)
+    );
+    ok_json(&RotateReply {
+        version: n.to_string(),
+    })
+}
+
+/// The `version` of a retire, restore or destroy body (required).
+fn lifecycle_version(ctx: &Ctx<'_>) -> Result<u32, ApiError> {
+    let obj = json::object(ctx.body).ok_or(error::INVALID_BODY)?;
+    let version = string_field(&obj, "version").ok_or(error::INVALID_VERSION)?;
+    keyring::parse_version(version)
+        .ok()
+        .flatten()
+        .ok_or(error::INVALID_VERSION)
+}
+
+/// Runs one step of retirement on version `n` of the key (docs/key-versions.md §6).
+fn lifecycle(
+    ctx: &Ctx<'_>,
+    step: &str,
+    counter: &std::sync::atomic::AtomicU64,
+    run: impl FnOnce(&dyn crate::keystore::Keystore, &str, u32) -> Result<(), keyring::LifecycleError>,
+) -> Result<Response, ApiError> {
+    let name = key_name(ctx)?;
+    let n = lifecycle_version(ctx)?;
+    let cache = &ctx.api.cache;
+    let done = run(cache.keystore().as_ref(), name, n);
+    cache.invalidate(name);
+    done.map_err(|e| error::key_lifecycle(name, &e))?;
+    counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let who = display_identity(ctx);
+    if step == "destroyed" {
+        log::warn!("secret key '{name}' version {n} destroyed by {who}");
+    } else {
+        log::info!("secret key '{name}' version {n} {step} by {who}");
+    }
+    Ok(Response::empty(200))
+}
+
+/// `/v1/key/retire/<name>` with `{"version":"<n>"}`: step 1, reversible.
+pub fn retire(ctx: &Ctx<'_>) -> Result<Response, ApiError> {
+    let who = ctx.identity.as_str().to_owned();
+    lifecycle(
+        ctx,
+        "retired",
+        &ctx.api.metrics.versions.retired,
+        |ks, name, n| keyring::retire(ks, name, n, &who, OffsetDateTime::now_utc()),
+    )
+}
+
+/// `/v1/key/restore/<name>` with `{"version":"<n>"}`: undoes a retirement.
+pub fn restore(ctx: &Ctx<'_>) -> Result<Response, ApiError> {
+    lifecycle(
+        ctx,
+        "restored",
+        &ctx.api.metrics.versions.restored,
+        keyring::restore,
+    )
+}
+
+/// `/v1/key/destroy/<name>` with `{"version":"<n>"}`: step 2, only after
+/// `key_versions.destroy_after` in retirement.
+pub fn destroy(ctx: &Ctx<'_>) -> Result<Response, ApiError> {
+    let after = time::Duration::try_from(ctx.state.destroy_after).unwrap_or(time::Duration::MAX);
+    lifecycle(
+        ctx,
+        "destroyed",
+        &ctx.api.metrics.versions.destroyed,
+        |ks, name, n| keyring::destroy(ks, name, n, after, OffsetDateTime::now_utc()),
+    )
 }

@@ -13,7 +13,7 @@ pub mod sys;
 
 use crate::auth::Identity;
 use crate::auth::policy::{Denied, PolicySet};
-use crate::cache::Cache;
+use crate::cache::{Cache, Ring};
 use crate::config::ApiConfig;
 use crate::crypto::KeyVersion;
 use crate::logstream::Hub;
@@ -185,6 +185,19 @@ fn routes() -> Vec<RouteDef> {
             .with_body()
             .counted()
             .reads_key(),
+        put("/v1/key/rotate/", key::rotate).counted().blocks(),
+        put("/v1/key/retire/", key::retire)
+            .with_body()
+            .counted()
+            .blocks(),
+        put("/v1/key/restore/", key::restore)
+            .with_body()
+            .counted()
+            .blocks(),
+        put("/v1/key/destroy/", key::destroy)
+            .with_body()
+            .counted()
+            .blocks(),
         put("/v1/key/bulk/decrypt/", key::bulk_decrypt)
             .with_body()
             .counted()
@@ -233,6 +246,36 @@ impl Ctx<'_> {
                 .map_err(|e| error::read_key(name, &e)),
         }
     }
+
+    /// The key `name` with its versions (docs/key-versions.md), like [`Ctx::key`].
+    pub fn ring(&self, name: &str) -> Result<Arc<Ring>, ApiError> {
+        match self.mode {
+            Mode::Inline => self.api.cache.ring_cached(name).ok_or(error::WOULD_BLOCK),
+            Mode::Worker => self
+                .api
+                .cache
+                .ring(name)
+                .map_err(|e| error::read_key(name, &e)),
+        }
+    }
+
+    /// Version `n` of `ring` (the ring of `name`): loaded on first use, which on the event loop
+    /// answers [`error::WOULD_BLOCK`]. A version the keystore does not have (destroyed
+    /// meanwhile) is 404 `key version does not exist`.
+    pub fn version(&self, name: &str, ring: &Ring, n: u32) -> Result<Arc<KeyVersion>, ApiError> {
+        if let Some(v) = ring.loaded(n) {
+            return Ok(v);
+        }
+        match self.mode {
+            Mode::Inline => Err(error::WOULD_BLOCK),
+            Mode::Worker => self.api.cache.version(name, ring, n).map_err(|e| match e {
+                crate::cache::Error::Store(crate::keystore::Error::NotFound) => {
+                    error::UNKNOWN_VERSION
+                }
+                e => error::read_key(name, &e),
+            }),
+        }
+    }
 }
 
 /// What the API keeps per connection: the client's identity resolved against the policies, with
@@ -252,6 +295,9 @@ pub struct State {
     /// Audit records per second for the failed requests of clients without a policy
     /// (`log.audit_unknown_rate`; 0 = no limit).
     pub audit_unknown_rate: u32,
+    /// How long a retired key version stays retired before it may be destroyed
+    /// (`key_versions.destroy_after`).
+    pub destroy_after: Duration,
     /// Set by [`Api`] (any value given is replaced): distinguishes configurations, so that a
     /// connection's cached policy resolution is redone after a reload.
     pub generation: u64,

@@ -363,6 +363,13 @@ pub fn metrics(ctx: &Ctx<'_>) -> Result<Response, ApiError> {
         if api.cache.is_offline() { 1.0 } else { 0.0 },
     );
     c.keystore.write(&mut out);
+    counter(
+        &mut out,
+        "kes_cache_version_reloads_total",
+        "Number of times a decrypt naming a key version newer than the cached ones made the server list the key's versions again.",
+        c.ring_reloads.load(Ordering::Relaxed),
+    );
+    api.metrics.versions.write(&mut out);
 
     gauge(
         &mut out,

@@ -299,6 +299,7 @@ fn build(cfg: &Config) -> Result<Loaded, String> {
             api_config: cfg.api.clone(),
             audit_stdout: cfg.log.audit,
             audit_unknown_rate: cfg.log.audit_unknown_rate,
+            destroy_after: cfg.key_versions.destroy_after,
             generation: 0,
         },
         tls: build_tls(cfg)?,
@@ -351,6 +352,7 @@ fn dev_config(addr: Option<SocketAddr>) -> Result<(Config, ApiKey, BuiltTls), St
         keys: Vec::new(),
         keystore: KeystoreConfig::Memory,
         limits: Limits::default(),
+        key_versions: Default::default(),
     };
     let tls = BuiltTls {
         config: Arc::new(tls),
@@ -375,6 +377,7 @@ fn start(args: ServerArgs, errors: Arc<Hub>, metrics: Arc<Metrics>) -> Result<Ex
             api_config: Default::default(),
             audit_stdout: false,
             audit_unknown_rate: config::LogConfig::default().audit_unknown_rate,
+            destroy_after: cfg.key_versions.destroy_after,
             generation: 0,
         };
         (cfg, Some(key), Loaded { state, tls })

@@ -234,6 +234,27 @@ pub struct Config {
     pub keystore: KeystoreConfig,
     /// Connection and thread limits (`server:` block, an extension of this implementation).
     pub limits: Limits,
+    /// `key_versions:` (an extension of this implementation).
+    pub key_versions: KeyVersionsConfig,
+}
+
+/// Settings of key versions (docs/key-versions.md §6).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct KeyVersionsConfig {
+    /// How long a retired version stays retired before it may be destroyed. Default 7 days,
+    /// at least [`MIN_DESTROY_AFTER`].
+    pub destroy_after: Duration,
+}
+
+/// The least `key_versions.destroy_after`.
+pub const MIN_DESTROY_AFTER: Duration = Duration::from_secs(24 * 3600);
+
+impl Default for KeyVersionsConfig {
+    fn default() -> Self {
+        KeyVersionsConfig {
+            destroy_after: Duration::from_secs(7 * 24 * 3600),
+        }
+    }
 }
 
 #[derive(Clone)]

@@ -7,8 +7,9 @@
 
 use super::error::{Error, STANDALONE};
 use super::{
-    ApiConfig, CacheConfig, Config, KeystoreConfig, Limits, LogConfig, LogFormat, PolicyConfig,
-    TlsConfig, VaultAppRole, VaultConfig, VaultKubernetes, VaultTls, VaultTransit, duration,
+    ApiConfig, CacheConfig, Config, KeyVersionsConfig, KeystoreConfig, Limits, LogConfig,
+    LogFormat, PolicyConfig, TlsConfig, VaultAppRole, VaultConfig, VaultKubernetes, VaultTls,
+    VaultTransit, duration,
 };
 use serde::Deserialize;
 use serde::de::value::MapAccessDeserializer;
@@ -451,6 +452,7 @@ pub(crate) struct RawFile {
     keys: Option<Keys>,
     keystore: Option<KeystoreBlock>,
     server: Option<ServerBlock>,
+    key_versions: Option<RawKeyVersions>,
 }
 
 #[derive(Deserialize)]
@@ -568,7 +570,36 @@ pub(crate) fn build(raw: RawFile) -> Result<Config, Error> {
         keys,
         keystore,
         limits: raw.server.map(|s| s.0).unwrap_or_default(),
+        key_versions: key_versions(raw.key_versions)?,
     })
+}
+
+/// `key_versions:` (an extension of this implementation; docs/key-versions.md §6).
+fn key_versions(raw: Option<RawKeyVersions>) -> Result<KeyVersionsConfig, Error> {
+    let d = KeyVersionsConfig::default();
+    let destroy_after = raw
+        .and_then(|r| r.destroy_after)
+        .map_or(d.destroy_after, |t| t.0);
+    if destroy_after < super::MIN_DESTROY_AFTER {
+        return Err(Error::new(format!(
+            "key_versions.destroy_after is {}: it must be at least 24h (a retired version must \
+             outlive every node's cache of the key by far)",
+            humantime_secs(destroy_after)
+        )));
+    }
+    Ok(KeyVersionsConfig { destroy_after })
+}
+
+/// `90000s` → `25h0m0s`, the way Go prints a duration (whole seconds).
+fn humantime_secs(d: Duration) -> String {
+    let s = d.as_secs();
+    format!("{}h{}m{}s", s / 3600, s / 60 % 60, s % 60)
+}
+
+#[derive(Deserialize)]
+#[serde(expecting = "a key_versions section with destroy_after")]
+struct RawKeyVersions {
+    destroy_after: Option<PositiveDur>,
 }
 
 /// A cache expiry: absent = the default, `0` = disabled.
@@ -1488,6 +1519,7 @@ pub(crate) fn known_fields(path: &[Step]) -> Option<&'static [&'static str]> {
         [Some("log")] => fields_of::<RawLog>(),
         [Some("keys"), None] => KEY_FIELDS,
         [Some("server")] => fields_of::<RawServer>(),
+        [Some("key_versions")] => fields_of::<RawKeyVersions>(),
         // `keys:` holds the keystore in the oldest schema.
         [Some("keystore" | "keys"), Some(store), rest @ ..] => match (*store, rest) {
             ("fs", []) => fields_of::<RawFs>(),
