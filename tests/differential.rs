@@ -456,7 +456,7 @@ fn cases(ids: &Identities) -> Vec<Case> {
         case("path.unknown", Admin, "GET", "/v1/nothing"),
         case("path.unknown-stranger", Stranger, "GET", "/v1/nothing"),
         case("path.unknown-nocert", NoCert, "GET", "/v1/nothing"),
-        case("path.unknown-key-op", Admin, "PUT", "/v1/key/rotate/k1"),
+        case("path.unknown-key-op", Admin, "PUT", "/v1/key/frobnicate/k1"),
         case("path.key-prefix", Admin, "GET", "/v1/key/"),
         case("path.self-prefix", Admin, "GET", "/v1/identity/self/"),
         case("path.self-child", Admin, "GET", "/v1/identity/self/describe/x"),
@@ -654,6 +654,19 @@ fn cases(ids: &Identities) -> Vec<Case> {
         case("key.decrypt.version", Admin, "POST", "/v1/key/decrypt/k1").dyn_body(|s| {
             json!({"ciphertext": b64(&ct_k1(s)), "context": CTX, "version": ""}).to_string()
         }),
+        case("key.decrypt.version-1", Admin, "POST", "/v1/key/decrypt/k1").dyn_body(|s| {
+            json!({"ciphertext": b64(&ct_k1(s)), "context": CTX, "version": "1"}).to_string()
+        }),
+        case("key.decrypt.version-unknown", Admin, "POST", "/v1/key/decrypt/k1").dyn_body(|s| {
+            json!({"ciphertext": b64(&ct_k1(s)), "context": CTX, "version": "999"}).to_string()
+        }),
+        case("key.decrypt.version-invalid", Admin, "POST", "/v1/key/decrypt/k1").dyn_body(|s| {
+            json!({"ciphertext": b64(&ct_k1(s)), "context": CTX, "version": "v2"}).to_string()
+        }),
+        // --- key versions (routes of this server only; the Go server has none)
+        case("key.retire.version-1", Admin, "POST", "/v1/key/retire/k1")
+            .json(json!({"version": "1"})),
+        case("key.rotate.missing", Admin, "POST", "/v1/key/rotate/nope"),
         case("key.decrypt.encrypted", Admin, "POST", "/v1/key/decrypt/k1").dyn_body(|s| {
             decrypt_body(&saved_bytes(s, "key.encrypt", "ciphertext"), Some(CTX))
         }),

@@ -412,6 +412,10 @@ fn status_ready_version_and_api_describe_the_server() {
         ("/v1/key/encrypt/", "PUT", 1_000_000, 15),
         ("/v1/key/decrypt/", "PUT", 1_000_000, 15),
         ("/v1/key/hmac/", "PUT", 1_000_000, 15),
+        ("/v1/key/rotate/", "PUT", 0, 15),
+        ("/v1/key/retire/", "PUT", 1_000_000, 15),
+        ("/v1/key/restore/", "PUT", 1_000_000, 15),
+        ("/v1/key/destroy/", "PUT", 1_000_000, 15),
         ("/v1/policy/describe/", "GET", 0, 15),
         ("/v1/policy/read/", "GET", 0, 15),
         ("/v1/policy/list/", "GET", 0, 15),
@@ -427,9 +431,9 @@ fn status_ready_version_and_api_describe_the_server() {
             "{path}"
         );
     }
-    // The 22 routes of the Go server: the legacy bulk decrypt is served but not listed (the Go
-    // server's own API test counts 22).
-    assert_eq!(table.len(), 22, "{api}");
+    // The 22 routes of the Go server and the 4 of key versions (docs/key-versions.md): the
+    // legacy bulk decrypt is served but not listed (the Go server's own API test counts 22).
+    assert_eq!(table.len(), 26, "{api}");
     assert!(!table.contains_key("/v1/key/bulk/decrypt/"));
 
     // The keystore goes away: both flags, no latency; /v1/ready says unreachable.
