@@ -223,7 +223,7 @@ pub fn list(out: &Output, header: &str, names: &[String]) -> String {
 
 /// `kes key info`: name, algorithm, creation date, creator.
 pub fn key_info(out: &Output, v: &Value) -> String {
-    format!(
+    let mut s = format!(
         "{}{}\n{}{}\n{}{}\n{}{}\n",
         label(out, Style::Dim, "Name"),
         out.paint(Style::Blue, &sanitize(text(v, "name"))),
@@ -233,7 +233,55 @@ pub fn key_info(out: &Output, v: &Value) -> String {
         date(text(v, "created_at"), Zone::AsSent),
         label(out, Style::Dim, "Owner"),
         sanitize(text(v, "created_by")),
-    )
+    );
+    // A rotated key (this server's extension): the current version, then one line per version,
+    // newest first. A key never rotated prints the Go command's four lines only.
+    if let Some(versions) = v.get("versions").and_then(Value::as_array) {
+        s += &format!(
+            "{}{}\n",
+            label(out, Style::Dim, "Version"),
+            sanitize(text(v, "version"))
+        );
+        for ver in versions {
+            let state = if ver.get("destroyed").and_then(Value::as_bool) == Some(true) {
+                format!(
+                    "destroyed (retired {} by {})",
+                    date(text(ver, "retired_at"), Zone::AsSent),
+                    sanitize(text(ver, "retired_by"))
+                )
+            } else if !text(ver, "retired_at").is_empty() {
+                format!(
+                    "{} created {} by {}, retired {} by {}",
+                    sanitize(text(ver, "algorithm")),
+                    date(text(ver, "created_at"), Zone::AsSent),
+                    sanitize(text(ver, "created_by")),
+                    date(text(ver, "retired_at"), Zone::AsSent),
+                    sanitize(text(ver, "retired_by"))
+                )
+            } else {
+                format!(
+                    "{} created {} by {}{}",
+                    sanitize(text(ver, "algorithm")),
+                    date(text(ver, "created_at"), Zone::AsSent),
+                    sanitize(text(ver, "created_by")),
+                    if text(ver, "version") == text(v, "version") {
+                        " (current)"
+                    } else {
+                        ""
+                    }
+                )
+            };
+            s += &format!(
+                "{}{state}\n",
+                label(
+                    out,
+                    Style::Dim,
+                    &format!("  v{}", sanitize(text(ver, "version")))
+                )
+            );
+        }
+    }
+    s
 }
 
 /// `kes policy info`: name, creation date (local time), creator.

@@ -54,10 +54,37 @@ with, and encrypted with the key (the ciphertext to store next to the data).
 'kes key decrypt KEY CIPHERTEXT [CONTEXT]' turns the ciphertext back into the plaintext. This
 is what MinIO does for every object; use it to check that a key works end to end.";
 
+const ROTATE_ABOUT: &str = "\
+Rotate a key: add a new version, made by the server, that generate and encrypt use from now on.
+
+Data encrypted with earlier versions still decrypts: every version stays until it is retired and
+destroyed on purpose (kes key retire, kes key destroy). Other servers sharing the keystore use
+the new version within 60 seconds. Prints the new version's number.";
+
+const RETIRE_ABOUT: &str = "\
+Retire a key version: decrypts that need it are refused (409 'key version is retired') from now
+on. Reversible with 'kes key restore'.
+
+Retire a version only after rotating and re-encrypting the data that used it (MinIO's KMS key
+rotation re-wraps object keys with the current version). The current version cannot be retired,
+nor one whose successor is younger than 10 minutes.";
+
+const RESTORE_ABOUT: &str = "\
+Restore a retired key version: decrypts that need it work again.";
+
+const DESTROY_ABOUT: &str = "\
+Destroy a retired key version: its key material is deleted for good, and what it encrypted can
+never be decrypted again.
+
+Only a version retired for at least key_versions.destroy_after (7 days by default) can be
+destroyed; version 1 goes only with the whole key (kes key rm).";
+
 const KEY_EXAMPLES: &str = "\
 Examples:
   kes key create my-key
   kes key info my-key
+  kes key rotate my-key
+  kes key retire my-key --version 1
   kes key dek my-key
   kes key decrypt my-key <ciphertext>
   kes key ls 'my-*'
@@ -151,6 +178,55 @@ pub enum KeyCommand {
         /// The context the ciphertext was made with (base64).
         #[arg(value_name = "BASE64_CONTEXT")]
         context: Option<String>,
+        /// The key version that made the ciphertext (what encrypt or dek printed); without it,
+        /// the server finds the version itself.
+        #[arg(long, value_name = "N")]
+        version: Option<u32>,
+        #[command(flatten)]
+        opts: ClientOpts,
+    },
+
+    /// Add a new version to a key (rotation).
+    #[command(long_about = ROTATE_ABOUT)]
+    Rotate {
+        /// The key's name.
+        name: String,
+        #[command(flatten)]
+        opts: ClientOpts,
+    },
+
+    /// Retire a key version (step 1 of 2; reversible).
+    #[command(long_about = RETIRE_ABOUT)]
+    Retire {
+        /// The key's name.
+        name: String,
+        /// The version to retire.
+        #[arg(long, value_name = "N")]
+        version: u32,
+        #[command(flatten)]
+        opts: ClientOpts,
+    },
+
+    /// Restore a retired key version.
+    #[command(long_about = RESTORE_ABOUT)]
+    Restore {
+        /// The key's name.
+        name: String,
+        /// The retired version to restore.
+        #[arg(long, value_name = "N")]
+        version: u32,
+        #[command(flatten)]
+        opts: ClientOpts,
+    },
+
+    /// Destroy a retired key version (step 2 of 2; final).
+    #[command(long_about = DESTROY_ABOUT)]
+    Destroy {
+        /// The key's name.
+        name: String,
+        /// The retired version to destroy.
+        #[arg(long, value_name = "N")]
+        version: u32,
         #[command(flatten)]
         opts: ClientOpts,
     },
@@ -302,12 +378,17 @@ pub fn run(cmd: KeyCommand) -> Result<(), Error> {
             name,
             ciphertext,
             context,
+            version,
             opts,
         } => {
             let ciphertext = decode_arg("ciphertext", Some(&ciphertext))?;
             let context = decode_arg("context", context.as_deref())?;
             let (client, out) = connect(&opts)?;
-            let body = crypto_body("ciphertext", &ciphertext, &context);
+            let mut body = crypto_body("ciphertext", &ciphertext, &context);
+            if let Some(n) = version {
+                body.pop();
+                body.push_str(&format!(",\"version\":\"{n}\"}}"));
+            }
             let reply = client
                 .call(
                     Method::PUT,
@@ -317,6 +398,43 @@ pub fn run(cmd: KeyCommand) -> Result<(), Error> {
                 .map_err(|e| e.context("failed to decrypt ciphertext"))?;
             print_fields(&out, &reply, &[("plaintext", "Plaintext")])
         }
+        KeyCommand::Rotate { name, opts } => {
+            let (client, out) = connect(&opts)?;
+            let reply = client
+                .call(
+                    Method::PUT,
+                    &format!("/v1/key/rotate/{}", path_segment(&name)),
+                    None,
+                )
+                .map_err(|e| e.context(format!("failed to rotate key {}", go_quote(&name))))?;
+            let version = serde_json::from_slice::<Value>(&reply)
+                .ok()
+                .and_then(|v| v.get("version").and_then(Value::as_str).map(str::to_owned))
+                .ok_or_else(|| Error::Failed("the server's reply has no 'version'".into()))?;
+            if out.terminal && !out.json {
+                return out.print(&format!(
+                    "{} key '{name}' to version {}\n",
+                    out.paint(Style::Green, "Rotated"),
+                    sanitize(&version)
+                ));
+            }
+            out.print_json(&serde_json::json!({ "version": version }))
+        }
+        KeyCommand::Retire {
+            name,
+            version,
+            opts,
+        } => version_step(&name, version, &opts, "retire", "Retired", Style::Yellow),
+        KeyCommand::Restore {
+            name,
+            version,
+            opts,
+        } => version_step(&name, version, &opts, "restore", "Restored", Style::Green),
+        KeyCommand::Destroy {
+            name,
+            version,
+            opts,
+        } => version_step(&name, version, &opts, "destroy", "Destroyed", Style::Red),
         KeyCommand::Dek {
             name,
             context,
@@ -355,6 +473,39 @@ pub fn run_ls(args: LsArgs) -> Result<(), Error> {
     list_with(kind, args.prefix.as_deref(), &args.opts, None)
 }
 
+/// `kes key retire|restore|destroy NAME --version N`: prints nothing when piped (as the other
+/// commands without a reply), a line on a terminal.
+fn version_step(
+    name: &str,
+    version: u32,
+    opts: &ClientOpts,
+    step: &str,
+    done: &str,
+    style: Style,
+) -> Result<(), Error> {
+    let (client, out) = connect(opts)?;
+    let body = format!("{{\"version\":\"{version}\"}}");
+    client
+        .call(
+            Method::PUT,
+            &format!("/v1/key/{step}/{}", path_segment(name)),
+            Some(body.as_bytes()),
+        )
+        .map_err(|e| {
+            e.context(format!(
+                "failed to {step} version {version} of key {}",
+                go_quote(name)
+            ))
+        })?;
+    if out.terminal && !out.json {
+        out.print(&format!(
+            "{} version {version} of key '{name}'\n",
+            out.paint(style, done)
+        ))?;
+    }
+    Ok(())
+}
+
 /// Builds the client and the output mode of a command.
 pub fn connect(opts: &ClientOpts) -> Result<(Client, Output), Error> {
     let client = Client::new(opts)?;
@@ -374,6 +525,11 @@ struct KeyInfo<'a> {
     algorithm: &'a str,
     created_at: &'a str,
     created_by: &'a str,
+    /// Rotated keys only: the current version and every version, newest first.
+    #[serde(skip_serializing_if = "str::is_empty")]
+    version: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    versions: Option<&'a Value>,
 }
 
 impl<'a> KeyInfo<'a> {
@@ -383,6 +539,8 @@ impl<'a> KeyInfo<'a> {
             algorithm: str_of(v, "algorithm"),
             created_at: str_of(v, "created_at"),
             created_by: str_of(v, "created_by"),
+            version: str_of(v, "version"),
+            versions: v.get("versions").filter(|v| v.is_array()),
         }
     }
 }
@@ -554,6 +712,8 @@ fn read_import_key(arg: Option<&str>) -> Result<Zeroizing<Vec<u8>>, Error> {
 struct CryptoReply {
     plaintext: Option<String>,
     ciphertext: Option<String>,
+    /// The key version that made the ciphertext (rotated keys only).
+    version: Option<String>,
 }
 
 impl Drop for CryptoReply {
@@ -582,6 +742,15 @@ fn print_fields(out: &Output, reply: &[u8], fields: &[(&str, &str)]) -> Result<(
         .ok_or_else(|| Error::Failed(format!("the server's reply has no '{field}'")))?;
         values.push((*field, *label, v));
     }
+    // A rotated key's reply names its version: shown after the fields asked for (the reply of a
+    // key never rotated, and so the output, is the Go server's).
+    if let Some(v) = value
+        .version
+        .as_deref()
+        .filter(|_| fields.iter().any(|f| f.0 == "ciphertext"))
+    {
+        values.push(("version", "Version", v));
+    }
     if !out.terminal || out.json {
         text.push('{');
         for (i, (field, _, v)) in values.iter().enumerate() {
@@ -599,8 +768,9 @@ fn print_fields(out: &Output, reply: &[u8], fields: &[(&str, &str)]) -> Result<(
         text.push_str("}\n");
         return out.print(&text);
     }
+    let labelled = values.len() > 1;
     for (_, label, v) in values {
-        if fields.len() > 1 {
+        if labelled {
             text.push_str(&out.paint(Style::Bold, &format!("{label:<11}")));
             text.push(' ');
         }
