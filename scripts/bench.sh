@@ -18,6 +18,9 @@
 #                               startup  exec to the first served request
 #                               cold     first use of many keys (filesystem and Vault keystores)
 #                               realclient  kes beside kes-go, driven by kesload (the peers)
+#                               versions  generate/decrypt through kesload on keys rotated 0, 1,
+#                                        10 and 100 times (key versions; kes-go as reference);
+#                                        not in a full run: --parts versions
 #                               A run without all four of matrix..cold is not copied to
 #                               docs/bench/latest/; realclient is published to docs/bench/realclient/.
 # Options (full run): --reps N (3)  --duration S (5)  --warmup S (1)  --conns "1 8 64 256 1000"
@@ -51,8 +54,8 @@ NGINX=auto
 PUBLISH=1
 OUT=""
 PROFILE_OVERRIDE=""
-PARTS_ALL="matrix memory startup cold realclient"
-PARTS=$PARTS_ALL
+PARTS_ALL="matrix memory startup cold realclient versions"
+PARTS="matrix memory startup cold realclient"
 RC_CONC="1 8 64 256"
 PEERS_OPT=""
 QUIET_WAIT=0
@@ -416,9 +419,101 @@ realclient_part() {
     for t in kes kes-go; do stop_pid "${RC_PID[$t]}"; done
 }
 
+# ------------------------------------------------------------- the versions part (key rotation)
+# Generate and decrypt through kesload (MinIO's client, which sends no `version`: decrypt finds
+# the version by the iv's hint) on keys rotated 0, 1, 10 and 100 times, on one kes --dev server
+# (kes-go --dev beside it as the reference without versions). Reps interleave the keys. Writes
+# versions.md beside results.jsonl and publishes both to docs/bench/versions/.
+VERSIONS_ROT="0 1 10 100"
+VERSIONS_CONC="8 64"
+versions_part() {
+    if [ -n "$PEERS_MISSING" ]; then
+        printf 'versions part did not run: %s\n' "$PEERS_MISSING" >&2
+        return 0
+    fi
+    local rot conc rep op t i key
+    [ "$MODE" = smoke ] && VERSIONS_ROT="0 2" VERSIONS_CONC=8
+    for t in kes kes-go; do
+        [ -n "${RC_PID[$t]:-}" ] && kill -0 "${RC_PID[$t]}" 2>/dev/null || rc_start "$t" || fail "versions: $t did not start"
+    done
+    for rot in $VERSIONS_ROT; do
+        key=vkey-$rot
+        KES_SERVER=${RC_URL[kes]} KES_API_KEY=${RC_KEY[kes]} "$KES" key create "$key" -k >/dev/null
+        for i in $(seq "$rot"); do
+            KES_SERVER=${RC_URL[kes]} KES_API_KEY=${RC_KEY[kes]} "$KES" key rotate "$key" -k >/dev/null ||
+                fail "versions: rotation $i of $key failed"
+        done
+    done
+    log "versions: keys rotated ${VERSIONS_ROT// /, } times; ${WARMUP}s warm-up"
+    "$PEERS/bin/kesload" -server "${RC_URL[kes]}" -api-key "${RC_KEY[kes]}" -c 8 -d "${WARMUP}s" -op generate \
+        -name vkey-0 -label warm-up >/dev/null || fail "versions: warm-up failed"
+    for rep in $(seq "$REPS"); do
+        log "versions: repetition $rep/$REPS"
+        for op in generate decrypt; do
+            for conc in $VERSIONS_CONC; do
+                for rot in $VERSIONS_ROT; do
+                    versions_point "$rep" kes "$op" "$conc" "vkey-$rot" "$rot"
+                done
+                versions_point "$rep" kes-go "$op" "$conc" vkey-go go
+            done
+        done
+    done
+    python3 - "$RESULTS" "$OUT/versions.md" <<'PY'
+import json, statistics, sys
+rows = [json.loads(l) for l in open(sys.argv[1]) if l.strip()]
+rows = [r for r in rows if r.get("part") == "versions"]
+by = {}
+for r in rows:
+    k = (r["op"], r["conc"], r["rotations"])
+    by.setdefault(k, []).append(r)
+out = ["| op | concurrency | key | req/s (median) | p99 ms (median) | server CPU µs/req (median) | errors |",
+       "|---|---|---|---|---|---|---|"]
+def order(k):
+    return (k[0], k[1], 10**9 if k[2] == "go" else int(k[2]))
+for k in sorted(by, key=order):
+    rs = by[k]
+    med = lambda f: statistics.median(f(r) for r in rs)
+    label = "kes-go (no versions)" if k[2] == "go" else f"kes, rotated {k[2]}×"
+    out.append(f"| {k[0]} | {k[1]} | {label} | {med(lambda r: r['result']['rps']):,.0f} | "
+               f"{med(lambda r: r['result']['p99_us']) / 1000:.2f} | {med(lambda r: r['result']['server_cpu_us_per_req'] or 0):.1f} | "
+               f"{sum(r['result'].get('errors', 0) for r in rs)} |")
+open(sys.argv[2], "w").write("\n".join(out) + "\n")
+print("\n".join(out))
+PY
+    if [ "$PUBLISH" = 1 ] && [ "$MODE" = full ]; then
+        mkdir -p docs/bench/versions
+        cp "$OUT/versions.md" docs/bench/versions/summary.md
+        python3 -c 'import json,sys;[print(l,end="") for l in open(sys.argv[1]) if l.strip() and json.loads(l).get("part")=="versions"]' \
+            "$RESULTS" >docs/bench/versions/results.jsonl
+        log "published to docs/bench/versions/"
+    fi
+}
+
+versions_point() { # versions_point REP TARGET OP CONC KEY ROTATIONS
+    local rep=$1 t=$2 op=$3 c=$4 key=$5 rot=$6 line rc=0
+    line=$(python3 "$ROOT/bench/kesload_run.py" --server-pid "${RC_PID[$t]}" --rep "$rep" --target "$t" --protocol h2 \
+        --quiet-wait "$QUIET_WAIT" -- \
+        "$PEERS/bin/kesload" -server "${RC_URL[$t]}" -api-key "${RC_KEY[$t]}" -c "$c" -d "${DURATION}s" -op "$op" \
+        -name "$key" -label "$t/$op/c$c/rot$rot") || rc=$?
+    [ -n "$line" ] || fail "versions: no result for $t $op c=$c $key (exit $rc)"
+    printf '%s\n' "$line" | python3 -c 'import json,sys
+r = json.loads(sys.stdin.read())
+r.update(part="versions", op=sys.argv[1], conc=int(sys.argv[2]), rotations=sys.argv[3])
+print(json.dumps(r))' "$op" "$c" "$rot" >>"$RESULTS"
+    if [ "$rc" != 0 ]; then
+        FAILED=$((FAILED + 1))
+        [ "$MODE" = smoke ] && fail "versions: $t $op c=$c $key failed or saw errors"
+        log "WARNING: versions $t $op c=$c $key had errors; recorded and continuing"
+    fi
+    return 0
+}
+
 T_RUN=$(date +%s)
 if has_part realclient; then
     realclient_part
+fi
+if has_part versions; then
+    versions_part
 fi
 if [ "$CLASSIC" = 0 ]; then
     finish_run
