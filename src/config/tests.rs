@@ -1714,3 +1714,33 @@ fn value_with_both_kinds_of_quote_is_not_shown() {
         assert!(message.contains("${B}") || message.contains("'B'"), "{e}");
     }
 }
+
+#[test]
+fn key_versions_destroy_after() {
+    assert_eq!(
+        ok(&with_fs("")).key_versions.destroy_after,
+        Duration::from_secs(7 * 24 * 3600),
+        "default 7 days"
+    );
+    assert_eq!(
+        ok(&with_fs("key_versions:\n  destroy_after: 48h\n"))
+            .key_versions
+            .destroy_after,
+        Duration::from_secs(48 * 3600)
+    );
+    assert_eq!(
+        ok(&with_fs("key_versions:\n")).key_versions,
+        crate::config::KeyVersionsConfig::default()
+    );
+    assert_fails(
+        &with_fs("key_versions:\n  destroy_after: 1h\n"),
+        "key_versions.destroy_after is 1h0m0s: it must be at least 24h (a retired version must \
+         outlive every node's cache of the key by far)",
+    );
+    assert!(
+        warnings(&with_fs("key_versions:\n  destroy_afterr: 48h\n"))
+            .iter()
+            .any(|w| w.to_string().contains("destroy_afterr")),
+        "unknown fields are warned as elsewhere"
+    );
+}
