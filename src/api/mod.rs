@@ -57,8 +57,8 @@ pub struct RouteDef {
     pub counted: bool,
     /// Whether the handler may block (keystore calls), which decides where it runs.
     pub inline: Inline,
-    /// Listed in `/v1/api` (the legacy bulk decrypt is served but not listed, as the Go server,
-    /// which no longer has it, lists 22 routes).
+    /// Listed in `/v1/api` (the legacy bulk decrypt is served but not listed: the Go server no
+    /// longer has it).
     pub listed: bool,
     /// A prefix route that does what another one does (the legacy bulk decrypt decrypts): its
     /// requests are also authorised as requests to that route for the same resource, so that a
