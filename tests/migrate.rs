@@ -697,3 +697,113 @@ fn fs_to_vault_v1_to_vault_v2_with_namespace_prefix_and_transit() {
     assert_eq!(run.code, 2, "{run:?}");
     println!("vault migrations took {:?}", start.elapsed());
 }
+
+/// Every file under `dir`, recursively, as (relative path, bytes), sorted.
+fn tree(dir: &Path) -> Vec<(String, Vec<u8>)> {
+    fn walk(root: &Path, dir: &Path, out: &mut Vec<(String, Vec<u8>)>) {
+        for e in std::fs::read_dir(dir).unwrap() {
+            let path = e.unwrap().path();
+            if path.is_dir() {
+                walk(root, &path, out);
+            } else {
+                let rel = path.strip_prefix(root).unwrap().display().to_string();
+                out.push((rel, std::fs::read(&path).unwrap()));
+            }
+        }
+    }
+    let mut out = Vec::new();
+    walk(dir, dir, &mut out);
+    out.sort();
+    out
+}
+
+#[test]
+fn rotated_keys_are_migrated_with_every_version() {
+    // Issue 16: `kes migrate` copies every version (and retirement marker) of a rotated key, so
+    // data encrypted with any version decrypts at the destination, with and without `version`.
+    let dir = TempDir::new("migrate-versions");
+    let ca = Ca::new("kes migrate test CA");
+    ca.server().write(dir.path(), "server");
+    let admin = pki::api_key_client(ADMIN_API_KEY);
+    let src_keys = dir.join("src-keys");
+    let dst_keys = dir.join("dst-keys");
+    let src_cfg = write(dir.join("src.yaml"), &server_config(dir.path(), &src_keys));
+    let dst_cfg = write(dir.join("dst.yaml"), &keystore_config(&dst_keys));
+
+    let src_server = Kes::start(&src_cfg);
+    let client = Client::new(src_server.addr, &ca.cert.der, Some(&admin));
+    assert_eq!(client.put("/v1/key/create/rot", "").status, 200);
+    assert_eq!(client.put("/v1/key/create/plain", "").status, 200);
+    // (version, ciphertext, plaintext) made by each version of `rot`.
+    let mut made = Vec::new();
+    for v in 1..=3u32 {
+        if v > 1 {
+            let r = client.put("/v1/key/rotate/rot", "");
+            assert_eq!(r.status, 200, "{}", r.text());
+            assert_eq!(r.json()["version"], v.to_string());
+        }
+        let r = client.put("/v1/key/generate/rot", "{}");
+        assert_eq!(r.status, 200);
+        let j = r.json();
+        assert_eq!(
+            j.get("version").and_then(|x| x.as_str()),
+            (v > 1).then(|| v.to_string()).as_deref()
+        );
+        made.push((
+            v,
+            j["ciphertext"].as_str().unwrap().to_string(),
+            j["plaintext"].as_str().unwrap().to_string(),
+        ));
+    }
+    drop(src_server);
+    let source = tree(&src_keys);
+    assert_eq!(
+        source
+            .iter()
+            .filter(|(p, _)| p.starts_with(".kes-versions/rot/"))
+            .count(),
+        2,
+        "versions 2 and 3 stored beside the key: {:?}",
+        source.iter().map(|(p, _)| p).collect::<Vec<_>>()
+    );
+
+    let run = migrate(&[
+        "--from",
+        src_cfg.to_str().unwrap(),
+        "--to",
+        dst_cfg.to_str().unwrap(),
+    ]);
+    assert_eq!(run.code, 0, "{run:?}");
+    assert_eq!(run.json()["copied"], 2, "keys are counted, not versions");
+    assert_eq!(
+        tree(&dst_keys),
+        source,
+        "every version copied byte for byte"
+    );
+
+    let dst_server_cfg = write(
+        dir.join("dst-server.yaml"),
+        &server_config(dir.path(), &dst_keys),
+    );
+    let dst_server = Kes::start(&dst_server_cfg);
+    let client = Client::new(dst_server.addr, &ca.cert.der, Some(&admin));
+    for (v, ct, pt) in &made {
+        for body in [
+            format!("{{\"ciphertext\":\"{ct}\"}}"),
+            format!("{{\"ciphertext\":\"{ct}\",\"version\":\"{v}\"}}"),
+        ] {
+            let r = client.put("/v1/key/decrypt/rot", &body);
+            assert_eq!(r.status, 200, "version {v}: {}", r.text());
+            assert_eq!(r.json()["plaintext"], pt.as_str());
+        }
+    }
+    let d = client.get("/v1/key/describe/rot").json();
+    assert_eq!(d["version"], "3");
+    assert_eq!(d["versions"].as_array().unwrap().len(), 3);
+    let r = client.put("/v1/key/generate/rot", "{}");
+    assert_eq!(
+        r.json()["version"],
+        "3",
+        "the destination uses the current version"
+    );
+}
