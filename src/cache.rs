@@ -25,9 +25,10 @@
 //!   later versions and the values loaded so far (the current one with the ring, others on first
 //!   use). The list is checked again when it is older than [`RING_MAX_AGE`] (60 s), whatever
 //!   `cache.expiry` says, so a rotation through another node reaches this node's generate and
-//!   encrypt within 60 s; a decrypt naming a newer version lists at once (at most once a second
-//!   per key). Rotate, retire, restore and destroy through this node invalidate the entry. A
-//!   failed re-check keeps the entry (its life is `cache.expiry`'s, not the list's).
+//!   encrypt within 60 s; a decrypt naming a newer version lists at once (after a listing that
+//!   found nothing new, not again for a second). Rotate, retire, restore and destroy through
+//!   this node invalidate the entry. A failed re-check keeps the entry (its life is
+//!   `cache.expiry`'s, not the list's).
 //!
 //! The cache holds decoded keys; it never logs them.
 //!
@@ -53,8 +54,9 @@ pub const PROBE_INTERVAL: Duration = Duration::from_secs(10);
 pub const RING_MAX_AGE: Duration = Duration::from_secs(60);
 const RING_MAX_AGE_MS: u64 = 60_000;
 
-/// Least time between two reloads of one key forced by a decrypt that names (or hints at) a
-/// version above the highest one cached (docs/key-versions.md §9a).
+/// Least time after a reload of one key forced by a decrypt that names (or hints at) a version
+/// above the highest one cached, when that reload found no new version, before the next one
+/// (docs/key-versions.md §9a): junk hints cannot make a node list a key more than once a second.
 const FORCED_RELOAD_MS: u64 = 1_000;
 
 /// A cached key: version 1 (the key as the Go server knows it), the ring of later versions as
@@ -70,6 +72,12 @@ pub struct Ring {
     listed_ms: AtomicU64,
     /// A request is listing the versions again; the others go on with this ring meanwhile.
     relisting: AtomicBool,
+    /// When a listing forced by a decrypt last found nothing new (0 = never): the next forced
+    /// listing waits a second after it ([`Cache::reload_ring`]).
+    futile_ms: AtomicU64,
+    /// Serializes forced listings of this ring: concurrent decrypts that need one wait for it
+    /// and take its result.
+    forcing: Mutex<()>,
     values: RwLock<BTreeMap<u32, Arc<KeyVersion>>>,
     /// Serializes loads of version values of this ring (one keystore read per version).
     loading: Mutex<()>,
@@ -432,16 +440,14 @@ impl Cache {
     }
 
     /// The ring of `name` listed again, because a decrypt names (or hints at) a version above
-    /// the highest one in `ring` (a rotation through another node). At most once a second per
-    /// key: within that, `ring` itself is returned.
+    /// the highest one in `ring` (a rotation through another node). Concurrent callers wait for
+    /// one listing and share it. A listing that finds no new version (a hint that names nothing,
+    /// a version not made yet) holds off the next forced listing of the key for a second:
+    /// meanwhile `ring` itself is returned. A listing that finds new versions holds off nothing,
+    /// so a node learns each rotation made elsewhere at the first decrypt that needs it, also
+    /// right after it loaded the key. Called on workers only.
     pub fn reload_ring(&self, name: &str, ring: &Arc<Ring>) -> Arc<Ring> {
-        if self
-            .now_ms()
-            .saturating_sub(ring.listed_ms.load(Ordering::Relaxed))
-            < FORCED_RELOAD_MS
-        {
-            return ring.clone();
-        }
+        let _one = ring.forcing.lock().unwrap_or_else(|e| e.into_inner());
         let entry = self
             .entries
             .read()
@@ -449,14 +455,23 @@ impl Cache {
             .get(name)
             .filter(|e| Arc::ptr_eq(&e.ring, ring))
             .cloned();
-        match entry {
-            Some(e) => {
-                self.stats.ring_reloads.fetch_add(1, Ordering::Relaxed);
-                self.relist(name, &e)
-            }
-            // Replaced meanwhile (by a reload, an eviction): the newest one there is.
-            None => self.ring(name).unwrap_or_else(|_| ring.clone()),
+        let Some(e) = entry else {
+            // Replaced meanwhile (a forced listing that just ended, a reload, an eviction): the
+            // newest one there is.
+            return self.ring(name).unwrap_or_else(|_| ring.clone());
+        };
+        let futile = ring.futile_ms.load(Ordering::Relaxed);
+        if futile != 0 && self.now_ms().saturating_sub(futile) < FORCED_RELOAD_MS {
+            return ring.clone();
         }
+        self.stats.ring_reloads.fetch_add(1, Ordering::Relaxed);
+        let listed = self.relist(name, &e);
+        if listed.state.next() == ring.state.next() {
+            let now = self.now_ms();
+            ring.futile_ms.store(now, Ordering::Relaxed);
+            listed.futile_ms.store(now, Ordering::Relaxed);
+        }
+        listed
     }
 
     /// Lists the versions of the cached entry `e` again (its version list is older than
@@ -552,6 +567,8 @@ impl Cache {
             state: RingState::new(&entries),
             listed_ms: AtomicU64::new(self.now_ms()),
             relisting: AtomicBool::new(false),
+            futile_ms: AtomicU64::new(0),
+            forcing: Mutex::new(()),
             values: RwLock::new(values),
             loading: Mutex::new(()),
         };
@@ -1420,20 +1437,33 @@ mod tests {
     }
 
     #[test]
-    fn a_decrypt_naming_a_newer_version_lists_again_at_most_once_a_second() {
+    fn a_decrypt_naming_a_newer_version_lists_again_at_once_and_futile_lists_once_a_second() {
         let (store, cache) = ring_cache(None);
         let ring = cache.ring("k").unwrap();
         assert_eq!(rotate_behind(&store), 2);
-        // Within a second of the listing: the same ring.
-        let same = cache.reload_ring("k", &ring);
-        assert!(Arc::ptr_eq(&same, &ring));
-        cache.advance(Duration::from_millis(1000));
+        // Right after the key was loaded (and listed): listed again at once.
         let newer = cache.reload_ring("k", &ring);
         assert_eq!(newer.state.current(), 2);
         assert_eq!(cache.stats.ring_reloads.load(Ordering::Relaxed), 1);
+        // A request still holding the old ring takes the new one, without listing again.
+        let shared = cache.reload_ring("k", &ring);
+        assert!(Arc::ptr_eq(&shared, &newer));
+        assert_eq!(cache.stats.ring_reloads.load(Ordering::Relaxed), 1);
+        // A second rotation right after the first listing: found at once too.
         assert_eq!(rotate_behind(&store), 3);
-        let again = cache.reload_ring("k", &newer);
-        assert_eq!(again.state.current(), 2, "rate limited");
+        let third = cache.reload_ring("k", &newer);
+        assert_eq!(third.state.current(), 3);
+        // A listing that finds nothing new (a hint naming a version nobody made) holds off the
+        // next forced listing for a second.
+        let futile = cache.reload_ring("k", &third);
+        assert_eq!(futile.state.current(), 3);
+        assert_eq!(cache.stats.ring_reloads.load(Ordering::Relaxed), 3);
+        assert_eq!(rotate_behind(&store), 4);
+        let held = cache.reload_ring("k", &futile);
+        assert_eq!(held.state.current(), 3, "rate limited");
+        assert_eq!(cache.stats.ring_reloads.load(Ordering::Relaxed), 3);
+        cache.advance(Duration::from_millis(1000));
+        assert_eq!(cache.reload_ring("k", &held).state.current(), 4);
     }
 
     #[test]
