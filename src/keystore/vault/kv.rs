@@ -110,12 +110,12 @@ impl Kv {
         }
     }
 
-    /// The path a Vault policy must grant for an operation, as an operator writes it.
+    /// The path a Vault policy must grant for an operation, as an operator writes it; for
+    /// `List`, `name` is the directory listed below the prefix (`""` for the keys, a ring's
+    /// `.kes-versions/<name>/<ring>/`).
     pub fn policy_path(&self, op: Op, name: &str) -> String {
         let (middle, name) = match (op, self.v2) {
-            (Op::List, true) => ("metadata", ""),
-            (Op::List, false) => ("", ""),
-            (Op::Delete, true) => ("metadata", name),
+            (Op::List | Op::Delete, true) => ("metadata", name),
             (_, true) => ("data", name),
             (_, false) => ("", name),
         };
@@ -322,6 +322,16 @@ mod tests {
         assert_eq!(
             v1.policy_path(Op::Create, &p),
             format!("kv/tenant/.kes-versions/my-key/{RING}/2")
+        );
+        // A denied listing of a ring names the ring's directory, not the keys' one.
+        let ring_dir = Kv::version_path("my-key", RING, "");
+        assert_eq!(
+            v1.policy_path(Op::List, &ring_dir),
+            format!("kv/tenant/.kes-versions/my-key/{RING}/")
+        );
+        assert_eq!(
+            Kv::new("kv", "p", true).policy_path(Op::List, &ring_dir),
+            format!("kv/metadata/p/.kes-versions/my-key/{RING}/")
         );
         // An operator's glob for keys covers the versions (Vault's `*` crosses `/`).
         assert!(

@@ -879,7 +879,12 @@ impl Inner {
                 .map_err(|why| Error::Failed(format!("vault: GET {}: {why}", strip_query(&url)))),
             404 if let Some(why) = self.mismatch_in(&reply, "GET", &url) => Err(Error::Failed(why)),
             204 | 404 => Ok(Vec::new()),
-            403 => Err(self.denied(Op::List, &Kv::version_path(name, ring, ""))),
+            // Not logged here: the cache serves version 1 and says so once (a policy without
+            // `list`, as in the setup procedure, would otherwise log an error at every load and
+            // every re-list of every key); rotate, retire and delete log their failure.
+            403 => Err(Error::Failed(
+                self.denied_message(Op::List, &Kv::version_path(name, ring, "")),
+            )),
             status => Err(self.unexpected("GET", &url, &reply, status)),
         }
     }
@@ -920,16 +925,21 @@ impl Inner {
 
     /// A 403 that survived the token check: the policy lacks a capability. Says which, where.
     fn denied(&self, op: Op, name: &str) -> Error {
+        let msg = self.denied_message(op, name);
+        log::error!("{msg}");
+        Error::Failed(msg)
+    }
+
+    /// The text of [`Inner::denied`], not logged: for failures every caller reports itself.
+    fn denied_message(&self, op: Op, name: &str) -> String {
         let path = self.kv.policy_path(op, name);
-        let msg = format!(
+        format!(
             "vault: permission denied {} '{path}'{}: the Vault policy needs the '{}' capability on '{path}'{}",
             op.verb(),
             self.in_namespace(),
             op.capability(),
             self.denied_hint()
-        );
-        log::error!("{msg}");
-        Error::Failed(msg)
+        )
     }
 
     fn denied_transit(&self, what: &str, url: &str) -> Error {
