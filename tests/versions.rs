@@ -315,6 +315,38 @@ fn rotation_through_two_nodes_sharing_a_keystore() {
             }
         }
     }
+    // The legacy bulk decrypt (§2.4) takes a `version` per ciphertext too.
+    let item = |d: &Dek, version: Option<&str>| {
+        let mut v = json!({ "ciphertext": d.ciphertext, "context": d.context });
+        if let Some(n) = version {
+            v["version"] = json!(n);
+        }
+        v
+    };
+    let bulk = json!([
+        item(&v1, None),
+        item(&v2, Some("2")),
+        item(&v3, None),
+        item(&v1, Some("1"))
+    ]);
+    let r = b.post("/v1/key/bulk/decrypt/k", &bulk.to_string());
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(
+        r.json(),
+        json!([
+            { "plaintext": v1.plaintext },
+            { "plaintext": v2.plaintext },
+            { "plaintext": v3.plaintext },
+            { "plaintext": v1.plaintext }
+        ])
+    );
+    let bulk = json!([item(&v1, None), item(&v2, Some("3"))]);
+    b.post("/v1/key/bulk/decrypt/k", &bulk.to_string())
+        .assert_error(400, NOT_AUTHENTIC);
+    let bulk = json!([item(&v1, Some("v1"))]);
+    b.post("/v1/key/bulk/decrypt/k", &bulk.to_string())
+        .assert_error(400, INVALID_VERSION);
+
     // The key that was never rotated is untouched: same reply shape, no versions.
     let again = generate(&b, "never-rotated", &ctx);
     assert_eq!(again.body, shape(&again));
@@ -788,4 +820,633 @@ fn destroy_after_is_checked_at_start_up_and_honoured() {
     age_marker(&ring.join("2.retired"), time::Duration::hours(1));
     assert_eq!(step(&c, "destroy", "k", "2").status, 200);
     assert!(!ring.join("2").exists() && ring.join("2.retired").exists());
+}
+
+// ---------------------------------------------------------------------------------------------
+// 4. Racing rotations
+
+/// 2 nodes × 8 threads × 5 rotations of one key at the same time: 80 distinct versions 2..=81,
+/// each stored once (none lost, none overwritten). After each rotation the thread makes a data
+/// key on its node, which uses the new version or a later one, and the other node decrypts it
+/// naming that version.
+#[test]
+fn racing_rotations_through_two_nodes() {
+    const THREADS: usize = 8;
+    const ROTATIONS: usize = 5;
+    let p = Pair::start("racing", "");
+    let (a, b) = (p.a.client(), p.b.client());
+    assert_eq!(a.put("/v1/key/create/k", "").status, 200);
+    let ctx = context("racing");
+    let start = Instant::now();
+    let go = std::sync::Barrier::new(2 * THREADS);
+    let retried = std::sync::atomic::AtomicU32::new(0);
+    let mut got: Vec<u32> = std::thread::scope(|s| {
+        let mut threads = Vec::new();
+        for i in 0..2 * THREADS {
+            let (mine, other) = if i % 2 == 0 { (&a, &b) } else { (&b, &a) };
+            let (go, ctx, retried) = (&go, &ctx, &retried);
+            threads.push(s.spawn(move || {
+                go.wait();
+                let mut made = Vec::new();
+                for _ in 0..ROTATIONS {
+                    // 503 "key rotation contended, try again" (16 lost races in a row; nothing
+                    // written) is for the client to retry, as kms-go does.
+                    let n = loop {
+                        let r = mine.put("/v1/key/rotate/k", "");
+                        if r.status == 503 {
+                            r.assert_error(503, "key rotation contended, try again");
+                            retried.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                            continue;
+                        }
+                        assert_eq!(r.status, 200, "{}", r.text());
+                        break r.json()["version"]
+                            .as_str()
+                            .unwrap()
+                            .parse::<u32>()
+                            .unwrap();
+                    };
+                    let dek = generate(mine, "k", ctx);
+                    let used: u32 = dek.version.as_deref().unwrap().parse().unwrap();
+                    assert!(
+                        used >= n,
+                        "generate right after rotation {n} on the same node used version {used}"
+                    );
+                    assert_decrypts(other, "k", &dek, Some(&used.to_string()));
+                    assert_decrypts(other, "k", &dek, None);
+                    made.push(n);
+                }
+                made
+            }));
+        }
+        threads
+            .into_iter()
+            .flat_map(|t| t.join().unwrap())
+            .collect()
+    });
+    let elapsed = start.elapsed();
+    got.sort_unstable();
+    let expected: Vec<u32> = (2..=(2 * THREADS * ROTATIONS) as u32 + 1).collect();
+    assert_eq!(got, expected, "every rotation got its own number");
+    // On disk: exactly those versions, no temporary files left.
+    let ring = ring_dir(p.keys.path(), "k");
+    let stored: BTreeSet<String> = entries(&ring);
+    let want: BTreeSet<String> = expected.iter().map(u32::to_string).collect();
+    assert_eq!(stored, want);
+    for n in [2, 41, 81] {
+        let value = std::fs::read(ring.join(n.to_string())).unwrap();
+        kes::crypto::KeyVersion::decode(&value).expect("a complete stored version");
+    }
+    assert_eq!(describe(&a, "k")["versions"].as_array().unwrap().len(), 81);
+    let m = support::prom::parse(&a.get("/v1/metrics?all").text()).unwrap();
+    let mb = support::prom::parse(&b.get("/v1/metrics?all").text()).unwrap();
+    assert_eq!(
+        m["kes_key_rotations_total"].value() + mb["kes_key_rotations_total"].value(),
+        80.0
+    );
+    println!(
+        "80 racing rotations through 2 nodes in {elapsed:?}: {} retried after 503; forced \
+         version re-lists: {} on A, {} on B",
+        retried.load(std::sync::atomic::Ordering::Relaxed),
+        m["kes_cache_version_reloads_total"].value(),
+        mb["kes_cache_version_reloads_total"].value()
+    );
+}
+
+// ---------------------------------------------------------------------------------------------
+// 5. Deleting a rotated key
+
+/// Delete removes `<name>` and the whole ring; the name then starts again at version 1 (a new
+/// key, which the old versions' data does not decrypt with).
+#[test]
+fn delete_removes_every_version_and_the_name_starts_again() {
+    let srv = Served::start("delete", "keystore:\n  fs:\n    path: {dir}/keys\n");
+    let c = srv.client();
+    let keys = srv.dir.join("keys");
+    let ctx = context("delete");
+    assert_eq!(c.put("/v1/key/create/k", "").status, 200);
+    assert_eq!(c.put("/v1/key/create/other", "").status, 200);
+    assert_eq!(rotate(&c, "other"), 2);
+    assert_eq!(rotate(&c, "k"), 2);
+    assert_eq!(rotate(&c, "k"), 3);
+    let old = generate(&c, "k", &ctx);
+    let ring = ring_dir(&keys, "k");
+    age_version(&ring.join("3"), time::Duration::minutes(11));
+    assert_eq!(step(&c, "retire", "k", "2").status, 200);
+    assert_eq!(
+        entries(&ring),
+        ["2", "2.retired", "3"]
+            .into_iter()
+            .map(String::from)
+            .collect()
+    );
+
+    let r = c.request("DELETE", "/v1/key/delete/k", None);
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert!(!keys.join("k").exists());
+    assert!(
+        entries(&keys.join(".kes-versions/k")).is_empty(),
+        "nothing of k's ring stays: {:?}",
+        entries(&keys.join(".kes-versions/k"))
+    );
+    // The other rotated key is untouched.
+    assert_eq!(
+        entries(&ring_dir(&keys, "other")),
+        BTreeSet::from(["2".to_string()])
+    );
+    c.get("/v1/key/describe/k")
+        .assert_error(404, "key does not exist");
+    decrypt(&c, "k", &old, None).assert_error(404, "key does not exist");
+
+    // The name again: a new key at version 1.
+    assert_eq!(c.put("/v1/key/create/k", "").status, 200);
+    let d = describe(&c, "k");
+    assert!(
+        d.get("version").is_none() && d.get("versions").is_none(),
+        "{d}"
+    );
+    let fresh = generate(&c, "k", &ctx);
+    assert_eq!(fresh.version, None);
+    decrypt(&c, "k", &old, None).assert_error(400, NOT_AUTHENTIC);
+    decrypt(&c, "k", &old, Some("3")).assert_error(404, UNKNOWN_VERSION);
+    assert_eq!(rotate(&c, "k"), 2);
+    let new_ring = ring_dir(&keys, "k");
+    assert_ne!(new_ring, ring, "the new version 1 has another ring");
+    assert_decrypts(&c, "k", &fresh, None);
+    let listed = c.get("/v1/key/list/*").json();
+    assert_eq!(listed["names"], json!(["k", "other"]));
+}
+
+// ---------------------------------------------------------------------------------------------
+// 6. Audit and error logs
+
+#[test]
+fn rotation_is_in_the_audit_and_error_logs() {
+    let srv = Served::start(
+        "logs",
+        "log:\n  audit: on\nkeystore:\n  fs:\n    path: {dir}/keys\n",
+    );
+    let c = srv.client();
+    let me = srv.admin.identity.clone();
+    assert_eq!(c.put("/v1/key/create/logged", "").status, 200);
+    assert_eq!(rotate(&c, "logged"), 2);
+    c.put("/v1/key/rotate/not-there", "")
+        .assert_error(404, "key does not exist");
+    step(&c, "retire", "logged", "2")
+        .assert_error(409, "the current key version cannot be retired");
+
+    let audited = |path: &str, code: u16| {
+        srv.kes.output().lines().any(|l| {
+            l.starts_with("{\"time\"")
+                && serde_json::from_str::<Value>(l).is_ok_and(|e| {
+                    e["request"]["path"] == path
+                        && e["request"]["method"] == "PUT"
+                        && e["request"]["identity"] == me.as_str()
+                        && e["response"]["code"] == code
+                })
+        })
+    };
+    // Written to stdout asynchronously: waited for.
+    for (path, code) in [
+        ("/v1/key/rotate/logged", 200),
+        ("/v1/key/rotate/not-there", 404),
+        ("/v1/key/retire/logged", 409),
+    ] {
+        assert!(
+            wait_until(Duration::from_secs(10), || audited(path, code)),
+            "no audit event PUT {path} {code}:\n{}",
+            srv.kes.output()
+        );
+    }
+    let said = format!("secret key 'logged' rotated to version 2 by {me}");
+    assert!(
+        srv.kes.wait_for_output(&said, Duration::from_secs(10)),
+        "the error log says {said:?}:\n{}",
+        srv.kes.output()
+    );
+    let line = srv
+        .kes
+        .output()
+        .lines()
+        .find(|l| l.contains(&said))
+        .unwrap()
+        .to_string();
+    assert!(line.contains("INFO"), "{line}");
+}
+
+// ---------------------------------------------------------------------------------------------
+// 7. The `kes key` commands
+
+/// Runs the `kes` command as the admin of `srv` (server, API key and CA from the environment,
+/// nothing of the caller's), standard output not a terminal.
+fn kes_as_admin(srv: &Served, args: &[&str]) -> support::Run {
+    let ca = srv.dir.join("ca.crt");
+    if !ca.exists() {
+        std::fs::write(&ca, &srv.ca.cert.cert_pem).unwrap();
+    }
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_kes"));
+    cmd.args(args).stdin(std::process::Stdio::null());
+    for var in support::CLIENT_VARS {
+        cmd.env_remove(var);
+    }
+    cmd.env("KES_SERVER", format!("https://{}", srv.kes.addr))
+        .env("KES_API_KEY", ADMIN_API_KEY)
+        .env("KES_CAPATH", &ca);
+    support::Run::from_output(cmd.output().expect("run kes"))
+}
+
+#[test]
+fn key_commands_rotate_retire_and_decrypt_with_a_version() {
+    let srv = Served::start("cli", "keystore:\n  fs:\n    path: {dir}/keys\n");
+    let ring_of = || ring_dir(&srv.dir.join("keys"), "k");
+    kes_as_admin(&srv, &["key", "create", "k"]).ok();
+    let v1 = kes_as_admin(&srv, &["key", "dek", "k"]).ok().json();
+    assert!(v1.get("version").is_none(), "{v1}");
+
+    // rotate: the Go-style JSON line when piped.
+    let run = kes_as_admin(&srv, &["key", "rotate", "k"]).ok();
+    assert_eq!(run.stdout, "{\"version\":\"2\"}\n");
+    let run = kes_as_admin(&srv, &["key", "rotate", "missing"]);
+    let run = run.fails(1, "key does not exist");
+    assert_eq!(run.stdout, "");
+
+    // info --json: the current version and every version, newest first.
+    let info = kes_as_admin(&srv, &["key", "info", "k", "--json"])
+        .ok()
+        .json();
+    assert_eq!(info["name"], "k");
+    assert_eq!(info["version"], "2", "{info}");
+    let versions: Vec<&str> = info["versions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v["version"].as_str().unwrap())
+        .collect();
+    assert_eq!(versions, ["2", "1"], "{info}");
+
+    // dek of a rotated key prints the version after the Go command's fields.
+    let run = kes_as_admin(&srv, &["key", "dek", "k"]).ok();
+    let v2 = run.json();
+    assert_eq!(
+        run.stdout,
+        format!(
+            "{{\"plaintext\":\"{}\",\"ciphertext\":\"{}\",\"version\":\"2\"}}\n",
+            v2["plaintext"].as_str().unwrap(),
+            v2["ciphertext"].as_str().unwrap()
+        )
+    );
+    assert_eq!(v2["version"], "2");
+    let ct2 = v2["ciphertext"].as_str().unwrap();
+    let ct1 = v1["ciphertext"].as_str().unwrap();
+
+    // decrypt --version N
+    for (ct, dek, version) in [
+        (ct2, &v2, Some("2")),
+        (ct2, &v2, None),
+        (ct1, &v1, Some("1")),
+        (ct1, &v1, None),
+    ] {
+        let mut args = vec!["key", "decrypt", "k", ct];
+        if let Some(v) = version {
+            args.extend(["--version", v]);
+        }
+        let run = kes_as_admin(&srv, &args).ok();
+        assert_eq!(
+            run.json(),
+            json!({ "plaintext": dek["plaintext"] }),
+            "{args:?}"
+        );
+    }
+    kes_as_admin(&srv, &["key", "decrypt", "k", ct2, "--version", "1"]).fails(1, NOT_AUTHENTIC);
+    kes_as_admin(&srv, &["key", "decrypt", "k", ct2, "--version", "7"]).fails(1, UNKNOWN_VERSION);
+    kes_as_admin(&srv, &["key", "decrypt", "k", ct2, "--version", "v2"]).fails(2, "v2");
+
+    // retire: the server's refusal, exit code 1, nothing on standard output.
+    let run = kes_as_admin(&srv, &["key", "retire", "k", "--version", "1"])
+        .fails(1, "key version was superseded too recently to retire");
+    assert_eq!(run.stdout, "");
+    assert_eq!(
+        run.stderr,
+        "Error: failed to retire version 1 of key \"k\": key version was superseded too \
+         recently to retire\n"
+    );
+    kes_as_admin(&srv, &["key", "retire", "k", "--version", "2"])
+        .fails(1, "the current key version cannot be retired");
+    kes_as_admin(&srv, &["key", "retire", "k", "--version", "0"]).fails(1, INVALID_VERSION);
+    kes_as_admin(&srv, &["key", "retire", "k"]).fails(2, "--version");
+    age_version(&ring_of().join("2"), time::Duration::minutes(11));
+    let run = kes_as_admin(&srv, &["key", "retire", "k", "--version", "1"]).ok();
+    assert_eq!(run.stdout, "");
+    kes_as_admin(&srv, &["key", "decrypt", "k", ct1]).fails(1, RETIRED);
+    // info without --json: the Go command's four lines, the current version, one line per
+    // version.
+    let text = kes_as_admin(&srv, &["key", "info", "k"]).ok().stdout;
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines.len(), 7, "{text}");
+    let me = &srv.admin.identity;
+    assert!(
+        lines[0].starts_with("Name") && lines[0].ends_with(" k"),
+        "{text}"
+    );
+    assert!(
+        lines[4].starts_with("Version") && lines[4].ends_with(" 2"),
+        "{text}"
+    );
+    assert!(
+        lines[5].trim_start().starts_with("v2") && lines[5].contains(&format!("by {me} (current)")),
+        "{text}"
+    );
+    assert!(
+        lines[6].trim_start().starts_with("v1") && lines[6].contains(", retired "),
+        "{text}"
+    );
+    kes_as_admin(&srv, &["key", "destroy", "k", "--version", "1"])
+        .fails(1, "version 1 can only be destroyed by deleting the key");
+    kes_as_admin(&srv, &["key", "restore", "k", "--version", "1"]).ok();
+    kes_as_admin(&srv, &["key", "decrypt", "k", ct1, "--version", "1"]).ok();
+    assert!(!ring_of().join("1.retired").exists());
+}
+
+// ---------------------------------------------------------------------------------------------
+// 8. The peer programs: MinIO's client libraries and the Go server
+
+/// What a kesclient driver printed: its blocks (`[Call] …` and the lines after it) and its
+/// summary (`PASS|FAIL <call> expect=… got=…`).
+struct DriverRun {
+    output: String,
+}
+
+impl DriverRun {
+    fn run(program: &str, args: &[&str]) -> DriverRun {
+        let out = Command::new(support::peers().join("bin").join(program))
+            .args(args)
+            .output()
+            .unwrap_or_else(|e| panic!("run {program}: {e}"));
+        DriverRun {
+            output: String::from_utf8_lossy(&out.stdout).into_owned()
+                + &String::from_utf8_lossy(&out.stderr),
+        }
+    }
+
+    /// The block of `[call]`: its header line and the lines up to the next block or trace.
+    #[track_caller]
+    fn block(&self, call: &str) -> String {
+        let header = format!("[{call}]");
+        let mut lines = self.output.lines().skip_while(|l| !l.starts_with(&header));
+        let first = lines
+            .next()
+            .unwrap_or_else(|| panic!("no {header} in:\n{}", self.output));
+        let rest =
+            lines.take_while(|l| !l.starts_with('[') && !l.trim_start().starts_with("http: "));
+        std::iter::once(first)
+            .chain(rest)
+            .collect::<Vec<_>>()
+            .join("\n")
+    }
+
+    /// The summary lines that failed, by call name.
+    fn failed(&self) -> Vec<String> {
+        self.output
+            .lines()
+            .filter_map(|l| l.strip_prefix("FAIL "))
+            .map(|l| l.split(" expect=").next().unwrap().trim().to_string())
+            .collect()
+    }
+
+    /// The summary line of `call`.
+    #[track_caller]
+    fn summary(&self, call: &str) -> &str {
+        self.output
+            .lines()
+            .find(|l| {
+                (l.starts_with("PASS ") || l.starts_with("FAIL "))
+                    && l[5..].split(" expect=").next().unwrap().trim() == call
+            })
+            .unwrap_or_else(|| panic!("no summary of {call}:\n{}", self.output))
+    }
+}
+
+/// The newest kms-go (kesclient-head) against a key rotated twice: GenerateKey returns
+/// version "3", Decrypt sends it back and succeeds, an empty version is left out and succeeds,
+/// "999" fails with the documented error. The driver creates its key itself, so its
+/// `CreateKey(new)` fails on the existing key: that is the one failure expected.
+#[test]
+fn peer_newest_kms_go_reads_and_sends_key_versions() {
+    support::peers();
+    let srv = Served::start("peer-head", "keystore:\n  fs:\n    path: {dir}/keys\n");
+    let c = srv.client();
+    assert_eq!(c.put("/v1/key/create/minio-head", "").status, 200);
+    assert_eq!(rotate(&c, "minio-head"), 2);
+    assert_eq!(rotate(&c, "minio-head"), 3);
+    let server = format!("https://{}", srv.kes.addr);
+    let run = DriverRun::run(
+        "kesclient-head",
+        &[
+            "-server",
+            &server,
+            "-api-key",
+            ADMIN_API_KEY,
+            "-k",
+            "-key-name",
+            "minio-head",
+            "-skip-admin",
+            "-skip-forbidden",
+        ],
+    );
+    let out = &run.output;
+    assert_eq!(run.failed(), ["CreateKey(new)"], "{out}");
+    assert!(
+        run.summary("CreateKey(new)").contains("got=ErrKeyExists"),
+        "{out}"
+    );
+    assert!(
+        out.lines().any(|l| l.ends_with(" passed, 1 failed")),
+        "{out}"
+    );
+
+    let g = run.block("GenerateKey(ctx)");
+    assert!(g.contains("DEK.Version=\"3\""), "{g}");
+    assert!(g.contains("wire: reply \"version\"=\"3\""), "{g}");
+    let d = run.block("Decrypt(ctx, version=DEK.Version)");
+    assert!(d.contains("err=<nil>"), "{d}");
+    assert!(d.contains("wire: request \"version\"=\"3\""), "{d}");
+    assert!(d.contains("plaintext matches DEK: true"), "{d}");
+    let d = run.block("Decrypt(ctx, version=\"\")");
+    assert!(d.contains("err=<nil>"), "{d}");
+    assert!(d.contains("wire: request \"version\" absent"), "{d}");
+    assert!(d.contains("plaintext matches DEK: true"), "{d}");
+    let d = run.block("Decrypt(ctx, wrong version=\"999\")");
+    assert!(d.contains("err=\"key version does not exist\""), "{d}");
+    assert!(d.contains("status=404"), "{d}");
+    assert!(
+        run.summary("Decrypt(ctx, wrong version=\"999\")")
+            .ends_with("got=error(key version does not exist)"),
+        "{out}"
+    );
+    assert!(
+        run.block("GenerateKey(no ctx)")
+            .contains("DEK.Version=\"3\""),
+        "{out}"
+    );
+    assert!(
+        run.summary("Decrypt(no ctx roundtrip)")
+            .starts_with("PASS ")
+    );
+    // The driver deletes its key at the end: every version went with it.
+    assert!(!srv.dir.join("keys/minio-head").exists());
+    assert!(entries(&srv.dir.join("keys/.kes-versions/minio-head")).is_empty());
+}
+
+/// MinIO's client library at the version MinIO uses (kms-go v0.3.1) against rotated keys: it
+/// decodes the generate reply with its extra `version` field and decrypts without a version
+/// (the iv's hint finds it). The driver creates its own key, so it runs on a key rotated
+/// beforehand under its `-key-name` (its `CreateKey(new)` then fails, expectedly); kesload
+/// (same library, MinIO's configuration) decrypts data keys of another rotated key for a
+/// second without an error.
+#[test]
+fn peer_kms_go_v0_3_1_uses_rotated_keys() {
+    support::peers();
+    let srv = Served::start("peer-v031", "keystore:\n  fs:\n    path: {dir}/keys\n");
+    let c = srv.client();
+    for key in ["minio-old", "minio-load"] {
+        assert_eq!(c.put(&format!("/v1/key/create/{key}"), "").status, 200);
+        assert_eq!(rotate(&c, key), 2);
+    }
+    let server = format!("https://{}", srv.kes.addr);
+    let hinted_before = counter(&c, "kes_key_decrypt_hinted_version_total");
+    let load = Command::new(support::peers().join("bin/kesload"))
+        .args(["-server", &server, "-api-key", ADMIN_API_KEY])
+        .args([
+            "-op",
+            "decrypt",
+            "-name",
+            "minio-load",
+            "-c",
+            "4",
+            "-d",
+            "1s",
+        ])
+        .output()
+        .expect("run kesload");
+    let stdout = String::from_utf8_lossy(&load.stdout);
+    let line = stdout.lines().rfind(|l| l.starts_with('{')).unwrap_or("");
+    let r: Value = serde_json::from_str(line).unwrap_or_else(|e| {
+        panic!(
+            "kesload printed no result ({e}):\n{stdout}\n{}",
+            String::from_utf8_lossy(&load.stderr)
+        )
+    });
+    assert_eq!(r["errors"], 0, "{r}");
+    let ok = r["ok"].as_f64().unwrap();
+    assert!(ok > 10.0, "{r}");
+    let hinted = counter(&c, "kes_key_decrypt_hinted_version_total") - hinted_before;
+    assert!(
+        hinted >= ok,
+        "kesload's decrypts were of version 2, found by the hint: {hinted} of {ok}"
+    );
+    println!("kesload -op decrypt on a rotated key: {ok} decrypts, 0 errors");
+
+    let run = DriverRun::run(
+        "kesclient",
+        &[
+            "-server",
+            &server,
+            "-api-key",
+            ADMIN_API_KEY,
+            "-k",
+            "-key-name",
+            "minio-old",
+            "-skip-admin",
+            "-skip-forbidden",
+        ],
+    );
+    let out = &run.output;
+    assert_eq!(run.failed(), ["CreateKey(new)"], "{out}");
+    // The generate reply it decoded carried the version.
+    let traced = out
+        .lines()
+        .find(|l| l.contains("http: POST /v1/key/generate/minio-old reqbody="))
+        .unwrap_or_else(|| panic!("no generate traced:\n{out}"));
+    assert!(traced.contains("\\\"version\\\":\\\"2\\\""), "{traced}");
+    assert!(run.block("GenerateKey(ctx)").contains("err=<nil>"), "{out}");
+    for call in [
+        "GenerateKey(ctx)",
+        "Decrypt(ctx)",
+        "Encrypt",
+        "Decrypt(Encrypt output)",
+    ] {
+        assert!(run.summary(call).starts_with("PASS "), "{call}: {out}");
+    }
+}
+
+/// The Go server on the same fs keystore directory as kes, with a rotated key: it reads
+/// version 1 as "the key", so it decrypts what version 1 made (and kes decrypts what it makes),
+/// lists keys (with one extra `.kes-versions` entry) and describes the rotated key; ciphertexts
+/// of version 2 are not authentic to it. This is the rollback boundary of docs/key-versions.md
+/// §1.
+#[test]
+fn peer_the_go_server_on_a_keystore_with_a_rotated_key() {
+    use support::gokes::GoKes;
+    support::peers();
+    let srv = Served::start("peer-go", "keystore:\n  fs:\n    path: {dir}/keys\n");
+    let c = srv.client();
+    let ctx = context("go");
+    assert_eq!(c.put("/v1/key/create/shared", "").status, 200);
+    assert_eq!(c.put("/v1/key/create/plain", "").status, 200);
+    let v1 = generate(&c, "shared", &ctx);
+    assert_eq!(rotate(&c, "shared"), 2);
+    let v2 = generate(&c, "shared", &ctx);
+    assert_eq!(v2.version.as_deref(), Some("2"));
+
+    // The same config file: kes's is the Go server's schema.
+    let go = GoKes::start_config(&srv.dir.join("config.yaml"))
+        .unwrap_or_else(|out| panic!("kes-go:\n{out}"));
+    let g = Client::new(go.addr(), &srv.ca.cert.der, Some(&srv.admin));
+    assert_decrypts(&g, "shared", &v1, None);
+    assert_decrypts(&g, "shared", &v1, Some("1"));
+    decrypt(&g, "shared", &v2, None).assert_error(400, NOT_AUTHENTIC);
+    decrypt(&g, "shared", &v2, Some("2")).assert_error(400, NOT_AUTHENTIC);
+    let d = describe(&g, "shared");
+    assert!(d.get("versions").is_none(), "{d}");
+    // What the Go server makes with the rotated key is version 1's: kes decrypts it.
+    let by_go = generate(&g, "shared", &ctx);
+    assert_eq!(by_go.version, None);
+    assert_decrypts(&c, "shared", &by_go, None);
+    assert_decrypts(&c, "shared", &by_go, Some("1"));
+    decrypt(&c, "shared", &by_go, Some("2")).assert_error(400, NOT_AUTHENTIC);
+
+    // Listing: the Go server lists the reserved entry too; kes does not.
+    let listed = g.get("/v1/key/list/*");
+    assert_eq!(listed.status, 200, "{}", listed.text());
+    let mut names: Vec<String> = listed.json()["names"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|n| n.as_str().unwrap().to_string())
+        .collect();
+    names.sort();
+    assert_eq!(names, [".kes-versions", "plain", "shared"]);
+    assert_eq!(
+        c.get("/v1/key/list/*").json()["names"],
+        json!(["plain", "shared"])
+    );
+    let go_cli = |args: &[&str]| {
+        let mut cmd = Command::new(GoKes::bin());
+        cmd.args(args).stdin(std::process::Stdio::null());
+        for var in support::CLIENT_VARS {
+            cmd.env_remove(var);
+        }
+        cmd.env("KES_SERVER", format!("https://{}", go.addr()))
+            .env("KES_API_KEY", ADMIN_API_KEY);
+        support::Run::from_output(cmd.output().expect("run kes-go"))
+    };
+    let ls = go_cli(&["key", "ls", "-k"]).ok();
+    let lines: Vec<&str> = ls.stdout.lines().map(str::trim).collect();
+    for name in [".kes-versions", "plain", "shared"] {
+        assert!(lines.contains(&name), "kes-go key ls lists {name}: {ls:?}");
+    }
+    let info = go_cli(&["key", "info", "shared", "-k"]).ok();
+    assert!(info.stdout.contains("shared"), "{info:?}");
+    // The rotation is untouched by all that.
+    assert_decrypts(&c, "shared", &v2, Some("2"));
+    assert_eq!(describe(&c, "shared")["version"], "2");
 }
