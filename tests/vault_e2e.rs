@@ -10,12 +10,18 @@
 //! * Listing with the seed policy (no `list`): 502 for the client, the missing capability in the
 //!   server's log.
 //! * A Vault certificate kes does not trust stops kes at start-up with a clear error.
+//! * Key versions (docs/key-versions.md) on K/V v1 and v2 through two kes nodes: rotations seen
+//!   by the other node, every version decrypting on both, the version errors, the stored layout
+//!   (§1) read back from OpenBao; racing rotations (§3); delete of a rotated key; the setup
+//!   procedure's policy without `list` (unrotated keys serve, rotate is 502 and says why).
 
 mod support;
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as B64;
 use serde_json::{Value, json};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Barrier};
 use std::time::{Duration, Instant};
 use support::client::Client;
 use support::openbao::Bao;
@@ -699,5 +705,654 @@ fn readme_using_vault_walkthrough() {
     assert_eq!(status, 200);
     println!(
         "docs/operations.md 'Rotating the AppRole secret ID': logged in with the new secret ID {rotated_in:?} after the commands started; printed:\n{out}"
+    );
+}
+
+// ---------------------------------------------------------------------------------------------
+// Key versions (docs/key-versions.md) on OpenBao, through the HTTP API of two kes nodes
+
+/// One K/V mount that kes uses with a `prefix`, seen with OpenBao's root token.
+struct Kv<'a> {
+    bao: &'a Bao,
+    mount: &'a str,
+    version: u8,
+    prefix: &'a str,
+}
+
+impl Kv<'_> {
+    /// The API path of the secret (or, ending in `/`, the directory) `path` below the prefix:
+    /// v1 `<mount>/<prefix>/<path>`, v2 `<mount>/<part>/<prefix>/<path>`.
+    fn api_path(&self, part: &str, path: &str) -> String {
+        if self.version == 2 {
+            format!("/v1/{}/{part}/{}/{path}", self.mount, self.prefix)
+        } else {
+            format!("/v1/{}/{}/{path}", self.mount, self.prefix)
+        }
+    }
+
+    /// The secret at `path` below the prefix: its only field, which must be named `name`
+    /// (the stored value as kes wrote it), and on v2 the secret's metadata. `None`: no secret.
+    #[track_caller]
+    fn read(&self, path: &str, name: &str) -> Option<(String, Value)> {
+        let (status, reply) = self
+            .bao
+            .call(None, "GET", &self.api_path("data", path), None);
+        if status == 404 {
+            return None;
+        }
+        assert_eq!(status, 200, "{path}: {reply}");
+        let (data, meta) = if self.version == 2 {
+            (&reply["data"]["data"], reply["data"]["metadata"].clone())
+        } else {
+            (&reply["data"], Value::Null)
+        };
+        assert_stored_value(data, name);
+        Some((data[name].as_str().unwrap().to_string(), meta))
+    }
+
+    /// The K/V v2 metadata of the secret at `path` (`current_version`, `versions`).
+    fn metadata(&self, path: &str) -> Value {
+        self.bao
+            .ok(None, "GET", &self.api_path("metadata", path), None)["data"]
+            .clone()
+    }
+
+    /// The entries of directory `dir` (ending in `/`) below the prefix, sorted; none when it
+    /// does not exist.
+    #[track_caller]
+    fn list(&self, dir: &str) -> Vec<String> {
+        let (status, reply) = self
+            .bao
+            .call(None, "LIST", &self.api_path("metadata", dir), None);
+        if status == 404 {
+            return Vec::new();
+        }
+        assert_eq!(status, 200, "{dir}: {reply}");
+        let mut keys: Vec<String> = reply["data"]["keys"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|k| k.as_str().unwrap().to_string())
+            .collect();
+        keys.sort();
+        keys
+    }
+
+    /// The `keystore:` block for this mount and prefix, logging in with AppRole `role`.
+    fn keystore(&self, role: &(String, String)) -> String {
+        self.bao
+            .keystore_yaml(self.mount, self.version, role)
+            .replace(
+                "    engine:",
+                &format!("    prefix: {}\n    engine:", self.prefix),
+            )
+    }
+}
+
+/// The ring id of a key (docs/key-versions.md §1): hex of the first 16 bytes of SHA-256 of
+/// version 1's 32-byte secret key, from version 1's stored value (base64 of the protobuf).
+fn ring_of(stored_v1: &str) -> String {
+    let bytes = B64.decode(stored_v1).unwrap();
+    let digest = ring::digest::digest(&ring::digest::SHA256, &bytes[4..36]);
+    hex_string(&digest.as_ref()[..16])
+}
+
+fn hex_string(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// A kes node on `keystore` with `extra` config lines; its admin is [`Env::admin`].
+fn versions_node(tag: &str, keystore: &str, extra: &str) -> Env {
+    Env::start(tag, |dir, admin, _| {
+        format!(
+            "admin:\n  identity: {admin}\ntls:\n  key: {dir}/server.key\n  cert: {dir}/server.crt\n\
+             log:\n  error: on\n{extra}{keystore}"
+        )
+    })
+}
+
+const VERSION_CONTEXT: &[u8] = br#"{"bucket":"versions","object":"a/b"}"#;
+
+/// A data key generated through `client`: (reply, its version: `None` when the reply has no
+/// `version`, which must then be the Go server's shape).
+#[track_caller]
+fn generate(client: &Client, name: &str) -> (Value, Option<u32>) {
+    let body = json!({ "context": B64.encode(VERSION_CONTEXT) }).to_string();
+    let r = client.post(&format!("/v1/key/generate/{name}"), &body);
+    assert_eq!(r.status, 200, "generate {name}: {}", r.text());
+    let g = r.json();
+    let fields: Vec<&String> = g.as_object().unwrap().keys().collect();
+    let version = match g.get("version") {
+        None => {
+            assert_eq!(fields, ["ciphertext", "plaintext"], "{g}");
+            None
+        }
+        Some(v) => {
+            assert_eq!(fields, ["ciphertext", "plaintext", "version"], "{g}");
+            let n: u32 = v.as_str().unwrap().parse().unwrap();
+            assert!(n >= 2, "{g}");
+            assert_eq!(v.as_str().unwrap(), n.to_string(), "canonical decimal");
+            Some(n)
+        }
+    };
+    (g, version)
+}
+
+/// Decrypts the ciphertext of `g` (a generate reply) through `client`, with `version` or
+/// without; the reply.
+fn decrypt(
+    client: &Client,
+    name: &str,
+    g: &Value,
+    version: Option<&str>,
+) -> support::client::Reply {
+    let mut body = json!({
+        "ciphertext": g["ciphertext"],
+        "context": B64.encode(VERSION_CONTEXT),
+    });
+    if let Some(v) = version {
+        body["version"] = json!(v);
+    }
+    client.post(&format!("/v1/key/decrypt/{name}"), &body.to_string())
+}
+
+/// Asserts that `client` decrypts the data key of `g` with `version` (or without).
+#[track_caller]
+fn assert_decrypts(client: &Client, name: &str, g: &Value, version: Option<&str>, who: &str) {
+    let r = decrypt(client, name, g, version);
+    assert_eq!(
+        r.status,
+        200,
+        "{who} cannot decrypt {g} with version {version:?}: {}",
+        r.text()
+    );
+    assert_eq!(r.json()["plaintext"], g["plaintext"], "{who}");
+}
+
+/// `POST /v1/key/rotate/<name>` through `client`: the new version (the reply must be exactly
+/// `{"version":"<n>"}`).
+#[track_caller]
+fn rotate(client: &Client, name: &str) -> u32 {
+    let r = client.post(&format!("/v1/key/rotate/{name}"), "");
+    assert_eq!(r.status, 200, "rotate {name}: {}", r.text());
+    let reply = r.json();
+    let n: u32 = reply["version"].as_str().unwrap().parse().unwrap();
+    assert_eq!(reply, json!({ "version": n.to_string() }));
+    n
+}
+
+/// Sets up K/V v1 at `kv1` and v2 at `kv2` on `bao`, each with the setup procedure's policy
+/// (with `list`), and returns them with their AppRole logins.
+fn both_engines<'a>(bao: &'a Bao, prefix: &'a str) -> Vec<(Kv<'a>, (String, String))> {
+    [("kv1", 1u8), ("kv2", 2u8)]
+        .into_iter()
+        .map(|(mount, version)| {
+            let role = bao.seed_setup(None, mount, version, true);
+            let kv = Kv {
+                bao,
+                mount,
+                version,
+                prefix,
+            };
+            (kv, role)
+        })
+        .collect()
+}
+
+/// Issue 16 end to end on K/V v1 and v2: two kes nodes on one OpenBao, a rotation through one
+/// seen by the other (at once for decrypt, within `cache.expiry.any` for generate), every
+/// ciphertext decrypting on both nodes with and without `version`, the documented errors for a
+/// wrong version, and the layout of docs/key-versions.md §1 as OpenBao stores it.
+#[test]
+fn key_versions_through_two_nodes_on_kv_v1_and_v2() {
+    let bao = Bao::dev();
+    for (kv, role) in both_engines(&bao, "tenant/kes") {
+        let started = Instant::now();
+        let v = kv.version;
+        let yaml = kv.keystore(&role);
+        // A sees a rotation made through B within 1 s (its cache re-reads keys after 1 s).
+        let a = versions_node(
+            &format!("ver-a-{}", kv.mount),
+            &yaml,
+            "cache:\n  expiry:\n    any: 1s\n",
+        );
+        let b = versions_node(&format!("ver-b-{}", kv.mount), &yaml, "");
+        let (ca, cb) = (a.client(&a.admin), b.client(&b.admin));
+        let nodes = [(&ca, "A"), (&cb, "B")];
+
+        assert_eq!(ca.post("/v1/key/create/rot", "").status, 200);
+        let (g1, version) = generate(&ca, "rot");
+        assert_eq!(
+            version, None,
+            "a key never rotated answers as the Go server"
+        );
+        let (stored_v1, meta) = kv.read("rot", "rot").expect("version 1 at <prefix>/rot");
+        let ring = ring_of(&stored_v1);
+        assert!(
+            kv.list(".kes-versions/").is_empty(),
+            "no ring before a rotation"
+        );
+
+        // Rotate through B; B generates with version 2 at once.
+        assert_eq!(rotate(&cb, "rot"), 2);
+        let (g2, version) = generate(&cb, "rot");
+        assert_eq!(version, Some(2));
+        // A decrypts B's version-2 data key at once: without version (the iv's hint names a
+        // version A has not listed yet, so A lists the versions), and naming it.
+        assert_decrypts(&ca, "rot", &g2, None, "A (hint)");
+        assert_decrypts(&ca, "rot", &g2, Some("2"), "A (explicit)");
+        // The listing that decrypt made is cached: A generates with version 2 from now on.
+        let (_, version) = generate(&ca, "rot");
+        assert_eq!(
+            version,
+            Some(2),
+            "A generates with version 1 after listing version 2"
+        );
+
+        // Rotate again, through A.
+        assert_eq!(rotate(&ca, "rot"), 3);
+        let (g3, version) = generate(&ca, "rot");
+        assert_eq!(version, Some(3));
+
+        // And through B, with no decrypt on A this time: A generates with it within 1.1 s
+        // (`cache.expiry.any: 1s`: the key is read again, versions included).
+        assert_eq!(rotate(&cb, "rot"), 4);
+        let (g4, version) = generate(&cb, "rot");
+        assert_eq!(version, Some(4));
+        std::thread::sleep(Duration::from_millis(1100));
+        let (_, version) = generate(&ca, "rot");
+        assert_eq!(
+            version,
+            Some(4),
+            "A did not see version 4 within its cache expiry"
+        );
+
+        // Every data key decrypts on both nodes, with and without its version.
+        for (g, n) in [(&g1, "1"), (&g2, "2"), (&g3, "3"), (&g4, "4")] {
+            for (client, who) in nodes {
+                assert_decrypts(client, "rot", g, None, who);
+                assert_decrypts(client, "rot", g, Some(n), who);
+                // `""` is no version (the kms-go client omits an empty one).
+                assert_decrypts(client, "rot", g, Some(""), who);
+                // Another existing version: not authentic, no fallback to the right one.
+                let wrong = if n == "2" { "3" } else { "2" };
+                decrypt(client, "rot", g, Some(wrong))
+                    .assert_error(400, "decryption failed: ciphertext is not authentic");
+                decrypt(client, "rot", g, Some("999"))
+                    .assert_error(404, "key version does not exist");
+                decrypt(client, "rot", g, Some("v2")).assert_error(400, "invalid key version");
+            }
+        }
+        // describe on both: the current version and all four, newest first.
+        for (client, who) in nodes {
+            let d = client.get("/v1/key/describe/rot").json();
+            assert_eq!(d["version"], "4", "{who}: {d}");
+            let listed: Vec<&str> = d["versions"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|v| v["version"].as_str().unwrap())
+                .collect();
+            assert_eq!(listed, ["4", "3", "2", "1"], "{who}: {d}");
+        }
+
+        // The layout in OpenBao (§1): version 1 untouched at <prefix>/rot ...
+        let (after, meta_after) = kv.read("rot", "rot").unwrap();
+        assert_eq!(after, stored_v1, "version 1 was rewritten");
+        if v == 2 {
+            assert_eq!(meta_after["version"], 1, "{meta_after}");
+            assert_eq!(meta["version"], 1);
+            assert_eq!(kv.metadata("rot")["current_version"], 1);
+        }
+        // ... and versions 2 to 4 under .kes-versions/rot/<ring>/, one secret each, holding a
+        // key of their own.
+        assert_eq!(kv.list(".kes-versions/"), ["rot/"]);
+        assert_eq!(kv.list(".kes-versions/rot/"), [format!("{ring}/")]);
+        let dir = format!(".kes-versions/rot/{ring}/");
+        assert_eq!(kv.list(&dir), ["2", "3", "4"]);
+        let mut values = vec![stored_v1.clone()];
+        for n in ["2", "3", "4"] {
+            let path = format!("{dir}{n}");
+            let (value, meta) = kv.read(&path, "rot").unwrap();
+            assert!(!values.contains(&value), "version {n} repeats a value");
+            values.push(value);
+            if v == 2 {
+                // Written once with cas 0: exactly one K/V version per key version.
+                assert_eq!(meta["version"], 1, "{path}: {meta}");
+                let m = kv.metadata(&path);
+                assert_eq!(m["current_version"], 1, "{path}: {m}");
+                assert_eq!(m["versions"].as_object().unwrap().len(), 1, "{path}: {m}");
+            }
+        }
+        // kes's own listing does not show the rings.
+        for (client, who) in nodes {
+            for path in ["/v1/key/list/", "/v1/key/list/*"] {
+                let names = client.get(path).json();
+                assert_eq!(names["names"], json!(["rot"]), "{who} {path}: {names}");
+            }
+        }
+        println!(
+            "K/V v{v}: rotations through B seen by A (decrypt at once, generate within 1.1 s), 4 versions decrypt on both nodes with and without version, layout checked, in {:?}",
+            started.elapsed()
+        );
+    }
+}
+
+/// Racing rotations of one key through two kes nodes (docs/key-versions.md §3), on K/V v1 and v2:
+/// 2 nodes × 8 threads × 3 rotations. Every rotation gets its own number (exactly 2..=49, all
+/// stored), and the data key generated right after each rotation decrypts on the other node
+/// with the version its reply names.
+#[test]
+fn racing_rotations_through_two_nodes_on_kv_v1_and_v2() {
+    const THREADS: usize = 8;
+    const ROTATIONS: usize = 3;
+    let bao = Bao::dev();
+    for (kv, role) in both_engines(&bao, "race") {
+        let v = kv.version;
+        let yaml = kv.keystore(&role);
+        let envs = [
+            versions_node(&format!("race-a-{}", kv.mount), &yaml, ""),
+            versions_node(&format!("race-b-{}", kv.mount), &yaml, ""),
+        ];
+        let clients = [
+            envs[0].client(&envs[0].admin),
+            envs[1].client(&envs[1].admin),
+        ];
+        assert_eq!(clients[0].post("/v1/key/create/race", "").status, 200);
+        // Both nodes have the key cached (version 1 only) when the race starts.
+        for c in &clients {
+            assert_eq!(generate(c, "race").1, None);
+        }
+
+        let barrier = Arc::new(Barrier::new(2 * THREADS));
+        let contended = Arc::new(AtomicUsize::new(0));
+        let start = Instant::now();
+        let threads: Vec<_> = (0..2 * THREADS)
+            .map(|t| {
+                let here = clients[t % 2].clone();
+                let other = clients[(t + 1) % 2].clone();
+                let (barrier, contended) = (barrier.clone(), contended.clone());
+                std::thread::spawn(move || {
+                    barrier.wait();
+                    let mut won = Vec::new();
+                    for _ in 0..ROTATIONS {
+                        // A 503 (16 lost races in a row) wrote nothing: try again, as clients do.
+                        let n = loop {
+                            let r = here.post("/v1/key/rotate/race", "");
+                            if r.status == 503 {
+                                r.assert_error(503, "key rotation contended, try again");
+                                contended.fetch_add(1, Ordering::Relaxed);
+                                continue;
+                            }
+                            assert_eq!(r.status, 200, "rotate: {}", r.text());
+                            let reply = r.json();
+                            let n: u32 = reply["version"].as_str().unwrap().parse().unwrap();
+                            assert_eq!(reply, json!({ "version": n.to_string() }));
+                            break n;
+                        };
+                        // This node's rotation invalidated its cache: it generates with the new
+                        // version or a later one (another rotation in between), never older.
+                        let (g, m) = generate(&here, "race");
+                        let m = m.expect("a rotated key's reply names its version");
+                        assert!(m >= n, "rotated to {n}, then generated with {m}");
+                        let r = decrypt(&other, "race", &g, Some(&m.to_string()));
+                        assert_eq!(
+                            r.status,
+                            200,
+                            "the other node cannot decrypt version {m} (rotated to {n}): {}",
+                            r.text()
+                        );
+                        assert_eq!(r.json()["plaintext"], g["plaintext"]);
+                        won.push((n, m, g));
+                    }
+                    won
+                })
+            })
+            .collect();
+        let won: Vec<(u32, u32, Value)> = threads
+            .into_iter()
+            .flat_map(|t| t.join().unwrap())
+            .collect();
+        let took = start.elapsed();
+        let mut numbers: Vec<u32> = won.iter().map(|w| w.0).collect();
+        numbers.sort_unstable();
+        let total = (2 * THREADS * ROTATIONS) as u32;
+        assert_eq!(
+            numbers,
+            (2..=total + 1).collect::<Vec<_>>(),
+            "every rotation got its own number, none skipped"
+        );
+        let same = won.iter().filter(|w| w.0 == w.1).count();
+
+        // Nothing lost: the ring in OpenBao holds exactly versions 2..=49, each one secret.
+        let (stored_v1, _) = kv.read("race", "race").unwrap();
+        let ring = ring_of(&stored_v1);
+        let mut stored: Vec<u32> = kv
+            .list(&format!(".kes-versions/race/{ring}/"))
+            .iter()
+            .map(|e| e.parse().unwrap())
+            .collect();
+        stored.sort_unstable();
+        assert_eq!(stored, numbers);
+        // Every version is a key of its own that both nodes can load: describe reads them all.
+        for c in &clients {
+            let d = c.get("/v1/key/describe/race");
+            assert_eq!(d.status, 200, "{}", d.text());
+            let d = d.json();
+            assert_eq!(d["version"], (total + 1).to_string(), "{d}");
+            assert_eq!(d["versions"].as_array().unwrap().len(), total as usize + 1);
+            assert!(
+                d["versions"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .all(|v| v["algorithm"].is_string() && v.get("destroyed").is_none()),
+                "{d}"
+            );
+        }
+        // Each data key decrypts on both nodes without version (the hint finds it).
+        for (_, m, g) in &won {
+            for c in &clients {
+                assert_decrypts(c, "race", g, None, &format!("version {m}"));
+            }
+        }
+        let contended = contended.load(Ordering::Relaxed);
+        // Each node counted the rotations it made (lost races are not counted: they are
+        // retried inside the rotation; only a 503 would show them).
+        let rotations = envs
+            .each_ref()
+            .map(|e| metric(e, "kes_key_rotations_total"));
+        assert_eq!(
+            rotations.iter().sum::<u64>(),
+            u64::from(total),
+            "{rotations:?}"
+        );
+        let reloads = envs
+            .each_ref()
+            .map(|e| metric(e, "kes_cache_version_reloads_total"));
+        println!(
+            "K/V v{v}: 2 nodes x {THREADS} threads x {ROTATIONS} rotations in {took:?}: versions 2..={} all distinct and stored; {contended} replies 503 (retried); rotations per node {rotations:?}; {same} of {total} generates right after used the rotation's own version; decrypts that made a node list the versions again: {reloads:?}",
+            total + 1
+        );
+    }
+}
+
+/// The value of the single-series metric `name` of `env`'s server.
+#[track_caller]
+fn metric(env: &Env, name: &str) -> u64 {
+    let text = env.client(&env.admin).get("/v1/metrics").text();
+    let line = text
+        .lines()
+        .find(|l| l.split_whitespace().next() == Some(name))
+        .unwrap_or_else(|| panic!("no {name} in:\n{text}"));
+    line.split_whitespace()
+        .nth(1)
+        .unwrap()
+        .parse::<f64>()
+        .unwrap() as u64
+}
+
+/// Delete through kes of a rotated key removes version 1 and the whole ring from OpenBao, and
+/// the name starts again at version 1 (K/V v1 and v2).
+#[test]
+fn delete_of_a_rotated_key_removes_every_version() {
+    let bao = Bao::dev();
+    for (kv, role) in both_engines(&bao, "del") {
+        let env = versions_node(&format!("del-{}", kv.mount), &kv.keystore(&role), "");
+        let admin = env.client(&env.admin);
+        assert_eq!(admin.post("/v1/key/create/gone", "").status, 200);
+        assert_eq!(rotate(&admin, "gone"), 2);
+        assert_eq!(rotate(&admin, "gone"), 3);
+        let (old_v1, _) = kv.read("gone", "gone").unwrap();
+        let old_ring = ring_of(&old_v1);
+        assert_eq!(
+            kv.list(&format!(".kes-versions/gone/{old_ring}/")),
+            ["2", "3"]
+        );
+        let (old_g, version) = generate(&admin, "gone");
+        assert_eq!(version, Some(3));
+
+        let r = admin.request("DELETE", "/v1/key/delete/gone", None);
+        assert_eq!(r.status, 200, "{}", r.text());
+        assert!(
+            kv.read("gone", "gone").is_none(),
+            "version 1 is still stored"
+        );
+        assert_eq!(kv.list(".kes-versions/gone/"), Vec::<String>::new());
+        assert_eq!(kv.list(".kes-versions/"), Vec::<String>::new());
+        if kv.version == 2 {
+            // Not only deleted K/V versions: no metadata left either.
+            for path in [
+                "gone".to_string(),
+                format!(".kes-versions/gone/{old_ring}/2"),
+                format!(".kes-versions/gone/{old_ring}/3"),
+            ] {
+                let (status, _) = bao.call(None, "GET", &kv.api_path("metadata", &path), None);
+                assert_eq!(status, 404, "{path}");
+            }
+        }
+        admin
+            .post("/v1/key/generate/gone", "")
+            .assert_error(404, "key does not exist");
+
+        // Created again: version 1 of a new ring, nothing of the old key.
+        assert_eq!(admin.post("/v1/key/create/gone", "").status, 200);
+        let (g, version) = generate(&admin, "gone");
+        assert_eq!(version, None, "the new key starts at version 1");
+        assert_decrypts(&admin, "gone", &g, None, "new key");
+        let d = admin.get("/v1/key/describe/gone").json();
+        assert!(
+            d.get("version").is_none() && d.get("versions").is_none(),
+            "{d}"
+        );
+        decrypt(&admin, "gone", &old_g, None)
+            .assert_error(400, "decryption failed: ciphertext is not authentic");
+        decrypt(&admin, "gone", &old_g, Some("3")).assert_error(404, "key version does not exist");
+        let (new_v1, _) = kv.read("gone", "gone").unwrap();
+        assert_ne!(ring_of(&new_v1), old_ring);
+        assert_eq!(rotate(&admin, "gone"), 2, "numbering starts again");
+        assert_eq!(
+            kv.list(".kes-versions/gone/"),
+            [format!("{}/", ring_of(&new_v1))]
+        );
+        println!(
+            "K/V v{}: delete of a key with 3 versions left nothing in OpenBao; re-created at version 1, rotated to 2",
+            kv.version
+        );
+    }
+}
+
+/// The setup procedure's K/V v1 policy (`create, read, delete`, no `list`). What happens, as
+/// asserted: keys never rotated keep working (the cache cannot list their versions; it logs one
+/// warning for all keys, no error per load, and serves version 1; `"version":"2"` is 404); a
+/// rotation lists the ring first, Vault answers 403, and kes answers 502 `failed to rotate key`
+/// with the ring's path and the missing capability in its error log, having written nothing;
+/// delete still deletes the key (its rings cannot be listed: a warning).
+#[test]
+fn restrictive_policy_without_list() {
+    let bao = Bao::dev();
+    let role = bao.seed_setup(None, "kv", 1, false);
+    let kv = Kv {
+        bao: &bao,
+        mount: "kv",
+        version: 1,
+        prefix: "my-minio",
+    };
+    let env = versions_node("nolist", &kv.keystore(&role), "");
+    let admin = env.client(&env.admin);
+    for name in ["plain-1", "plain-2"] {
+        assert_eq!(
+            admin.post(&format!("/v1/key/create/{name}"), "").status,
+            200
+        );
+        let (g, version) = generate(&admin, name);
+        assert_eq!(version, None);
+        assert_decrypts(&admin, name, &g, None, name);
+        assert_decrypts(&admin, name, &g, Some("1"), name);
+        decrypt(&admin, name, &g, Some("2")).assert_error(404, "key version does not exist");
+    }
+    // One warning for all keys, not one per key or load.
+    let warning = "cannot list the versions of key";
+    let out = env.kes.output();
+    assert_eq!(out.matches(warning).count(), 1, "{out}");
+    let warned = out
+        .lines()
+        .find(|l| l.contains(warning))
+        .unwrap()
+        .to_string();
+    assert!(warned.contains("serving version 1 only"), "{warned}");
+
+    // Rotation needs to list the ring: Vault refuses (403), kes answers 502 and its error log
+    // names the capability and path. Nothing is written.
+    let r = admin.post("/v1/key/rotate/plain-1", "");
+    r.assert_error(502, "failed to rotate key");
+    let (v1, _) = kv.read("plain-1", "plain-1").unwrap();
+    let wanted = format!(
+        "the Vault policy needs the 'list' capability on 'kv/my-minio/.kes-versions/plain-1/{}/'",
+        ring_of(&v1)
+    );
+    assert!(
+        env.kes.wait_for_output(&wanted, Duration::from_secs(5)),
+        "{wanted}\n{}",
+        env.kes.output()
+    );
+    let logged = env
+        .kes
+        .output()
+        .lines()
+        .find(|l| l.contains("failed to rotate key 'plain-1'"))
+        .unwrap_or_else(|| panic!("{}", env.kes.output()))
+        .to_string();
+    assert!(logged.contains(&wanted), "{logged}");
+    // That is the only error: loading the keys logged the one warning above, not an error per
+    // load (nor per re-list, every 60 s per key in use).
+    let errors: Vec<String> = env
+        .kes
+        .output()
+        .lines()
+        .filter(|l| l.contains("level=ERROR"))
+        .map(str::to_string)
+        .collect();
+    assert_eq!(errors, std::slice::from_ref(&logged));
+    assert_eq!(kv.list(".kes-versions/"), Vec::<String>::new());
+    // The key is unchanged and still serves.
+    let (g, version) = generate(&admin, "plain-1");
+    assert_eq!(version, None);
+    assert_decrypts(&admin, "plain-1", &g, None, "after the failed rotation");
+    // Delete cannot list rings either; it deletes the key (and says why it could not look for
+    // versions).
+    let r = admin.request("DELETE", "/v1/key/delete/plain-2", None);
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert!(kv.read("plain-2", "plain-2").is_none());
+    assert!(
+        env.kes.wait_for_output(
+            "deleting key 'plain-2': cannot list its versions",
+            Duration::from_secs(5)
+        ),
+        "{}",
+        env.kes.output()
+    );
+    println!(
+        "K/V v1 without 'list': unrotated keys serve (warned once: {warned}); rotate: 502, logged: {logged}"
     );
 }
