@@ -365,7 +365,7 @@ impl Cache {
                 e.used_ms.store(now, Ordering::Relaxed);
                 self.stats.hits.fetch_add(1, Ordering::Relaxed);
                 if Self::ring_due(e, now) {
-                    return Ok(self.relist(name, e));
+                    return Ok(self.relist(name, e, false));
                 }
                 return Ok(e.ring.clone());
             }
@@ -465,7 +465,9 @@ impl Cache {
             return ring.clone();
         }
         self.stats.ring_reloads.fetch_add(1, Ordering::Relaxed);
-        let listed = self.relist(name, &e);
+        // Forced: it lists even while the 60 s re-list of this ring is under way, which would
+        // otherwise hand back the old ring, be taken for "nothing new" and fail the decrypt.
+        let listed = self.relist(name, &e, true);
         if listed.state.next() == ring.state.next() {
             let now = self.now_ms();
             ring.futile_ms.store(now, Ordering::Relaxed);
@@ -480,16 +482,18 @@ impl Cache {
     /// lists; the others go on with the ring they have. When the keystore cannot answer, the
     /// entry is kept as it is (it is fresh for `cache.expiry`) and listed again after
     /// [`RING_MAX_AGE`].
-    fn relist(&self, name: &str, e: &Arc<Entry>) -> Arc<Ring> {
+    fn relist(&self, name: &str, e: &Arc<Entry>, forced: bool) -> Arc<Ring> {
         let old = &e.ring;
-        if old.relisting.swap(true, Ordering::AcqRel) {
+        if !forced && old.relisting.swap(true, Ordering::AcqRel) {
             return old.clone();
         }
         let values = old.values.read().unwrap_or_else(|e| e.into_inner()).clone();
         let generation = self.generation.load(Ordering::Acquire);
         let result = self.list_ring(name, old.v1.clone(), values);
         old.listed_ms.store(self.now_ms(), Ordering::Relaxed);
-        old.relisting.store(false, Ordering::Release);
+        if !forced {
+            old.relisting.store(false, Ordering::Release);
+        }
         let ring = match result {
             Ok(ring) => Arc::new(ring),
             Err(_) => return old.clone(),
@@ -1491,5 +1495,20 @@ mod tests {
         );
         cache.advance(Duration::from_secs(480));
         assert!(cache.get("k").is_err(), "`any` has passed");
+    }
+
+    #[test]
+    fn a_forced_listing_does_not_wait_for_the_periodic_one() {
+        // The 60 s re-list of the ring is under way (its flag set) when a decrypt needs a
+        // version made elsewhere: the forced listing must list itself, not take the old ring.
+        let (store, cache) = ring_cache(None);
+        let ring = cache.ring("k").unwrap();
+        assert_eq!(rotate_behind(&store), 2);
+        ring.relisting.store(true, Ordering::Relaxed);
+        assert_eq!(cache.reload_ring("k", &ring).state.current(), 2);
+        assert!(
+            ring.relisting.load(Ordering::Relaxed),
+            "the periodic listing's flag is its own"
+        );
     }
 }
