@@ -34,6 +34,7 @@ pub mod certs;
 pub mod cli;
 pub mod config;
 pub mod crypto;
+pub mod gojson;
 pub mod keystore;
 pub mod logstream;
 pub mod metrics;
