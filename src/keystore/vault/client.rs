@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 use serde::Deserialize;
 use zeroize::Zeroizing;
 
-use super::health::Health;
+use super::flag::{HealthFlag, SEALED};
 use super::tls;
 use crate::config::VaultConfig;
 use crate::keystore::Error;
@@ -249,7 +249,7 @@ pub(crate) struct Client {
     /// How long a request for the active node waits for one to appear (an election).
     discovery_budget: Duration,
     connect_timeout: Duration,
-    pub(crate) health: Health,
+    pub(crate) health: HealthFlag,
 }
 
 impl Client {
@@ -322,7 +322,7 @@ impl Client {
             discovery: Mutex::new(()),
             discovery_budget: response_timeout,
             connect_timeout,
-            health: Health::new(),
+            health: HealthFlag::new(),
         })
     }
 
@@ -696,9 +696,6 @@ impl Client {
         }
     }
 }
-
-/// The text of [`Error::Unreachable`] while Vault is sealed.
-pub(crate) const SEALED: &str = "vault is sealed";
 
 /// Why one attempt did not produce a usable answer.
 struct Failure {
