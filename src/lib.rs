@@ -38,6 +38,8 @@ pub mod gojson;
 pub mod keystore;
 pub mod logstream;
 pub mod metrics;
+#[cfg(test)]
+mod module_graph;
 pub mod notify;
 pub mod permissions;
 #[cfg(test)]
