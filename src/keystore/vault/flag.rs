@@ -11,8 +11,31 @@ use std::time::{Duration, Instant};
 
 use crate::keystore::Error;
 
-/// The text of [`Error::Unreachable`] while Vault is sealed.
-pub(crate) const SEALED: &str = "vault is sealed";
+/// Why Vault cannot serve keys right now: what the flag records, and what callers that decide
+/// on it (the flag, the choice of error of a request that tried every node) match on. It
+/// becomes text only as an [`Error::Unreachable`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Unusable {
+    /// Every node that answered is sealed: `vault is sealed`.
+    Sealed,
+    /// No node answered usefully; the whole text, e.g. `vault is unreachable: <why>`.
+    Unreachable(String),
+}
+
+impl std::fmt::Display for Unusable {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Unusable::Sealed => f.write_str("vault is sealed"),
+            Unusable::Unreachable(why) => f.write_str(why),
+        }
+    }
+}
+
+impl From<Unusable> for Error {
+    fn from(why: Unusable) -> Error {
+        Error::Unreachable(why.to_string())
+    }
+}
 
 const OK: u8 = 0;
 const SEALED_STATE: u8 = 1;
@@ -38,7 +61,7 @@ impl HealthFlag {
     pub fn check(&self) -> Result<(), Error> {
         match self.state.load(Ordering::Acquire) {
             OK => Ok(()),
-            SEALED_STATE => Err(Error::Unreachable(SEALED.into())),
+            SEALED_STATE => Err(Unusable::Sealed.into()),
             _ => Err(Error::Unreachable(
                 self.reason
                     .lock()
@@ -55,12 +78,12 @@ impl HealthFlag {
     }
 
     /// Records what a health probe found wrong (only probes set the flag).
-    pub fn set(&self, err: &Error) {
-        let (state, why) = match err {
-            Error::Unreachable(why) if why == SEALED => (SEALED_STATE, why.clone()),
-            Error::Unreachable(why) | Error::Failed(why) => (UNREACHABLE, why.clone()),
-            _ => (UNREACHABLE, "vault is unreachable".to_string()),
+    pub fn set(&self, unusable: &Unusable) {
+        let state = match unusable {
+            Unusable::Sealed => SEALED_STATE,
+            Unusable::Unreachable(_) => UNREACHABLE,
         };
+        let why = unusable.to_string();
         *self.reason.lock().unwrap_or_else(|e| e.into_inner()) = why.clone();
         if self.state.swap(state, Ordering::AcqRel) != state {
             log::warn!("vault: {why}; key operations fail at once until it recovers");

@@ -11,7 +11,7 @@
 use std::time::{Duration, Instant};
 
 use super::client::{Client, NodeState, Probe};
-use super::flag::{SEALED, Wake};
+use super::flag::{Unusable, Wake};
 use crate::keystore::{Error, Status};
 
 /// Probe interval while the flag is set.
@@ -22,26 +22,28 @@ const RECOVERY_PING: Duration = Duration::from_secs(1);
 /// probes have the per-call timeouts: only a Vault that fails them is declared unusable (which
 /// makes every key operation fail at once), not one that is merely slow.
 pub(crate) fn check_now(client: &Client) -> Result<Status, Error> {
-    let result = evaluate(&client.probe_all(None));
-    match &result {
-        Ok(_) => client.health.set_ok(),
-        Err(err) => client.health.set(err),
+    match evaluate(&client.probe_all(None)) {
+        Ok(status) => {
+            client.health.set_ok();
+            Ok(status)
+        }
+        Err(unusable) => {
+            client.health.set(&unusable);
+            Err(unusable.into())
+        }
     }
-    result
 }
 
 /// The status for `/v1/status` and the key cache's probe: like [`check_now`], but it answers by
 /// `deadline` (a Vault that cannot answer its health check in time counts as unreachable,
 /// like a read that cannot), and it never sets the fail-fast flag, only clears it.
 pub(crate) fn status_until(client: &Client, deadline: Instant) -> Result<Status, Error> {
-    let result = evaluate(&client.probe_all(Some(deadline)));
-    if result.is_ok() {
-        client.health.set_ok();
-    }
-    result
+    let status = evaluate(&client.probe_all(Some(deadline)))?;
+    client.health.set_ok();
+    Ok(status)
 }
 
-fn evaluate(probes: &[Probe]) -> Result<Status, Error> {
+fn evaluate(probes: &[Probe]) -> Result<Status, Unusable> {
     let best = probes
         .iter()
         .find(|p| matches!(p.result, Ok(NodeState::Active)))
@@ -56,7 +58,7 @@ fn evaluate(probes: &[Probe]) -> Result<Status, Error> {
             .iter()
             .any(|p| matches!(p.result, Ok(NodeState::Sealed))) =>
         {
-            Err(Error::Unreachable(SEALED.into()))
+            Err(Unusable::Sealed)
         }
         None => {
             let why = probes
@@ -64,7 +66,9 @@ fn evaluate(probes: &[Probe]) -> Result<Status, Error> {
                 .rev()
                 .find_map(|p| p.result.as_ref().err().cloned())
                 .unwrap_or_default();
-            Err(Error::Unreachable(format!("vault is unreachable: {why}")))
+            Err(Unusable::Unreachable(format!(
+                "vault is unreachable: {why}"
+            )))
         }
     }
 }
