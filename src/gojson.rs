@@ -4,7 +4,7 @@
 //!
 //! A leaf: this module uses nothing else of the crate, so that the API, the logger and the CLI can
 //! all share it without depending on one another. Its reading counterpart, for legacy stored keys
-//! and ciphertexts, is [`crate::crypto::gojson`].
+//! and ciphertexts, is `crypto::gojson`.
 
 use time::{OffsetDateTime, UtcOffset};
 

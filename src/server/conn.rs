@@ -10,7 +10,7 @@
 //!
 //! Memory held per connection is bounded: input is read only while less than [`MAX_INPUT`] is
 //! waiting to be parsed (and while the protocol wants it), output is produced only while less than
-//! [`MAX_OUTPUT`](super::env::MAX_OUTPUT) waits to be sent. Plaintext buffers are wiped as they are consumed: requests
+//! [`MAX_OUTPUT`] waits to be sent. Plaintext buffers are wiped as they are consumed: requests
 //! and replies carry keys.
 
 use super::env::{Ctx, Env, Jobs, MAX_OUTPUT};
