@@ -209,7 +209,7 @@ pub fn spki_of_private_key(key: &PrivateKeyDer<'_>) -> Result<Vec<u8>, String> {
 /// Checks that `key` is the private key of `cert` (same public key). Certificates of any X.509
 /// version are accepted.
 pub fn check_key_pair(cert: &CertificateDer<'_>, key: &PrivateKeyDer<'_>) -> Result<(), String> {
-    let cert_spki = identity::spki_of_certificate(cert)?;
+    let cert_spki = identity::spki_of_certificate(cert).map_err(|e| e.to_string())?;
     let key_spki = spki_of_private_key(key)?;
     if cert_spki == key_spki.as_slice() {
         Ok(())

@@ -34,10 +34,13 @@ pub mod certs;
 pub mod cli;
 pub mod config;
 pub mod crypto;
+pub mod gojson;
 pub mod keyring;
 pub mod keystore;
 pub mod logstream;
 pub mod metrics;
+#[cfg(test)]
+mod module_graph;
 pub mod notify;
 pub mod permissions;
 #[cfg(test)]

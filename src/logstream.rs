@@ -17,6 +17,7 @@
 //! and every client-controlled text (paths) is escaped so that it cannot forge log lines.
 
 use crate::auth::Identity;
+use crate::gojson;
 use crate::metrics::Metrics;
 use std::cell::RefCell;
 use std::collections::VecDeque;
@@ -330,21 +331,6 @@ fn journal_priority(level: log::Level) -> &'static str {
     }
 }
 
-/// A time as Go's `log/slog` writes it: RFC 3339 in UTC with milliseconds.
-fn slog_time(t: time::OffsetDateTime) -> String {
-    let t = t.to_offset(time::UtcOffset::UTC);
-    format!(
-        "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:03}Z",
-        t.year(),
-        u8::from(t.month()),
-        t.day(),
-        t.hour(),
-        t.minute(),
-        t.second(),
-        t.millisecond()
-    )
-}
-
 /// One error log record, in text: `time=… level=… msg=… [req.…]` (`time` left out when `None`).
 fn render_text(
     time: Option<&str>,
@@ -381,25 +367,24 @@ fn render_text(
 
 /// One error log record as a JSON object (no newline).
 fn render_json(time: &str, level: log::Level, msg: &str, req: Option<&RequestContext>) -> Vec<u8> {
-    use crate::api::error::go_json_string;
     let mut out = Vec::with_capacity(160);
     out.extend_from_slice(b"{\"time\":\"");
     out.extend_from_slice(time.as_bytes());
     out.extend_from_slice(b"\",\"level\":\"");
     out.extend_from_slice(level_name(level).as_bytes());
     out.extend_from_slice(b"\",\"msg\":");
-    go_json_string(msg, &mut out);
+    gojson::write_string(msg, &mut out);
     if let Some(r) = req {
         out.extend_from_slice(b",\"req\":{\"method\":");
-        go_json_string(&r.method, &mut out);
+        gojson::write_string(&r.method, &mut out);
         out.extend_from_slice(b",\"path\":");
-        go_json_string(&r.path, &mut out);
+        gojson::write_string(&r.path, &mut out);
         if let Some(ip) = r.ip {
             out.extend_from_slice(format!(",\"ip\":\"{ip}\"").as_bytes());
         }
         if let Some(id) = r.identity.as_ref().filter(|id| !id.is_empty()) {
             out.extend_from_slice(b",\"identity\":");
-            go_json_string(id.as_str(), &mut out);
+            gojson::write_string(id.as_str(), &mut out);
         }
         out.push(b'}');
     }
@@ -426,7 +411,7 @@ impl log::Log for Logger {
         }
         let level = record.level();
         let msg = record.args().to_string();
-        let time = slog_time(time::OffsetDateTime::now_utc());
+        let time = gojson::slog_time(time::OffsetDateTime::now_utc());
         let json = JSON_FORMAT.load(Ordering::Relaxed);
         let mut text = None;
         let mut out = Vec::with_capacity(160);
@@ -450,7 +435,7 @@ impl log::Log for Logger {
         if let Some(line) = text {
             let mut event = Vec::with_capacity(line.len() + 16);
             event.extend_from_slice(b"{\"message\":");
-            crate::api::error::go_json_string(&line, &mut event);
+            gojson::write_string(&line, &mut event);
             event.extend_from_slice(b"}\n");
             self.errors.publish(Arc::from(event));
             self.metrics.error_events.fetch_add(1, Ordering::Relaxed);
@@ -617,8 +602,6 @@ mod tests {
 
     #[test]
     fn records_in_the_go_servers_text_format() {
-        let t = time::OffsetDateTime::from_unix_timestamp_nanos(1_765_038_118_846_123_000).unwrap();
-        assert_eq!(slog_time(t), "2025-12-06T16:21:58.846Z");
         assert_eq!(
             render_text(
                 Some("2025-12-06T16:21:58.846Z"),

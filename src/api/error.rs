@@ -1,7 +1,7 @@
 //! The one place where errors become (status, message) pairs of the protocol (§3). MinIO compares
 //! these byte for byte, so every text here is exact.
 
-use crate::{cache, keystore};
+use crate::{cache, gojson, keystore};
 use std::borrow::Cow;
 
 /// An error reply.
@@ -185,35 +185,9 @@ pub fn list_keys(e: &keystore::Error) -> ApiError {
 pub fn error_body(message: &str) -> Vec<u8> {
     let mut out = Vec::with_capacity(message.len() + 16);
     out.extend_from_slice(b"{\"message\":");
-    go_json_string(message, &mut out);
+    gojson::write_string(message, &mut out);
     out.extend_from_slice(b"\n}");
     out
-}
-
-/// Writes a JSON string escaped the way Go's `encoding/json` does by default (`<`, `>`, `&`,
-/// U+2028 and U+2029 as `\uXXXX`).
-pub fn go_json_string(s: &str, out: &mut Vec<u8>) {
-    out.push(b'"');
-    for c in s.chars() {
-        match c {
-            '"' => out.extend_from_slice(b"\\\""),
-            '\\' => out.extend_from_slice(b"\\\\"),
-            '\n' => out.extend_from_slice(b"\\n"),
-            '\r' => out.extend_from_slice(b"\\r"),
-            '\t' => out.extend_from_slice(b"\\t"),
-            '<' | '>' | '&' | '\u{2028}' | '\u{2029}' => {
-                out.extend_from_slice(format!("\\u{:04x}", c as u32).as_bytes())
-            }
-            c if (c as u32) < 0x20 => {
-                out.extend_from_slice(format!("\\u{:04x}", c as u32).as_bytes())
-            }
-            c => {
-                let mut buf = [0u8; 4];
-                out.extend_from_slice(c.encode_utf8(&mut buf).as_bytes());
-            }
-        }
-    }
-    out.push(b'"');
 }
 
 #[cfg(test)]

@@ -1,12 +1,12 @@
 //! JSON the way the Go server reads and writes it: request bodies decoded leniently (first JSON
 //! value only, field names matched case-insensitively, the last of several matching members
-//! wins, `null` = empty, base64 ignoring CR/LF) and timestamps in RFC 3339 with nanoseconds.
+//! wins, `null` = empty, base64 ignoring CR/LF) and timestamps in RFC 3339 with nanoseconds
+//! ([`go_time`], from the leaf [`crate::gojson`]).
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use serde::de::{Deserialize, Deserializer, MapAccess, SeqAccess, Visitor};
 use serde_json::Value;
-use time::OffsetDateTime;
 use zeroize::Zeroizing;
 
 /// The members of one JSON object in document order, duplicates included: what Go's decoder
@@ -287,30 +287,8 @@ pub fn encode_base64(data: &[u8]) -> String {
     STANDARD.encode(data)
 }
 
-/// Go's `time.RFC3339Nano` in UTC: fraction with trailing zeros removed; zero time for `None`.
-pub fn go_time(t: Option<OffsetDateTime>) -> String {
-    let Some(t) = t else {
-        return "0001-01-01T00:00:00Z".to_string();
-    };
-    let t = t.to_offset(time::UtcOffset::UTC);
-    let mut s = format!(
-        "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}",
-        t.year(),
-        u8::from(t.month()),
-        t.day(),
-        t.hour(),
-        t.minute(),
-        t.second()
-    );
-    let nanos = t.nanosecond();
-    if nanos != 0 {
-        let frac = format!("{nanos:09}");
-        s.push('.');
-        s.push_str(frac.trim_end_matches('0'));
-    }
-    s.push('Z');
-    s
-}
+/// Handlers format their times through `json::go_time`; the one implementation is in the leaf.
+pub use crate::gojson::go_time;
 
 /// Serializes a reply as one JSON value followed by `\n`.
 pub fn reply<T: serde::Serialize>(value: &T) -> Vec<u8> {
@@ -489,14 +467,5 @@ mod tests {
         assert_eq!(&items[1..], &[Item::NotObject, Item::NotObject]);
         assert_eq!(array(b"null"), Some(vec![]));
         assert_eq!(array(b"{}"), None);
-    }
-
-    #[test]
-    fn go_time_format() {
-        assert_eq!(go_time(None), "0001-01-01T00:00:00Z");
-        let t = OffsetDateTime::from_unix_timestamp_nanos(1_705_055_960_886_816_000).unwrap();
-        assert_eq!(go_time(Some(t)), "2024-01-12T10:39:20.886816Z");
-        let t = OffsetDateTime::from_unix_timestamp(1_705_055_960).unwrap();
-        assert_eq!(go_time(Some(t)), "2024-01-12T10:39:20Z");
     }
 }

@@ -61,7 +61,7 @@ impl Identity {
     }
 
     /// The identity of a DER certificate (→ error when the DER cannot be walked to its SPKI).
-    pub fn of_certificate(der: &[u8]) -> Result<Identity, String> {
+    pub fn of_certificate(der: &[u8]) -> Result<Identity, InvalidCertificate> {
         spki_of_certificate(der).map(Identity::of_spki)
     }
 
@@ -75,11 +75,10 @@ impl Identity {
     pub fn of_peer(certificates: &[CertificateDer<'_>]) -> Result<Identity, PeerIdentityError> {
         let mut leaf = None;
         for (index, cert) in certificates.iter().enumerate() {
-            let parsed = parse_certificate(cert.as_ref())
-                .map_err(|e| PeerIdentityError::Malformed(e.to_string()))?;
+            let parsed = parse_certificate(cert.as_ref()).map_err(PeerIdentityError::Malformed)?;
             let is_ca = parsed
                 .basic_constraints_ca()
-                .map_err(|e| PeerIdentityError::Malformed(e.to_string()))?;
+                .map_err(PeerIdentityError::Malformed)?;
             if is_ca {
                 continue;
             }
@@ -131,7 +130,7 @@ pub enum PeerIdentityError {
     /// The only non-CA certificate is not the first one, whose key the handshake proved.
     NotFirst,
     /// A certificate could not be parsed (the handshake should already have failed).
-    Malformed(String),
+    Malformed(DerError),
 }
 
 impl fmt::Display for PeerIdentityError {
@@ -151,14 +150,37 @@ impl fmt::Display for PeerIdentityError {
     }
 }
 
-impl std::error::Error for PeerIdentityError {}
+impl std::error::Error for PeerIdentityError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            PeerIdentityError::Malformed(e) => Some(e),
+            _ => None,
+        }
+    }
+}
+
+/// A certificate whose DER cannot be walked to its public key: `invalid certificate: <why>`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct InvalidCertificate(pub DerError);
+
+impl fmt::Display for InvalidCertificate {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "invalid certificate: {}", self.0)
+    }
+}
+
+impl std::error::Error for InvalidCertificate {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        Some(&self.0)
+    }
+}
 
 /// The DER SubjectPublicKeyInfo inside a DER X.509 certificate (any version, v1 included),
 /// including its tag and length.
-pub fn spki_of_certificate(der: &[u8]) -> Result<&[u8], String> {
+pub fn spki_of_certificate(der: &[u8]) -> Result<&[u8], InvalidCertificate> {
     parse_certificate(der)
         .map(|c| c.spki)
-        .map_err(|e| format!("invalid certificate: {e}"))
+        .map_err(InvalidCertificate)
 }
 
 /// True when the certificate's basicConstraints extension says CA=true. False for certificates
@@ -215,13 +237,15 @@ const OID_BASIC_CONSTRAINTS: &[u8] = &[0x55, 0x1d, 0x13];
 
 /// What is wrong with some DER. Static texts only: they never echo input bytes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-struct DerError(&'static str);
+pub struct DerError(&'static str);
 
 impl fmt::Display for DerError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.0)
     }
 }
+
+impl std::error::Error for DerError {}
 
 /// One DER element.
 #[derive(Debug, Clone, Copy)]

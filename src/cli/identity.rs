@@ -559,7 +559,7 @@ fn new_identity(
             None
         };
         let (cert, key) = api_key.certificate(request).map_err(Error::Failed)?;
-        let identity = Identity::of_certificate(&cert).map_err(Error::Failed)?;
+        let identity = Identity::of_certificate(&cert).map_err(|e| Error::Failed(e.to_string()))?;
         if identity != api_key.identity() {
             return Err(Error::Failed(
                 "internal error: the certificate does not have the API key's identity".into(),

@@ -16,43 +16,13 @@
 //! request), so the choice of the connection to close is exact across loops. The loop that owns
 //! it closes it, or, if it turned busy meanwhile, closes it as soon as its request is answered.
 
-use super::reactor::NewConn;
+use super::inbox::{IdleMark, NewConn};
 use super::{Handler, Shared};
 use std::collections::HashMap;
 use std::net::{IpAddr, TcpListener};
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Mutex;
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
-
-/// A connection's idle mark: milliseconds since [`Admission`]'s epoch, plus one, at which it
-/// became idle; 0 while it is busy.
-#[derive(Debug, Clone)]
-pub struct IdleMark {
-    epoch: Instant,
-    mark: Arc<AtomicU64>,
-}
-
-impl IdleMark {
-    /// Records that the connection is idle since `since`, or busy (`None`).
-    pub fn set(&self, since: Option<Instant>) {
-        let value = since.map_or(0, |t| {
-            u64::try_from(t.saturating_duration_since(self.epoch).as_millis())
-                .unwrap_or(u64::MAX - 1)
-                + 1
-        });
-        // Most calls change nothing: skip the store (and the cache line write) then.
-        if self.mark.load(Ordering::Relaxed) != value {
-            self.mark.store(value, Ordering::Relaxed);
-        }
-    }
-
-    fn idle_since(&self) -> Option<u64> {
-        match self.mark.load(Ordering::Relaxed) {
-            0 => None,
-            m => Some(m),
-        }
-    }
-}
 
 /// What admission decided for a new connection.
 #[derive(Debug)]
@@ -148,10 +118,7 @@ impl Admission {
             .unwrap_or(0);
         let id = s.next_id;
         s.next_id += 1;
-        let idle = IdleMark {
-            epoch: self.epoch,
-            mark: Arc::new(AtomicU64::new(0)),
-        };
+        let idle = IdleMark::new(self.epoch);
         idle.set(Some(now));
         s.per_loop[lp] += 1;
         *s.per_address.entry(ip).or_insert(0) += 1;

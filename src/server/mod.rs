@@ -33,8 +33,10 @@
 
 mod accept;
 mod conn;
+mod env;
 pub mod h1;
 pub mod h2;
+mod inbox;
 pub mod message;
 mod pool;
 mod reactor;
@@ -195,7 +197,7 @@ pub(crate) struct Shared<H: Handler> {
     /// Requests one connection may have on workers at once.
     pub jobs_per_connection: usize,
     pub admission: accept::Admission,
-    pub loops: Vec<Arc<reactor::Inbox>>,
+    pub loops: Vec<Arc<inbox::Inbox>>,
     /// When refusals were last logged, and the `rejected` count then.
     refusal_warning: Mutex<Option<(Instant, u64)>>,
 }

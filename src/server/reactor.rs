@@ -7,101 +7,18 @@
 //! A loop never blocks on anything but `poll`. Every [`TICK`] it checks the deadlines of its
 //! connections. A panic while driving one connection closes that connection only.
 
-use super::accept::IdleMark;
-use super::conn::{Connection, Ctx, Status};
-use super::message::Response;
+use super::conn::{Connection, Status};
+use super::env::Ctx;
+use super::inbox::{Inbox, NewConn, Taken};
 use super::{Handler, Shared};
 use mio::{Events, Interest, Poll, Token};
-use std::net::SocketAddr;
+use std::sync::Arc;
 use std::sync::atomic::Ordering;
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 /// How often deadlines are checked. Timeouts are therefore up to this much late.
 const TICK: Duration = Duration::from_millis(200);
 const WAKER: Token = Token(usize::MAX);
-
-/// A connection handed over by the accept thread, with its admission id and idle mark.
-pub struct NewConn {
-    pub stream: mio::net::TcpStream,
-    pub peer: SocketAddr,
-    pub id: u64,
-    pub idle: IdleMark,
-}
-
-/// A worker's reply for stream `stream` (0 for HTTP/1.1) of connection `conn_id` in `slot`.
-pub struct Completion {
-    pub slot: usize,
-    pub conn_id: u64,
-    pub stream: u32,
-    pub response: Response,
-}
-
-#[derive(Default)]
-struct InboxState {
-    conns: Vec<NewConn>,
-    done: Vec<Completion>,
-    /// (slot, connection id, stream) of stream bodies with new data.
-    ready: Vec<(usize, u64, u32)>,
-    /// Connections to close to make room for new ones (admission ids).
-    evict: Vec<u64>,
-    /// A wake-up is pending (the loop has not drained the inbox since).
-    woken: bool,
-    shutdown: bool,
-    stop: bool,
-}
-
-/// How other threads reach a loop.
-pub struct Inbox {
-    waker: mio::Waker,
-    state: Mutex<InboxState>,
-}
-
-impl Inbox {
-    fn push(&self, f: impl FnOnce(&mut InboxState)) {
-        let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
-        f(&mut state);
-        let wake = !state.woken;
-        state.woken = true;
-        drop(state);
-        if wake && let Err(e) = self.waker.wake() {
-            log::error!("cannot wake an event loop: {e}");
-        }
-    }
-
-    pub fn add_connection(&self, conn: NewConn) {
-        self.push(|s| s.conns.push(conn));
-    }
-
-    pub fn complete(&self, completion: Completion) {
-        self.push(|s| s.done.push(completion));
-    }
-
-    pub fn stream_ready(&self, slot: usize, conn_id: u64, stream: u32) {
-        self.push(|s| {
-            // A busy stream wakes many times per drain: one notice is enough.
-            if !s.ready.contains(&(slot, conn_id, stream)) {
-                s.ready.push((slot, conn_id, stream));
-            }
-        });
-    }
-
-    /// Closes connection `id` to make room: at once if it is idle, else once its request is
-    /// answered.
-    pub fn evict(&self, id: u64) {
-        self.push(|s| s.evict.push(id));
-    }
-
-    /// Begins a graceful shutdown of every connection of the loop.
-    pub fn shutdown(&self) {
-        self.push(|s| s.shutdown = true);
-    }
-
-    /// Ends the loop (after the shutdown grace period).
-    pub fn stop(&self) {
-        self.push(|s| s.stop = true);
-    }
-}
 
 pub struct Loop<H: Handler> {
     id: usize,
@@ -118,10 +35,7 @@ impl<H: Handler> Loop<H> {
     pub fn new(id: usize) -> std::io::Result<(Loop<H>, Arc<Inbox>)> {
         let poll = Poll::new()?;
         let waker = mio::Waker::new(poll.registry(), WAKER)?;
-        let inbox = Arc::new(Inbox {
-            waker,
-            state: Mutex::new(InboxState::default()),
-        });
+        let inbox = Arc::new(Inbox::new(waker));
         Ok((
             Loop {
                 id,
@@ -256,18 +170,14 @@ impl<H: Handler> Loop<H> {
 
     /// Handles what other threads sent. Returns true when the loop must end.
     fn drain_inbox(&mut self, shared: &Arc<Shared<H>>, now: Instant) -> bool {
-        let (conns, done, ready, evict, shutdown, stop) = {
-            let mut s = self.inbox.state.lock().unwrap_or_else(|e| e.into_inner());
-            s.woken = false;
-            (
-                std::mem::take(&mut s.conns),
-                std::mem::take(&mut s.done),
-                std::mem::take(&mut s.ready),
-                std::mem::take(&mut s.evict),
-                s.shutdown,
-                s.stop,
-            )
-        };
+        let Taken {
+            conns,
+            done,
+            ready,
+            evict,
+            shutdown,
+            stop,
+        } = self.inbox.take();
         if stop {
             return true;
         }

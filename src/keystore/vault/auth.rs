@@ -51,7 +51,7 @@ use serde::{Deserialize, Serialize};
 use zeroize::Zeroizing;
 
 use super::client::{Client, Method, Request, Route};
-use super::health::{Signal, Wake};
+use super::flag::{Signal, Wake};
 use super::join_path;
 use crate::config::VaultConfig;
 use crate::keystore::Error;

@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 use serde::Deserialize;
 use zeroize::Zeroizing;
 
-use super::health::Health;
+use super::flag::{HealthFlag, Unusable};
 use super::tls;
 use crate::config::VaultConfig;
 use crate::keystore::Error;
@@ -249,7 +249,7 @@ pub(crate) struct Client {
     /// How long a request for the active node waits for one to appear (an election).
     discovery_budget: Duration,
     connect_timeout: Duration,
-    pub(crate) health: Health,
+    pub(crate) health: HealthFlag,
 }
 
 impl Client {
@@ -322,7 +322,7 @@ impl Client {
             discovery: Mutex::new(()),
             discovery_budget: response_timeout,
             connect_timeout,
-            health: Health::new(),
+            health: HealthFlag::new(),
         })
     }
 
@@ -371,6 +371,12 @@ impl Client {
     }
 
     fn send_any(&self, req: &Request<'_>) -> Result<Reply, Error> {
+        self.try_any(req)
+            .map_err(|failures| failures.into_unusable().into())
+    }
+
+    /// Like [`Client::send_any`], with the failures of every attempt when none worked.
+    fn try_any(&self, req: &Request<'_>) -> Result<Reply, Failures> {
         let n = self.nodes.len();
         let start = self.preferred.load(Ordering::Acquire) % n;
         let mut order: Vec<usize> = (0..n)
@@ -393,7 +399,7 @@ impl Client {
                 Err(failure) => failures.add(failure),
             }
         }
-        Err(failures.into_error())
+        Err(failures)
     }
 
     fn send_active(&self, req: &Request<'_>) -> Result<Reply, Error> {
@@ -423,20 +429,15 @@ impl Client {
             req.method.as_str(),
             strip_query(req.path)
         );
-        match self.send_any(req) {
+        match self.try_any(req) {
             Ok(reply) => Ok(reply),
-            Err(err) if failures.count > 0 && matches!(err, Error::Unreachable(_)) => {
+            // What trying any node found counts as one more failure after those of the search.
+            Err(more) if failures.count > 0 => {
                 let mut all = failures;
-                if let Error::Unreachable(why) = err {
-                    all.add(Failure {
-                        sealed: why == SEALED,
-                        why,
-                        out_of_time: false,
-                    });
-                }
-                Err(all.into_error())
+                all.add(Failure::from(more.into_unusable()));
+                Err(all.into_unusable().into())
             }
-            Err(err) => Err(err),
+            Err(more) => Err(more.into_unusable().into()),
         }
     }
 
@@ -494,11 +495,7 @@ impl Client {
                     log::warn!("vault: {method} {path} on {url}: 503 (sealed)");
                 }
                 self.set_state(i, NodeState::Sealed);
-                Err(Failure {
-                    why: SEALED.into(),
-                    sealed: true,
-                    out_of_time: false,
-                })
+                Err(Failure::from(Unusable::Sealed))
             }
             // Answers that say "not this node, not now": an election (307 towards the old
             // leader, never followed), a sealed or overloaded node, a gateway, or a standby right
@@ -697,15 +694,23 @@ impl Client {
     }
 }
 
-/// The text of [`Error::Unreachable`] while Vault is sealed.
-pub(crate) const SEALED: &str = "vault is sealed";
-
 /// Why one attempt did not produce a usable answer.
 struct Failure {
     why: String,
     sealed: bool,
     /// The operation's deadline passed before this attempt could start.
     out_of_time: bool,
+}
+
+/// A whole request's failure as one failure of a larger one.
+impl From<Unusable> for Failure {
+    fn from(unusable: Unusable) -> Failure {
+        Failure {
+            sealed: unusable == Unusable::Sealed,
+            why: unusable.to_string(),
+            out_of_time: false,
+        }
+    }
 }
 
 impl Failure {
@@ -790,13 +795,13 @@ impl Failures {
         }
     }
 
-    fn into_error(self) -> Error {
+    fn into_unusable(self) -> Unusable {
         if self.count > 0 && self.sealed == self.count {
-            Error::Unreachable(SEALED.into())
+            Unusable::Sealed
         } else if self.last.is_empty() {
-            Error::Unreachable("vault is unreachable".into())
+            Unusable::Unreachable("vault is unreachable".into())
         } else {
-            Error::Unreachable(format!("vault is unreachable: {}", self.last))
+            Unusable::Unreachable(format!("vault is unreachable: {}", self.last))
         }
     }
 }
@@ -852,30 +857,22 @@ mod tests {
     #[test]
     fn failures_become_one_error() {
         let mut all = Failures::default();
-        all.add(Failure {
-            why: SEALED.into(),
-            sealed: true,
-            out_of_time: false,
-        });
-        all.add(Failure {
-            why: SEALED.into(),
-            sealed: true,
-            out_of_time: false,
-        });
-        assert_eq!(all.into_error(), Error::Unreachable(SEALED.into()));
+        all.add(Failure::from(Unusable::Sealed));
+        all.add(Failure::from(Unusable::Sealed));
+        assert_eq!(all.into_unusable(), Unusable::Sealed);
+        assert_eq!(
+            Error::from(Unusable::Sealed),
+            Error::Unreachable("vault is sealed".into())
+        );
         let mut some = Failures::default();
-        some.add(Failure {
-            why: SEALED.into(),
-            sealed: true,
-            out_of_time: false,
-        });
+        some.add(Failure::from(Unusable::Sealed));
         some.add(Failure {
             why: "http://b: refused".into(),
             sealed: false,
             out_of_time: false,
         });
         assert_eq!(
-            some.into_error(),
+            Error::from(some.into_unusable()),
             Error::Unreachable("vault is unreachable: http://b: refused".into())
         );
     }

@@ -4,7 +4,8 @@
 //! * [`client`]: HTTP (ureq), endpoints, node choice, timeouts; [`tls`]: roots and client cert.
 //! * [`auth`]: login, token renewal, re-login after a 403.
 //! * [`kv`]: K/V paths and bodies; [`transit`]: wrapping.
-//! * [`health`]: the background health check and the fail-fast flag.
+//! * [`health`]: the background health check (probes through the client) that keeps the fail-fast
+//!   flag of [`flag`] current.
 //! * [`engine`]: the checks of the K/V engine (mount, version, the policy's `update`).
 //!
 //! What this module must never do: overwrite a key, log or put into an error a token, a secret
@@ -148,6 +149,7 @@ pub fn reload_change(running: &VaultConfig, new: &VaultConfig) -> crate::keystor
 mod auth;
 mod client;
 mod engine;
+mod flag;
 mod health;
 mod kv;
 mod tls;

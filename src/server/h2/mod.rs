@@ -24,7 +24,7 @@
 //!   against the connection's share of workers until it ends, so resets cannot multiply work;
 //! * what the client may send is bounded by the windows we grant (1 MiB per stream, 2 MiB per
 //!   connection, credit returned only when a stream is done), and the connection stops reading
-//!   frames while more than [`super::conn::MAX_OUTPUT`] bytes wait to be sent (a client that
+//!   frames while more than [`super::env::MAX_OUTPUT`] bytes wait to be sent (a client that
 //!   sends PINGs but reads nothing cannot make us buffer their answers).
 //!
 //! Never here: routing, policies, what a request means.
@@ -33,7 +33,7 @@ pub mod frame;
 pub mod hpack;
 
 use super::Handler;
-use super::conn::{Env, MAX_OUTPUT};
+use super::env::{Env, MAX_OUTPUT};
 use super::message::{
     Body, EventSource, Request, RequestHead, Response, decimal, http_date, method, split_target,
 };
