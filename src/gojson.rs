@@ -9,7 +9,7 @@
 use time::{OffsetDateTime, UtcOffset};
 
 /// Writes `s` as a JSON string escaped the way Go's `encoding/json` does by default: `"` and `\`
-/// backslashed; `\n`, `\r`, `\t` short; other control characters, the HTML characters `<`, `>`,
+/// backslashed; `\n`, `\r`, `\t`, `\b`, `\f` short (as Go 1.22 and later); other control characters, the HTML characters `<`, `>`,
 /// `&`, and U+2028, U+2029 as `\u00XX` / `\u20XX` (lowercase hex).
 ///
 /// Runs that need no escaping (almost all of a path, an identity or a message) are copied whole,
@@ -27,6 +27,9 @@ pub fn write_string(s: &str, out: &mut Vec<u8>) {
             b'\n' => Some(b"\\n"),
             b'\r' => Some(b"\\r"),
             b'\t' => Some(b"\\t"),
+            // Go 1.22 and later (the Go server's releases are built with them).
+            0x08 => Some(b"\\b"),
+            0x0c => Some(b"\\f"),
             0x00..=0x1f | b'<' | b'>' | b'&' => Some(b""),
             // U+2028 and U+2029 are E2 80 A8 and E2 80 A9 in UTF-8.
             0xE2 if matches!(bytes.get(i + 1..i + 3), Some([0x80, 0xA8 | 0xA9])) => Some(b""),
@@ -125,6 +128,8 @@ mod tests {
                 '\n' => out.push_str("\\n"),
                 '\r' => out.push_str("\\r"),
                 '\t' => out.push_str("\\t"),
+                '\u{8}' => out.push_str("\\b"),
+                '\u{c}' => out.push_str("\\f"),
                 '<' | '>' | '&' | '\u{2028}' | '\u{2029}' => {
                     out.push_str(&format!("\\u{:04x}", c as u32))
                 }
@@ -138,15 +143,15 @@ mod tests {
 
     #[test]
     fn escapes_as_go_encoding_json() {
-        // Go's rules up to Go 1.21. (Go 1.22 and later write `\b` and `\f` for U+0008 and U+000C;
-        // this server has always written them as `\u0008` and `\u000c`, which every JSON reader
-        // decodes the same.)
+        // Go's rules as of Go 1.22 (the Go server's builds): `\b` and `\f` for U+0008 and
+        // U+000C (Go 1.21 and earlier wrote `\u0008` and `\u000c`; every JSON reader decodes
+        // both the same).
         for (input, go) in [
             ("key does not exist", r#""key does not exist""#),
             ("", r#""""#),
             ("a<b>&\"c\"\n", r#""a\u003cb\u003e\u0026\"c\"\n""#),
             ("\u{0}\u{1f}\u{7f}", "\"\\u0000\\u001f\u{7f}\""),
-            ("\u{8}\u{c}", r#""\u0008\u000c""#),
+            ("\u{8}\u{c}\u{b}", r#""\b\f\u000b""#),
             ("tab\there\r", r#""tab\there\r""#),
             ("a\u{2028}b\u{2029}", r#""a\u2028b\u2029""#),
             ("\u{2027}\u{202a}\u{2030}€", "\"\u{2027}\u{202a}\u{2030}€\""),

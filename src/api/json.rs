@@ -272,15 +272,10 @@ pub fn string_field<'a>(obj: &'a Members, name: &str) -> Option<&'a str> {
     Some(out)
 }
 
-/// Standard padded base64, ignoring `\r` and `\n` like Go's decoder.
+/// Standard padded base64 as Go decodes a `[]byte` field: `\r` and `\n` ignored, non-zero
+/// trailing bits accepted (one decoder for request bodies and stored values).
 pub fn decode_base64(s: &str) -> Option<Zeroizing<Vec<u8>>> {
-    let decoded = if s.contains(['\r', '\n']) {
-        let cleaned: String = s.chars().filter(|c| *c != '\r' && *c != '\n').collect();
-        STANDARD.decode(cleaned.as_bytes())
-    } else {
-        STANDARD.decode(s.as_bytes())
-    };
-    decoded.ok().map(Zeroizing::new)
+    crate::crypto::gojson::decode_base64(s.as_bytes())
 }
 
 pub fn encode_base64(data: &[u8]) -> String {

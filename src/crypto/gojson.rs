@@ -26,16 +26,23 @@ const GO_STD: GeneralPurpose = GeneralPurpose::new(
         .with_decode_padding_mode(DecodePaddingMode::RequireCanonical),
 );
 
-/// Decodes Go-style standard base64 (see the module docs). `None` on any error.
-pub(super) fn decode_base64(text: &[u8]) -> Option<Zeroizing<Vec<u8>>> {
-    let filtered: Zeroizing<Vec<u8>> = Zeroizing::new(
-        text.iter()
-            .copied()
-            .filter(|&b| b != b'\r' && b != b'\n')
-            .collect(),
-    );
-    let mut out = Zeroizing::new(vec![0u8; base64::decoded_len_estimate(filtered.len())]);
-    let n = GO_STD.decode_slice(&filtered[..], &mut out[..]).ok()?;
+/// Decodes Go-style standard base64 (see the module docs): what Go's `[]byte` fields accept, in
+/// stored values and in request bodies alike. `None` on any error.
+pub fn decode_base64(text: &[u8]) -> Option<Zeroizing<Vec<u8>>> {
+    let filtered: Zeroizing<Vec<u8>>;
+    let text = if text.iter().any(|&b| b == b'\r' || b == b'\n') {
+        filtered = Zeroizing::new(
+            text.iter()
+                .copied()
+                .filter(|&b| b != b'\r' && b != b'\n')
+                .collect(),
+        );
+        &filtered[..]
+    } else {
+        text
+    };
+    let mut out = Zeroizing::new(vec![0u8; base64::decoded_len_estimate(text.len())]);
+    let n = GO_STD.decode_slice(text, &mut out[..]).ok()?;
     out.truncate(n);
     Some(out)
 }

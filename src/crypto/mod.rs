@@ -21,7 +21,7 @@
 //! independent Python implementation of the same formats.
 
 pub mod ciphertext;
-mod gojson;
+pub(crate) mod gojson;
 pub mod key;
 mod protobuf;
 pub mod stored;
