@@ -729,16 +729,7 @@ mod tests {
     }
 
     fn new_value(seed: u8) -> Zeroizing<Vec<u8>> {
-        Zeroizing::new(
-            KeyVersion {
-                key: SecretKey::new(Algorithm::ChaCha20, [seed; 32]),
-                hmac_key: Some(crate::crypto::HmacKey::new([seed; 32])),
-                created_at: None,
-                created_by: String::new(),
-                algorithm_explicit: true,
-            }
-            .encode(),
-        )
+        crate::testing::stored_key(Algorithm::ChaCha20, seed)
     }
 
     #[test]

@@ -114,3 +114,17 @@ pub(crate) fn openssl_identity(dir: &Path, pem: &str) -> String {
         .expect("digest")
         .to_ascii_lowercase()
 }
+
+/// The stored value (§6.1) of a key whose secret and HMAC keys are 32 bytes of `seed`.
+pub fn stored_key(algorithm: crate::crypto::Algorithm, seed: u8) -> zeroize::Zeroizing<Vec<u8>> {
+    zeroize::Zeroizing::new(
+        crate::crypto::KeyVersion {
+            key: crate::crypto::SecretKey::new(algorithm, [seed; 32]),
+            hmac_key: Some(crate::crypto::HmacKey::new([seed; 32])),
+            created_at: None,
+            created_by: String::new(),
+            algorithm_explicit: true,
+        }
+        .encode(),
+    )
+}

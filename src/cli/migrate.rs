@@ -731,16 +731,7 @@ mod tests {
     }
 
     fn key_value(seed: u8) -> zeroize::Zeroizing<Vec<u8>> {
-        zeroize::Zeroizing::new(
-            crate::crypto::KeyVersion {
-                key: crate::crypto::SecretKey::new(crate::crypto::Algorithm::Aes256, [seed; 32]),
-                hmac_key: Some(crate::crypto::HmacKey::new([seed; 32])),
-                created_at: None,
-                created_by: String::new(),
-                algorithm_explicit: true,
-            }
-            .encode(),
-        )
+        crate::testing::stored_key(crate::crypto::Algorithm::Aes256, seed)
     }
 
     #[test]

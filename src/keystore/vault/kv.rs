@@ -207,36 +207,14 @@ impl Kv {
 
     /// The sub-directories of a list answer (`name/`), without their `/`.
     pub fn parse_list_dirs(&self, body: &[u8]) -> Result<Vec<String>, String> {
-        let reply: Value =
-            serde_json::from_slice(body).map_err(|_| "the answer is not JSON".to_string())?;
-        let keys = match reply.get("data").and_then(|d| d.get("keys")) {
-            None | Some(Value::Null) => return Ok(Vec::new()),
-            Some(Value::Array(keys)) => keys,
-            Some(_) => return Err("data.keys is not a list".into()),
-        };
-        Ok(keys
-            .iter()
-            .filter_map(Value::as_str)
-            .filter_map(|k| k.strip_suffix('/'))
-            .map(str::to_string)
+        Ok(list_entries(body)?
+            .filter_map(|k| k.strip_suffix('/').map(str::to_string))
             .collect())
     }
 
     /// The names of a list answer (`data.keys`), without sub-directories (`name/`).
     pub fn parse_list(&self, body: &[u8]) -> Result<Vec<String>, String> {
-        let reply: Value =
-            serde_json::from_slice(body).map_err(|_| "the answer is not JSON".to_string())?;
-        let keys = match reply.get("data").and_then(|d| d.get("keys")) {
-            None | Some(Value::Null) => return Ok(Vec::new()),
-            Some(Value::Array(keys)) => keys,
-            Some(_) => return Err("data.keys is not a list".into()),
-        };
-        Ok(keys
-            .iter()
-            .filter_map(Value::as_str)
-            .filter(|k| !k.ends_with('/'))
-            .map(str::to_string)
-            .collect())
+        Ok(list_entries(body)?.filter(|k| !k.ends_with('/')).collect())
     }
 }
 
@@ -267,6 +245,20 @@ impl Op {
             Op::List => "listing",
         }
     }
+}
+
+/// The entries of a list answer (`data.keys`, names and `dir/` alike); none when it has none.
+fn list_entries(body: &[u8]) -> Result<impl Iterator<Item = String>, String> {
+    let reply: Value =
+        serde_json::from_slice(body).map_err(|_| "the answer is not JSON".to_string())?;
+    let keys = match reply.get("data").and_then(|d| d.get("keys")) {
+        None | Some(Value::Null) => Vec::new(),
+        Some(Value::Array(keys)) => keys.clone(),
+        Some(_) => return Err("data.keys is not a list".into()),
+    };
+    Ok(keys
+        .into_iter()
+        .filter_map(|k| k.as_str().map(str::to_string)))
 }
 
 #[cfg(test)]
