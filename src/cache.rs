@@ -38,7 +38,7 @@
 use crate::config::CacheConfig;
 use crate::crypto::KeyVersion;
 use crate::keyring::RingState;
-use crate::keystore::{self, Keystore, Page, Status};
+use crate::keystore::{self, Keystore, Page, Status, UnreachableReason};
 use crate::metrics::{KeystoreFailure, KeystoreMetrics, KeystoreOp};
 use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -164,8 +164,8 @@ pub struct Cache {
     generation: AtomicU64,
     /// ms since epoch at which the keystore was seen offline; 0 = online.
     offline_since: AtomicU64,
-    /// Why the keystore was last seen offline (the keystore's error text).
-    offline_reason: Mutex<String>,
+    /// Why the keystore was last seen offline (the keystore's unreachable error).
+    offline_reason: Mutex<Option<keystore::Error>>,
     /// Keys to create once the keystore answers: (name, value, last error logged).
     pending: Mutex<Vec<Pending>>,
     stopped: AtomicBool,
@@ -201,7 +201,7 @@ impl Cache {
             inflight: Mutex::new(HashMap::new()),
             generation: AtomicU64::new(0),
             offline_since: AtomicU64::new(0),
-            offline_reason: Mutex::new(String::new()),
+            offline_reason: Mutex::new(None),
             pending: Mutex::new(Vec::new()),
             stopped: AtomicBool::new(false),
             stats: Stats::default(),
@@ -230,7 +230,7 @@ impl Cache {
                     if last_probe.elapsed() >= PROBE_INTERVAL || cache.is_offline() {
                         last_probe = Instant::now();
                         match cache.timed(KeystoreOp::Status, || cache.store.status()) {
-                            Err(keystore::Error::Unreachable(why)) => cache.set_offline(&why),
+                            Err(e @ keystore::Error::Unreachable { .. }) => cache.set_offline(&e),
                             // It answered (a failure, e.g. a refused login, is not an outage).
                             _ => cache.set_online(),
                         }
@@ -271,12 +271,14 @@ impl Cache {
         self.offline_since.load(Ordering::Relaxed) != 0
     }
 
-    fn set_offline(&self, why: &str) {
+    /// Marks the keystore offline; `err` is the (unreachable) error that showed it.
+    fn set_offline(&self, err: &keystore::Error) {
         let now = self.now_ms();
+        let why = err.detail().unwrap_or_default();
         *self
             .offline_reason
             .lock()
-            .unwrap_or_else(|e| e.into_inner()) = why.to_string();
+            .unwrap_or_else(|e| e.into_inner()) = Some(err.clone());
         if self
             .offline_since
             .compare_exchange(0, now, Ordering::Relaxed, Ordering::Relaxed)
@@ -377,15 +379,15 @@ impl Cache {
         self.stats.misses.fetch_add(1, Ordering::Relaxed);
         match self.load(name) {
             Ok(ring) => Ok(ring),
-            Err(Error::Store(keystore::Error::Unreachable(why))) => {
-                self.set_offline(&why);
+            Err(Error::Store(err @ keystore::Error::Unreachable { .. })) => {
+                self.set_offline(&err);
                 let now = self.now_ms();
                 if let Some(e) = cached
                     && self.stale_ok(&e, now, true)
                 {
                     return Ok(self.serve_stale(&e, now));
                 }
-                Err(Error::Store(keystore::Error::Unreachable(why)))
+                Err(Error::Store(err))
             }
             Err(e) => Err(e),
         }
@@ -546,9 +548,9 @@ impl Cache {
         let listed = self.timed(KeystoreOp::List, || self.store.list_versions(name, &id));
         let (id, entries) = match listed {
             Ok(entries) => (id, entries),
-            Err(keystore::Error::Unreachable(why)) => {
-                self.set_offline(&why);
-                return Err(Error::Store(keystore::Error::Unreachable(why)));
+            Err(err @ keystore::Error::Unreachable { .. }) => {
+                self.set_offline(&err);
+                return Err(Error::Store(err));
             }
             // The keystore cannot list versions (a policy without `list` on the ring's path, a
             // keystore without versions): version 1 is served, as before key versions existed;
@@ -742,15 +744,13 @@ impl Cache {
                 .lock()
                 .unwrap_or_else(|e| e.into_inner())
                 .clone();
-            return Err(keystore::Error::Unreachable(if why.is_empty() {
-                "key store is offline".into()
-            } else {
-                why
+            return Err(why.unwrap_or_else(|| {
+                keystore::Error::unreachable(UnreachableReason::Network, "key store is offline")
             }));
         }
         let r = self.timed(KeystoreOp::Status, || self.store.status());
         match &r {
-            Err(keystore::Error::Unreachable(why)) => self.set_offline(why),
+            Err(e @ keystore::Error::Unreachable { .. }) => self.set_offline(e),
             // It answered: not offline, even when it is not usable.
             _ => self.set_online(),
         }
@@ -820,8 +820,11 @@ impl Cache {
         let start = Instant::now();
         let r = call();
         let failure = match &r {
-            Err(keystore::Error::Unreachable(_)) => Some(KeystoreFailure::Unreachable),
-            Err(keystore::Error::Failed(_)) => Some(KeystoreFailure::Failed),
+            Err(keystore::Error::Unreachable { .. }) => Some(KeystoreFailure::Unreachable),
+            // A denial counts as a failure, as it did before it had a variant of its own.
+            Err(keystore::Error::Denied(_) | keystore::Error::Failed(_)) => {
+                Some(KeystoreFailure::Failed)
+            }
             Ok(_) | Err(keystore::Error::NotFound) | Err(keystore::Error::Exists) => None,
         };
         self.stats.keystore.observe(op, start.elapsed(), failure);
@@ -830,7 +833,7 @@ impl Cache {
 
     fn note<T>(&self, r: &Result<T, keystore::Error>) {
         match r {
-            Err(keystore::Error::Unreachable(why)) => self.set_offline(why),
+            Err(e @ keystore::Error::Unreachable { .. }) => self.set_offline(e),
             Ok(_) => self.set_online(),
             Err(_) => {}
         }
@@ -851,6 +854,10 @@ mod tests {
     //! Each semantic of the module docs against a keystore double whose answers, delays and
     //! reachability the test controls. Time is advanced with `Cache::advance`, not slept.
     use super::*;
+
+    fn down() -> keystore::Error {
+        keystore::Error::unreachable(UnreachableReason::Network, "test: down")
+    }
     use crate::crypto::{Algorithm, HmacKey, SecretKey};
     use std::sync::Barrier;
     use std::sync::atomic::AtomicUsize;
@@ -890,7 +897,7 @@ mod tests {
         }
         fn check(&self) -> Result<(), keystore::Error> {
             if self.unreachable.load(Ordering::SeqCst) {
-                Err(keystore::Error::Unreachable("test: down".into()))
+                Err(down())
             } else {
                 Ok(())
             }
@@ -1095,7 +1102,7 @@ mod tests {
         for t in threads {
             assert!(matches!(
                 t.join().unwrap(),
-                Err(Error::Store(keystore::Error::Unreachable(_)))
+                Err(Error::Store(keystore::Error::Unreachable { .. }))
             ));
         }
         assert!(store.gets() <= 1 + 8);
@@ -1115,7 +1122,7 @@ mod tests {
         // "a" is 61 s old: reload fails. "b" is 31 s old: fresh.
         assert!(matches!(
             cache.get("a"),
-            Err(Error::Store(keystore::Error::Unreachable(_)))
+            Err(Error::Store(keystore::Error::Unreachable { .. }))
         ));
         cache.get("b").unwrap();
         assert_eq!(cache.stats.stale_hits.load(Ordering::Relaxed), 0);
@@ -1144,7 +1151,7 @@ mod tests {
         cache.advance(Duration::from_secs(20));
         assert!(matches!(
             cache.get("k"),
-            Err(Error::Store(keystore::Error::Unreachable(_)))
+            Err(Error::Store(keystore::Error::Unreachable { .. }))
         ));
         cache.sweep();
         assert_eq!(cache.len(), 0);
@@ -1182,7 +1189,7 @@ mod tests {
         let v = store.put("k");
         cache.get("k").unwrap();
         store.down(true);
-        cache.set_offline("test: down");
+        cache.set_offline(&down());
         cache.advance(Duration::from_secs(31)); // unused for 31 s
         cache.sweep(); // keeps it, starts its period
         assert_eq!(cache.len(), 1);
@@ -1288,9 +1295,9 @@ mod tests {
         store.down(true);
         assert!(matches!(
             cache.create("k", b"v1"),
-            Err(keystore::Error::Unreachable(_))
+            Err(keystore::Error::Unreachable { .. })
         ));
-        let down = keystore::Error::Unreachable("test: down".into());
+        let down = down();
         cache.create_later("k", zeroize::Zeroizing::new(b"v1".to_vec()), &down);
         cache.create_later("k", zeroize::Zeroizing::new(b"v2".to_vec()), &down);
         cache.create_pending();
@@ -1310,16 +1317,10 @@ mod tests {
     fn status_says_why_the_keystore_is_offline() {
         let (store, cache) = cache(None, None, None);
         store.down(true);
-        assert_eq!(
-            cache.status(),
-            Err(keystore::Error::Unreachable("test: down".into()))
-        );
+        assert_eq!(cache.status(), Err(down()));
         assert!(cache.is_offline());
         // Answered from the flag, with the keystore's reason.
-        assert_eq!(
-            cache.status(),
-            Err(keystore::Error::Unreachable("test: down".into()))
-        );
+        assert_eq!(cache.status(), Err(down()));
     }
 
     #[test]

@@ -27,12 +27,66 @@ use zeroize::Zeroizing;
 /// `/dev/zero` by mistake must not exhaust memory.
 const MAX_FILE_SIZE: u64 = 16 << 20;
 
+/// Why a certificate or key could not be loaded or made. `Display` is the whole message, as
+/// callers print it (it names the file, never key material, and includes the text of the error
+/// underneath); `source()` is that error, where there is one: an I/O error, the PEM parser's,
+/// rustls's, rcgen's, the certificate's DER. A malformed private key has no source: the PEM
+/// parser's error may quote a line of the key.
+#[derive(Debug)]
+pub struct CertError {
+    message: String,
+    source: Option<Box<dyn std::error::Error + Send + Sync + 'static>>,
+}
+
+impl CertError {
+    fn new(message: impl Into<String>) -> CertError {
+        CertError {
+            message: message.into(),
+            source: None,
+        }
+    }
+
+    fn caused_by(
+        message: impl Into<String>,
+        source: impl std::error::Error + Send + Sync + 'static,
+    ) -> CertError {
+        CertError {
+            message: message.into(),
+            source: Some(Box::new(source)),
+        }
+    }
+}
+
+impl std::fmt::Display for CertError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl std::error::Error for CertError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        self.source
+            .as_deref()
+            .map(|e| e as &(dyn std::error::Error + 'static))
+    }
+}
+
+/// Where the error becomes a message (start-up and configuration errors are text).
+impl From<CertError> for String {
+    fn from(e: CertError) -> String {
+        e.message
+    }
+}
+
 /// Reads every certificate of a PEM file (→ error naming the file when there is none).
-pub fn load_certificates(path: &Path) -> Result<Vec<CertificateDer<'static>>, String> {
+pub fn load_certificates(path: &Path) -> Result<Vec<CertificateDer<'static>>, CertError> {
     let pem = read_file(path, "certificate")?;
     let certs = parse_certificates(&pem, path)?;
     if certs.is_empty() {
-        return Err(format!("no certificate found in '{}'", path.display()));
+        return Err(CertError::new(format!(
+            "no certificate found in '{}'",
+            path.display()
+        )));
     }
     Ok(certs)
 }
@@ -46,7 +100,7 @@ pub fn load_certificates(path: &Path) -> Result<Vec<CertificateDer<'static>>, St
 pub fn load_private_key(
     path: &Path,
     password: Option<&str>,
-) -> Result<Zeroizing<PrivateKeyDer<'static>>, String> {
+) -> Result<Zeroizing<PrivateKeyDer<'static>>, CertError> {
     let pem = read_file(path, "private key")?;
     private_key_from_pem(&pem, password, path).map(Zeroizing::new)
 }
@@ -60,16 +114,16 @@ pub fn load_private_key(
 pub fn certified_key(
     chain: Vec<CertificateDer<'static>>,
     key: &PrivateKeyDer<'_>,
-) -> Result<rustls::sign::CertifiedKey, String> {
+) -> Result<rustls::sign::CertifiedKey, CertError> {
     let signer = rustls::crypto::ring::sign::any_supported_type(key)
-        .map_err(|e| format!("is unsupported: {e}"))?;
+        .map_err(|e| CertError::caused_by(format!("is unsupported: {e}"), e))?;
     let certified = rustls::sign::CertifiedKey::new(chain, signer);
     match certified.keys_match() {
         // As rustls does: a key whose public half it cannot compute is taken as it is.
         Ok(()) | Err(rustls::Error::InconsistentKeys(rustls::InconsistentKeys::Unknown)) => {
             Ok(certified)
         }
-        Err(_) => Err("does not match the certificate".into()),
+        Err(e) => Err(CertError::caused_by("does not match the certificate", e)),
     }
 }
 
@@ -80,20 +134,20 @@ pub fn private_key_from_pem(
     pem: &[u8],
     password: Option<&str>,
     path: &Path,
-) -> Result<PrivateKeyDer<'static>, String> {
+) -> Result<PrivateKeyDer<'static>, CertError> {
     let blocks = legacy::header_blocks(pem);
     if let Some(block) = blocks.iter().find(|b| b.is_encrypted_private_key()) {
         let password = password.filter(|p| !p.is_empty()).ok_or_else(|| {
-            format!(
+            CertError::new(format!(
                 "the private key in '{}' is encrypted, but no password was given",
                 path.display()
-            )
+            ))
         })?;
         return block.decrypt_private_key(password.as_bytes()).map_err(|e| {
-            format!(
+            CertError::new(format!(
                 "failed to decrypt the private key in '{}': {e}",
                 path.display()
-            )
+            ))
         });
     }
     let pem = legacy::without_header_blocks(pem, &blocks);
@@ -101,27 +155,31 @@ pub fn private_key_from_pem(
         Ok(key) => Ok(key),
         Err(rustls::pki_types::pem::Error::NoItemsFound) => {
             if contains(&pem, b"-----BEGIN ENCRYPTED PRIVATE KEY-----") {
-                Err(format!(
+                Err(CertError::new(format!(
                     "the private key in '{}' is an encrypted PKCS#8 key, which is not supported: \
                      decrypt it with 'openssl pkey', or re-encrypt it in the traditional format \
                      with 'openssl pkey -traditional -aes256'",
                     path.display()
-                ))
+                )))
             } else {
-                Err(format!("no private key found in '{}'", path.display()))
+                Err(CertError::new(format!(
+                    "no private key found in '{}'",
+                    path.display()
+                )))
             }
         }
-        // The PEM error may quote a line of the key: say only that it is malformed.
-        Err(_) => Err(format!(
+        // The PEM error may quote a line of the key: say only that it is malformed (and keep
+        // the PEM error out of the source, too).
+        Err(_) => Err(CertError::new(format!(
             "the private key in '{}' is not valid PEM",
             path.display()
-        )),
+        ))),
     }
 }
 
 /// True when the PEM file holds a legacy-encrypted private key (so that a client can ask for a
 /// password before calling [`load_private_key`]).
-pub fn is_encrypted_private_key(path: &Path) -> Result<bool, String> {
+pub fn is_encrypted_private_key(path: &Path) -> Result<bool, CertError> {
     let pem = read_file(path, "private key")?;
     Ok(legacy::header_blocks(&pem)
         .iter()
@@ -131,25 +189,25 @@ pub fn is_encrypted_private_key(path: &Path) -> Result<bool, String> {
 /// Reads CA certificates from a PEM file or from every file of a directory (not recursive).
 /// In a directory, files without certificates are skipped, but at least one certificate must be
 /// found; subdirectories are ignored; symbolic links are followed.
-pub fn load_ca_certificates(path: &Path) -> Result<Vec<CertificateDer<'static>>, String> {
-    let meta = std::fs::metadata(path)
-        .map_err(|e| format!("failed to read CA certificates '{}': {e}", path.display()))?;
+pub fn load_ca_certificates(path: &Path) -> Result<Vec<CertificateDer<'static>>, CertError> {
+    let io = |what: &str, path: &Path| {
+        let message = format!("failed to read {what} '{}'", path.display());
+        move |e: std::io::Error| CertError::caused_by(format!("{message}: {e}"), e)
+    };
+    let meta = std::fs::metadata(path).map_err(io("CA certificates", path))?;
     if !meta.is_dir() {
         return load_certificates(path);
     }
-    let entries = std::fs::read_dir(path)
-        .map_err(|e| format!("failed to read CA directory '{}': {e}", path.display()))?;
+    let entries = std::fs::read_dir(path).map_err(io("CA directory", path))?;
     let mut files = Vec::new();
     for entry in entries {
-        let entry =
-            entry.map_err(|e| format!("failed to read CA directory '{}': {e}", path.display()))?;
+        let entry = entry.map_err(io("CA directory", path))?;
         files.push(entry.path());
     }
     files.sort();
     let mut certs = Vec::new();
     for file in files {
-        let meta = std::fs::metadata(&file)
-            .map_err(|e| format!("failed to read CA certificate '{}': {e}", file.display()))?;
+        let meta = std::fs::metadata(&file).map_err(io("CA certificate", &file))?;
         if !meta.is_file() {
             continue;
         }
@@ -157,10 +215,10 @@ pub fn load_ca_certificates(path: &Path) -> Result<Vec<CertificateDer<'static>>,
         certs.extend(parse_certificates(&pem, &file)?);
     }
     if certs.is_empty() {
-        return Err(format!(
+        return Err(CertError::new(format!(
             "no CA certificates found in directory '{}'",
             path.display()
-        ));
+        )));
     }
     Ok(certs)
 }
@@ -195,26 +253,31 @@ pub fn load_system_roots() -> Option<Vec<CertificateDer<'static>>> {
 }
 
 /// The DER SubjectPublicKeyInfo of a private key's public key (RSA, ECDSA P-256/P-384, Ed25519).
-pub fn spki_of_private_key(key: &PrivateKeyDer<'_>) -> Result<Vec<u8>, String> {
-    let signer = rustls::crypto::ring::sign::any_supported_type(key).map_err(|_| {
-        "unsupported or malformed private key (expected RSA, ECDSA P-256/P-384 or Ed25519)"
-            .to_string()
+pub fn spki_of_private_key(key: &PrivateKeyDer<'_>) -> Result<Vec<u8>, CertError> {
+    let signer = rustls::crypto::ring::sign::any_supported_type(key).map_err(|e| {
+        CertError::caused_by(
+            "unsupported or malformed private key (expected RSA, ECDSA P-256/P-384 or Ed25519)",
+            e,
+        )
     })?;
     signer
         .public_key()
         .map(|spki| spki.as_ref().to_vec())
-        .ok_or_else(|| "cannot determine the public key of the private key".to_string())
+        .ok_or_else(|| CertError::new("cannot determine the public key of the private key"))
 }
 
 /// Checks that `key` is the private key of `cert` (same public key). Certificates of any X.509
 /// version are accepted.
-pub fn check_key_pair(cert: &CertificateDer<'_>, key: &PrivateKeyDer<'_>) -> Result<(), String> {
-    let cert_spki = identity::spki_of_certificate(cert).map_err(|e| e.to_string())?;
+pub fn check_key_pair(cert: &CertificateDer<'_>, key: &PrivateKeyDer<'_>) -> Result<(), CertError> {
+    let cert_spki =
+        identity::spki_of_certificate(cert).map_err(|e| CertError::caused_by(e.to_string(), e))?;
     let key_spki = spki_of_private_key(key)?;
     if cert_spki == key_spki.as_slice() {
         Ok(())
     } else {
-        Err("the private key does not belong to the certificate".into())
+        Err(CertError::new(
+            "the private key does not belong to the certificate",
+        ))
     }
 }
 
@@ -238,7 +301,7 @@ pub struct CertificateRequest {
 /// the form Go's `x509.MarshalPKCS8PrivateKey` writes.
 pub fn self_signed_ed25519(
     req: &CertificateRequest,
-) -> Result<(String, Zeroizing<String>), String> {
+) -> Result<(String, Zeroizing<String>), CertError> {
     let mut seed = Zeroizing::new([0u8; 32]);
     fill_random(seed.as_mut())?;
     let (cert, key) = self_signed_ed25519_from_seed(&seed, req)?;
@@ -251,16 +314,16 @@ pub fn self_signed_ed25519(
 /// The common name defaults to `localhost`; the key is PKCS#8.
 pub fn self_signed_ecdsa(
     req: &CertificateRequest,
-) -> Result<(CertificateDer<'static>, PrivateKeyDer<'static>), String> {
+) -> Result<(CertificateDer<'static>, PrivateKeyDer<'static>), CertError> {
     let key_pair = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256)
-        .map_err(|e| format!("failed to generate ECDSA key: {e}"))?;
+        .map_err(|e| CertError::caused_by(format!("failed to generate ECDSA key: {e}"), e))?;
     let mut req = req.clone();
     if req.common_name.is_empty() {
         req.common_name = "localhost".into();
     }
     let cert = certificate_params(&req)?
         .self_signed(&key_pair)
-        .map_err(|e| format!("failed to create certificate: {e}"))?;
+        .map_err(|e| CertError::caused_by(format!("failed to create certificate: {e}"), e))?;
     let key = PrivatePkcs8KeyDer::from(key_pair.serialize_der());
     Ok((cert.der().clone(), PrivateKeyDer::Pkcs8(key)))
 }
@@ -269,16 +332,16 @@ pub fn self_signed_ecdsa(
 pub(crate) fn self_signed_ed25519_from_seed(
     seed: &[u8; 32],
     req: &CertificateRequest,
-) -> Result<(CertificateDer<'static>, PrivatePkcs8KeyDer<'static>), String> {
+) -> Result<(CertificateDer<'static>, PrivatePkcs8KeyDer<'static>), CertError> {
     let pkcs8 = ed25519_pkcs8_v1(seed);
     let key_pair = rcgen::KeyPair::from_pkcs8_der_and_sign_algo(
         &PrivatePkcs8KeyDer::from(pkcs8.as_slice()),
         &rcgen::PKCS_ED25519,
     )
-    .map_err(|e| format!("failed to load Ed25519 key: {e}"))?;
+    .map_err(|e| CertError::caused_by(format!("failed to load Ed25519 key: {e}"), e))?;
     let cert = certificate_params(req)?
         .self_signed(&key_pair)
-        .map_err(|e| format!("failed to create certificate: {e}"))?;
+        .map_err(|e| CertError::caused_by(format!("failed to create certificate: {e}"), e))?;
     Ok((cert.der().clone(), PrivatePkcs8KeyDer::from(pkcs8.to_vec())))
 }
 
@@ -295,23 +358,27 @@ fn ed25519_pkcs8_v1(seed: &[u8; 32]) -> Zeroizing<Vec<u8>> {
     der
 }
 
-fn certificate_params(req: &CertificateRequest) -> Result<rcgen::CertificateParams, String> {
+fn certificate_params(req: &CertificateRequest) -> Result<rcgen::CertificateParams, CertError> {
     use rcgen::{
         DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa, KeyUsagePurpose, SanType,
         SerialNumber,
     };
 
     if req.validity.is_zero() {
-        return Err("certificate validity must be longer than zero".into());
+        return Err(CertError::new(
+            "certificate validity must be longer than zero",
+        ));
     }
     let now = time::OffsetDateTime::now_utc()
         .replace_nanosecond(0)
-        .map_err(|_| "failed to read the clock".to_string())?;
+        .map_err(|e| CertError::caused_by("failed to read the clock", e))?;
     let not_after = time::Duration::try_from(req.validity)
         .ok()
         .and_then(|d| now.checked_add(d))
         .filter(|t| t.year() <= 9999)
-        .ok_or_else(|| "certificate validity is too long (ends after the year 9999)".to_string())?;
+        .ok_or_else(|| {
+            CertError::new("certificate validity is too long (ends after the year 9999)")
+        })?;
 
     let mut params = rcgen::CertificateParams::default();
     params.not_before = now;
@@ -328,10 +395,9 @@ fn certificate_params(req: &CertificateRequest) -> Result<rcgen::CertificatePara
             .push(DnType::CommonName, req.common_name.as_str());
     }
     for name in &req.dns_names {
-        let ia5 = name
-            .as_str()
-            .try_into()
-            .map_err(|_| format!("invalid DNS name '{name}': must be ASCII"))?;
+        let ia5 = name.as_str().try_into().map_err(|e| {
+            CertError::caused_by(format!("invalid DNS name '{name}': must be ASCII"), e)
+        })?;
         params.subject_alt_names.push(SanType::DnsName(ia5));
     }
     for ip in &req.ip_addresses {
@@ -352,10 +418,10 @@ fn certificate_params(req: &CertificateRequest) -> Result<rcgen::CertificatePara
     Ok(params)
 }
 
-fn fill_random(buf: &mut [u8]) -> Result<(), String> {
+fn fill_random(buf: &mut [u8]) -> Result<(), CertError> {
     ring::rand::SystemRandom::new()
         .fill(buf)
-        .map_err(|_| "no randomness available from the operating system".to_string())
+        .map_err(|_| CertError::new("no randomness available from the operating system"))
 }
 
 /// PEM text of one DER object, with 64-character lines, in a zeroizing buffer sized up front
@@ -381,34 +447,48 @@ pub fn pem_encode(label: &str, der: &[u8]) -> Zeroizing<String> {
 
 /// Reads a whole file of at most [`MAX_FILE_SIZE`] bytes. The buffer is zeroized on drop (it
 /// may hold a private key).
-fn read_file(path: &Path, what: &str) -> Result<Zeroizing<Vec<u8>>, String> {
-    let fail = |e: std::io::Error| format!("failed to read {what} '{}': {e}", path.display());
+fn read_file(path: &Path, what: &str) -> Result<Zeroizing<Vec<u8>>, CertError> {
+    let fail = |e: std::io::Error| {
+        CertError::caused_by(
+            format!("failed to read {what} '{}': {e}", path.display()),
+            e,
+        )
+    };
     let file = std::fs::File::open(path).map_err(fail)?;
     let mut buf = Zeroizing::new(Vec::new());
     file.take(MAX_FILE_SIZE + 1)
         .read_to_end(&mut buf)
         .map_err(fail)?;
     if buf.len() as u64 > MAX_FILE_SIZE {
-        return Err(format!(
+        return Err(CertError::new(format!(
             "failed to read {what} '{}': larger than {} MiB",
             path.display(),
             MAX_FILE_SIZE >> 20
-        ));
+        )));
     }
     Ok(buf)
 }
 
 /// Every certificate in PEM text, each checked to be a DER X.509 certificate; `path` only names
 /// the file in error messages. Public so that the private-key fuzz target can feed it PEM text.
-pub fn parse_certificates(pem: &[u8], path: &Path) -> Result<Vec<CertificateDer<'static>>, String> {
+pub fn parse_certificates(
+    pem: &[u8],
+    path: &Path,
+) -> Result<Vec<CertificateDer<'static>>, CertError> {
     // Legacy-encrypted key blocks have headers the PEM parser rejects; a combined
     // certificate-and-key file must still yield its certificates.
     let pem = legacy::without_header_blocks(pem, &legacy::header_blocks(pem));
     let mut certs = Vec::new();
     for (n, cert) in CertificateDer::pem_slice_iter(&pem).enumerate() {
-        let cert = cert.map_err(|e| format!("invalid PEM in '{}': {e}", path.display()))?;
-        identity::spki_of_certificate(&cert)
-            .map_err(|e| format!("certificate {} in '{}': {e}", n + 1, path.display()))?;
+        let cert = cert.map_err(|e| {
+            CertError::caused_by(format!("invalid PEM in '{}': {e}", path.display()), e)
+        })?;
+        identity::spki_of_certificate(&cert).map_err(|e| {
+            CertError::caused_by(
+                format!("certificate {} in '{}': {e}", n + 1, path.display()),
+                e,
+            )
+        })?;
         certs.push(cert);
     }
     Ok(certs)
@@ -421,8 +501,11 @@ fn contains(haystack: &[u8], needle: &[u8]) -> bool {
 /// A PKCS#8 private key (DER) as an encrypted PEM block in the OpenSSL "traditional" format
 /// (`Proc-Type: 4,ENCRYPTED`, AES-256-CBC), which this crate, OpenSSL and Go read with the
 /// password (`kes identity new --encrypt`).
-pub fn encrypt_private_key_pem(der: &[u8], password: &[u8]) -> Result<Zeroizing<String>, String> {
-    legacy::encrypt_pkcs8(der, password)
+pub fn encrypt_private_key_pem(
+    der: &[u8],
+    password: &[u8],
+) -> Result<Zeroizing<String>, CertError> {
+    legacy::encrypt_pkcs8(der, password).map_err(CertError::new)
 }
 
 // ---- Expiry ------------------------------------------------------------------------------------
@@ -437,8 +520,8 @@ pub const EXPIRY_WARNING: Duration = Duration::from_secs(30 * 24 * 3600);
 /// code (definite minimal lengths, every element inside its container); never panics on bad
 /// input. The time is a UTCTime (`YYMMDDHHMMSSZ`, years 1950-2049 as RFC 5280 says) or a
 /// GeneralizedTime (`YYYYMMDDHHMMSSZ`), both in UTC as DER requires.
-pub fn not_after(der: &[u8]) -> Result<i64, String> {
-    not_after_der(der).map_err(|e| format!("invalid certificate: {e}"))
+pub fn not_after(der: &[u8]) -> Result<i64, CertError> {
+    not_after_der(der).map_err(|e| CertError::new(format!("invalid certificate: {e}")))
 }
 
 /// The earliest `notAfter` of a chain (the certificate a server sends and the intermediates
@@ -1042,7 +1125,7 @@ mod tests {
                 );
 
                 for password in [None, Some("")] {
-                    let err = load_private_key(&path, password).unwrap_err();
+                    let err = load_private_key(&path, password).unwrap_err().to_string();
                     assert!(
                         err.contains("encrypted") && err.contains("no password"),
                         "{err}"
@@ -1050,7 +1133,9 @@ mod tests {
                     assert!(err.contains(path.to_str().unwrap()), "{err}");
                 }
                 for wrong in ["correct hors", "Correct horse", "x"] {
-                    let err = load_private_key(&path, Some(wrong)).unwrap_err();
+                    let err = load_private_key(&path, Some(wrong))
+                        .unwrap_err()
+                        .to_string();
                     assert!(err.contains("wrong password"), "{prefix}{cipher}: {err}");
                 }
             }
@@ -1109,14 +1194,49 @@ mod tests {
     }
 
     #[test]
+    fn errors_keep_their_source() {
+        use std::error::Error as _;
+        let keys = Keys::new();
+        let err = load_certificates(&keys.path("nope.pem")).unwrap_err();
+        let io = err
+            .source()
+            .and_then(|s| s.downcast_ref::<std::io::Error>());
+        assert_eq!(
+            io.map(std::io::Error::kind),
+            Some(std::io::ErrorKind::NotFound)
+        );
+        assert!(
+            err.to_string().starts_with("failed to read certificate '"),
+            "{err}"
+        );
+        assert!(String::from(err).contains("nope.pem"));
+        let err = load_ca_certificates(&keys.dir.join("missing")).unwrap_err();
+        assert!(err.source().is_some(), "{err}");
+        // No source for a malformed key: the PEM parser's error may quote it.
+        let bad = write(
+            &keys.dir,
+            "bad-source.key",
+            "-----BEGIN PRIVATE KEY-----\nc2VjcmV0!!\n-----END PRIVATE KEY-----\n",
+        );
+        let err = load_private_key(&bad, None).unwrap_err();
+        assert!(err.source().is_none(), "{err:?}");
+    }
+
+    #[test]
     fn pkcs8_encrypted_and_bad_keys_are_refused_clearly() {
         let keys = Keys::new();
-        let err = load_private_key(&keys.path("ec.enc-pkcs8"), Some("pw")).unwrap_err();
+        let err = load_private_key(&keys.path("ec.enc-pkcs8"), Some("pw"))
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("encrypted PKCS#8"), "{err}");
 
-        let err = load_private_key(&keys.path("rsa.pem"), None).unwrap_err();
+        let err = load_private_key(&keys.path("rsa.pem"), None)
+            .unwrap_err()
+            .to_string();
         assert!(err.starts_with("no private key found in"), "{err}");
-        let err = load_private_key(&keys.path("missing.pem"), None).unwrap_err();
+        let err = load_private_key(&keys.path("missing.pem"), None)
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("missing.pem"), "{err}");
 
         // A malformed key: the error must not quote it.
@@ -1126,7 +1246,7 @@ mod tests {
             "bad.key",
             format!("-----BEGIN PRIVATE KEY-----\n{secret_line}\n-----END PRIVATE KEY-----\n"),
         );
-        let err = load_private_key(&bad, None).unwrap_err();
+        let err = load_private_key(&bad, None).unwrap_err().to_string();
         assert!(!err.contains("c2VjcmV0"), "{err}");
 
         // Broken DEK-Info headers fail cleanly.
@@ -1162,19 +1282,23 @@ mod tests {
             load_certificates(&chain).unwrap(),
             vec![keys.cert("rsa.pem"), keys.cert("ec.pem")]
         );
-        let err = load_certificates(&keys.path("rsa.pkcs8")).unwrap_err();
+        let err = load_certificates(&keys.path("rsa.pkcs8"))
+            .unwrap_err()
+            .to_string();
         assert!(
             err.contains("no certificate found") && err.contains("rsa.pkcs8"),
             "{err}"
         );
-        let err = load_certificates(&keys.path("nope.pem")).unwrap_err();
+        let err = load_certificates(&keys.path("nope.pem"))
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("nope.pem"), "{err}");
         let garbage = write(
             dir,
             "garbage.pem",
             "-----BEGIN CERTIFICATE-----\nMAA=\n-----END CERTIFICATE-----\n",
         );
-        let err = load_certificates(&garbage).unwrap_err();
+        let err = load_certificates(&garbage).unwrap_err().to_string();
         assert!(err.contains("garbage.pem"), "{err}");
 
         // A directory: certificates from every file, other files and subdirectories skipped.
@@ -1189,7 +1313,7 @@ mod tests {
         assert_eq!(load_ca_certificates(&chain).unwrap().len(), 2);
 
         let empty = TempDir::new("cas-empty");
-        let err = load_ca_certificates(empty.path()).unwrap_err();
+        let err = load_ca_certificates(empty.path()).unwrap_err().to_string();
         assert!(err.contains("no CA certificates"), "{err}");
         write(&empty, "README", "nothing here\n");
         assert!(load_ca_certificates(empty.path()).is_err());

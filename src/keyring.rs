@@ -444,7 +444,7 @@ pub fn delete_key(
     use crate::keystore::Error as KsError;
     let rings = match ks.list_rings(name) {
         Ok(rings) => rings,
-        Err(KsError::Unreachable(why)) => return Err(KsError::Unreachable(why)),
+        Err(e @ KsError::Unreachable { .. }) => return Err(e),
         // Rings that cannot be listed (a Vault policy without `list` there) stay behind: stale,
         // bound to this version 1, never used again; deleting the key matters more.
         Err(e) => {

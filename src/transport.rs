@@ -4,12 +4,7 @@
 
 /// A one-line description of a transport error; `tls` describes a TLS failure.
 pub fn describe(e: &ureq::Error, tls: fn(&rustls::Error) -> String) -> String {
-    // rustls errors may arrive wrapped in an I/O error.
-    if let ureq::Error::Io(io) = e
-        && let Some(t) = io
-            .get_ref()
-            .and_then(|inner| inner.downcast_ref::<rustls::Error>())
-    {
+    if let Some(t) = tls_error(e) {
         return tls(t);
     }
     match e {
@@ -17,11 +12,22 @@ pub fn describe(e: &ureq::Error, tls: fn(&rustls::Error) -> String) -> String {
             "connection refused (is the server running?)".into()
         }
         ureq::Error::Io(io) => io.to_string(),
-        ureq::Error::Rustls(t) => tls(t),
         ureq::Error::Timeout(t) => format!("timed out ({t})"),
         ureq::Error::HostNotFound => "host not found".into(),
         ureq::Error::BodyExceedsLimit(n) => format!("response larger than {n} bytes"),
         other => other.to_string(),
+    }
+}
+
+/// The TLS failure behind a transport error, if it is one (rustls errors may arrive wrapped in an
+/// I/O error).
+pub fn tls_error(e: &ureq::Error) -> Option<&rustls::Error> {
+    match e {
+        ureq::Error::Rustls(t) => Some(t),
+        ureq::Error::Io(io) => io
+            .get_ref()
+            .and_then(|inner| inner.downcast_ref::<rustls::Error>()),
+        _ => None,
     }
 }
 
@@ -43,6 +49,8 @@ mod tests {
         assert_eq!(describe(&ureq::Error::HostNotFound, tls), "host not found");
         let wrapped = ureq::Error::Io(std::io::Error::other(rustls::Error::HandshakeNotComplete));
         assert!(describe(&wrapped, tls).starts_with("TLS: "));
+        assert!(tls_error(&wrapped).is_some());
+        assert!(tls_error(&refused).is_none());
         assert_eq!(
             describe(&ureq::Error::BodyExceedsLimit(10), tls),
             "response larger than 10 bytes"

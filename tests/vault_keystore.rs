@@ -14,8 +14,8 @@ use std::time::{Duration, Instant};
 use base64::Engine as _;
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use kes::config::{VaultAppRole, VaultConfig, VaultKubernetes, VaultTls, VaultTransit};
-use kes::keystore::vault::VaultKeystore;
-use kes::keystore::{Error, Keystore};
+use kes::keystore::vault::{Startup, VaultKeystore};
+use kes::keystore::{Error, Keystore, UnreachableReason};
 use openbao::{Bao, Cluster};
 use ring::rand::{SecureRandom, SystemRandom};
 use serde_json::json;
@@ -145,6 +145,11 @@ fn exercise(store: &VaultKeystore, tag: &str) {
 // ---------------------------------------------------------------------------------------------
 // K/V v1 and v2, prefix, namespaces, policies
 
+/// What every key operation answers while Vault is sealed.
+fn sealed() -> Error {
+    Error::unreachable(UnreachableReason::Sealed, "vault is sealed")
+}
+
 #[test]
 fn kv_v1_and_v2_with_seed_policies() {
     let bao = Bao::dev();
@@ -213,14 +218,14 @@ fn kv_v1_seed_policy_without_list_says_what_is_missing() {
         start.elapsed()
     );
     match &err {
-        Error::Failed(msg) => {
+        Error::Denied(msg) => {
             assert!(msg.contains("permission denied listing 'kv/'"), "{msg}");
             assert!(
                 msg.contains("needs the 'list' capability on 'kv/'"),
                 "{msg}"
             );
         }
-        other => panic!("expected Failed, got {other:?}"),
+        other => panic!("expected Denied, got {other:?}"),
     }
     store.delete("k1").unwrap();
 
@@ -648,9 +653,24 @@ fn https_needs_the_right_ca() {
     // Without tls.ca: the system roots do not know the dev CA → refused, clearly.
     cfg.tls.ca = None;
     let start = Instant::now();
-    let err = VaultKeystore::connect(&cfg).unwrap_err().to_string();
+    let err = VaultKeystore::connect(&cfg).unwrap_err();
     println!("https without tls.ca: {err} (after {:?})", start.elapsed());
-    assert!(err.to_lowercase().contains("certificate"), "{err}");
+    assert!(
+        err.to_string().to_lowercase().contains("certificate"),
+        "{err}"
+    );
+    assert_eq!(
+        err.unreachable_reason(),
+        Some(UnreachableReason::Tls),
+        "{err:?}"
+    );
+    // A TLS failure is a configuration problem: it stops even a start that waits for Vault.
+    let err = VaultKeystore::start(&cfg, Startup::Wait).unwrap_err();
+    assert_eq!(
+        err.unreachable_reason(),
+        Some(UnreachableReason::Tls),
+        "{err:?}"
+    );
 
     // A client certificate whose key does not match is refused at construction.
     let other = rcgen::KeyPair::generate().unwrap();
@@ -684,7 +704,10 @@ fn sealed_vault_fails_fast_and_recovers() {
     // The next ping (every second) sees it; a request meanwhile sees 503 itself.
     let seen = loop {
         match store.get("k") {
-            Err(Error::Unreachable(m)) if m == "vault is sealed" => break sealed_at.elapsed(),
+            Err(Error::Unreachable {
+                reason: UnreachableReason::Sealed,
+                detail,
+            }) if detail == "vault is sealed" => break sealed_at.elapsed(),
             Err(e) => panic!("unexpected error while sealed: {e:?}"),
             Ok(_) => assert!(sealed_at.elapsed() < Duration::from_secs(5)),
         }
@@ -693,19 +716,13 @@ fn sealed_vault_fails_fast_and_recovers() {
     // Every operation now fails at once.
     let start = Instant::now();
     for _ in 0..100 {
-        assert_eq!(
-            store.get("k").map(|_| ()),
-            Err(Error::Unreachable("vault is sealed".into()))
-        );
-        assert_eq!(
-            store.create("k2", &value()),
-            Err(Error::Unreachable("vault is sealed".into()))
-        );
-        assert!(matches!(store.list("", 10), Err(Error::Unreachable(_))));
-        assert!(matches!(store.delete("k"), Err(Error::Unreachable(_))));
+        assert_eq!(store.get("k").map(|_| ()), Err(sealed()));
+        assert_eq!(store.create("k2", &value()), Err(sealed()));
+        assert_eq!(store.list("", 10), Err(sealed()));
+        assert_eq!(store.delete("k"), Err(sealed()));
     }
     let per_call = start.elapsed() / 400;
-    assert!(matches!(store.status(), Err(Error::Unreachable(m)) if m == "vault is sealed"));
+    assert_eq!(store.status(), Err(sealed()));
     println!("sealed: noticed after {seen:?}; then each call failed in {per_call:?}");
     assert!(per_call < Duration::from_millis(10));
     assert!(seen < Duration::from_secs(3));
@@ -715,7 +732,7 @@ fn sealed_vault_fails_fast_and_recovers() {
     loop {
         match store.get("k") {
             Ok(_) => break,
-            Err(Error::Unreachable(_)) => assert!(
+            Err(Error::Unreachable { .. }) => assert!(
                 unsealed_at.elapsed() < Duration::from_secs(5),
                 "no recovery"
             ),
@@ -742,7 +759,7 @@ fn raft_node_killed_and_restarted() {
     let start = Instant::now();
     let err = store.get("durable").unwrap_err();
     println!("get right after the kill: {err} (in {:?})", start.elapsed());
-    assert!(matches!(err, Error::Unreachable(_)));
+    assert!(matches!(err, Error::Unreachable { .. }));
     // After the health loop saw it: immediate.
     std::thread::sleep(Duration::from_millis(300));
     let start = Instant::now();
@@ -795,7 +812,11 @@ fn a_silent_server_cannot_hang_a_caller() {
     let err = VaultKeystore::connect(&cfg).unwrap_err();
     let took = start.elapsed();
     println!("login against a silent server: {err} after {took:?} (response timeout 700 ms)");
-    assert!(matches!(err, Error::Unreachable(_)), "{err:?}");
+    assert_eq!(
+        err.unreachable_reason(),
+        Some(UnreachableReason::Timeout),
+        "{err:?}"
+    );
     assert!(took < Duration::from_secs(3), "{took:?}");
 }
 

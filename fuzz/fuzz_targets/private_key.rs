@@ -31,7 +31,14 @@ fuzz_target!(|data: &[u8]| {
             // must not panic.
             let _ = certs::spki_of_private_key(&key);
         }
-        Err(message) => {
+        Err(err) => {
+            // The message, and every error under it.
+            let mut message = err.to_string();
+            let mut source = std::error::Error::source(&err);
+            while let Some(e) = source {
+                message.push_str(&format!("\n{e}"));
+                source = e.source();
+            }
             assert!(!message.contains(PASSWORD), "error shows the password");
             // No line of base64 from the input (a key body) may be echoed. Header and BEGIN/END
             // lines may be named (a cipher, a label), so text that also occurs in one is exempt.

@@ -44,7 +44,7 @@ pub fn version(_: &Ctx<'_>) -> Result<Response, ApiError> {
 pub fn ready(ctx: &Ctx<'_>) -> Result<Response, ApiError> {
     match ctx.api.cache.status() {
         Ok(_) => Ok(Response::empty(200)),
-        Err(keystore::Error::Unreachable(_)) => Err(error::KEYSTORE_UNREACHABLE),
+        Err(keystore::Error::Unreachable { .. }) => Err(error::KEYSTORE_UNREACHABLE),
         Err(_) => Err(error::KEYSTORE_UNAVAILABLE),
     }
 }
@@ -144,7 +144,7 @@ fn keystore_health(r: &Result<keystore::Status, keystore::Error>) -> (u64, bool,
             false,
             false,
         ),
-        Err(keystore::Error::Unreachable(_)) => (0, true, true),
+        Err(keystore::Error::Unreachable { .. }) => (0, true, true),
         Err(_) => (0, true, false),
     }
 }
@@ -153,8 +153,7 @@ fn keystore_health(r: &Result<keystore::Status, keystore::Error>) -> (u64, bool,
 fn keystore_error(r: &Result<keystore::Status, keystore::Error>) -> Option<String> {
     match r {
         Ok(_) => None,
-        Err(keystore::Error::Unreachable(why) | keystore::Error::Failed(why)) => Some(why.clone()),
-        Err(other) => Some(other.to_string()),
+        Err(e) => Some(e.detail().map_or_else(|| e.to_string(), str::to_string)),
     }
 }
 
@@ -598,7 +597,7 @@ pub fn log_audit(ctx: &Ctx<'_>) -> Result<Response, ApiError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::keystore::{Error, Status};
+    use crate::keystore::{Error, Status, UnreachableReason};
 
     #[test]
     fn the_default_exposition_has_one_series_per_family_except_what_minio_reads() {
@@ -630,17 +629,36 @@ mod tests {
         });
         assert_eq!(keystore_health(&instant), (1, false, false));
         assert_eq!(
-            keystore_health(&Err(Error::Unreachable("sealed".into()))),
+            keystore_health(&Err(Error::unreachable(
+                UnreachableReason::Sealed,
+                "vault is sealed"
+            ))),
             (0, true, true)
         );
         assert_eq!(
             keystore_health(&Err(Error::Failed("permission denied".into()))),
             (0, true, false)
         );
+        assert_eq!(
+            keystore_health(&Err(Error::Denied("permission denied".into()))),
+            (0, true, false)
+        );
         assert_eq!(keystore_error(&ok), None);
         assert_eq!(
-            keystore_error(&Err(Error::Unreachable("vault is sealed".into()))).as_deref(),
+            keystore_error(&Err(Error::unreachable(
+                UnreachableReason::Sealed,
+                "vault is sealed"
+            )))
+            .as_deref(),
             Some("vault is sealed")
+        );
+        assert_eq!(
+            keystore_error(&Err(Error::Denied("vault: permission denied".into()))).as_deref(),
+            Some("vault: permission denied")
+        );
+        assert_eq!(
+            keystore_error(&Err(Error::NotFound)).as_deref(),
+            Some("key does not exist")
         );
     }
 

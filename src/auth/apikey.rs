@@ -117,7 +117,7 @@ impl ApiKey {
     /// is PKCS#8.
     pub fn client_certificate(
         &self,
-    ) -> Result<(CertificateDer<'static>, PrivateKeyDer<'static>), String> {
+    ) -> Result<(CertificateDer<'static>, PrivateKeyDer<'static>), certs::CertError> {
         let request = CertificateRequest {
             common_name: self.identity().to_string(),
             dns_names: Vec::new(),
@@ -137,7 +137,7 @@ impl ApiKey {
     pub fn certificate(
         &self,
         request: &CertificateRequest,
-    ) -> Result<(CertificateDer<'static>, PrivatePkcs8KeyDer<'static>), String> {
+    ) -> Result<(CertificateDer<'static>, PrivatePkcs8KeyDer<'static>), certs::CertError> {
         certs::self_signed_ed25519_from_seed(&self.seed, request)
     }
 

@@ -433,7 +433,7 @@ pub struct Client {
 
 /// The password of an encrypted private key: `KES_CLIENT_PASSWORD`, or asked for on a terminal.
 fn key_password(path: &Path) -> Result<Option<Zeroizing<String>>, Error> {
-    if !certs::is_encrypted_private_key(path).map_err(Error::Usage)? {
+    if !certs::is_encrypted_private_key(path).map_err(|e| Error::Usage(e.to_string()))? {
         return Ok(None);
     }
     if let Ok(password) = std::env::var(ENV_PASSWORD)
@@ -470,14 +470,16 @@ fn client_identity(
 > {
     match credential {
         Credential::ApiKey(key) => {
-            let (cert, key) = key.client_certificate().map_err(Error::Failed)?;
+            let (cert, key) = key
+                .client_certificate()
+                .map_err(|e| Error::Failed(e.to_string()))?;
             Ok((vec![cert], Zeroizing::new(key)))
         }
         Credential::Files { cert, key } => {
-            let chain = certs::load_certificates(cert).map_err(Error::Usage)?;
+            let chain = certs::load_certificates(cert).map_err(|e| Error::Usage(e.to_string()))?;
             let password = key_password(key)?;
             let private = certs::load_private_key(key, password.as_deref().map(|p| p.as_str()))
-                .map_err(Error::Usage)?;
+                .map_err(|e| Error::Usage(e.to_string()))?;
             // ureq panics on a mismatched pair: check it first, with a message that says which
             // files do not belong together.
             let leaf = chain
@@ -543,7 +545,8 @@ impl Client {
         tls = match &settings.trust {
             Trust::Insecure => tls.disable_verification(true),
             Trust::Ca(path) => {
-                let roots = certs::load_ca_certificates(path).map_err(Error::Usage)?;
+                let roots =
+                    certs::load_ca_certificates(path).map_err(|e| Error::Usage(e.to_string()))?;
                 let roots: Vec<Certificate<'static>> = roots
                     .iter()
                     .map(|c| Certificate::from_der(c.as_ref()).to_owned())

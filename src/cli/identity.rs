@@ -491,7 +491,9 @@ fn api_key_certificate(
         ));
     }
     let api_key = read_api_key(api_key)?;
-    let (cert, key) = api_key.client_certificate().map_err(Error::Failed)?;
+    let (cert, key) = api_key
+        .client_certificate()
+        .map_err(|e| Error::Failed(e.to_string()))?;
     let cert_pem = certs::pem_encode("CERTIFICATE", cert.as_ref());
     let key_pem = certs::pem_encode("PRIVATE KEY", key.secret_der());
     write_pair(key_path, &key_pem, cert_path, &cert_pem, force)?;
@@ -558,7 +560,9 @@ fn new_identity(
         } else {
             None
         };
-        let (cert, key) = api_key.certificate(request).map_err(Error::Failed)?;
+        let (cert, key) = api_key
+            .certificate(request)
+            .map_err(|e| Error::Failed(e.to_string()))?;
         let identity = Identity::of_certificate(&cert).map_err(|e| Error::Failed(e.to_string()))?;
         if identity != api_key.identity() {
             return Err(Error::Failed(
@@ -568,7 +572,7 @@ fn new_identity(
         let key_pem = match &password {
             Some(password) => {
                 certs::encrypt_private_key_pem(key.secret_pkcs8_der(), password.as_bytes())
-                    .map_err(Error::Failed)?
+                    .map_err(|e| Error::Failed(e.to_string()))?
             }
             None => certs::pem_encode("PRIVATE KEY", key.secret_pkcs8_der()),
         };

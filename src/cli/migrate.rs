@@ -322,7 +322,7 @@ pub fn migrate(
     use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
     let prefix = pattern.split('*').next().unwrap_or("");
     let page = src.list(prefix, usize::MAX).map_err(|e| match e {
-        keystore::Error::Unreachable(_) => {
+        keystore::Error::Unreachable { .. } => {
             Error::Connection(format!("cannot list the source keystore: {e}"))
         }
         e => Error::Failed(format!("cannot list the source keystore: {e}")),
@@ -362,7 +362,7 @@ pub fn migrate(
                     let i = next.fetch_add(1, Ordering::Relaxed);
                     let Some(name) = names.get(i) else { break };
                     let result = copy_key(src, dst, name, force);
-                    if matches!(result, Err(keystore::Error::Unreachable(_))) {
+                    if matches!(result, Err(keystore::Error::Unreachable { .. })) {
                         stop.store(true, Ordering::Relaxed);
                     }
                     if tx.send((i, result)).is_err() {
@@ -792,8 +792,11 @@ mod tests {
     impl Keystore for Flaky {
         fn create(&self, name: &str, value: &[u8]) -> Result<(), keystore::Error> {
             match name {
-                "bad" => Err(keystore::Error::Failed("permission denied".into())),
-                "down" => Err(keystore::Error::Unreachable("connection refused".into())),
+                "bad" => Err(keystore::Error::Denied("permission denied".into())),
+                "down" => Err(keystore::Error::unreachable(
+                    keystore::UnreachableReason::Network,
+                    "connection refused",
+                )),
                 _ => self.0.create(name, value),
             }
         }

@@ -586,7 +586,9 @@ fn create_predefined_keys(cache: &Cache, cfg: &Config) -> Result<(), String> {
             Ok(()) => log::info!("created key '{name}' (keys: in the config)"),
             Err(crate::keystore::Error::Exists) => {}
             // Vault is down (the server started anyway): created once it answers.
-            Err(e @ crate::keystore::Error::Unreachable(_)) => cache.create_later(name, value, &e),
+            Err(e @ crate::keystore::Error::Unreachable { .. }) => {
+                cache.create_later(name, value, &e)
+            }
             Err(e) => {
                 return Err(format!(
                     "cannot create key '{name}' from the config's keys: {e}"

@@ -11,8 +11,8 @@
 //! way as a key. The listing of keys leaves `.kes-versions` out like every `.` entry.
 
 use super::{
-    Error, Keystore, MAX_VALUE_SIZE, Page, Status, VERSIONS_DIR, VersionEntry, collect_versions,
-    page_of, valid_ring,
+    Error, Keystore, MAX_VALUE_SIZE, Page, Status, UnreachableReason, VERSIONS_DIR, VersionEntry,
+    collect_versions, page_of, valid_ring,
 };
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Read, Write};
@@ -372,11 +372,14 @@ impl Keystore for FsKeystore {
             Ok(m) if m.is_dir() => Ok(Status {
                 latency: start.elapsed(),
             }),
-            Ok(_) => Err(Error::Unreachable(format!(
-                "'{}' is not a directory",
-                self.dir.display()
-            ))),
-            Err(e) => Err(Error::Unreachable(format!("'{}': {e}", self.dir.display()))),
+            Ok(_) => Err(Error::unreachable(
+                UnreachableReason::Storage,
+                format!("'{}' is not a directory", self.dir.display()),
+            )),
+            Err(e) => Err(Error::unreachable(
+                UnreachableReason::Storage,
+                format!("'{}': {e}", self.dir.display()),
+            )),
         }
     }
 }
@@ -446,7 +449,13 @@ mod tests {
         assert_eq!(ks.get("a"), Err(Error::NotFound));
         assert!(ks.status().is_ok());
         fs::remove_dir_all(&dir).unwrap();
-        assert!(matches!(ks.status(), Err(Error::Unreachable(_))));
+        assert!(matches!(
+            ks.status(),
+            Err(Error::Unreachable {
+                reason: UnreachableReason::Storage,
+                ..
+            })
+        ));
     }
 
     const RING: &str = "630dcd2966c4336691125448bbb25b4f";

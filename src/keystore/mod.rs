@@ -19,16 +19,73 @@ pub const LIST_PAGE: usize = 1024;
 pub const MAX_VALUE_SIZE: usize = 1 << 20;
 
 /// A keystore error. Lower layers describe what happened; the API layer chooses the HTTP reply.
+/// The variants are what callers decide on; the texts are for the error log and `/v1/status`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Error {
     /// The key does not exist.
     NotFound,
     /// A key with that name exists already; nothing was written.
     Exists,
-    /// The keystore cannot be reached (network, timeout, sealed Vault). Text for the error log.
-    Unreachable(String),
+    /// The keystore cannot be reached (network, timeout, sealed Vault): `reason` says why, for
+    /// callers that decide on it; `detail` is the text for the error log.
+    Unreachable {
+        reason: UnreachableReason,
+        detail: String,
+    },
+    /// The keystore refused the operation: the token's policy does not allow it (Vault's 403
+    /// "permission denied" on a key or transit path). Text for the error log.
+    Denied(String),
     /// The keystore answered but failed the operation. Text for the error log.
     Failed(String),
+}
+
+/// Why a keystore cannot be reached.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UnreachableReason {
+    /// Every Vault node that answered is sealed.
+    Sealed,
+    /// No answer: connection refused or reset, host not found, an I/O error.
+    Network,
+    /// A TLS failure (a certificate not trusted, a host name it does not name, a protocol
+    /// version): a configuration problem rather than an outage.
+    Tls,
+    /// No answer in time: a per-call timeout, or the deadline of the whole operation.
+    Timeout,
+    /// A node answered, but cannot serve now: a redirect during an election, 429, a gateway or
+    /// 5xx error, not initialized, an answer to the health check that makes no sense.
+    NotServing,
+    /// No usable login token (no login has succeeded yet).
+    NoToken,
+    /// The storage itself is not there (the fs keystore's directory).
+    Storage,
+}
+
+impl Error {
+    /// An [`Error::Unreachable`].
+    pub fn unreachable(reason: UnreachableReason, detail: impl Into<String>) -> Error {
+        Error::Unreachable {
+            reason,
+            detail: detail.into(),
+        }
+    }
+
+    /// The text without the kind's prefix (`Display` adds "key store is not reachable: " or
+    /// "key store failed: "); `None` for the variants without text.
+    pub fn detail(&self) -> Option<&str> {
+        match self {
+            Error::Unreachable { detail, .. } => Some(detail),
+            Error::Denied(why) | Error::Failed(why) => Some(why),
+            Error::NotFound | Error::Exists => None,
+        }
+    }
+
+    /// Why the keystore cannot be reached, for an [`Error::Unreachable`].
+    pub fn unreachable_reason(&self) -> Option<UnreachableReason> {
+        match self {
+            Error::Unreachable { reason, .. } => Some(*reason),
+            _ => None,
+        }
+    }
 }
 
 impl std::fmt::Display for Error {
@@ -36,8 +93,9 @@ impl std::fmt::Display for Error {
         match self {
             Error::NotFound => f.write_str("key does not exist"),
             Error::Exists => f.write_str("key already exists"),
-            Error::Unreachable(why) => write!(f, "key store is not reachable: {why}"),
-            Error::Failed(why) => write!(f, "key store failed: {why}"),
+            Error::Unreachable { detail, .. } => write!(f, "key store is not reachable: {detail}"),
+            // A denial is a failure of the operation to everyone who reads the text.
+            Error::Denied(why) | Error::Failed(why) => write!(f, "key store failed: {why}"),
         }
     }
 }

@@ -37,8 +37,32 @@ pub enum Admit {
         victim: u64,
         victim_lp: usize,
     },
-    /// Refuse it: a limit is reached and nothing is idle. The text says which.
-    Refuse(String),
+    /// Refuse it: a limit is reached and nothing is idle.
+    Refuse(Refusal),
+}
+
+/// Which limit a refused connection hit (nothing was idle to make room).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Refusal {
+    /// `server.max_connections_per_address`: `open` connections from `ip`.
+    PerAddress { open: usize, ip: IpAddr },
+    /// `server.max_connections`: `open` connections in all.
+    Total { open: usize },
+}
+
+impl std::fmt::Display for Refusal {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Refusal::PerAddress { open, ip } => write!(
+                f,
+                "{open} connections from {ip} are open (server.max_connections_per_address) and none is idle"
+            ),
+            Refusal::Total { open } => write!(
+                f,
+                "{open} connections are open (server.max_connections) and none is idle"
+            ),
+        }
+    }
 }
 
 struct Registered {
@@ -90,19 +114,16 @@ impl Admission {
             match s.longest_idle(Some(ip)) {
                 Some(v) => Some(v),
                 None => {
-                    return Admit::Refuse(format!(
-                        "{from_ip} connections from {ip} are open (server.max_connections_per_address) and none is idle"
-                    ));
+                    return Admit::Refuse(Refusal::PerAddress { open: from_ip, ip });
                 }
             }
         } else if s.conns.len() >= max_total {
             match s.longest_idle(None) {
                 Some(v) => Some(v),
                 None => {
-                    return Admit::Refuse(format!(
-                        "{} connections are open (server.max_connections) and none is idle",
-                        s.conns.len()
-                    ));
+                    return Admit::Refuse(Refusal::Total {
+                        open: s.conns.len(),
+                    });
                 }
             }
         } else {
@@ -225,7 +246,7 @@ pub fn run<H: Handler>(listener: &TcpListener, shared: &Shared<H>) {
         let (lp, id, idle) = match admit {
             Admit::Refuse(why) => {
                 drop(stream);
-                shared.refused(&why);
+                shared.refused(&why.to_string());
                 continue;
             }
             Admit::Serve { lp, id, idle } => (lp, id, idle),
@@ -317,13 +338,28 @@ mod tests {
         mark(&third).set(None);
         assert!(matches!(
             a.admit(ip(4), 2, 10, t0),
-            Admit::Refuse(why) if why.contains("server.max_connections")
+            Admit::Refuse(Refusal::Total { open: 2 })
         ));
         // A release makes room without replacing anyone; releasing a replaced one is a no-op.
         a.release(id(&second));
         assert_eq!(a.open(), 2);
         a.release(id(&first));
         assert!(matches!(a.admit(ip(4), 2, 10, t0), Admit::Serve { .. }));
+    }
+
+    #[test]
+    fn refusals_say_which_limit() {
+        assert_eq!(
+            Refusal::PerAddress { open: 3, ip: ip(7) }.to_string(),
+            format!(
+                "3 connections from {} are open (server.max_connections_per_address) and none is idle",
+                ip(7)
+            )
+        );
+        assert_eq!(
+            Refusal::Total { open: 5 }.to_string(),
+            "5 connections are open (server.max_connections) and none is idle"
+        );
     }
 
     #[test]

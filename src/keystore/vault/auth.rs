@@ -54,7 +54,7 @@ use super::client::{Client, Method, Request, Route};
 use super::flag::{Signal, Wake};
 use super::join_path;
 use crate::config::VaultConfig;
-use crate::keystore::Error;
+use crate::keystore::{Error, UnreachableReason};
 
 /// Longest wait before a new token replaces a still-valid old one on a multi-node setup.
 const MAX_INSTALL_DELAY: Duration = Duration::from_secs(2);
@@ -259,7 +259,10 @@ impl Auth {
             .clone();
         Some(match (token.generation, last) {
             (0, Some(err)) => explain(&err, "no login has succeeded yet"),
-            (0, None) => Error::Unreachable(format!("vault: no {} login yet", self.kind)),
+            (0, None) => Error::unreachable(
+                UnreachableReason::NoToken,
+                format!("vault: no {} login yet", self.kind),
+            ),
             (_, Some(err)) => explain(
                 &err,
                 "the token was rejected (expired or revoked), and logging in again failed",
@@ -284,10 +287,13 @@ impl Auth {
             return Ok(token);
         }
         let mut state = lock_until(&self.login, deadline).ok_or_else(|| {
-            Error::Unreachable(format!(
-                "vault: no usable token, and the {} login in progress did not finish in time",
-                self.kind
-            ))
+            Error::unreachable(
+                UnreachableReason::Timeout,
+                format!(
+                    "vault: no usable token, and the {} login in progress did not finish in time",
+                    self.kind
+                ),
+            )
         })?;
         let current = self.token();
         if current.generation != token.generation && self.is_usable(&current) {
@@ -298,9 +304,9 @@ impl Auth {
                 self.install(new);
                 Ok(self.token())
             }
-            Err(_) => Err(self
-                .problem()
-                .unwrap_or_else(|| Error::Unreachable("vault: no usable token".into()))),
+            Err(_) => Err(self.problem().unwrap_or_else(|| {
+                Error::unreachable(UnreachableReason::NoToken, "vault: no usable token")
+            })),
         }
     }
 
@@ -527,10 +533,13 @@ impl Auth {
             .namespace(self.namespace.as_deref())
             .deadline(deadline);
         let reply = client.send(&req).map_err(|err| match err {
-            Error::Unreachable(why) => Error::Unreachable(format!(
-                "vault: {} login (PUT {}) failed: {why}",
-                self.kind, self.login_path
-            )),
+            Error::Unreachable { reason, detail } => Error::unreachable(
+                reason,
+                format!(
+                    "vault: {} login (PUT {}) failed: {detail}",
+                    self.kind, self.login_path
+                ),
+            ),
             other => other,
         })?;
         if !reply.is_success() {
@@ -627,10 +636,13 @@ impl Auth {
         deadline: Option<Instant>,
     ) -> Result<Retry, Error> {
         let mut state = lock_until(&self.login, deadline).ok_or_else(|| {
-            Error::Unreachable(format!(
-                "vault: the token was rejected, and the {} login in progress did not finish in time",
-                self.kind
-            ))
+            Error::unreachable(
+                UnreachableReason::Timeout,
+                format!(
+                    "vault: the token was rejected, and the {} login in progress did not finish in time",
+                    self.kind
+                ),
+            )
         })?;
         let current = self.token();
         if current.generation != used.generation {
@@ -818,21 +830,19 @@ fn backoff(retry: Duration, failures: u32) -> Duration {
 
 /// The text of a keystore error without the kind prefix of its `Display`.
 fn error_text(err: &Error) -> String {
-    match err {
-        Error::Unreachable(why) | Error::Failed(why) => why.clone(),
-        other => other.to_string(),
-    }
+    err.detail().map_or_else(|| err.to_string(), str::to_string)
 }
 
-/// A login error with what it means for the request that needed the login; same kind of error.
+/// A login error with what it means for the request that needed the login; same kind of error
+/// (and reason).
 fn explain(err: &Error, context: &str) -> Error {
-    let why = match err {
-        Error::Unreachable(why) | Error::Failed(why) => why.trim_start_matches("vault: "),
-        Error::NotFound | Error::Exists => "unexpected answer",
-    };
+    let why = err
+        .detail()
+        .map_or("unexpected answer", |why| why.trim_start_matches("vault: "));
     let text = format!("vault: {context}: {why}");
     match err {
-        Error::Unreachable(_) => Error::Unreachable(text),
+        Error::Unreachable { reason, .. } => Error::unreachable(*reason, text),
+        Error::Denied(_) => Error::Denied(text),
         _ => Error::Failed(text),
     }
 }
@@ -888,6 +898,28 @@ fn parse_auth(body: &[u8]) -> Option<AuthInfo> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn login_errors_keep_their_kind() {
+        let down = Error::unreachable(
+            UnreachableReason::Tls,
+            "vault: AppRole login (PUT /v1/auth/approle/login) failed: vault is unreachable: x",
+        );
+        assert_eq!(
+            explain(&down, "no login has succeeded yet"),
+            Error::unreachable(
+                UnreachableReason::Tls,
+                "vault: no login has succeeded yet: AppRole login (PUT /v1/auth/approle/login) failed: vault is unreachable: x"
+            )
+        );
+        let refused = Error::Failed("vault: AppRole login failed: 400".into());
+        assert_eq!(
+            explain(&refused, "context"),
+            Error::Failed("vault: context: AppRole login failed: 400".into())
+        );
+        assert_eq!(error_text(&refused), "vault: AppRole login failed: 400");
+        assert_eq!(error_text(&Error::NotFound), "key does not exist");
+    }
 
     #[test]
     fn failed_logins_back_off() {

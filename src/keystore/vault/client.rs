@@ -21,7 +21,7 @@ use zeroize::Zeroizing;
 use super::flag::{HealthFlag, Unusable};
 use super::tls;
 use crate::config::VaultConfig;
-use crate::keystore::Error;
+use crate::keystore::{Error, UnreachableReason};
 
 /// Largest response body read for ordinary calls (a stored value is ≤ 1 MiB; wrapped in transit
 /// and JSON it stays well below this).
@@ -234,8 +234,36 @@ struct Node {
 #[derive(Debug, Clone)]
 pub(crate) struct Probe {
     pub node: usize,
-    pub result: Result<NodeState, String>,
+    pub result: Result<NodeState, NoAnswer>,
     pub latency: Duration,
+}
+
+/// Why a node gave no usable answer: the reason callers decide on, and the text for messages
+/// (which never holds a header value).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct NoAnswer {
+    pub reason: UnreachableReason,
+    pub why: String,
+}
+
+impl NoAnswer {
+    fn new(reason: UnreachableReason, why: impl Into<String>) -> NoAnswer {
+        NoAnswer {
+            reason,
+            why: why.into(),
+        }
+    }
+
+    /// A transport error in words an operator can act on, with its reason.
+    fn of(err: &ureq::Error, budget: Budget) -> NoAnswer {
+        match (err, budget.total) {
+            (ureq::Error::Timeout(_), Some(total)) => NoAnswer::new(
+                UnreachableReason::Timeout,
+                format!("no answer within {}", short(total)),
+            ),
+            _ => NoAnswer::new(reason_of(err), describe(err)),
+        }
+    }
 }
 
 /// The HTTP client of the keystore: agent, nodes, node choice, the shared health flag.
@@ -474,7 +502,7 @@ impl Client {
         let (method, path) = (req.method.as_str(), strip_query(req.path));
         let reply = match self.send_to(i, req, budget) {
             Ok(reply) => reply,
-            Err(why) => {
+            Err(NoAnswer { reason, why }) => {
                 // Warn once when a node goes down, not for every request that finds it down.
                 if self.state(i).usable() {
                     log::warn!("vault: {method} {path} on {url}: {why}");
@@ -483,8 +511,8 @@ impl Client {
                 }
                 self.set_state(i, NodeState::Down);
                 return Err(Failure {
+                    reason,
                     why: format!("{url}: {why}"),
-                    sealed: false,
                     out_of_time: false,
                 });
             }
@@ -526,17 +554,17 @@ impl Client {
             self.set_state(i, NodeState::Unknown);
         }
         Failure {
+            reason: UnreachableReason::NotServing,
             why: format!("{url} answered {} {errors}", reply.status)
                 .trim_end()
                 .to_string(),
-            sealed: false,
             out_of_time: false,
         }
     }
 
     /// The HTTP exchange itself. The error text names the failure (timeout, refused, TLS), never
     /// a header value.
-    fn send_to(&self, i: usize, req: &Request<'_>, budget: Budget) -> Result<Reply, String> {
+    fn send_to(&self, i: usize, req: &Request<'_>, budget: Budget) -> Result<Reply, NoAnswer> {
         let url = format!("{}{}", self.node_url(i), req.path);
         let mut builder = ureq::http::Request::builder()
             .method(req.method.as_str())
@@ -547,35 +575,33 @@ impl Client {
         if let Some(namespace) = req.namespace {
             builder = builder.header("X-Vault-Namespace", namespace);
         }
+        let invalid = |e: ureq::http::Error| {
+            NoAnswer::new(UnreachableReason::Network, format!("invalid request: {e}"))
+        };
         let result = match req.body {
             Some(body) => {
                 let request = builder
                     .header("Content-Type", "application/json")
                     .body(body)
-                    .map_err(|e| format!("invalid request: {e}"))?;
+                    .map_err(invalid)?;
                 self.run(request, budget)
             }
             None => {
-                let request = builder
-                    .body(())
-                    .map_err(|e| format!("invalid request: {e}"))?;
+                let request = builder.body(()).map_err(invalid)?;
                 self.run(request, budget)
             }
         };
-        let describe = |e: &ureq::Error| match (e, budget.total) {
-            (ureq::Error::Timeout(_), Some(total)) => {
-                format!("no answer within {}", short(total))
-            }
-            _ => describe(e),
-        };
-        let mut response = result.map_err(|e| describe(&e))?;
+        let mut response = result.map_err(|e| NoAnswer::of(&e, budget))?;
         let status = response.status().as_u16();
         let body = response
             .body_mut()
             .with_config()
             .limit(req.limit)
             .read_to_vec()
-            .map_err(|e| format!("reading the response: {}", describe(&e)))?;
+            .map_err(|e| {
+                let NoAnswer { reason, why } = NoAnswer::of(&e, budget);
+                NoAnswer::new(reason, format!("reading the response: {why}"))
+            })?;
         Ok(Reply {
             status,
             body: Zeroizing::new(body),
@@ -620,7 +646,10 @@ impl Client {
                     .map(|(i, h)| {
                         h.join().unwrap_or(Probe {
                             node: i,
-                            result: Err("health probe panicked".into()),
+                            result: Err(NoAnswer::new(
+                                UnreachableReason::NotServing,
+                                "health probe panicked",
+                            )),
                             latency: Duration::ZERO,
                         })
                     })
@@ -668,21 +697,27 @@ impl Client {
         let req = Request::new(Method::Get, PATH, Route::Any)
             .limit(64 << 10)
             .deadline(deadline);
+        let url = self.node_url(i);
         let result = match Budget::of(&req, self.connect_timeout, 0)
-            .ok_or_else(|| "no time left".to_string())
+            .ok_or_else(|| NoAnswer::new(UnreachableReason::Timeout, "no time left"))
             .and_then(|budget| self.send_to(i, &req, budget))
         {
-            Err(why) => Err(format!("{}: {why}", self.node_url(i))),
+            Err(NoAnswer { reason, why }) => Err(NoAnswer::new(reason, format!("{url}: {why}"))),
             Ok(reply) => match serde_json::from_slice::<Health>(&reply.body) {
-                Ok(h) if !h.initialized => Err(format!("{} is not initialized", self.node_url(i))),
+                Ok(h) if !h.initialized => Err(NoAnswer::new(
+                    UnreachableReason::NotServing,
+                    format!("{url} is not initialized"),
+                )),
                 Ok(h) if h.sealed => Ok(NodeState::Sealed),
                 Ok(h) if h.standby => Ok(NodeState::Standby),
                 Ok(_) => Ok(NodeState::Active),
-                Err(_) => Err(format!(
-                    "{}: unexpected answer {} to GET /v1/sys/health {}",
-                    self.node_url(i),
-                    reply.status,
-                    reply.errors()
+                Err(_) => Err(NoAnswer::new(
+                    UnreachableReason::NotServing,
+                    format!(
+                        "{url}: unexpected answer {} to GET /v1/sys/health {}",
+                        reply.status,
+                        reply.errors()
+                    ),
                 )),
             },
         };
@@ -696,8 +731,9 @@ impl Client {
 
 /// Why one attempt did not produce a usable answer.
 struct Failure {
+    /// `Sealed`: the node is sealed.
+    reason: UnreachableReason,
     why: String,
-    sealed: bool,
     /// The operation's deadline passed before this attempt could start.
     out_of_time: bool,
 }
@@ -705,9 +741,14 @@ struct Failure {
 /// A whole request's failure as one failure of a larger one.
 impl From<Unusable> for Failure {
     fn from(unusable: Unusable) -> Failure {
+        let why = unusable.to_string();
+        let reason = match unusable {
+            Unusable::Sealed => UnreachableReason::Sealed,
+            Unusable::Unreachable { reason, .. } => reason,
+        };
         Failure {
-            sealed: unusable == Unusable::Sealed,
-            why: unusable.to_string(),
+            reason,
+            why,
             out_of_time: false,
         }
     }
@@ -716,8 +757,8 @@ impl From<Unusable> for Failure {
 impl Failure {
     fn out_of_time() -> Failure {
         Failure {
+            reason: UnreachableReason::Timeout,
             why: "the time for this operation is up".into(),
-            sealed: false,
             out_of_time: true,
         }
     }
@@ -775,7 +816,9 @@ fn short(d: Duration) -> String {
 struct Failures {
     count: usize,
     sealed: usize,
+    /// The last failure other than a sealed node (empty: none).
     last: String,
+    last_reason: Option<UnreachableReason>,
 }
 
 impl Failures {
@@ -784,24 +827,33 @@ impl Failures {
             // Not an attempt; only says why there were no more. Keep the last real failure.
             if self.last.is_empty() && self.sealed == 0 {
                 self.last = f.why;
+                self.last_reason = Some(f.reason);
             }
             return;
         }
         self.count += 1;
-        if f.sealed {
+        if f.reason == UnreachableReason::Sealed {
             self.sealed += 1;
         } else {
             self.last = f.why;
+            self.last_reason = Some(f.reason);
         }
     }
 
     fn into_unusable(self) -> Unusable {
+        let reason = self.last_reason.unwrap_or(UnreachableReason::Network);
         if self.count > 0 && self.sealed == self.count {
             Unusable::Sealed
         } else if self.last.is_empty() {
-            Unusable::Unreachable("vault is unreachable".into())
+            Unusable::Unreachable {
+                reason,
+                why: "vault is unreachable".into(),
+            }
         } else {
-            Unusable::Unreachable(format!("vault is unreachable: {}", self.last))
+            Unusable::Unreachable {
+                reason,
+                why: format!("vault is unreachable: {}", self.last),
+            }
         }
     }
 }
@@ -811,10 +863,23 @@ fn describe(err: &ureq::Error) -> String {
     crate::transport::describe(err, describe_tls)
 }
 
-/// How the text of every TLS failure starts. A TLS failure is a configuration problem (a CA, a
-/// host name, a protocol version), not an outage: it stops start-up even where an unreachable
-/// Vault would not (see [`super::Startup`]).
-pub(crate) const TLS_ERROR: &str = "TLS error:";
+/// Why a ureq error left the node unreachable.
+fn reason_of(err: &ureq::Error) -> UnreachableReason {
+    if crate::transport::tls_error(err).is_some() {
+        UnreachableReason::Tls
+    } else if matches!(err, ureq::Error::Timeout(_))
+        || matches!(err, ureq::Error::Io(io) if io.kind() == std::io::ErrorKind::TimedOut)
+    {
+        UnreachableReason::Timeout
+    } else {
+        UnreachableReason::Network
+    }
+}
+
+/// How the text of every TLS failure starts. A TLS failure ([`UnreachableReason::Tls`]) is a
+/// configuration problem (a CA, a host name, a protocol version), not an outage: it stops
+/// start-up even where an unreachable Vault would not (see [`super::Startup`]).
+const TLS_ERROR: &str = "TLS error:";
 
 /// A TLS failure, with what to do about the common one: a Vault certificate we do not trust.
 fn describe_tls(err: &rustls::Error) -> String {
@@ -862,18 +927,83 @@ mod tests {
         assert_eq!(all.into_unusable(), Unusable::Sealed);
         assert_eq!(
             Error::from(Unusable::Sealed),
-            Error::Unreachable("vault is sealed".into())
+            Error::unreachable(UnreachableReason::Sealed, "vault is sealed")
+        );
+        assert_eq!(
+            Error::from(Unusable::Sealed).to_string(),
+            "key store is not reachable: vault is sealed"
         );
         let mut some = Failures::default();
         some.add(Failure::from(Unusable::Sealed));
         some.add(Failure {
-            why: "http://b: refused".into(),
-            sealed: false,
+            reason: UnreachableReason::Tls,
+            why: "http://b: TLS error: bad".into(),
             out_of_time: false,
         });
+        some.add(Failure::out_of_time());
         assert_eq!(
             Error::from(some.into_unusable()),
-            Error::Unreachable("vault is unreachable: http://b: refused".into())
+            Error::unreachable(
+                UnreachableReason::Tls,
+                "vault is unreachable: http://b: TLS error: bad"
+            )
+        );
+        // A whole request's failure, as one failure of a larger one, keeps its reason.
+        let mut outer = Failures::default();
+        outer.add(Failure {
+            reason: UnreachableReason::NotServing,
+            why: "http://a answered 503".into(),
+            out_of_time: false,
+        });
+        outer.add(Failure::from(Unusable::Unreachable {
+            reason: UnreachableReason::Timeout,
+            why: "vault is unreachable: http://b: timed out".into(),
+        }));
+        assert_eq!(
+            Error::from(outer.into_unusable()),
+            Error::unreachable(
+                UnreachableReason::Timeout,
+                "vault is unreachable: vault is unreachable: http://b: timed out"
+            )
+        );
+        let mut late = Failures::default();
+        late.add(Failure::out_of_time());
+        assert_eq!(
+            Error::from(late.into_unusable()),
+            Error::unreachable(
+                UnreachableReason::Timeout,
+                "vault is unreachable: the time for this operation is up"
+            )
+        );
+    }
+
+    #[test]
+    fn transport_errors_have_reasons() {
+        let refused = ureq::Error::Io(std::io::Error::from(std::io::ErrorKind::ConnectionRefused));
+        assert_eq!(reason_of(&refused), UnreachableReason::Network);
+        let tls = ureq::Error::Io(std::io::Error::other(rustls::Error::HandshakeNotComplete));
+        assert_eq!(reason_of(&tls), UnreachableReason::Tls);
+        assert!(describe(&tls).starts_with(TLS_ERROR));
+        assert_eq!(
+            reason_of(&ureq::Error::Rustls(rustls::Error::HandshakeNotComplete)),
+            UnreachableReason::Tls
+        );
+        assert_eq!(
+            reason_of(&ureq::Error::HostNotFound),
+            UnreachableReason::Network
+        );
+        let budget = Budget {
+            total: Some(Duration::from_millis(1500)),
+            connect: Duration::from_secs(1),
+        };
+        let timeout = ureq::Error::Timeout(ureq::Timeout::Global);
+        assert_eq!(
+            NoAnswer::of(&timeout, budget),
+            NoAnswer::new(UnreachableReason::Timeout, "no answer within 1.5s")
+        );
+        assert_eq!(
+            NoAnswer::of(&timeout, Budget::unlimited(Duration::from_secs(1))).reason,
+            UnreachableReason::Timeout
         );
     }
 

@@ -32,7 +32,7 @@ use serde_json::Value;
 use super::client::{Method, Reply, Request, Route};
 use super::kv::Op;
 use super::{Inner, encode_segment, join_path_raw};
-use crate::keystore::Error;
+use crate::keystore::{Error, UnreachableReason};
 
 /// The key name that checks read and ask about. Not a valid key name for the API (it has a
 /// `.`), so no key can have it.
@@ -179,8 +179,9 @@ impl Inner {
     ) -> Result<EngineState, Error> {
         let _one_at_a_time =
             super::auth::lock_until(&self.engine_check, deadline).ok_or_else(|| {
-                Error::Unreachable(
-                    "vault: the check of the K/V engine did not finish in time".into(),
+                Error::unreachable(
+                    UnreachableReason::Timeout,
+                    "vault: the check of the K/V engine did not finish in time",
                 )
             })?;
         let before = self.engine_state();

@@ -9,31 +9,38 @@ use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::{Condvar, Mutex};
 use std::time::{Duration, Instant};
 
-use crate::keystore::Error;
+use crate::keystore::{Error, UnreachableReason};
 
 /// Why Vault cannot serve keys right now: what the flag records, and what callers that decide
 /// on it (the flag, the choice of error of a request that tried every node) match on. It
-/// becomes text only as an [`Error::Unreachable`].
+/// becomes an [`Error::Unreachable`] with the same reason.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum Unusable {
     /// Every node that answered is sealed: `vault is sealed`.
     Sealed,
-    /// No node answered usefully; the whole text, e.g. `vault is unreachable: <why>`.
-    Unreachable(String),
+    /// No node answered usefully: why (of the last failure), and the whole text, e.g.
+    /// `vault is unreachable: <why>`.
+    Unreachable {
+        reason: UnreachableReason,
+        why: String,
+    },
 }
 
 impl std::fmt::Display for Unusable {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             Unusable::Sealed => f.write_str("vault is sealed"),
-            Unusable::Unreachable(why) => f.write_str(why),
+            Unusable::Unreachable { why, .. } => f.write_str(why),
         }
     }
 }
 
 impl From<Unusable> for Error {
-    fn from(why: Unusable) -> Error {
-        Error::Unreachable(why.to_string())
+    fn from(unusable: Unusable) -> Error {
+        match unusable {
+            Unusable::Sealed => Error::unreachable(UnreachableReason::Sealed, "vault is sealed"),
+            Unusable::Unreachable { reason, why } => Error::unreachable(reason, why),
+        }
     }
 }
 
@@ -44,7 +51,8 @@ const UNREACHABLE: u8 = 2;
 /// The shared "Vault is usable" flag, and the signal that wakes and stops the background threads.
 pub(crate) struct HealthFlag {
     state: AtomicU8,
-    reason: Mutex<String>,
+    /// What the last probe that set the flag found.
+    reason: Mutex<Option<Unusable>>,
     signal: Signal,
 }
 
@@ -52,7 +60,7 @@ impl HealthFlag {
     pub fn new() -> HealthFlag {
         HealthFlag {
             state: AtomicU8::new(OK),
-            reason: Mutex::new(String::new()),
+            reason: Mutex::new(None),
             signal: Signal::default(),
         }
     }
@@ -62,12 +70,15 @@ impl HealthFlag {
         match self.state.load(Ordering::Acquire) {
             OK => Ok(()),
             SEALED_STATE => Err(Unusable::Sealed.into()),
-            _ => Err(Error::Unreachable(
-                self.reason
-                    .lock()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .clone(),
-            )),
+            _ => Err(self
+                .reason
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .clone()
+                .map_or_else(
+                    || Error::unreachable(UnreachableReason::NotServing, ""),
+                    Error::from,
+                )),
         }
     }
 
@@ -81,10 +92,10 @@ impl HealthFlag {
     pub fn set(&self, unusable: &Unusable) {
         let state = match unusable {
             Unusable::Sealed => SEALED_STATE,
-            Unusable::Unreachable(_) => UNREACHABLE,
+            Unusable::Unreachable { .. } => UNREACHABLE,
         };
         let why = unusable.to_string();
-        *self.reason.lock().unwrap_or_else(|e| e.into_inner()) = why.clone();
+        *self.reason.lock().unwrap_or_else(|e| e.into_inner()) = Some(unusable.clone());
         if self.state.swap(state, Ordering::AcqRel) != state {
             log::warn!("vault: {why}; key operations fail at once until it recovers");
         }

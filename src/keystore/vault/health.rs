@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use super::client::{Client, NodeState, Probe};
 use super::flag::{Unusable, Wake};
-use crate::keystore::{Error, Status};
+use crate::keystore::{Error, Status, UnreachableReason};
 
 /// Probe interval while the flag is set.
 const RECOVERY_PING: Duration = Duration::from_secs(1);
@@ -61,14 +61,17 @@ fn evaluate(probes: &[Probe]) -> Result<Status, Unusable> {
             Err(Unusable::Sealed)
         }
         None => {
-            let why = probes
+            let (reason, why) = probes
                 .iter()
                 .rev()
-                .find_map(|p| p.result.as_ref().err().cloned())
-                .unwrap_or_default();
-            Err(Unusable::Unreachable(format!(
-                "vault is unreachable: {why}"
-            )))
+                .find_map(|p| p.result.as_ref().err())
+                .map_or((UnreachableReason::Network, ""), |no| {
+                    (no.reason, no.why.as_str())
+                });
+            Err(Unusable::Unreachable {
+                reason,
+                why: format!("vault is unreachable: {why}"),
+            })
         }
     }
 }

@@ -16,7 +16,8 @@
 //! * **Reading a key** (what every generate, encrypt or decrypt of an uncached key waits for)
 //!   has one deadline for the whole operation, `timeout.read` (default 1.5 s): the K/V read,
 //!   the transit decrypt, a re-login after an expired token, and every node tried, together.
-//!   A read that cannot finish in time fails with `Unreachable` ("no answer within …"), which
+//!   A read that cannot finish in time fails with `Unreachable` (reason `Timeout`, "no answer
+//!   within …"), which
 //!   the client sees as 502 within the deadline. The deadline only ends attempts that are still
 //!   waiting; a busy Vault that answers within it is never cut short, and one slow answer does
 //!   not mark Vault unusable (only a failed health probe does, see below).
@@ -52,7 +53,7 @@
 //!   Fixed quirk: the Go server answers 200 for a missing key because Vault's delete is
 //!   idempotent; here it is `NotFound`, like the fs keystore.
 //! * **list**: `GET …?list=true` (v2: metadata path); 404 = no keys; then prefix filter, sort and
-//!   paging via [`page_of`]. A 403 names the missing `list` capability and its policy path.
+//!   paging via [`page_of`]. A 403 is `Denied`, naming the missing `list` capability and its policy path.
 //! * **status**: `/v1/sys/health` on every node (no namespace header).
 //!
 //! # High availability (several endpoints)
@@ -77,7 +78,8 @@
 //! # Sealed or unreachable Vault
 //! The health loop probes every `status.ping` (every second while Vault is unusable). While all
 //! nodes are sealed or unreachable, create/get/delete/list fail at once with
-//! `Unreachable("vault is sealed")` or `Unreachable("vault is unreachable: …")`, and recover by
+//! `Unreachable` (reason `Sealed`: "vault is sealed", or the reason of the last failure:
+//! "vault is unreachable: …"), and recover by
 //! themselves once a probe (or any normal answer from Vault) shows a usable node.
 //!
 //! # Start-up, and what `status` reports
@@ -166,16 +168,14 @@ use subtle::ConstantTimeEq;
 use zeroize::Zeroizing;
 
 use self::auth::{Auth, Retry};
-use self::client::{
-    Client, LIST_BODY_LIMIT, Method, Reply, Request, Route, TLS_ERROR, strip_query,
-};
+use self::client::{Client, LIST_BODY_LIMIT, Method, Reply, Request, Route, strip_query};
 use self::engine::{EngineState, When};
 use self::kv::{Kv, Op};
 use self::transit::Transit;
 use crate::config::VaultConfig;
 use crate::keystore::{
-    Error, Keystore, MAX_VALUE_SIZE, Page, Status, VERSIONS_DIR, VersionEntry, collect_versions,
-    page_of,
+    Error, Keystore, MAX_VALUE_SIZE, Page, Status, UnreachableReason, VERSIONS_DIR, VersionEntry,
+    collect_versions, page_of,
 };
 
 /// Defaults of settings the configuration may leave empty.
@@ -282,8 +282,9 @@ impl VaultKeystore {
                 // Vault went away between the login and the check: checked on first use.
                 Err(err) => log::warn!("vault: cannot check the K/V engine now: {err}"),
             },
-            Err(Error::Unreachable(why))
-                if startup == Startup::Wait && !why.contains(TLS_ERROR) =>
+            // A TLS failure is a configuration problem, not an outage: it stops start-up.
+            Err(Error::Unreachable { reason, .. })
+                if startup == Startup::Wait && reason != UnreachableReason::Tls =>
             {
                 log::warn!(
                     "vault: starting without a token: key operations fail, and /v1/ready answers 504, until Vault answers and a login succeeds (tried again as soon as a health probe finds Vault usable; 'kes server --fail-fast' exits instead)"
@@ -749,11 +750,14 @@ impl Inner {
     ) -> Result<Zeroizing<Vec<u8>>, Error> {
         self.get_until(name, path, deadline)
             .map_err(|err| match err {
-                Error::Unreachable(why) if Instant::now() >= deadline => {
-                    Error::Unreachable(format!(
-                        "no answer from Vault within keystore.vault.timeout.read ({:?}): {why}",
-                        self.read_timeout
-                    ))
+                Error::Unreachable { detail, .. } if Instant::now() >= deadline => {
+                    Error::unreachable(
+                        UnreachableReason::Timeout,
+                        format!(
+                            "no answer from Vault within keystore.vault.timeout.read ({:?}): {detail}",
+                            self.read_timeout
+                        ),
+                    )
                 }
                 other => other,
             })
@@ -884,7 +888,7 @@ impl Inner {
             // Not logged here: the cache serves version 1 and says so once (a policy without
             // `list`, as in the setup procedure, would otherwise log an error at every load and
             // every re-list of every key); rotate, retire and delete log their failure.
-            403 => Err(Error::Failed(
+            403 => Err(Error::Denied(
                 self.denied_message(Op::List, &Kv::version_path(name, ring, "")),
             )),
             status => Err(self.unexpected("GET", &url, &reply, status)),
@@ -929,7 +933,7 @@ impl Inner {
     fn denied(&self, op: Op, name: &str) -> Error {
         let msg = self.denied_message(op, name);
         log::error!("{msg}");
-        Error::Failed(msg)
+        Error::Denied(msg)
     }
 
     /// The text of [`Inner::denied`], not logged: for failures every caller reports itself.
@@ -951,7 +955,7 @@ impl Inner {
             self.in_namespace()
         );
         log::error!("{msg}");
-        Error::Failed(msg)
+        Error::Denied(msg)
     }
 
     fn unexpected(&self, method: &str, url: &str, reply: &Reply, status: u16) -> Error {
