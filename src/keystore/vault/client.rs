@@ -849,6 +849,12 @@ impl Failures {
                 reason,
                 why: "vault is unreachable".into(),
             }
+        } else if self.last.starts_with("vault is unreachable") {
+            // The failure of a whole request inside a larger one says it already.
+            Unusable::Unreachable {
+                reason,
+                why: self.last,
+            }
         } else {
             Unusable::Unreachable {
                 reason,
@@ -963,7 +969,7 @@ mod tests {
             Error::from(outer.into_unusable()),
             Error::unreachable(
                 UnreachableReason::Timeout,
-                "vault is unreachable: vault is unreachable: http://b: timed out"
+                "vault is unreachable: http://b: timed out"
             )
         );
         let mut late = Failures::default();
