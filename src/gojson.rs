@@ -67,6 +67,20 @@ pub fn write_string(s: &str, out: &mut Vec<u8>) {
 
 const HEX: &[u8; 16] = b"0123456789abcdef";
 
+/// `2024-01-12T10:39:20` (with `sep` between date and time) in the time's own offset: the part
+/// that Go's time layouts, the `kes` command's tables and the logs share.
+pub fn date_time(t: OffsetDateTime, sep: char) -> String {
+    format!(
+        "{:04}-{:02}-{:02}{sep}{:02}:{:02}:{:02}",
+        t.year(),
+        u8::from(t.month()),
+        t.day(),
+        t.hour(),
+        t.minute(),
+        t.second()
+    )
+}
+
 /// Go's `time.RFC3339Nano` in UTC: the fraction with its trailing zeros removed (none when the
 /// time is a whole second); Go's zero time for `None` (a value it never set).
 pub fn go_time(t: Option<OffsetDateTime>) -> String {
@@ -74,15 +88,7 @@ pub fn go_time(t: Option<OffsetDateTime>) -> String {
         return "0001-01-01T00:00:00Z".to_string();
     };
     let t = t.to_offset(UtcOffset::UTC);
-    let mut s = format!(
-        "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}",
-        t.year(),
-        u8::from(t.month()),
-        t.day(),
-        t.hour(),
-        t.minute(),
-        t.second()
-    );
+    let mut s = date_time(t, 'T');
     let nanos = t.nanosecond();
     if nanos != 0 {
         let frac = format!("{nanos:09}");
@@ -96,16 +102,7 @@ pub fn go_time(t: Option<OffsetDateTime>) -> String {
 /// A time as Go's `log/slog` writes it: RFC 3339 in UTC with milliseconds, always three digits.
 pub fn slog_time(t: OffsetDateTime) -> String {
     let t = t.to_offset(UtcOffset::UTC);
-    format!(
-        "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:03}Z",
-        t.year(),
-        u8::from(t.month()),
-        t.day(),
-        t.hour(),
-        t.minute(),
-        t.second(),
-        t.millisecond()
-    )
+    format!("{}.{:03}Z", date_time(t, 'T'), t.millisecond())
 }
 
 #[cfg(test)]

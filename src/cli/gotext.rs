@@ -174,18 +174,7 @@ pub fn date(rfc3339: &str, zone: Zone) -> String {
         return "0001-01-01 00:00:00".into();
     }
     match parse_time(rfc3339) {
-        Some(t) => {
-            let t = in_zone(t, zone);
-            format!(
-                "{:04}-{:02}-{:02} {:02}:{:02}:{:02}",
-                t.year(),
-                u8::from(t.month()),
-                t.day(),
-                t.hour(),
-                t.minute(),
-                t.second()
-            )
-        }
+        Some(t) => crate::gojson::date_time(in_zone(t, zone), ' '),
         None => sanitize(rfc3339),
     }
 }

@@ -268,15 +268,7 @@ pub fn human_time(rfc3339: &str, now: OffsetDateTime) -> String {
         return sanitize(rfc3339);
     };
     let t = t.to_offset(time::UtcOffset::UTC);
-    let when = format!(
-        "{:04}-{:02}-{:02} {:02}:{:02}:{:02} UTC",
-        t.year(),
-        u8::from(t.month()),
-        t.day(),
-        t.hour(),
-        t.minute(),
-        t.second()
-    );
+    let when = format!("{} UTC", crate::gojson::date_time(t, ' '));
     let age = now - t;
     if age.is_negative() {
         return when;
