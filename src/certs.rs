@@ -579,15 +579,7 @@ pub fn expiry_message(
 /// `2026-03-01 12:00:00 UTC`, or the number of seconds when out of range.
 pub fn format_unix_time(t: i64) -> String {
     match time::OffsetDateTime::from_unix_timestamp(t) {
-        Ok(d) => format!(
-            "{:04}-{:02}-{:02} {:02}:{:02}:{:02} UTC",
-            d.year(),
-            u8::from(d.month()),
-            d.day(),
-            d.hour(),
-            d.minute(),
-            d.second()
-        ),
+        Ok(d) => format!("{} UTC", crate::gojson::date_time(d, ' ')),
         Err(_) => format!("{t} s after 1970"),
     }
 }
