@@ -9,7 +9,7 @@
 #
 # Needs root (chroot, unshare -n, dpkg/rpm into a chroot) and the Debian package archive for
 # the tools and the chroot (debootstrap); needs no network for the builds it checks to be
-# offline. The fast part of the packaging tests is tests/packaging.rs (cargo test).
+# offline. The fast part of the packaging tests is tests/it/packaging.rs (cargo test).
 #
 # What it checks, each test printing what it measured:
 #   build            packaging/build.sh all: static binary, .deb, .rpm, source tarball
@@ -31,7 +31,7 @@
 #   rpm_install      rpm -i into a copy of the chroot (scriptlets run there); round trip;
 #                    reinstall keeps an edited %config(noreplace)
 #   systemd_unit     the static binary as /usr/bin/kes under the packaged unit and a real
-#                    systemd booted in namespaces (tests/systemd.rs): Type=notify start, reload
+#                    systemd booted in namespaces (tests/it/systemd.rs): Type=notify start, reload
 #                    and refused reload, stop, and its system calls within SystemCallFilter=
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -300,10 +300,10 @@ t_tarball_offline() {
 t_systemd_unit() {
     local bin=$DIST/kes-$VERSION-x86_64-linux-musl out
     [ -x "$bin" ] || fail "needs build ($bin)"
-    out=$(KES_SYSTEMD_TEST_BIN=$bin cargo test --test systemd -- --nocapture 2>&1) || { echo "$out"; fail "tests/systemd.rs failed"; }
+    out=$(KES_SYSTEMD_TEST_BIN=$bin cargo test --test it systemd:: -- --nocapture 2>&1) || { echo "$out"; fail "tests/it/systemd.rs failed"; }
     echo "$out"
-    ! grep -q SKIPPED <<<"$out" || fail "tests/systemd.rs could not boot systemd here"
-    grep -q "/usr/bin/kes is $bin" <<<"$out" || fail "tests/systemd.rs did not run $bin"
+    ! grep -q SKIPPED <<<"$out" || fail "tests/it/systemd.rs could not boot systemd here"
+    grep -q "/usr/bin/kes is $bin" <<<"$out" || fail "tests/it/systemd.rs did not run $bin"
 }
 
 t_deb_contents() {

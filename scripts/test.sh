@@ -36,7 +36,7 @@ else
     peers_missing=true
 fi
 
-# zsh and fish check the syntax of `kes completion zsh|fish` (tests/cli.rs); bash is here already.
+# zsh and fish check the syntax of `kes completion zsh|fish` (tests/it/cli.rs); bash is here already.
 missing=()
 for shell in zsh fish; do
     command -v "$shell" >/dev/null 2>&1 || missing+=("$shell")
@@ -47,11 +47,11 @@ if [ ${#missing[@]} -gt 0 ]; then
         export DEBIAN_FRONTEND=noninteractive
         if ! apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null 2>&1 &&
             ! { apt-get update -qq && apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null; }; then
-            echo "==> could not install ${missing[*]}: tests/cli.rs will fail on the completion syntax check" >&2
+            echo "==> could not install ${missing[*]}: tests/it/cli.rs will fail on the completion syntax check" >&2
         fi
     else
         echo "==> ${missing[*]} missing and cannot be installed here (needs root and apt-get):" \
-            "tests/cli.rs will fail on the completion syntax check" >&2
+            "tests/it/cli.rs will fail on the completion syntax check" >&2
     fi
 fi
 echo "==> $("$BAO_BIN" version)"
@@ -72,15 +72,17 @@ if $peers_missing; then
             cargo_args+=("$a")
         fi
     done
-    # Skip the integration tests named peer_* by their full names (a bare "--skip peer_"
-    # would also skip unit tests whose names merely contain it, e.g. ...::peer_identity).
-    mapfile -t peer_tests < <(cargo test --all-targets "${cargo_args[@]}" -- --list 2>/dev/null |
-        sed -n 's/^\(peer_[A-Za-z0-9_]*\): test$/\1/p' | sort -u)
+    # Skip the integration tests named peer_* by their full names: `area::peer_...` in the `it`
+    # binary (a module per area), `peer_...` in the binaries of tests/*.rs. Only the integration
+    # test targets are listed (`--test '*'`), and a bare "--skip peer_" is not used, so that unit
+    # tests whose names merely contain it (e.g. ...::tests::peer_identity) still run.
+    mapfile -t peer_tests < <(cargo test --test '*' "${cargo_args[@]}" -- --list 2>/dev/null |
+        sed -n 's/^\(\([A-Za-z0-9_]*::\)*peer_[A-Za-z0-9_]*\): test$/\1/p' | sort -u)
     echo "==> the ${#peer_tests[@]} peer_* tests will NOT run: $PEERS not found (set KES_PEERS to the peers directory)" >&2
     for t in "${peer_tests[@]}"; do test_args+=(--skip "$t"); done
     args=("${cargo_args[@]}" -- "${test_args[@]}")
 fi
-# tests/systemd.rs boots systemd in namespaces: root, systemd's binary, overlayfs and unshare.
+# tests/it/systemd.rs boots systemd in namespaces: root, systemd's binary, overlayfs and unshare.
 systemd_missing=""
 if [ "$(id -u)" != 0 ]; then
     systemd_missing="not root"
@@ -96,11 +98,11 @@ if [ -n "$systemd_missing" ]; then
     if [ ${#args[@]} -eq 0 ] || ! printf '%s\n' "${args[@]}" | grep -qx -- "--"; then
         args+=(--)
     fi
-    args+=(--skip systemd_the_packaged_unit_under_systemd)
+    args+=(--skip systemd::systemd_the_packaged_unit_under_systemd)
 fi
 cargo test --all-targets "${args[@]}"
 if [ -n "$systemd_missing" ]; then
-    echo "==> systemd_the_packaged_unit_under_systemd did NOT run: $systemd_missing" >&2
+    echo "==> systemd::systemd_the_packaged_unit_under_systemd did NOT run: $systemd_missing" >&2
 fi
 if $peers_missing; then
     echo "==> the peer_* tests did NOT run (${peer_tests[*]}): $PEERS not found; set KES_PEERS" >&2

@@ -16,9 +16,17 @@
 //! only passes when the machine was frozen during it for at least the excess (shared machines
 //! were seen to freeze every process for seconds). The output shows both figures.
 
+// A binary of its own, not a module of tests/it (tests/it/main.rs says why). Its helpers: those
+// of tests/timing/ it needs, and the support of tests/it, of which it uses a part.
+#[allow(dead_code)] // a part of it; tests/hoarding.rs uses the rest
+#[path = "timing/stall.rs"]
+mod stall;
+#[allow(dead_code)] // a part of it
+#[path = "it/support/mod.rs"]
 mod support;
 
 use serde_json::{Value, json};
+use stall::StallMonitor;
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -29,7 +37,6 @@ use support::Served;
 use support::client::{Client, Conn};
 use support::openbao::{Bao, Cluster};
 use support::proxy::{Mode, Proxy};
-use support::stall::StallMonitor;
 
 /// The requirement: with the default settings, a request for an uncached key fails (502)
 /// within this while Vault cannot answer.

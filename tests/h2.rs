@@ -21,11 +21,19 @@
 //! itself froze; a request that breaks the bound only passes when the machine was frozen during
 //! it for at least the excess.
 
+// A binary of its own, not a module of tests/it (tests/it/main.rs says why). Its helpers: those
+// of tests/timing/ it needs, and the support of tests/it, of which it uses a part.
+#[allow(dead_code)] // a part of it; tests/hoarding.rs uses the rest
+#[path = "timing/stall.rs"]
+mod stall;
+#[allow(dead_code)] // a part of it
+#[path = "it/support/mod.rs"]
 mod support;
 
 use support::gokes::GoKes;
 
 use serde_json::{Value, json};
+use stall::StallMonitor;
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::path::{Path, PathBuf};
@@ -39,7 +47,6 @@ use support::client::{Client, Conn, resuming_config};
 use support::openbao::Bao;
 use support::pki::{Cert, KeyKind};
 use support::proxy::{Mode, Proxy};
-use support::stall::StallMonitor;
 use support::{Kes, Served};
 
 /// How long the bystander may wait for an answer during and after a flood. What is guarded

@@ -23,8 +23,18 @@
 //! The tests run one at a time (a lock), so that one test's thousand handshakes do not land in
 //! another test's probes.
 
+// A binary of its own, not a module of tests/it (tests/it/main.rs says why). Its helpers: those
+// of tests/timing/ it needs, and the support of tests/it, of which it uses a part.
+#[path = "timing/flood.rs"]
+mod flood;
+#[path = "timing/stall.rs"]
+mod stall;
+#[allow(dead_code)] // a part of it
+#[path = "it/support/mod.rs"]
 mod support;
 
+use flood::{Closings, ProcCost, RunDelays, connect_from, spread, wait_for};
+use stall::StallMonitor;
 use std::io::{BufRead, BufReader, Read};
 use std::net::{Ipv4Addr, TcpStream};
 use std::path::Path;
@@ -32,10 +42,8 @@ use std::process::{Child, Command, Stdio};
 use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 use support::client::{Client, Conn};
-use support::flood::{Closings, ProcCost, RunDelays, connect_from, spread, wait_for};
 use support::pki;
 use support::prom::{self, Exposition};
-use support::stall::StallMonitor;
 use support::{Served, TempDir};
 
 use support::ADMIN_API_KEY;

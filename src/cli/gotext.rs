@@ -1,10 +1,10 @@
 //! What the Go `kes` command prints when its standard output is not a terminal, so that the
 //! scripts operators wrote around it (`kes key ls | tail -n +2`, `kes status | awk …`) keep
 //! working with this one. Every format here was observed by running the Go command (never by
-//! reading its source), and `tests/cli_compat.rs` compares the two side by side.
+//! reading its source), and `tests/it/cli_compat.rs` compares the two side by side.
 //!
 //! Where the Go command's output is visibly wrong, it is fixed here, and the fix is listed in the
-//! README ("Command line") and in the allow-list of `tests/cli_compat.rs`:
+//! README ("Command line") and in the allow-list of `tests/it/cli_compat.rs`:
 //! * `key info`, `identity of`, `identity` (bare) and the JSON of `key dek|encrypt|decrypt` end
 //!   without a newline in Go; here every output ends with one;
 //! * `key ls --json` (and `policy ls`, `identity ls`) print the JSON *and* the table in Go;

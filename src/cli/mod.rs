@@ -4,7 +4,7 @@
 //!
 //! The command line is the Go `kes` command's (every command, flag, short flag, environment
 //! variable and output mode, with the same meaning), plus extensions that do not clash with it.
-//! `tests/cli_compat.rs` runs both side by side.
+//! `tests/it/cli_compat.rs` runs both side by side.
 //!
 //! Commands that talk to a server share [`client::ClientOpts`] (server list, credentials, CA,
 //! `--json`, `--color`) and the [`client::Client`] built from it; what they print goes through

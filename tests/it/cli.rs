@@ -1,12 +1,14 @@
 //! End-to-end tests of the `kes` client commands: the real binary against a real server started
 //! by the test, over real TLS, as the admin (an API key) and as a policy identity (a client
 //! certificate). `--json` output is parsed and checked, the text printed without a terminal (the
-//! Go `kes` command's, see `tests/cli_compat.rs` for the side-by-side comparison) is checked
+//! Go `kes` command's, see `tests/it/cli_compat.rs` for the side-by-side comparison) is checked
 //! line by line, exit codes are asserted, and the terminal output is checked on a real
 //! pseudo-terminal (Python's `pty`).
 
-mod support;
+use crate::support;
 
+use crate::support::pki::{self, Ca, Cert, KeyKind};
+use crate::support::{Kes, Run, TempDir};
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as B64;
 use serde_json::{Value, json};
@@ -14,8 +16,6 @@ use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
-use support::pki::{self, Ca, Cert, KeyKind};
-use support::{Kes, Run, TempDir};
 
 const ADMIN_API_KEY: &str = "kes:v1:AD9E7FSYWrMD+VjhI6q545cYT9YOyFxZb7UnjEepYDRc";
 const ADMIN_IDENTITY: &str = "3ecfcdf38fcbe141ae26a1030f81e96b753365a46760ae6b578698a97c59fd22";
@@ -1150,7 +1150,7 @@ fn completions_and_man_pages() {
 
 /// The Go command's command-line forms that need no server: `kes -v`, `kes identity [KEY|FILE]`,
 /// `kes identity new` (its text, and files that belong to the printed API key), `--encrypt`,
-/// `kes --auto-completion`, `kes update`. (`tests/cli_compat.rs` compares them with the Go
+/// `kes --auto-completion`, `kes update`. (`tests/it/cli_compat.rs` compares them with the Go
 /// command itself.)
 #[test]
 fn go_command_line_forms_offline() {

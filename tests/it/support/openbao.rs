@@ -10,10 +10,6 @@
 //! Helpers talk to the server over HTTP with the root token (`call`, `ok`) and wrap the setup
 //! steps tests need: namespaces, K/V mounts, AppRole roles with the policies of the setup
 //! procedure, transit, sealing.
-//!
-//! Use from a test file with `#[path = "support/openbao.rs"] mod openbao;`.
-
-#![allow(dead_code)]
 
 use std::fs;
 use std::io::{BufRead, BufReader};
@@ -932,11 +928,6 @@ impl Cluster {
     /// The nodes' addresses, in order.
     pub fn endpoints(&self) -> Vec<String> {
         self.nodes.iter().map(|n| n.addr.clone()).collect()
-    }
-
-    /// The `keystore:` block of a KES config file for all nodes (see [`Bao::keystore_yaml`]).
-    pub fn keystore_yaml(&self, mount: &str, version: u8, role: &(String, String)) -> String {
-        keystore_yaml(&self.endpoints(), None, mount, version, role)
     }
 
     /// The active node, for setup calls.

@@ -2,16 +2,16 @@
 //! that speaks raw HTTP/1.1 (so tests control framing byte by byte), real OpenBao servers
 //! ([`openbao`]) and a TCP proxy that injects network faults between `kes` and OpenBao
 //! ([`proxy`]).
-#![allow(dead_code)]
+//!
+//! Compiled into the `it` binary (`mod support` in main.rs, where an unused helper is a dead-code
+//! warning) and, with `#[path]`, into the timing binaries of tests/*.rs, which use a part of it.
 
 pub mod client;
-pub mod flood;
 pub mod gokes;
 pub mod openbao;
 pub mod pki;
 pub mod prom;
 pub mod proxy;
-pub mod stall;
 
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;

@@ -9,8 +9,10 @@
 //! `created_at` (retire) and the marker's `retired_at` (destroy) are rewritten in place; the
 //! server reads both from the keystore on each retire/destroy, never from its cache.
 
-mod support;
+use crate::support;
 
+use crate::support::client::{Client, Reply};
+use crate::support::{ADMIN_API_KEY, Served, TempDir};
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as B64;
 use serde_json::{Value, json};
@@ -19,8 +21,6 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
-use support::client::{Client, Reply};
-use support::{ADMIN_API_KEY, Served, TempDir};
 
 const NOT_AUTHENTIC: &str = "decryption failed: ciphertext is not authentic";
 const INVALID_VERSION: &str = "invalid key version";
@@ -422,7 +422,7 @@ fn a_new_version_decrypts_on_another_node_at_once() {
 // 2. The Go server's ciphertexts after rotations
 
 fn vectors() -> Value {
-    serde_json::from_str(include_str!("vectors/vectors.json")).unwrap()
+    serde_json::from_str(include_str!("../vectors/vectors.json")).unwrap()
 }
 
 fn hex(s: &Value) -> Vec<u8> {
@@ -1385,7 +1385,7 @@ fn peer_kms_go_v0_3_1_uses_rotated_keys() {
 /// §1.
 #[test]
 fn peer_the_go_server_on_a_keystore_with_a_rotated_key() {
-    use support::gokes::GoKes;
+    use crate::support::gokes::GoKes;
     support::peers();
     let srv = Served::start("peer-go", "keystore:\n  fs:\n    path: {dir}/keys\n");
     let c = srv.client();

@@ -16,18 +16,18 @@
 //! entry that no longer matches a difference (so the list stays true).
 //!
 //! Standard output is never a terminal here: this is the output scripts see. The terminal
-//! output is tested in `tests/cli.rs`. `KES_COMPAT_SHOW=1` prints every normalised pair.
+//! output is tested in `tests/it/cli.rs`. `KES_COMPAT_SHOW=1` prints every normalised pair.
 
-mod support;
+use crate::support;
 
+use crate::support::gokes::GoKes;
+use crate::support::pki::Ca;
+use crate::support::{Kes, TempDir};
 use std::io::{BufRead as _, BufReader, Write as _};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-use support::gokes::GoKes;
-use support::pki::Ca;
-use support::{Kes, TempDir};
 
 const ADMIN_API_KEY: &str = "kes:v1:AD9E7FSYWrMD+VjhI6q545cYT9YOyFxZb7UnjEepYDRc";
 const ADMIN_IDENTITY: &str = "3ecfcdf38fcbe141ae26a1030f81e96b753365a46760ae6b578698a97c59fd22";

@@ -9,8 +9,11 @@
 //! Findings 5 (file permissions) and 6 (zeroizing keys) are not here: they are tested where
 //! they are fixed.
 
-mod support;
+use crate::support;
 
+use crate::support::client::{Client, Conn, Reply, presenting_config, resuming_config};
+use crate::support::pki::{self, Ca, Cert, KeyKind};
+use crate::support::{Served, TempDir};
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as B64;
 use serde_json::{Value, json};
@@ -18,9 +21,6 @@ use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
-use support::client::{Client, Conn, Reply, presenting_config, resuming_config};
-use support::pki::{self, Ca, Cert, KeyKind};
-use support::{Served, TempDir};
 
 const DENIED: &str = "not authorized: insufficient permissions";
 

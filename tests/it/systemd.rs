@@ -12,22 +12,22 @@
 //! removed at the end.
 //!
 //! It needs root, `unshare`, overlayfs and systemd's binary. Without them it fails saying so,
-//! and scripts/test.sh skips it by name (and says that it did not run); tests/service.rs checks
+//! and scripts/test.sh skips it by name (and says that it did not run); tests/it/service.rs checks
 //! the notification protocol on a socket everywhere.
 //!
 //! `KES_SYSTEMD_TEST_BIN=FILE` runs another binary as /usr/bin/kes: packaging/test.sh runs the
 //! shipped static build this way (musl and mimalloc make other system calls than the debug
 //! build, and the unit's SystemCallFilter= must allow them).
 
-mod support;
+use crate::support;
 
+use crate::support::TempDir;
+use crate::support::client::Client;
 use rustls::pki_types::CertificateDer;
 use rustls::pki_types::pem::PemObject as _;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
-use support::TempDir;
-use support::client::Client;
 
 fn repo(path: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join(path)

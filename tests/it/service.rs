@@ -6,8 +6,10 @@
 //! packaging/test.sh does where it can (see packaging/README.md). What systemd would read from
 //! the socket is exactly what these tests read.
 
-mod support;
+use crate::support;
 
+use crate::support::client::Client;
+use crate::support::{Kes, TempDir, pki};
 use rcgen::{
     BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair,
 };
@@ -15,8 +17,6 @@ use rustls::pki_types::CertificateDer;
 use std::os::unix::net::UnixDatagram;
 use std::path::Path;
 use std::time::Duration;
-use support::client::Client;
-use support::{Kes, TempDir, pki};
 
 const DAY: i64 = 86_400;
 

@@ -2,19 +2,17 @@
 //! ciphertexts in every format ever produced, decrypted through the real server over TLS. The
 //! vectors come from tests/vectors/gen_vectors.py, an implementation independent of this crate.
 
-mod support;
-
+use crate::support::client::Client;
+use crate::support::pki::{self, Ca, hex};
+use crate::support::{Kes, TempDir};
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as B64;
 use serde_json::{Value, json};
-use support::client::Client;
-use support::pki::{self, Ca, hex};
-use support::{Kes, TempDir};
 
 const ADMIN_API_KEY: &str = "kes:v1:AD9E7FSYWrMD+VjhI6q545cYT9YOyFxZb7UnjEepYDRc";
 
 fn vectors() -> Value {
-    serde_json::from_str(include_str!("vectors/vectors.json")).unwrap()
+    serde_json::from_str(include_str!("../vectors/vectors.json")).unwrap()
 }
 
 #[test]
@@ -151,7 +149,7 @@ fn peer_the_go_server_and_kes_take_over_each_others_keystore() {
 /// Go server's keys in Vault are served by kes as they are, and the other way round.
 #[test]
 fn peer_the_go_server_and_kes_take_over_each_others_vault_keys() {
-    use support::openbao::Bao;
+    use crate::support::openbao::Bao;
     let bao = Bao::dev();
     for version in [1u8, 2] {
         let mount = format!("kv{version}");
@@ -186,7 +184,7 @@ fn peer_the_go_server_and_kes_take_over_each_others_vault_keys() {
 /// kes, then the Go server, then kes again on one config file with `keystore` (a `keystore:`
 /// block); `stored` reads what the keystore holds, which the last kes run must not change.
 fn take_over(dir: &TempDir, keystore: &str, stored: &dyn Fn() -> Vec<(String, Vec<u8>)>) {
-    use support::gokes::GoKes;
+    use crate::support::gokes::GoKes;
     let ca = Ca::new("ca");
     ca.server().write(dir.path(), "server");
     let admin = pki::api_key_client(ADMIN_API_KEY);

@@ -27,8 +27,12 @@
 //! `tests/h2.rs::peer_kesclient_every_call_over_h2_as_against_the_go_server`, which fails when a
 //! call that passes against the Go server fails against kes.
 
-mod support;
+use crate::support;
 
+use crate::support::client::Client;
+use crate::support::gokes::GoKes;
+use crate::support::pki::{self, Ca, Cert, KeyKind};
+use crate::support::{Kes, TempDir};
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as B64;
 use serde::Deserialize;
@@ -38,13 +42,9 @@ use std::io::Read;
 use std::net::SocketAddr;
 use std::path::Path;
 use std::time::{Duration, Instant};
-use support::client::Client;
-use support::gokes::GoKes;
-use support::pki::{self, Ca, Cert, KeyKind};
-use support::{Kes, TempDir};
 
-const ALLOW_LIST: &str = include_str!("differential/allow.yaml");
-const README: &str = include_str!("../README.md");
+const ALLOW_LIST: &str = include_str!("../differential/allow.yaml");
+const README: &str = include_str!("../../README.md");
 
 // ---------------------------------------------------------------------------------------------
 // The allow-list

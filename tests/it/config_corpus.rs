@@ -11,16 +11,16 @@
 //! * A wildcard listen address (`:PORT`, `0.0.0.0`, `[::]`) serves IPv4 and IPv6, as the Go
 //!   server's does, and the banner lists usable URLs.
 
-mod support;
+use crate::support;
 
+use crate::support::client::Client;
+use crate::support::gokes::{GoKes, free_port};
+use crate::support::pki::{self, Ca, KeyKind};
+use crate::support::{Kes, TempDir};
 use std::net::{SocketAddr, TcpListener};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
-use support::client::Client;
-use support::gokes::{GoKes, free_port};
-use support::pki::{self, Ca, KeyKind};
-use support::{Kes, TempDir};
 
 /// Cases where the Go server's outcome differs from ours on purpose, and why.
 const DIFFERENCES: &[(&str, &str)] = &[

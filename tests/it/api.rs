@@ -1,15 +1,15 @@
 //! End-to-end tests of the KES API: the real `kes` binary on 127.0.0.1, real certificates of each
 //! key type, real TLS. Every endpoint and every error pair of docs/protocol.md §3.
 
-mod support;
+use crate::support;
 
+use crate::support::client::Client;
+use crate::support::pki::{self, Ca, Cert, KeyKind};
+use crate::support::{Kes, TempDir};
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as B64;
 use serde_json::{Value, json};
 use std::time::{Duration, Instant};
-use support::client::Client;
-use support::pki::{self, Ca, Cert, KeyKind};
-use support::{Kes, TempDir};
 
 /// A running server with its certificates and a few clients.
 struct Env {

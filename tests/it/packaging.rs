@@ -6,8 +6,8 @@
 //! them into a Debian chroot, build the tarball with no network) are `packaging/test.sh`, run
 //! with `KES_TEST_PACKAGING=1 scripts/test.sh`; see packaging/README.md.
 
-mod support;
-
+use crate::support::client::Client;
+use crate::support::{Kes, TempDir, pki};
 use rustls::pki_types::CertificateDer;
 use rustls::pki_types::pem::PemObject as _;
 use std::collections::BTreeMap;
@@ -15,8 +15,6 @@ use std::os::unix::fs::PermissionsExt as _;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Instant;
-use support::client::Client;
-use support::{Kes, TempDir, pki};
 
 fn repo(path: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join(path)

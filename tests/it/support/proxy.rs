@@ -7,7 +7,7 @@
 
 use std::io::{Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -17,12 +17,14 @@ pub enum Mode {
     /// Forward everything at once.
     Pass,
     /// Forward, but hold every chunk of the server's answers for this long (a slow Vault).
+    #[allow(dead_code)] // used by tests/faults.rs and tests/h2.rs, binaries of their own, only
     Delay(Duration),
     /// Close new connections at once and cut the open ones (a dead host, or a firewall that
     /// rejects).
     Refuse,
     /// Accept new connections and never answer; stop forwarding on the open ones (a host that
     /// hangs, or a network that drops packets).
+    #[allow(dead_code)] // used by tests/faults.rs, a binary of its own, only
     Swallow,
 }
 
@@ -33,7 +35,6 @@ struct Shared {
     open: Mutex<Vec<(TcpStream, TcpStream)>>,
     /// Connections that were accepted and held (`Swallow`).
     held: Mutex<Vec<TcpStream>>,
-    accepted: AtomicU64,
     /// Every byte sent towards the server, for counting requests (plain HTTP only).
     sent: Mutex<Vec<u8>>,
 }
@@ -54,7 +55,6 @@ impl Proxy {
             stop: AtomicBool::new(false),
             open: Mutex::new(Vec::new()),
             held: Mutex::new(Vec::new()),
-            accepted: AtomicU64::new(0),
             sent: Mutex::new(Vec::new()),
         });
         let s = shared.clone();
@@ -64,7 +64,6 @@ impl Proxy {
                     return;
                 }
                 let Ok(client) = client else { continue };
-                s.accepted.fetch_add(1, Ordering::SeqCst);
                 match s.mode() {
                     Mode::Refuse => {
                         let _ = client.shutdown(Shutdown::Both);
@@ -121,16 +120,12 @@ impl Proxy {
 
     /// How often `needle` occurred in what clients sent (e.g. `GET /v1/kv/data/k `): the number
     /// of such requests, when the traffic is plain HTTP.
+    #[allow(dead_code)] // used by tests/faults.rs, a binary of its own, only
     pub fn sent_count(&self, needle: &str) -> usize {
         let sent = self.shared.sent.lock().unwrap();
         sent.windows(needle.len())
             .filter(|w| *w == needle.as_bytes())
             .count()
-    }
-
-    /// Connections accepted so far.
-    pub fn accepted(&self) -> u64 {
-        self.shared.accepted.load(Ordering::SeqCst)
     }
 }
 

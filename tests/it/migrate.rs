@@ -3,18 +3,18 @@
 //! data keys generated before the migration. Re-runs, conflicts, `--force`, `--merge`, patterns
 //! and an interrupted migration (SIGKILL) are covered.
 
-mod support;
+use crate::support;
 
-use support::openbao;
+use crate::support::openbao;
 
+use crate::support::client::Client;
+use crate::support::pki::{self, Ca};
+use crate::support::{Kes, Run, TempDir};
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as B64;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
-use support::client::Client;
-use support::pki::{self, Ca};
-use support::{Kes, Run, TempDir};
 
 const ADMIN_API_KEY: &str = "kes:v1:AD9E7FSYWrMD+VjhI6q545cYT9YOyFxZb7UnjEepYDRc";
 const ADMIN_IDENTITY: &str = "3ecfcdf38fcbe141ae26a1030f81e96b753365a46760ae6b578698a97c59fd22";

@@ -4,7 +4,6 @@
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command};
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 /// A free TCP port on 127.0.0.1 (bound, read and released: the Go server cannot report the port
@@ -22,9 +21,8 @@ pub struct GoKes {
     pub child: Child,
     pub port: u16,
     /// The admin API key that `--dev` prints.
+    #[allow(dead_code)] // read by tests/h2.rs, a binary of its own, only
     pub api_key: Option<String>,
-    /// Everything it printed on stdout and stderr so far.
-    pub output: Arc<Mutex<String>>,
 }
 
 impl GoKes {
@@ -34,6 +32,7 @@ impl GoKes {
     }
 
     /// `kes-go server --dev` on a free port of 127.0.0.1.
+    #[allow(dead_code)] // used by tests/h2.rs, a binary of its own, only
     pub fn start_dev() -> GoKes {
         Self::start_in(None, &["server", "--dev"], &[])
             .unwrap_or_else(|out| panic!("kes-go did not start:\n{out}"))
@@ -100,16 +99,11 @@ impl GoKes {
             child,
             port,
             api_key,
-            output,
         })
     }
 
     pub fn addr(&self) -> std::net::SocketAddr {
         std::net::SocketAddr::from(([127, 0, 0, 1], self.port))
-    }
-
-    pub fn output(&self) -> String {
-        self.output.lock().unwrap().clone()
     }
 }
 

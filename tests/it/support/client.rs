@@ -358,20 +358,6 @@ impl Conn {
         }
     }
 
-    /// Reads one line of a streamed (chunked) body: the chunk header, then data up to `\n`.
-    pub fn read_stream_line(&mut self) -> std::io::Result<String> {
-        let size =
-            usize::from_str_radix(self.read_line()?.trim(), 16).map_err(std::io::Error::other)?;
-        while self.buf.len() < size + 2 {
-            if self.fill()? == 0 {
-                return Err(std::io::ErrorKind::UnexpectedEof.into());
-            }
-        }
-        let data: Vec<u8> = self.buf.drain(..size).collect();
-        self.buf.drain(..2);
-        Ok(String::from_utf8_lossy(&data).into_owned())
-    }
-
     /// True when the server closed the connection (EOF or reset) within the read timeout.
     pub fn is_closed(&mut self) -> bool {
         match self.fill() {

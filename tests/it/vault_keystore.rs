@@ -3,20 +3,17 @@
 //! Each test starts its own server(s) on free ports, so tests run in parallel. Tests print what
 //! they measured (run with `--nocapture` to see it).
 
-#[path = "support/openbao.rs"]
-mod openbao;
-
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Barrier, Mutex};
 use std::time::{Duration, Instant};
 
+use crate::support::openbao::{self, Bao, Cluster};
 use base64::Engine as _;
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use kes::config::{VaultAppRole, VaultConfig, VaultKubernetes, VaultTls, VaultTransit};
 use kes::keystore::vault::{Startup, VaultKeystore};
 use kes::keystore::{Error, Keystore, UnreachableReason};
-use openbao::{Bao, Cluster};
 use ring::rand::{SecureRandom, SystemRandom};
 use serde_json::json;
 
@@ -59,8 +56,8 @@ fn config(endpoints: Vec<String>, engine: &str, v2: bool, ids: (String, String))
 }
 
 /// Keeps every log line of the process (all levels), so tests can check what the keystore
-/// logs; prints them too when `RUST_LOG` is set (`RUST_LOG=1 cargo test --test vault_keystore
-/// -- --nocapture`).
+/// logs; prints them too when `RUST_LOG` is set (`RUST_LOG=1 cargo test --test it
+/// vault_keystore:: -- --nocapture`).
 struct CaptureLog {
     lines: Mutex<Vec<String>>,
     print: bool,

@@ -14,16 +14,14 @@
 //! * Racing creates of one name through two kes nodes on K/V v1 and v2: exactly one 200 per
 //!   name, and both nodes use the same key; a v1 policy that grants `update` is warned about.
 
-mod support;
-
+use crate::support::client::Client;
+use crate::support::openbao::{self, Bao};
+use crate::support::pki::{self, Ca, Cert};
+use crate::support::proxy::{Mode, Proxy};
+use crate::support::{Kes, TempDir};
 use serde_json::{Value, json};
 use std::sync::{Arc, Barrier, Mutex};
 use std::time::{Duration, Instant};
-use support::client::Client;
-use support::openbao::{self, Bao};
-use support::pki::{self, Ca, Cert};
-use support::proxy::{Mode, Proxy};
-use support::{Kes, TempDir};
 
 const ADMIN_API_KEY: &str = "kes:v1:AD9E7FSYWrMD+VjhI6q545cYT9YOyFxZb7UnjEepYDRc";
 

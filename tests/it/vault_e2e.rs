@@ -15,18 +15,18 @@
 //!   (§1) read back from OpenBao; racing rotations (§3); delete of a rotated key; the setup
 //!   procedure's policy without `list` (unrotated keys serve, rotate is 502 and says why).
 
-mod support;
+use crate::support;
 
+use crate::support::client::Client;
+use crate::support::openbao::Bao;
+use crate::support::pki::{self, Ca, Cert, KeyKind, hex};
+use crate::support::{Kes, TempDir};
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as B64;
 use serde_json::{Value, json};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Barrier};
 use std::time::{Duration, Instant};
-use support::client::Client;
-use support::openbao::Bao;
-use support::pki::{self, Ca, Cert, KeyKind, hex};
-use support::{Kes, TempDir};
 
 const ADMIN_API_KEY: &str = "kes:v1:AD9E7FSYWrMD+VjhI6q545cYT9YOyFxZb7UnjEepYDRc";
 
@@ -289,7 +289,7 @@ keystore:
 
 #[test]
 fn values_written_by_the_go_server_are_used_as_they_are() {
-    let v: Value = serde_json::from_str(include_str!("vectors/vectors.json")).unwrap();
+    let v: Value = serde_json::from_str(include_str!("../vectors/vectors.json")).unwrap();
     let bao = Bao::dev();
     let role = bao.seed_setup(None, "kv", 1, true);
     bao.enable_transit(None, "transit", "kes-wrap");
@@ -529,7 +529,7 @@ fn bash(dir: &std::path::Path, script: &str, env: &[(String, String)]) -> String
 
 #[test]
 fn readme_using_vault_walkthrough() {
-    let readme = include_str!("../README.md");
+    let readme = include_str!("../../README.md");
     let section = readme
         .split("\n## Using Vault\n")
         .nth(1)
@@ -642,7 +642,7 @@ fn readme_using_vault_walkthrough() {
     // docs/operations.md, "Rotating the AppRole secret ID": its commands as written, on this
     // server, with KES_PID set. The secret ID goes into the file, kes logs in with it on the
     // signal, and the old one is destroyed.
-    let ops = include_str!("../docs/operations.md");
+    let ops = include_str!("../../docs/operations.md");
     let rotation = ops
         .split("\n### Rotating the AppRole secret ID\n")
         .nth(1)

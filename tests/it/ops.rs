@@ -5,9 +5,13 @@
 //! Everything runs the real `kes` binary on 127.0.0.1 over real TLS. Tests print what they
 //! measured.
 
-use support::openbao;
-mod support;
+use crate::support;
+use crate::support::openbao;
 
+use crate::support::client::{Client, Conn};
+use crate::support::pki::{self, Ca, Cert, KeyKind};
+use crate::support::prom::{self, Exposition, Kind};
+use crate::support::{Kes, TempDir};
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as B64;
 use serde_json::{Value, json};
@@ -15,10 +19,6 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::io::Read;
 use std::path::Path;
 use std::time::{Duration, Instant};
-use support::client::{Client, Conn};
-use support::pki::{self, Ca, Cert, KeyKind};
-use support::prom::{self, Exposition, Kind};
-use support::{Kes, TempDir};
 
 const ADMIN_API_KEY: &str = "kes:v1:AD9E7FSYWrMD+VjhI6q545cYT9YOyFxZb7UnjEepYDRc";
 const ADMIN_IDENTITY: &str = "3ecfcdf38fcbe141ae26a1030f81e96b753365a46760ae6b578698a97c59fd22";
