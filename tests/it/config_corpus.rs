@@ -498,23 +498,40 @@ fn a_wildcard_address_serves_ipv4_and_ipv6_and_the_banner_lists_urls() {
     if !ipv6 {
         eprintln!("this machine has no IPv6 loopback: only the IPv4 half of this test ran");
     }
+    // A wildcard bind of a port fails while any socket of this machine uses the port (another
+    // test's client connection may get it as its ephemeral port between `free_port` and the
+    // bind): such a start is tried again on another port.
+    let start = |args: &dyn Fn(u16) -> Vec<String>| -> (Kes, u16) {
+        for _ in 0..5 {
+            let port = free_port();
+            let args = args(port);
+            let args: Vec<&str> = args.iter().map(String::as_str).collect();
+            match Kes::start_in(Some(work.dir.path()), &args, &[]) {
+                Ok(kes) => return (kes, port),
+                Err(out) if out.contains("Address already in use") => continue,
+                Err(out) => panic!("{args:?}: {out}"),
+            }
+        }
+        panic!("no free port for {:?} in 5 tries", args(0));
+    };
     for address in [":{port}", "0.0.0.0:{port}", "[::]:{port}"] {
-        let port = free_port();
-        let address = address.replace("{port}", &port.to_string());
         let config = work.dir.join("wildcard.yml");
-        std::fs::write(
-            &config,
-            format!(
-                "address: \"{address}\"\nadmin:\n  identity: disabled\ntls:\n  key: ./server.key\n  cert: ./server.cert\nkeystore:\n  fs:\n    path: ./keys\n"
-            ),
-        )
-        .unwrap();
-        let kes = Kes::start_in(
-            Some(work.dir.path()),
-            &["server", "--config", config.to_str().unwrap()],
-            &[],
-        )
-        .unwrap_or_else(|out| panic!("{address}: {out}"));
+        let (kes, port) = start(&|port| {
+            let address = address.replace("{port}", &port.to_string());
+            std::fs::write(
+                &config,
+                format!(
+                    "address: \"{address}\"\nadmin:\n  identity: disabled\ntls:\n  key: ./server.key\n  cert: ./server.cert\nkeystore:\n  fs:\n    path: ./keys\n"
+                ),
+            )
+            .unwrap();
+            vec![
+                "server".into(),
+                "--config".into(),
+                config.display().to_string(),
+            ]
+        });
+        let address = address.replace("{port}", &port.to_string());
         // The first URL is the IPv4 loopback one (what the test launcher reads).
         assert_eq!(
             kes.addr,
@@ -535,20 +552,16 @@ fn a_wildcard_address_serves_ipv4_and_ipv6_and_the_banner_lists_urls() {
         }
     }
     // `--addr :PORT` too.
-    let port = free_port();
     let config = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/configs/v1-minimal.yml");
-    let _kes = Kes::start_in(
-        Some(work.dir.path()),
-        &[
-            "server",
-            "--config",
-            config.to_str().unwrap(),
-            "--addr",
-            &format!(":{port}"),
-        ],
-        &[],
-    )
-    .unwrap();
+    let (_kes, port) = start(&|port| {
+        vec![
+            "server".into(),
+            "--config".into(),
+            config.display().to_string(),
+            "--addr".into(),
+            format!(":{port}"),
+        ]
+    });
     assert!(accepts(SocketAddr::from(([127, 0, 0, 1], port))));
     if ipv6 {
         assert!(accepts(SocketAddr::from((
