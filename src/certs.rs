@@ -11,7 +11,7 @@
 //!
 //! Error messages name the file but never contain key material, not even part of a malformed key.
 
-use crate::auth::identity;
+use crate::der;
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
 use ring::rand::SecureRandom as _;
@@ -270,7 +270,7 @@ pub fn spki_of_private_key(key: &PrivateKeyDer<'_>) -> Result<Vec<u8>, CertError
 /// version are accepted.
 pub fn check_key_pair(cert: &CertificateDer<'_>, key: &PrivateKeyDer<'_>) -> Result<(), CertError> {
     let cert_spki =
-        identity::spki_of_certificate(cert).map_err(|e| CertError::caused_by(e.to_string(), e))?;
+        der::spki_of_certificate(cert).map_err(|e| CertError::caused_by(e.to_string(), e))?;
     let key_spki = spki_of_private_key(key)?;
     if cert_spki == key_spki.as_slice() {
         Ok(())
@@ -483,7 +483,7 @@ pub fn parse_certificates(
         let cert = cert.map_err(|e| {
             CertError::caused_by(format!("invalid PEM in '{}': {e}", path.display()), e)
         })?;
-        identity::spki_of_certificate(&cert).map_err(|e| {
+        der::spki_of_certificate(&cert).map_err(|e| {
             CertError::caused_by(
                 format!("certificate {} in '{}': {e}", n + 1, path.display()),
                 e,
@@ -858,7 +858,7 @@ mod legacy {
                 return Err(WRONG.into());
             }
             data.truncate(plain_len);
-            if !crate::auth::identity::is_single_der_sequence(&data) {
+            if !crate::der::is_single_der_sequence(&data) {
                 return Err(WRONG.into());
             }
             let der = std::mem::take(&mut *data);

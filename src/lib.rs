@@ -34,6 +34,7 @@ pub mod certs;
 pub mod cli;
 pub mod config;
 pub mod crypto;
+pub mod der;
 pub mod gojson;
 pub mod keyring;
 pub mod keystore;
