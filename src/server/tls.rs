@@ -6,7 +6,7 @@
 //! the certificate's public key, so a client must hold the private key of the identity it claims.
 //! With `tls.auth: on`, chains are verified against `tls.ca`.
 
-use crate::auth::identity::spki_of_certificate;
+use crate::der::spki_of_certificate;
 use rustls::client::danger::HandshakeSignatureValid;
 use rustls::crypto::{CryptoProvider, WebPkiSupportedAlgorithms};
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, SubjectPublicKeyInfoDer, UnixTime};
