@@ -305,12 +305,12 @@ fn api(client: &Client, out: &Output) -> Result<(), Error> {
         .map_err(|e| e.context("failed to list server APIs"))?;
     if out.json {
         // The Go command's shape: zero limits and timeouts are left out.
-        let routes: Vec<Route> = routes
+        let routes: Vec<ApiRoute> = routes
             .as_array()
             .map(Vec::as_slice)
             .unwrap_or_default()
             .iter()
-            .map(|r| Route {
+            .map(|r| ApiRoute {
                 method: str_of(r, "method"),
                 path: str_of(r, "path"),
                 max_body: num(r, "max_body").unwrap_or(0),
@@ -358,7 +358,7 @@ fn api(client: &Client, out: &Output) -> Result<(), Error> {
 
 /// A route of `kes status --api --json`.
 #[derive(serde::Serialize)]
-struct Route<'a> {
+struct ApiRoute<'a> {
     method: &'a str,
     path: &'a str,
     #[serde(skip_serializing_if = "is_zero")]

@@ -50,7 +50,7 @@ use std::time::{Duration, Instant};
 use serde::{Deserialize, Serialize};
 use zeroize::Zeroizing;
 
-use super::client::{Client, Method, Request, Route};
+use super::client::{Client, Method, NodeChoice, Request};
 use super::flag::{Signal, Wake};
 use super::join_path;
 use crate::config::VaultConfig;
@@ -528,7 +528,7 @@ impl Auth {
             }
         }?;
         let since = Instant::now();
-        let req = Request::new(Method::Put, &self.login_path, Route::Active)
+        let req = Request::new(Method::Put, &self.login_path, NodeChoice::Active)
             .body(&body)
             .namespace(self.namespace.as_deref())
             .deadline(deadline);
@@ -583,7 +583,7 @@ impl Auth {
     fn renew(&self, client: &Client, token: &Token) -> Result<(Duration, bool), Error> {
         let body = format!("{{\"increment\":{}}}", token.login_ttl.as_secs());
         const PATH: &str = "/v1/auth/token/renew-self";
-        let req = Request::new(Method::Put, PATH, Route::Active)
+        let req = Request::new(Method::Put, PATH, NodeChoice::Active)
             .body(body.as_bytes())
             .namespace(self.namespace.as_deref())
             .token(token.secret());
@@ -609,7 +609,7 @@ impl Auth {
         deadline: Option<Instant>,
     ) -> Result<bool, Error> {
         const PATH: &str = "/v1/auth/token/lookup-self";
-        let req = Request::new(Method::Get, PATH, Route::Active)
+        let req = Request::new(Method::Get, PATH, NodeChoice::Active)
             .namespace(self.namespace.as_deref())
             .token(token.secret())
             .deadline(deadline);

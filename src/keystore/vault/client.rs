@@ -54,7 +54,7 @@ impl Method {
 
 /// Which node may serve a request.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Route {
+pub(crate) enum NodeChoice {
     /// The active node: reads whose answer decides a write (the existence check before a
     /// create), writes, logins. Falls back to any node only when no active node shows up within
     /// the response timeout.
@@ -75,7 +75,7 @@ pub(crate) struct Request<'a> {
     pub namespace: Option<&'a str>,
     /// `X-Vault-Token`, when set.
     pub token: Option<&'a str>,
-    pub route: Route,
+    pub route: NodeChoice,
     /// The most response bytes read.
     pub limit: u64,
     /// When the whole operation this request belongs to must be done (`None`: only the
@@ -84,7 +84,7 @@ pub(crate) struct Request<'a> {
 }
 
 impl<'a> Request<'a> {
-    pub fn new(method: Method, path: &'a str, route: Route) -> Self {
+    pub fn new(method: Method, path: &'a str, route: NodeChoice) -> Self {
         Request {
             method,
             path,
@@ -391,7 +391,7 @@ impl Client {
     pub fn send(&self, req: &Request<'_>) -> Result<Reply, Error> {
         // A request with a deadline (a read) cannot wait for health probes of the nodes to find
         // the active one: it goes to the node believed active first, then to any other.
-        if self.nodes.len() > 1 && req.route == Route::Active && req.deadline.is_none() {
+        if self.nodes.len() > 1 && req.route == NodeChoice::Active && req.deadline.is_none() {
             self.send_active(req)
         } else {
             self.send_any(req)
@@ -694,7 +694,7 @@ impl Client {
             standby: bool,
         }
         let start = Instant::now();
-        let req = Request::new(Method::Get, PATH, Route::Any)
+        let req = Request::new(Method::Get, PATH, NodeChoice::Any)
             .limit(64 << 10)
             .deadline(deadline);
         let url = self.node_url(i);
@@ -1016,7 +1016,7 @@ mod tests {
     #[test]
     fn attempts_share_the_deadline() {
         let connect = Duration::from_secs(5);
-        let req = Request::new(Method::Get, "/v1/kv/k", Route::Any);
+        let req = Request::new(Method::Get, "/v1/kv/k", NodeChoice::Any);
         let b = Budget::of(&req, connect, 2).unwrap();
         assert_eq!(
             (b.total, b.connect),

@@ -29,7 +29,7 @@ use std::time::Instant;
 
 use serde_json::Value;
 
-use super::client::{Method, Reply, Request, Route};
+use super::client::{Method, NodeChoice, Reply, Request};
 use super::kv::Op;
 use super::{Inner, encode_segment, join_path_raw};
 use crate::keystore::{Error, UnreachableReason};
@@ -233,7 +233,7 @@ impl Inner {
                 .join("/")
         );
         let reply =
-            self.call(Request::new(Method::Get, &mount_url, Route::Any).deadline(deadline))?;
+            self.call(Request::new(Method::Get, &mount_url, NodeChoice::Any).deadline(deadline))?;
         let mount = match reply.status {
             200 => judge_mount(&engine, self.kv.is_v2(), &reply.body),
             status => Mount::Unknown(
@@ -253,7 +253,7 @@ impl Inner {
 
         let probe_url = self.kv.secret_url(PROBE);
         let reply =
-            self.call(Request::new(Method::Get, &probe_url, Route::Any).deadline(deadline))?;
+            self.call(Request::new(Method::Get, &probe_url, NodeChoice::Any).deadline(deadline))?;
         if let Some(why) = self.mismatch_text(&reply, "GET", &probe_url) {
             return Ok(wrong(why));
         }
@@ -297,7 +297,7 @@ impl Inner {
         let body = serde_json::json!({ "paths": [path] }).to_string();
         const URL: &str = "/v1/sys/capabilities-self";
         let reply = match self.call(
-            Request::new(Method::Post, URL, Route::Any)
+            Request::new(Method::Post, URL, NodeChoice::Any)
                 .body(body.as_bytes())
                 .deadline(deadline),
         ) {

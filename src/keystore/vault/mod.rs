@@ -168,7 +168,7 @@ use subtle::ConstantTimeEq;
 use zeroize::Zeroizing;
 
 use self::auth::{Auth, Retry};
-use self::client::{Client, LIST_BODY_LIMIT, Method, Reply, Request, Route, strip_query};
+use self::client::{Client, LIST_BODY_LIMIT, Method, NodeChoice, Reply, Request, strip_query};
 use self::engine::{EngineState, When};
 use self::kv::{Kv, Op};
 use self::transit::Transit;
@@ -585,7 +585,7 @@ impl Inner {
             Retry::Yes => {
                 let token = self.auth.token();
                 let mut retry = req.token(token.secret());
-                retry.route = Route::Active;
+                retry.route = NodeChoice::Active;
                 self.client.send(&retry)
             }
         }
@@ -624,7 +624,7 @@ impl Inner {
         let checked = Instant::now();
         // Existence check on the active node: a standby's copy may be ~100 ms old.
         if self
-            .read(name, path, &url, Route::Active, Op::Create, None)?
+            .read(name, path, &url, NodeChoice::Active, Op::Create, None)?
             .is_some()
         {
             return Err(Error::Exists);
@@ -640,7 +640,7 @@ impl Inner {
                 Written::Refused { cas } => cas,
             };
             // Vault refused the write: whatever is there now decides.
-            match self.read(name, path, &url, Route::Active, Op::Create, None)? {
+            match self.read(name, path, &url, NodeChoice::Active, Op::Create, None)? {
                 Some(existing) if same(&existing, &stored) => {
                     log::info!(
                         "vault: PUT {url}: refused, but the secret holds our value (an earlier attempt landed)"
@@ -680,7 +680,7 @@ impl Inner {
             );
         }
         std::thread::sleep(V1_RACE_WINDOW.max(span * 3));
-        match self.read(name, path, url, Route::Active, Op::Create, None)? {
+        match self.read(name, path, url, NodeChoice::Active, Op::Create, None)? {
             Some(existing) if !same(&existing, stored) => {
                 log::warn!(
                     "vault: PUT {url}: a concurrent create of '{name}' overwrote ours; reporting that the key exists"
@@ -695,7 +695,7 @@ impl Inner {
     /// The create's `PUT`, on the active node, without the re-login logic of [`Inner::call`]:
     /// a 403 here may just mean "exists" (policy without `update`), which the caller sorts out.
     fn write(&self, url: &str, body: &[u8], token: &str) -> Result<Written, Error> {
-        let req = Request::new(Method::Put, url, Route::Active)
+        let req = Request::new(Method::Put, url, NodeChoice::Active)
             .body(body)
             .namespace(self.namespace.as_deref())
             .token(token);
@@ -716,7 +716,7 @@ impl Inner {
         name: &str,
         path: &str,
         url: &str,
-        route: Route,
+        route: NodeChoice,
         op: Op,
         deadline: Option<Instant>,
     ) -> Result<Option<Zeroizing<String>>, Error> {
@@ -771,7 +771,7 @@ impl Inner {
     ) -> Result<Zeroizing<Vec<u8>>, Error> {
         let url = self.kv.get_url(path);
         let stored = self
-            .read(name, path, &url, Route::Any, Op::Read, Some(deadline))?
+            .read(name, path, &url, NodeChoice::Any, Op::Read, Some(deadline))?
             .ok_or(Error::NotFound)?;
         let value = if transit::is_wrapped(&stored) {
             match &self.transit {
@@ -804,7 +804,7 @@ impl Inner {
         self.gate(None)?;
         // Vault's delete succeeds for a missing secret; look first, on the active node.
         let url = self.kv.secret_url(path);
-        let reply = self.call(Request::new(Method::Get, &url, Route::Active))?;
+        let reply = self.call(Request::new(Method::Get, &url, NodeChoice::Active))?;
         match reply.status {
             // A secret that is there, even one this keystore cannot parse, can be deleted.
             200 if !matches!(self.kv.parse_value(name, &reply.body), Ok(None)) => {}
@@ -816,7 +816,7 @@ impl Inner {
             status => return Err(self.unexpected("GET", &url, &reply, status)),
         }
         let url = self.kv.delete_url(path);
-        let reply = self.call(Request::new(Method::Delete, &url, Route::Active))?;
+        let reply = self.call(Request::new(Method::Delete, &url, NodeChoice::Active))?;
         match reply.status {
             200..=299 => Ok(()),
             404 => Err(Error::NotFound),
@@ -829,7 +829,7 @@ impl Inner {
         self.gate(None)?;
         let url = self.kv.list_url();
         let reply =
-            self.call(Request::new(Method::Get, &url, Route::Any).limit(LIST_BODY_LIMIT))?;
+            self.call(Request::new(Method::Get, &url, NodeChoice::Any).limit(LIST_BODY_LIMIT))?;
         let names = match reply.status {
             200 => self
                 .kv
@@ -850,7 +850,7 @@ impl Inner {
         self.gate(None)?;
         let url = self.kv.rings_list_url(name);
         let reply =
-            self.call(Request::new(Method::Get, &url, Route::Active).limit(LIST_BODY_LIMIT))?;
+            self.call(Request::new(Method::Get, &url, NodeChoice::Active).limit(LIST_BODY_LIMIT))?;
         let dirs = match reply.status {
             200 => self
                 .kv
@@ -877,7 +877,7 @@ impl Inner {
         self.gate(None)?;
         let url = self.kv.ring_list_url(name, ring);
         let reply =
-            self.call(Request::new(Method::Get, &url, Route::Active).limit(LIST_BODY_LIMIT))?;
+            self.call(Request::new(Method::Get, &url, NodeChoice::Active).limit(LIST_BODY_LIMIT))?;
         match reply.status {
             200 => self
                 .kv
@@ -898,7 +898,7 @@ impl Inner {
     fn encrypt(&self, transit: &Transit, value: &[u8]) -> Result<Zeroizing<String>, Error> {
         let body = Transit::encrypt_body(value);
         let url = transit.encrypt_url();
-        let reply = self.call(Request::new(Method::Post, url, Route::Any).body(&body))?;
+        let reply = self.call(Request::new(Method::Post, url, NodeChoice::Any).body(&body))?;
         match reply.status {
             200 => Transit::parse_encrypt(&reply.body)
                 .map(Zeroizing::new)
@@ -917,7 +917,7 @@ impl Inner {
         let body = Transit::decrypt_body(ciphertext);
         let url = transit.decrypt_url();
         let reply = self.call(
-            Request::new(Method::Post, url, Route::Any)
+            Request::new(Method::Post, url, NodeChoice::Any)
                 .body(&body)
                 .deadline(Some(deadline)),
         )?;
