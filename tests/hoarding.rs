@@ -326,13 +326,19 @@ fn handshaken(c: &Client, from: Ipv4Addr) -> (TcpStream, Instant) {
 fn kept_alive(c: &Client, from: Ipv4Addr) -> (TcpStream, Instant) {
     let tcp = connect_from(from, c.addr).expect("connect");
     let mut conn = c.connect_over(tcp).unwrap();
+    conn.handshake().expect("handshake");
+    // The server's idle time starts after it has the request, never before it was sent; the
+    // reply may reach this thread much later on a loaded machine (a lifetime counted from the
+    // reply was once 170 ms short). Counted from the send, a lifetime is never short.
+    let sent = Instant::now();
     let r = conn.request("GET", "/version", None).expect("request");
     assert_eq!(r.status, 200);
-    (conn.stream.sock, Instant::now())
+    (conn.stream.sock, sent)
 }
 
 /// An HTTP/2 connection (ALPN h2) that made one request (`GET /version` on stream 1) and then
-/// sends nothing more; the TCP connection, with the time the reply arrived. The frames are
+/// sends nothing more; the TCP connection, with the time the request was sent (see
+/// [`kept_alive`]). The frames are
 /// written by hand: the preface, an empty SETTINGS, its ACK of the server's, one HEADERS frame.
 fn h2_kept_alive(c: &Client, from: Ipv4Addr) -> (TcpStream, Instant) {
     use std::io::Write;
@@ -353,6 +359,7 @@ fn h2_kept_alive(c: &Client, from: Ipv4Addr) -> (TcpStream, Instant) {
     // HEADERS (type 1), END_STREAM | END_HEADERS (0x5), stream 1.
     out.extend_from_slice(&[0, 0, block.len() as u8, 1, 0x5, 0, 0, 0, 1]);
     out.extend_from_slice(&block);
+    let sent = Instant::now();
     conn.stream.write_all(&out).expect("send");
     conn.stream.flush().expect("send");
     // Frames until one on stream 1 ends it (END_STREAM on HEADERS or DATA).
@@ -369,7 +376,7 @@ fn h2_kept_alive(c: &Client, from: Ipv4Addr) -> (TcpStream, Instant) {
             break;
         }
     }
-    (conn.stream.sock, Instant::now())
+    (conn.stream.sock, sent)
 }
 
 /// A subscription to `/v1/log/audit`: the TCP connection once the reply's head has arrived.
