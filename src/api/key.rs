@@ -462,6 +462,9 @@ pub fn rotate(ctx: &Ctx<'_>) -> Result<Response, ApiError> {
 
 /// The `version` of a retire, restore or destroy body (required).
 fn lifecycle_version(ctx: &Ctx<'_>) -> Result<u32, ApiError> {
+    if ctx.body.iter().all(u8::is_ascii_whitespace) {
+        return Err(error::INVALID_BODY);
+    }
     let obj = json::object(ctx.body).ok_or(error::INVALID_BODY)?;
     let version = string_field(&obj, "version").ok_or(error::INVALID_VERSION)?;
     keyring::parse_version(version)

@@ -603,6 +603,12 @@ fn version_errors_retire_restore_destroy() {
     step(&c, "retire", "k", "01").assert_error(400, INVALID_VERSION);
     c.put("/v1/key/retire/k", "{}")
         .assert_error(400, INVALID_VERSION);
+    for body in ["", "[]", "{bad"] {
+        c.put("/v1/key/retire/k", body)
+            .assert_error(400, "invalid request body");
+    }
+    c.put("/v1/key/retire/k", r#"{"version":2}"#)
+        .assert_error(400, INVALID_VERSION);
     step(&c, "retire", "missing", "1").assert_error(404, "key does not exist");
     step(&c, "restore", "k", "1").assert_error(409, "key version is not retired");
     step(&c, "destroy", "k", "2").assert_error(409, "key version is not retired");
