@@ -408,11 +408,6 @@ impl Cache {
         Some(e.ring.clone())
     }
 
-    /// Version 1 of `name` if cached fresh (see [`Cache::ring_cached`]).
-    pub fn get_cached(&self, name: &str) -> Option<Arc<KeyVersion>> {
-        self.ring_cached(name).map(|r| r.v1.clone())
-    }
-
     /// Version `n` of the cached ring `ring` of `name`: loaded from the keystore on first use
     /// (one read per version, however many requests ask at once) and kept with the ring.
     /// `NotFound` for a version the keystore does not have.

@@ -415,7 +415,8 @@ struct HmacReply {
 pub fn hmac(ctx: &Ctx<'_>) -> Result<Response, ApiError> {
     let name = key_name(ctx)?;
     let json::CryptoFields { message, .. } = body_fields(ctx)?;
-    let key = ctx.key(name)?;
+    // Version 1's HMAC key whatever the current version: HMACs stay the same across rotations.
+    let key = ctx.ring(name)?.v1.clone();
     let hmac_key = key.hmac_key.as_ref().ok_or(error::NO_HMAC)?;
     ok_json(&HmacReply {
         hmac: json::encode_base64(&hmac_key.sign(&message)),

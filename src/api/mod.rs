@@ -235,20 +235,9 @@ pub struct Ctx<'a> {
 }
 
 impl Ctx<'_> {
-    /// The key `name`: from the cache, or (on a worker) from the keystore. On the event loop a
-    /// key that is not cached answers [`error::WOULD_BLOCK`], and the request moves to a worker.
-    pub fn key(&self, name: &str) -> Result<Arc<KeyVersion>, ApiError> {
-        match self.mode {
-            Mode::Inline => self.api.cache.get_cached(name).ok_or(error::WOULD_BLOCK),
-            Mode::Worker => self
-                .api
-                .cache
-                .get(name)
-                .map_err(|e| error::read_key(name, &e)),
-        }
-    }
-
-    /// The key `name` with its versions (docs/key-versions.md), like [`Ctx::key`].
+    /// The key `name` with its versions (docs/key-versions.md): from the cache, or (on a
+    /// worker) from the keystore. On the event loop a key that is not cached answers
+    /// [`error::WOULD_BLOCK`], and the request moves to a worker.
     pub fn ring(&self, name: &str) -> Result<Arc<Ring>, ApiError> {
         match self.mode {
             Mode::Inline => self.api.cache.ring_cached(name).ok_or(error::WOULD_BLOCK),
