@@ -209,6 +209,26 @@ fn read_file(path: &Path) -> Result<Zeroizing<Vec<u8>>, Error> {
     Ok(value)
 }
 
+/// The names (valid UTF-8 only) in directory `dir`; a missing directory is empty when
+/// `missing_is_empty`, an error otherwise.
+fn entry_names(dir: &Path, missing_is_empty: bool) -> Result<Vec<String>, Error> {
+    let fail = |e: io::Error| Error::Failed(format!("cannot list '{}': {e}", dir.display()));
+    let entries = match fs::read_dir(dir) {
+        Ok(entries) => entries,
+        Err(e) if missing_is_empty && e.kind() == io::ErrorKind::NotFound => {
+            return Ok(Vec::new());
+        }
+        Err(e) => return Err(fail(e)),
+    };
+    let mut names = Vec::new();
+    for entry in entries {
+        if let Ok(name) = entry.map_err(fail)?.file_name().into_string() {
+            names.push(name);
+        }
+    }
+    Ok(names)
+}
+
 use std::os::unix::fs::DirBuilderExt;
 
 impl Keystore for FsKeystore {
@@ -234,38 +254,16 @@ impl Keystore for FsKeystore {
     }
 
     fn list(&self, prefix: &str, limit: usize) -> Result<Page, Error> {
-        let entries = fs::read_dir(&self.dir)
-            .map_err(|e| Error::Failed(format!("cannot list '{}': {e}", self.dir.display())))?;
-        let mut names = Vec::new();
-        for entry in entries {
-            let entry = entry
-                .map_err(|e| Error::Failed(format!("cannot list '{}': {e}", self.dir.display())))?;
-            // Skip temporary files of in-progress creates and anything not valid UTF-8.
-            if let Some(name) = entry.file_name().to_str()
-                && !name.starts_with('.')
-                && name.starts_with(prefix)
-            {
-                names.push(name.to_owned());
-            }
-        }
+        // Temporary files of in-progress creates and `.kes-versions` start with `.`.
+        let names = entry_names(&self.dir, false)?
+            .into_iter()
+            .filter(|name| !name.starts_with('.') && name.starts_with(prefix))
+            .collect();
         Ok(page_of(names, prefix, limit))
     }
 
     fn list_versions(&self, name: &str, ring: &str) -> Result<Vec<VersionEntry>, Error> {
-        let dir = self.ring_dir(name, ring)?;
-        let fail = |e: io::Error| Error::Failed(format!("cannot list '{}': {e}", dir.display()));
-        let entries = match fs::read_dir(&dir) {
-            Ok(entries) => entries,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
-            Err(e) => return Err(fail(e)),
-        };
-        let mut names = Vec::new();
-        for entry in entries {
-            let entry = entry.map_err(fail)?;
-            if let Ok(name) = entry.file_name().into_string() {
-                names.push(name);
-            }
-        }
+        let names = entry_names(&self.ring_dir(name, ring)?, true)?;
         Ok(collect_versions(names.iter().map(String::as_str)))
     }
 
@@ -309,21 +307,10 @@ impl Keystore for FsKeystore {
 
     fn list_rings(&self, name: &str) -> Result<Vec<String>, Error> {
         self.key_path(name)?;
-        let dir = self.dir.join(VERSIONS_DIR).join(name);
-        let fail = |e: io::Error| Error::Failed(format!("cannot list '{}': {e}", dir.display()));
-        let entries = match fs::read_dir(&dir) {
-            Ok(entries) => entries,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
-            Err(e) => return Err(fail(e)),
-        };
-        let mut rings = Vec::new();
-        for entry in entries {
-            if let Ok(ring) = entry.map_err(fail)?.file_name().into_string()
-                && valid_ring(&ring)
-            {
-                rings.push(ring);
-            }
-        }
+        let mut rings: Vec<String> = entry_names(&self.dir.join(VERSIONS_DIR).join(name), true)?
+            .into_iter()
+            .filter(|ring| valid_ring(ring))
+            .collect();
         rings.sort_unstable();
         Ok(rings)
     }
