@@ -826,43 +826,40 @@ impl Inner {
     }
 
     fn list(&self, prefix: &str, limit: usize) -> Result<Page, Error> {
-        self.gate(None)?;
         let url = self.kv.list_url();
-        let reply =
-            self.call(Request::new(Method::Get, &url, NodeChoice::Any).limit(LIST_BODY_LIMIT))?;
-        let names = match reply.status {
-            200 => self
-                .kv
-                .parse_list(&reply.body)
-                .map_err(|why| Error::Failed(format!("vault: GET {}: {why}", strip_query(&url))))?,
-            404 if let Some(why) = self.mismatch_in(&reply, "GET", &url) => {
-                return Err(Error::Failed(why));
-            }
-            204 | 404 => Vec::new(),
-            403 => return Err(self.denied(Op::List, "")),
-            status => return Err(self.unexpected("GET", &url, &reply, status)),
-        };
+        let names = self.list_at(&url, NodeChoice::Any, Kv::parse_list, || {
+            self.denied(Op::List, "")
+        })?;
         Ok(page_of(names, prefix, limit))
+    }
+
+    /// One K/V listing (`url`, from `node`), parsed by `parse`: no such directory is empty, a
+    /// 403 is `denied()`.
+    fn list_at(
+        &self,
+        url: &str,
+        node: NodeChoice,
+        parse: fn(&Kv, &[u8]) -> Result<Vec<String>, String>,
+        denied: impl FnOnce() -> Error,
+    ) -> Result<Vec<String>, Error> {
+        self.gate(None)?;
+        let reply = self.call(Request::new(Method::Get, url, node).limit(LIST_BODY_LIMIT))?;
+        match reply.status {
+            200 => parse(&self.kv, &reply.body)
+                .map_err(|why| Error::Failed(format!("vault: GET {}: {why}", strip_query(url)))),
+            404 if let Some(why) = self.mismatch_in(&reply, "GET", url) => Err(Error::Failed(why)),
+            204 | 404 => Ok(Vec::new()),
+            403 => Err(denied()),
+            status => Err(self.unexpected("GET", url, &reply, status)),
+        }
     }
 
     /// The rings stored for `name` (sub-directories of `.kes-versions/<name>/`).
     fn list_rings(&self, name: &str) -> Result<Vec<String>, Error> {
-        self.gate(None)?;
         let url = self.kv.rings_list_url(name);
-        let reply =
-            self.call(Request::new(Method::Get, &url, NodeChoice::Active).limit(LIST_BODY_LIMIT))?;
-        let dirs = match reply.status {
-            200 => self
-                .kv
-                .parse_list_dirs(&reply.body)
-                .map_err(|why| Error::Failed(format!("vault: GET {}: {why}", strip_query(&url))))?,
-            404 if let Some(why) = self.mismatch_in(&reply, "GET", &url) => {
-                return Err(Error::Failed(why));
-            }
-            204 | 404 => Vec::new(),
-            403 => return Err(self.denied(Op::List, &format!("{VERSIONS_DIR}/{name}/"))),
-            status => return Err(self.unexpected("GET", &url, &reply, status)),
-        };
+        let dirs = self.list_at(&url, NodeChoice::Active, Kv::parse_list_dirs, || {
+            self.denied(Op::List, &format!("{VERSIONS_DIR}/{name}/"))
+        })?;
         let mut rings: Vec<String> = dirs
             .into_iter()
             .filter(|r| crate::keystore::valid_ring(r))
@@ -874,25 +871,13 @@ impl Inner {
     /// The entry names of one ring (docs/key-versions.md §1), from the active node (a rotation
     /// must see every version already created); no ring → none.
     fn list_ring(&self, name: &str, ring: &str) -> Result<Vec<String>, Error> {
-        self.gate(None)?;
         let url = self.kv.ring_list_url(name, ring);
-        let reply =
-            self.call(Request::new(Method::Get, &url, NodeChoice::Active).limit(LIST_BODY_LIMIT))?;
-        match reply.status {
-            200 => self
-                .kv
-                .parse_list(&reply.body)
-                .map_err(|why| Error::Failed(format!("vault: GET {}: {why}", strip_query(&url)))),
-            404 if let Some(why) = self.mismatch_in(&reply, "GET", &url) => Err(Error::Failed(why)),
-            204 | 404 => Ok(Vec::new()),
-            // Not logged here: the cache serves version 1 and says so once (a policy without
-            // `list`, as in the setup procedure, would otherwise log an error at every load and
-            // every re-list of every key); rotate, retire and delete log their failure.
-            403 => Err(Error::Denied(
-                self.denied_message(Op::List, &Kv::version_path(name, ring, "")),
-            )),
-            status => Err(self.unexpected("GET", &url, &reply, status)),
-        }
+        // A denial is not logged here: the cache serves version 1 and says so once (a policy
+        // without `list`, as in the setup procedure, would otherwise log an error at every load
+        // and every re-list of every key); rotate, retire and delete log their failure.
+        self.list_at(&url, NodeChoice::Active, Kv::parse_list, || {
+            Error::Denied(self.denied_message(Op::List, &Kv::version_path(name, ring, "")))
+        })
     }
 
     fn encrypt(&self, transit: &Transit, value: &[u8]) -> Result<Zeroizing<String>, Error> {
