@@ -94,12 +94,14 @@ impl RingState {
     /// Whether a decrypt names (or hints at) a version above the highest one known, close enough
     /// to be a rotation made through another node: the caller then reads the ring again once.
     pub fn needs_reload(&self, requested: Option<u32>, ciphertext: &[u8]) -> bool {
+        self.needs_reload_for(requested.or_else(|| version_hint::of(ciphertext)))
+    }
+
+    /// [`RingState::needs_reload`] for the version a decrypt names, or else its hint
+    /// ([`version_hint::of`], computed once by a caller that also decrypts).
+    pub fn needs_reload_for(&self, version: Option<u32>) -> bool {
         let max = self.versions.keys().next_back().copied().unwrap_or(1);
-        let above = |n: u32| n > max && n - max <= RELOAD_AHEAD;
-        match requested {
-            Some(n) => above(n),
-            None => version_hint::of(ciphertext).is_some_and(above),
-        }
+        version.is_some_and(|n| n > max && n - max <= RELOAD_AHEAD)
     }
 }
 
@@ -161,6 +163,24 @@ pub fn decrypt<E>(
     requested: Option<u32>,
     ciphertext: &[u8],
     context: &[u8],
+    load: impl FnMut(u32) -> Result<Arc<KeyVersion>, E>,
+) -> Result<(Zeroizing<Vec<u8>>, u32), DecryptError<E>> {
+    let hint = if requested.is_none() {
+        version_hint::of(ciphertext)
+    } else {
+        None
+    };
+    decrypt_hinted(ring, requested, hint, ciphertext, context, load)
+}
+
+/// [`decrypt`] with the ciphertext's hint already read (`version_hint::of`; only used when
+/// `requested` is `None`), for a caller that needed it before.
+pub fn decrypt_hinted<E>(
+    ring: &RingState,
+    requested: Option<u32>,
+    hint: Option<u32>,
+    ciphertext: &[u8],
+    context: &[u8],
     mut load: impl FnMut(u32) -> Result<Arc<KeyVersion>, E>,
 ) -> Result<(Zeroizing<Vec<u8>>, u32), DecryptError<E>> {
     let mut try_version =
@@ -181,7 +201,7 @@ pub fn decrypt<E>(
             None => Err(DecryptError::NotAuthentic),
         };
     }
-    if let Some(info) = version_hint::of(ciphertext)
+    if let Some(info) = hint
         .and_then(|n| ring.get(n))
         .filter(|info| !info.destroyed)
         .copied()

@@ -301,13 +301,19 @@ fn open(
     ciphertext: &[u8],
     context: &[u8],
 ) -> Result<zeroize::Zeroizing<Vec<u8>>, ApiError> {
-    if ring.state.needs_reload(requested, ciphertext) {
+    // The hint of a ciphertext without `version` (one SHA-256), read once for both uses.
+    let hint = if requested.is_none() {
+        crate::crypto::version_hint::of(ciphertext)
+    } else {
+        None
+    };
+    if ring.state.needs_reload_for(requested.or(hint)) {
         if ctx.mode == crate::server::Mode::Inline {
             return Err(error::WOULD_BLOCK);
         }
         *ring = ctx.api.cache.reload_ring(name, ring);
     }
-    let found = keyring::decrypt(&ring.state, requested, ciphertext, context, |n| {
+    let found = keyring::decrypt_hinted(&ring.state, requested, hint, ciphertext, context, |n| {
         ctx.version(name, ring, n)
     });
     match found {
