@@ -1076,20 +1076,8 @@ fn racing_rotations_through_two_nodes_on_kv_v1_and_v2() {
                     barrier.wait();
                     let mut won = Vec::new();
                     for _ in 0..ROTATIONS {
-                        // A 503 (16 lost races in a row) wrote nothing: try again, as clients do.
-                        let n = loop {
-                            let r = here.post("/v1/key/rotate/race", "");
-                            if r.status == 503 {
-                                r.assert_error(503, "key rotation contended, try again");
-                                contended.fetch_add(1, Ordering::Relaxed);
-                                continue;
-                            }
-                            assert_eq!(r.status, 200, "rotate: {}", r.text());
-                            let reply = r.json();
-                            let n: u32 = reply["version"].as_str().unwrap().parse().unwrap();
-                            assert_eq!(reply, json!({ "version": n.to_string() }));
-                            break n;
-                        };
+                        let (n, retried) = here.rotate_retrying("race");
+                        contended.fetch_add(retried, Ordering::Relaxed);
                         // This node's rotation invalidated its cache: it generates with the new
                         // version or a later one (another rotation in between), never older.
                         let (g, m) = generate(&here, "race");

@@ -845,7 +845,7 @@ fn racing_rotations_through_two_nodes() {
     let ctx = context("racing");
     let start = Instant::now();
     let go = std::sync::Barrier::new(2 * THREADS);
-    let retried = std::sync::atomic::AtomicU32::new(0);
+    let retried = std::sync::atomic::AtomicUsize::new(0);
     let mut got: Vec<u32> = std::thread::scope(|s| {
         let mut threads = Vec::new();
         for i in 0..2 * THREADS {
@@ -855,22 +855,8 @@ fn racing_rotations_through_two_nodes() {
                 go.wait();
                 let mut made = Vec::new();
                 for _ in 0..ROTATIONS {
-                    // 503 "key rotation contended, try again" (16 lost races in a row; nothing
-                    // written) is for the client to retry, as kms-go does.
-                    let n = loop {
-                        let r = mine.put("/v1/key/rotate/k", "");
-                        if r.status == 503 {
-                            r.assert_error(503, "key rotation contended, try again");
-                            retried.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                            continue;
-                        }
-                        assert_eq!(r.status, 200, "{}", r.text());
-                        break r.json()["version"]
-                            .as_str()
-                            .unwrap()
-                            .parse::<u32>()
-                            .unwrap();
-                    };
+                    let (n, contended) = mine.rotate_retrying("k");
+                    retried.fetch_add(contended, std::sync::atomic::Ordering::Relaxed);
                     let dek = generate(mine, "k", ctx);
                     let used: u32 = dek.version.as_deref().unwrap().parse().unwrap();
                     assert!(
@@ -1182,6 +1168,25 @@ struct DriverRun {
 }
 
 impl DriverRun {
+    /// A kms-go driver (`kesclient`, `kesclient-head`) against `server` as the admin, on the
+    /// existing key `key`, without the admin-only and forbidden-call parts.
+    fn on_key(program: &str, server: &str, key: &str) -> DriverRun {
+        DriverRun::run(
+            program,
+            &[
+                "-server",
+                server,
+                "-api-key",
+                ADMIN_API_KEY,
+                "-k",
+                "-key-name",
+                key,
+                "-skip-admin",
+                "-skip-forbidden",
+            ],
+        )
+    }
+
     fn run(program: &str, args: &[&str]) -> DriverRun {
         let out = Command::new(support::peers().join("bin").join(program))
             .args(args)
@@ -1244,20 +1249,7 @@ fn peer_newest_kms_go_reads_and_sends_key_versions() {
     assert_eq!(rotate(&c, "minio-head"), 2);
     assert_eq!(rotate(&c, "minio-head"), 3);
     let server = format!("https://{}", srv.kes.addr);
-    let run = DriverRun::run(
-        "kesclient-head",
-        &[
-            "-server",
-            &server,
-            "-api-key",
-            ADMIN_API_KEY,
-            "-k",
-            "-key-name",
-            "minio-head",
-            "-skip-admin",
-            "-skip-forbidden",
-        ],
-    );
+    let run = DriverRun::on_key("kesclient-head", &server, "minio-head");
     let out = &run.output;
     assert_eq!(run.failed(), ["CreateKey(new)"], "{out}");
     assert!(
@@ -1351,20 +1343,7 @@ fn peer_kms_go_v0_3_1_uses_rotated_keys() {
     );
     println!("kesload -op decrypt on a rotated key: {ok} decrypts, 0 errors");
 
-    let run = DriverRun::run(
-        "kesclient",
-        &[
-            "-server",
-            &server,
-            "-api-key",
-            ADMIN_API_KEY,
-            "-k",
-            "-key-name",
-            "minio-old",
-            "-skip-admin",
-            "-skip-forbidden",
-        ],
-    );
+    let run = DriverRun::on_key("kesclient", &server, "minio-old");
     let out = &run.output;
     assert_eq!(run.failed(), ["CreateKey(new)"], "{out}");
     // The generate reply it decoded carried the version.

@@ -180,6 +180,26 @@ impl Client {
     pub fn post(&self, path: &str, body: &str) -> Reply {
         self.request("POST", path, Some(body))
     }
+
+    /// Rotates key `name` (`/v1/key/rotate/`), again after each 503 `key rotation contended, try
+    /// again` (16 lost races in a row, nothing written: clients retry it, as kms-go does). The
+    /// new version, and how many 503s it took.
+    pub fn rotate_retrying(&self, name: &str) -> (u32, usize) {
+        let mut contended = 0;
+        loop {
+            let r = self.post(&format!("/v1/key/rotate/{name}"), "");
+            if r.status == 503 {
+                r.assert_error(503, "key rotation contended, try again");
+                contended += 1;
+                continue;
+            }
+            assert_eq!(r.status, 200, "rotate: {}", r.text());
+            let reply = r.json();
+            let n: u32 = reply["version"].as_str().unwrap().parse().unwrap();
+            assert_eq!(reply, serde_json::json!({ "version": n.to_string() }));
+            return (n, contended);
+        }
+    }
 }
 
 /// One client connection (keep-alive).
